@@ -1,0 +1,54 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using GrainFs.DataPlane;
+
+namespace GrainFs.Cli;
+
+/// <summary>How the CLI prints entries: plain lines like ls, or JSON objects (path, kind, size, mtime, etag, mode).</summary>
+internal static class Output
+{
+    public static Utf8JsonWriter JsonWriter(Stream stream) =>
+        new(stream, new JsonWriterOptions { Indented = false, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
+
+    public static void WriteEntry(Utf8JsonWriter json, string path, FsEntry entry)
+    {
+        json.WriteStartObject();
+        json.WriteString("path", path);
+        json.WriteString("kind", entry.IsDirectory ? "directory" : "file");
+        json.WriteNumber("size", entry.Size);
+        json.WriteString("mtime", entry.MtimeUtc.ToString("yyyy-MM-ddTHH:mm:ss.fffZ", CultureInfo.InvariantCulture));
+        json.WriteString("etag", entry.ETag);
+        json.WriteString("mode", Convert.ToString(EffectiveMode(entry), 8).PadLeft(4, '0'));
+        json.WriteEndObject();
+    }
+
+    public static int EffectiveMode(FsEntry entry) =>
+        (entry.Mode & 0xFFF) != 0 ? entry.Mode & 0xFFF : entry.IsDirectory ? 0x1ED : 0x1A4;
+
+    public static string LongLine(string name, FsEntry entry)
+    {
+        var mode = EffectiveMode(entry);
+        var text = new StringBuilder(10);
+        text.Append(entry.IsDirectory ? 'd' : '-');
+        for (var shift = 6; shift >= 0; shift -= 3)
+        {
+            var bits = (mode >> shift) & 7;
+            text.Append((bits & 4) != 0 ? 'r' : '-').Append((bits & 2) != 0 ? 'w' : '-').Append((bits & 1) != 0 ? 'x' : '-');
+        }
+
+        return string.Create(CultureInfo.InvariantCulture,
+            $"{text} {entry.Size,14} {entry.MtimeUtc:yyyy-MM-dd HH:mm:ss} {name}");
+    }
+
+    public static string StatText(string path, FsEntry entry) =>
+        string.Create(CultureInfo.InvariantCulture,
+            $"""
+              path:  {path}
+              kind:  {(entry.IsDirectory ? "directory" : "file")}
+              size:  {entry.Size} ({ByteSize.Format(entry.Size)})
+              mtime: {entry.MtimeUtc:yyyy-MM-ddTHH:mm:ss.fffZ}
+              etag:  {(entry.ETag.Length == 0 ? "-" : entry.ETag)}
+              mode:  {Convert.ToString(EffectiveMode(entry), 8).PadLeft(4, '0')}
+            """);
+}

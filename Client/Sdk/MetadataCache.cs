@@ -1,0 +1,89 @@
+using System.Collections.Concurrent;
+
+namespace GrainFs.Client;
+
+/// <summary>
+/// The client's bounded cache of resolved paths: entries and negative answers, each with an expiry.
+/// When full, the entries closest to expiry are dropped in one sweep (amortised: a sweep frees a tenth).
+/// </summary>
+internal sealed class MetadataCache(int capacity, TimeProvider time)
+{
+    private readonly ConcurrentDictionary<string, Item> _items = new(StringComparer.Ordinal);
+    private readonly Lock _sweepLock = new();
+
+    private sealed record Item(FsStatus Status, FsEntry? Entry, long ExpiresTicks, long MountId);
+
+    public int Count => _items.Count;
+
+    public bool TryGet(string path, out FsStatus status, out FsEntry? entry)
+    {
+        if (_items.TryGetValue(path, out var item))
+        {
+            if (item.ExpiresTicks > time.GetUtcNow().UtcTicks)
+            {
+                status = item.Status;
+                entry = item.Entry;
+                return true;
+            }
+
+            _items.TryRemove(path, out _);
+        }
+
+        status = FsStatus.Ok;
+        entry = null;
+        return false;
+    }
+
+    public void Put(string path, FsStatus status, FsEntry? entry, TimeSpan ttl, long mountId)
+    {
+        if (capacity <= 0 || ttl <= TimeSpan.Zero)
+        {
+            return;
+        }
+
+        if (_items.Count >= capacity)
+        {
+            Sweep();
+        }
+
+        _items[path] = new Item(status, entry, time.GetUtcNow().UtcTicks + ttl.Ticks, mountId);
+    }
+
+    /// <summary>Forgets everything cached for a mount (after an unmount or remount).</summary>
+    public void ForgetMount(long mountId)
+    {
+        foreach (var (key, item) in _items)
+        {
+            if (item.MountId == mountId)
+            {
+                _items.TryRemove(key, out _);
+            }
+        }
+    }
+
+    public void Clear() => _items.Clear();
+
+    private void Sweep()
+    {
+        if (!_sweepLock.TryEnter())
+        {
+            return;
+        }
+
+        try
+        {
+            var now = time.GetUtcNow().UtcTicks;
+            var snapshot = _items.ToArray();
+            Array.Sort(snapshot, static (a, b) => a.Value.ExpiresTicks.CompareTo(b.Value.ExpiresTicks));
+            var drop = Math.Max(1, snapshot.Length / 10);
+            for (var i = 0; i < snapshot.Length && (i < drop || snapshot[i].Value.ExpiresTicks <= now); i++)
+            {
+                _items.TryRemove(snapshot[i].Key, out _);
+            }
+        }
+        finally
+        {
+            _sweepLock.Exit();
+        }
+    }
+}

@@ -1,0 +1,142 @@
+using System.Text;
+
+namespace GrainFs;
+
+/// <summary>
+/// GrainFS paths: absolute, slash-separated, no relative components. Validation here is shared by
+/// the CLI, the SDK and the grains so every entry point refuses the same inputs with the same words.
+/// </summary>
+public static class FsPath
+{
+    /// <summary>Longest name of one path component, in UTF-8 bytes (NAME_MAX).</summary>
+    public const int MaxNameBytes = 255;
+
+    /// <summary>Longest whole path, in UTF-8 bytes (PATH_MAX).</summary>
+    public const int MaxPathBytes = 4096;
+
+    /// <summary>The root of the namespace.</summary>
+    public const string Root = "/";
+
+    /// <summary>
+    /// Checks and normalises a user-supplied path: it must be absolute, must not contain empty,
+    /// '.' or '..' components, and names must fit NAME_MAX. A single trailing slash is dropped.
+    /// </summary>
+    public static FsStatus TryNormalize(string? path, out string normalized, out string? error)
+    {
+        normalized = string.Empty;
+        if (string.IsNullOrEmpty(path))
+        {
+            error = "path is empty";
+            return FsStatus.InvalidArgument;
+        }
+
+        if (path[0] != '/')
+        {
+            error = $"path '{path}' is not absolute (GrainFS paths start with /)";
+            return FsStatus.InvalidArgument;
+        }
+
+        if (path.Contains('\0', StringComparison.Ordinal))
+        {
+            error = "path contains a NUL character";
+            return FsStatus.InvalidArgument;
+        }
+
+        if (Encoding.UTF8.GetByteCount(path) > MaxPathBytes)
+        {
+            error = $"path is longer than {MaxPathBytes} bytes";
+            return FsStatus.NameTooLong;
+        }
+
+        var trimmed = path.Length > 1 && path[^1] == '/' ? path[..^1] : path;
+        if (trimmed == Root)
+        {
+            normalized = Root;
+            error = null;
+            return FsStatus.Ok;
+        }
+
+        var start = 1;
+        while (start <= trimmed.Length)
+        {
+            var end = trimmed.IndexOf('/', start);
+            if (end < 0)
+            {
+                end = trimmed.Length;
+            }
+
+            var name = trimmed.AsSpan(start, end - start);
+            var status = CheckName(name, out error);
+            if (status != FsStatus.Ok)
+            {
+                error = $"path '{path}': {error}";
+                return status;
+            }
+
+            start = end + 1;
+        }
+
+        normalized = trimmed;
+        error = null;
+        return FsStatus.Ok;
+    }
+
+    /// <summary>Checks one path component (a file or directory name).</summary>
+    public static FsStatus CheckName(ReadOnlySpan<char> name, out string? error)
+    {
+        if (name.IsEmpty)
+        {
+            error = "empty name (a doubled slash)";
+            return FsStatus.InvalidArgument;
+        }
+
+        if (name is "." || name is "..")
+        {
+            error = $"relative component '{name}' is not allowed";
+            return FsStatus.InvalidArgument;
+        }
+
+        if (name.Contains('/') || name.Contains('\0'))
+        {
+            error = $"name '{name}' contains '/' or NUL";
+            return FsStatus.InvalidArgument;
+        }
+
+        if (Encoding.UTF8.GetByteCount(name) > MaxNameBytes)
+        {
+            error = $"name '{name[..Math.Min(32, name.Length)]}…' is longer than {MaxNameBytes} bytes";
+            return FsStatus.NameTooLong;
+        }
+
+        error = null;
+        return FsStatus.Ok;
+    }
+
+    /// <summary>True when <paramref name="path"/> equals <paramref name="ancestor"/> or lies below it. Both normalised.</summary>
+    public static bool IsSameOrBelow(string path, string ancestor)
+    {
+        if (ancestor == Root)
+        {
+            return true;
+        }
+
+        return path.Length == ancestor.Length
+            ? string.Equals(path, ancestor, StringComparison.Ordinal)
+            : path.Length > ancestor.Length && path[ancestor.Length] == '/' && path.StartsWith(ancestor, StringComparison.Ordinal);
+    }
+
+    /// <summary>Joins a normalised directory path and a child name.</summary>
+    public static string Combine(string directory, string name) =>
+        directory == Root ? "/" + name : directory + "/" + name;
+
+    /// <summary>Joins two relative paths ("" is the root).</summary>
+    public static string CombineRelative(string directory, string name) =>
+        directory.Length == 0 ? name : directory + "/" + name;
+
+    /// <summary>Splits a normalised relative path into its parent ("" at the top) and its last name.</summary>
+    public static (string Parent, string Name) SplitRelative(string relative)
+    {
+        var slash = relative.LastIndexOf('/');
+        return slash < 0 ? (string.Empty, relative) : (relative[..slash], relative[(slash + 1)..]);
+    }
+}

@@ -1,0 +1,34 @@
+namespace GrainFs;
+
+/// <summary>
+/// The mount table: which under-storage URI is attached where. Off the read path: clients cache the
+/// table with its version and call here only to mount, unmount, or refresh a stale copy.
+/// </summary>
+[Alias("grainfs.IMountTableGrain")]
+public interface IMountTableGrain : IGrainWithIntegerKey
+{
+    /// <summary>The key of the one mount table of a cluster.</summary>
+    public const long Key = 0;
+
+    /// <summary>The table, with secrets redacted.</summary>
+    [Alias("GetTable")]
+    ValueTask<MountTableSnapshot> GetTableAsync();
+
+    /// <summary>The table's version, for a cheap staleness check.</summary>
+    [Alias("GetVersion")]
+    ValueTask<long> GetVersionAsync();
+
+    /// <summary>Mounts an under-storage URI. Refuses nested or overlapping mount points, bad paths,
+    /// unsupported URIs, unknown options and unreachable under-storage, with a message naming the problem.</summary>
+    [Alias("Mount")]
+    ValueTask<MountResult> MountAsync(MountRequest request);
+
+    /// <summary>Removes the mount at <paramref name="path"/> and forgets its cached metadata.</summary>
+    [Alias("Unmount")]
+    ValueTask<MountResult> UnmountAsync(string path);
+
+    /// <summary>Silo-internal: the full mount record, credentials included, for the grains that talk to its under-storage.
+    /// Null when no such mount exists (it was unmounted).</summary>
+    [Alias("Resolve")]
+    ValueTask<MountInfo?> ResolveAsync(long mountId);
+}

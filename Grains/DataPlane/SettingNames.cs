@@ -1,0 +1,162 @@
+namespace GrainFs.DataPlane;
+
+/// <summary>A setting every GrainFS program names the same way: a flag, a configuration key, an environment variable.</summary>
+/// <param name="Flag">The command-line flag, e.g. --silo-port.</param>
+/// <param name="Key">The configuration key, e.g. GrainFs:SiloPort (appsettings.json, or GrainFs__SiloPort in the environment).</param>
+/// <param name="Env">The short environment variable, e.g. GRAINFS_SILO_PORT.</param>
+/// <param name="Help">One line for --help.</param>
+/// <param name="IsSwitch">A flag that takes no value (its presence means true).</param>
+/// <param name="Repeatable">The flag may be given several times; values become Key:0, Key:1, ….</param>
+public sealed record Setting(string Flag, string Key, string Env, string Help, bool IsSwitch = false, bool Repeatable = false);
+
+/// <summary>The settings shared by the silo and the command line, and the parser that reads them.</summary>
+public static class SettingNames
+{
+    /// <summary>The cluster: an Npgsql connection string; absent means the embedded localhost silo.</summary>
+    public static readonly Setting Cluster = new("--cluster", "GrainFs:Cluster", "GRAINFS_CLUSTER",
+        "PostgreSQL cluster as an Npgsql connection string (absent: the embedded localhost silo)");
+
+    /// <summary>The cluster id shared by silos and clients of one cluster.</summary>
+    public static readonly Setting ClusterId = new("--cluster-id", "GrainFs:ClusterId", "GRAINFS_CLUSTER_ID",
+        "cluster id (default grainfs); silos and clients of one cluster share it");
+
+    /// <summary>The gateway port clients use to reach the embedded silo.</summary>
+    public static readonly Setting GatewayPort = new("--gateway-port", "GrainFs:GatewayPort", "GRAINFS_GATEWAY_PORT",
+        "gateway (client) port (default 30000)");
+
+    /// <summary>The silo's state folder.</summary>
+    public static readonly Setting Data = new("--data", "GrainFs:Data", "GRAINFS_DATA",
+        "state folder (default ~/.grainfs/data)");
+
+    /// <summary>The silo-to-silo port.</summary>
+    public static readonly Setting SiloPort = new("--silo-port", "GrainFs:SiloPort", "GRAINFS_SILO_PORT",
+        "silo-to-silo port (default 11111)");
+
+    /// <summary>The dashboard port.</summary>
+    public static readonly Setting DashboardPort = new("--dashboard-port", "GrainFs:DashboardPort", "GRAINFS_DASHBOARD_PORT",
+        "Orleans Dashboard port on 127.0.0.1, served at /dashboard (default 8080, 0 turns it off)");
+
+    /// <summary>The metrics port.</summary>
+    public static readonly Setting MetricsPort = new("--metrics-port", "GrainFs:MetricsPort", "GRAINFS_METRICS_PORT",
+        "Prometheus metrics port on 127.0.0.1, served at /metrics (default 9464, 0 turns it off)");
+
+    /// <summary>The host name the silo reports.</summary>
+    public static readonly Setting Host = new("--host", "GrainFs:Host", "GRAINFS_HOST",
+        "host name this silo reports for placement (default: the machine's name)");
+
+    /// <summary>The silo's roles.</summary>
+    public static readonly Setting Roles = new("--roles", "GrainFs:Roles", "GRAINFS_ROLES",
+        "comma-separated roles: gpu, read, write (default gpu,read,write)");
+
+    /// <summary>The address other silos and clients reach this silo at.</summary>
+    public static readonly Setting Advertise = new("--advertise", "GrainFs:AdvertisedAddress", "GRAINFS_ADVERTISE",
+        "IP address announced to the cluster (default: 127.0.0.1 embedded, else the first non-loopback IPv4)");
+
+    /// <summary>The silo's name.</summary>
+    public static readonly Setting SiloName = new("--name", "GrainFs:SiloName", "GRAINFS_SILO_NAME",
+        "silo name (default <host>-<silo-port>)");
+
+    /// <summary>The telemetry exporter.</summary>
+    public static readonly Setting Telemetry = new("--telemetry", "GrainFs:Telemetry:Exporter", "GRAINFS_TELEMETRY",
+        "telemetry exporter: prometheus (default), otlp, console or none");
+
+    /// <summary>Settings the silo reads.</summary>
+    public static readonly IReadOnlyList<Setting> SiloSettings =
+        [Cluster, ClusterId, Data, SiloPort, GatewayPort, DashboardPort, MetricsPort, Host, Roles, Advertise, SiloName, Telemetry];
+
+    /// <summary>Settings every client command reads.</summary>
+    public static readonly IReadOnlyList<Setting> ClientSettings = [Cluster, ClusterId, GatewayPort];
+
+    /// <summary>
+    /// Reads <paramref name="allowed"/> flags out of <paramref name="args"/> ("--flag value" or "--flag=value") into
+    /// configuration keys; other arguments are returned in <paramref name="rest"/> in order. An unknown --flag is left in
+    /// <paramref name="rest"/> for the caller to judge. Returns false with an error for a flag missing its value.
+    /// </summary>
+    public static bool TryParse(IReadOnlyList<string> args, IReadOnlyList<Setting> allowed, out Dictionary<string, string?> values, out List<string> rest, out string? error)
+    {
+        values = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase);
+        rest = [];
+        var counts = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (var i = 0; i < args.Count; i++)
+        {
+            var arg = args[i];
+            var eq = arg.IndexOf('=');
+            var flag = arg.StartsWith("--", StringComparison.Ordinal) && eq > 0 ? arg[..eq] : arg;
+            Setting? setting = null;
+            foreach (var candidate in allowed)
+            {
+                if (string.Equals(candidate.Flag, flag, StringComparison.Ordinal))
+                {
+                    setting = candidate;
+                    break;
+                }
+            }
+
+            if (setting is null)
+            {
+                rest.Add(arg);
+                continue;
+            }
+
+            string value;
+            if (setting.IsSwitch)
+            {
+                value = eq > 0 ? arg[(eq + 1)..] : "true";
+            }
+            else if (eq > 0)
+            {
+                value = arg[(eq + 1)..];
+            }
+            else if (i + 1 < args.Count)
+            {
+                value = args[++i];
+            }
+            else
+            {
+                error = $"{setting.Flag} needs a value ({setting.Help})";
+                return false;
+            }
+
+            if (setting.Repeatable)
+            {
+                counts.TryGetValue(setting.Key, out var n);
+                values[$"{setting.Key}:{n}"] = value;
+                counts[setting.Key] = n + 1;
+            }
+            else
+            {
+                values[setting.Key] = value;
+            }
+        }
+
+        error = null;
+        return true;
+    }
+
+    /// <summary>The short environment variables (GRAINFS_…) of <paramref name="allowed"/> that are set, as configuration keys.</summary>
+    public static Dictionary<string, string?> FromEnvironment(IReadOnlyList<Setting> allowed, Func<string, string?>? environment = null)
+    {
+        environment ??= Environment.GetEnvironmentVariable;
+        var values = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase);
+        foreach (var setting in allowed)
+        {
+            if (environment(setting.Env) is { Length: > 0 } value)
+            {
+                if (setting.Repeatable)
+                {
+                    var parts = value.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+                    for (var i = 0; i < parts.Length; i++)
+                    {
+                        values[$"{setting.Key}:{i}"] = parts[i];
+                    }
+                }
+                else
+                {
+                    values[setting.Key] = value;
+                }
+            }
+        }
+
+        return values;
+    }
+}

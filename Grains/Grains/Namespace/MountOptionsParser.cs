@@ -1,0 +1,188 @@
+using System.Globalization;
+using System.Text.Json;
+using GrainFs.Storage.UnderStorage;
+
+namespace GrainFs.Grains.Namespace;
+
+/// <summary>Turns the raw key=value options of a mount request into <see cref="MountOptions"/>, refusing anything unknown.</summary>
+public static class MountOptionsParser
+{
+    /// <summary>Option keys every mount understands.</summary>
+    public static readonly IReadOnlyList<string> CommonKeys = ["readonly", "sync-interval", "owner", "group", "mode"];
+
+    /// <summary>Parses options for a mount of <paramref name="scheme"/>; false with a message naming the option and value.</summary>
+    public static bool TryParse(string scheme, IReadOnlyDictionary<string, string> raw, out MountOptions options, out string? error)
+    {
+        options = MountOptions.Default;
+        var readOnly = false;
+        var sync = MountOptions.DEFAULT_SYNC_INTERVAL_SECONDS;
+        int? owner = null, group = null, mode = null;
+        var properties = new Dictionary<string, string>(StringComparer.Ordinal);
+        var schemeKeys = UnderStorageFactory.PropertiesByScheme.TryGetValue(scheme, out var list) ? list : [];
+        foreach (var (rawKey, rawValue) in raw)
+        {
+            var key = rawKey.Trim().ToLowerInvariant();
+            var value = rawValue.Trim();
+            switch (key)
+            {
+                case "readonly":
+                case "read-only":
+                    if (value.Length == 0)
+                    {
+                        readOnly = true;
+                    }
+                    else if (!bool.TryParse(value, out readOnly))
+                    {
+                        error = $"option readonly: '{value}' is not true or false";
+                        return false;
+                    }
+
+                    break;
+                case "sync-interval":
+                    if (!TryParseInterval(value, out sync))
+                    {
+                        error = $"option sync-interval: '{value}' is not -1 (never), 0 (every access) or a number of seconds (also 30s, 5m, 2h, never, always)";
+                        return false;
+                    }
+
+                    break;
+                case "owner":
+                case "group":
+                    if (!int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var id))
+                    {
+                        error = $"option {key}: '{value}' is not a numeric {(key == "owner" ? "uid" : "gid")}";
+                        return false;
+                    }
+
+                    if (key == "owner")
+                    {
+                        owner = id;
+                    }
+                    else
+                    {
+                        group = id;
+                    }
+
+                    break;
+                case "mode":
+                    if (!TryParseMode(value, out var bits))
+                    {
+                        error = $"option mode: '{value}' is not an octal permission mode such as 0755";
+                        return false;
+                    }
+
+                    mode = bits;
+                    break;
+                default:
+                    if (!schemeKeys.Contains(key))
+                    {
+                        var known = CommonKeys.Concat(schemeKeys);
+                        error = $"unknown mount option '{rawKey}' for a {scheme} mount (known: {string.Join(", ", known)})";
+                        return false;
+                    }
+
+                    if (value.Length == 0)
+                    {
+                        error = $"option {key} needs a value ({key}=…)";
+                        return false;
+                    }
+
+                    properties[key] = value;
+                    break;
+            }
+        }
+
+        options = new MountOptions(readOnly, sync, owner, group, mode, properties);
+        error = null;
+        return true;
+    }
+
+    /// <summary>Parses a sync interval: -1/never, 0/always, seconds, or 30s / 5m / 2h.</summary>
+    public static bool TryParseInterval(string text, out int seconds)
+    {
+        seconds = 0;
+        switch (text.ToLowerInvariant())
+        {
+            case "never":
+                seconds = -1;
+                return true;
+            case "always":
+                seconds = 0;
+                return true;
+        }
+
+        if (int.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out seconds))
+        {
+            return seconds >= -1;
+        }
+
+        if (text.Length < 2)
+        {
+            return false;
+        }
+
+        var factor = char.ToLowerInvariant(text[^1]) switch { 's' => 1, 'm' => 60, 'h' => 3600, 'd' => 86400, _ => 0 };
+        if (factor == 0 || !int.TryParse(text.AsSpan(0, text.Length - 1), NumberStyles.None, CultureInfo.InvariantCulture, out var count))
+        {
+            return false;
+        }
+
+        seconds = checked(count * factor);
+        return true;
+    }
+
+    private static bool TryParseMode(string text, out int mode)
+    {
+        mode = 0;
+        if (text.Length is 0 or > 5)
+        {
+            return false;
+        }
+
+        foreach (var c in text)
+        {
+            if (c is < '0' or > '7')
+            {
+                return false;
+            }
+
+            mode = (mode * 8) + (c - '0');
+        }
+
+        return mode <= 0xFFF;
+    }
+
+    /// <summary>Options as JSON for the metadata store (credentials included: the store is inside the trust boundary).</summary>
+    public static string ToJson(MountOptions options) => JsonSerializer.Serialize(new OptionsDocument
+    {
+        ReadOnly = options.ReadOnly,
+        SyncIntervalSeconds = options.SyncIntervalSeconds,
+        Owner = options.Owner,
+        Group = options.Group,
+        Mode = options.Mode,
+        Properties = new Dictionary<string, string>(options.Properties),
+    });
+
+    /// <summary>Options from the metadata store's JSON.</summary>
+    public static MountOptions FromJson(string json)
+    {
+        var document = JsonSerializer.Deserialize<OptionsDocument>(json) ?? new OptionsDocument();
+        return new MountOptions(document.ReadOnly, document.SyncIntervalSeconds, document.Owner, document.Group, document.Mode,
+            document.Properties ?? new Dictionary<string, string>());
+    }
+
+    private sealed class OptionsDocument
+    {
+        public bool ReadOnly { get; set; }
+
+        public int SyncIntervalSeconds { get; set; } = MountOptions.DEFAULT_SYNC_INTERVAL_SECONDS;
+
+        public int? Owner { get; set; }
+
+        public int? Group { get; set; }
+
+        public int? Mode { get; set; }
+
+        public Dictionary<string, string>? Properties { get; set; }
+    }
+}

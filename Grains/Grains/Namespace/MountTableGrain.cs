@@ -1,0 +1,200 @@
+using GrainFs.Storage.Metadata;
+using GrainFs.Storage.UnderStorage;
+using Microsoft.Extensions.Logging;
+
+namespace GrainFs.Grains.Namespace;
+
+/// <summary>
+/// The cluster's mount table. Small state (a few records), persisted whole in the metadata store with
+/// optimistic concurrency; clients cache it by version, so this grain is never on the read path.
+/// </summary>
+internal sealed partial class MountTableGrain(
+    IMetadataStore store,
+    UnderStorageRegistry registry,
+    TimeProvider time,
+    ILogger<MountTableGrain> logger) : Grain, IMountTableGrain
+{
+    private StoredMountTable _stored = StoredMountTable.Empty;
+    private MountInfo[] _mounts = [];
+
+    public override async Task OnActivateAsync(CancellationToken cancellationToken)
+    {
+        _stored = await store.LoadMountTableAsync(cancellationToken);
+        _mounts = [.. _stored.Mounts.Select(ToInfo).OrderBy(m => m.Path, StringComparer.Ordinal)];
+        LogLoaded(logger, _mounts.Length, _stored.Version, store.Kind);
+    }
+
+    private static MountInfo ToInfo(StoredMount m) =>
+        new(m.Id, m.Path, m.Uri, MountOptionsParser.FromJson(m.OptionsJson), DateTime.SpecifyKind(m.CreatedUtc, DateTimeKind.Utc));
+
+    public ValueTask<MountTableSnapshot> GetTableAsync() =>
+        ValueTask.FromResult(new MountTableSnapshot(_stored.Version, [.. _mounts.Select(m => m.Redacted())]));
+
+    public ValueTask<long> GetVersionAsync() => ValueTask.FromResult(_stored.Version);
+
+    public ValueTask<MountInfo?> ResolveAsync(long mountId)
+    {
+        foreach (var mount in _mounts)
+        {
+            if (mount.Id == mountId)
+            {
+                return ValueTask.FromResult<MountInfo?>(mount);
+            }
+        }
+
+        return ValueTask.FromResult<MountInfo?>(null);
+    }
+
+    public async ValueTask<MountResult> MountAsync(MountRequest request)
+    {
+        var status = FsPath.TryNormalize(request.Path, out var path, out var error);
+        if (status != FsStatus.Ok)
+        {
+            return Fail(status, $"mount point: {error}");
+        }
+
+        if (path == FsPath.Root)
+        {
+            return Fail(FsStatus.InvalidArgument, "cannot mount at / (the root is virtual: it holds only mount points)");
+        }
+
+        foreach (var existing in _mounts)
+        {
+            if (existing.Path == path)
+            {
+                return Fail(FsStatus.Exists, $"{path} is already a mount point (of {existing.Uri}); unmount it first");
+            }
+
+            if (FsPath.IsSameOrBelow(path, existing.Path))
+            {
+                return Fail(FsStatus.InvalidArgument, $"{path} is inside the mount {existing.Path} (nested mounts are not allowed)");
+            }
+
+            if (FsPath.IsSameOrBelow(existing.Path, path))
+            {
+                return Fail(FsStatus.InvalidArgument, $"{path} would contain the existing mount {existing.Path} (nested mounts are not allowed)");
+            }
+        }
+
+        if (!UnderStorageFactory.TryParse(request.Uri, out var uri, out error))
+        {
+            return Fail(FsStatus.InvalidArgument, error!);
+        }
+
+        if (!MountOptionsParser.TryParse(uri.Scheme, request.Options, out var options, out error))
+        {
+            return Fail(FsStatus.InvalidArgument, error!);
+        }
+
+        var canonical = uri.ToString();
+        foreach (var existing in _mounts)
+        {
+            if (Overlaps(existing.Uri, canonical) && !(existing.Options.ReadOnly && options.ReadOnly))
+            {
+                return Fail(FsStatus.InvalidArgument,
+                    $"{canonical} overlaps {existing.Uri}, already mounted at {existing.Path}; two views of the same data may only both be mounted read-only (--readonly)");
+            }
+        }
+
+        var check = await CheckReachableAsync(canonical, options);
+        if (check is not null)
+        {
+            return check;
+        }
+
+        var mount = new MountInfo(_stored.NextId, path, canonical, options, time.GetUtcNow().UtcDateTime);
+        var mounts = _mounts.Append(mount).OrderBy(m => m.Path, StringComparer.Ordinal).ToArray();
+        await SaveAsync(mounts, _stored.NextId + 1);
+        LogMounted(logger, mount.Path, mount.Uri, mount.Id, _stored.Version);
+        return new MountResult(FsStatus.Ok, null, mount.Redacted(), _stored.Version);
+    }
+
+    private async Task<MountResult?> CheckReachableAsync(string uri, MountOptions options)
+    {
+        IUnderStorage storage;
+        try
+        {
+            storage = registry.Factory.Create(uri, options.Properties);
+        }
+        catch (UnderStorageException e)
+        {
+            return Fail(FsStatus.InvalidArgument, e.Message);
+        }
+
+        await using (storage)
+        {
+            try
+            {
+                var root = await storage.StatAsync(string.Empty);
+                if (root is null)
+                {
+                    return Fail(FsStatus.NotFound, $"{uri}: no such directory");
+                }
+
+                if (root.Value.Kind != EntryKind.Directory)
+                {
+                    return Fail(FsStatus.NotADirectory, $"{uri}: not a directory");
+                }
+            }
+            catch (UnderStorageException e)
+            {
+                return Fail(Errors.ToStatus(e.Error), e.Message);
+            }
+        }
+
+        return null;
+    }
+
+    private static bool Overlaps(string a, string b) =>
+        a == b || b.StartsWith(a + "/", StringComparison.Ordinal) || a.StartsWith(b + "/", StringComparison.Ordinal);
+
+    public async ValueTask<MountResult> UnmountAsync(string path)
+    {
+        var status = FsPath.TryNormalize(path, out var normalized, out var error);
+        if (status != FsStatus.Ok)
+        {
+            return Fail(status, error!);
+        }
+
+        var mount = Array.Find(_mounts, m => m.Path == normalized);
+        if (mount is null)
+        {
+            return Fail(FsStatus.NotFound, $"{normalized} is not a mount point");
+        }
+
+        await SaveAsync([.. _mounts.Where(m => m.Id != mount.Id)], _stored.NextId);
+        await registry.RemoveAsync(mount.Id);
+        await store.DeleteMountDataAsync(mount.Id);
+        LogUnmounted(logger, mount.Path, mount.Uri, mount.Id, _stored.Version);
+        return new MountResult(FsStatus.Ok, null, mount.Redacted(), _stored.Version);
+    }
+
+    private async Task SaveAsync(MountInfo[] mounts, long nextId)
+    {
+        var table = new StoredMountTable(
+            _stored.Version + 1,
+            nextId,
+            [.. mounts.Select(m => new StoredMount(m.Id, m.Path, m.Uri, MountOptionsParser.ToJson(m.Options), m.CreatedUtc))]);
+        await store.SaveMountTableAsync(table, _stored.Version);
+        _stored = table;
+        _mounts = mounts;
+    }
+
+    private MountResult Fail(FsStatus status, string message)
+    {
+        LogRefused(logger, message);
+        return new MountResult(status, message, null, _stored.Version);
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Mount table loaded: {Count} mounts at version {Version} from the {Store} store")]
+    private static partial void LogLoaded(ILogger logger, int count, long version, string store);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Mounted {Uri} at {Path} (mount {Id}, table version {Version})")]
+    private static partial void LogMounted(ILogger logger, string path, string uri, long id, long version);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Unmounted {Uri} from {Path} (mount {Id}, table version {Version})")]
+    private static partial void LogUnmounted(ILogger logger, string path, string uri, long id, long version);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Mount request refused: {Reason}")]
+    private static partial void LogRefused(ILogger logger, string reason);
+}

@@ -1,0 +1,53 @@
+namespace GrainFs.Grains.Namespace;
+
+/// <summary>How directory grains cache and split listings. Bound from configuration section GrainFs:Namespace.</summary>
+public sealed class NamespaceOptions
+{
+    /// <summary>Default for <see cref="ShardThreshold"/>.</summary>
+    public const int DEFAULT_SHARD_THRESHOLD = 65_536;
+
+    /// <summary>Default for <see cref="TargetShardEntries"/>.</summary>
+    public const int DEFAULT_TARGET_SHARD_ENTRIES = 32_768;
+
+    /// <summary>Default for <see cref="MaxPageEntries"/>.</summary>
+    public const int DEFAULT_MAX_PAGE_ENTRIES = 5_000;
+
+    /// <summary>Default for <see cref="SyncRetryDelay"/>.</summary>
+    public static readonly TimeSpan DEFAULT_SYNC_RETRY_DELAY = TimeSpan.FromSeconds(10);
+
+    /// <summary>A directory with more entries than this is split into shards by name hash.</summary>
+    public int ShardThreshold { get; set; } = DEFAULT_SHARD_THRESHOLD;
+
+    /// <summary>The number of entries a shard aims to hold; the shard count is the next power of two that keeps shards at or below it.</summary>
+    public int TargetShardEntries { get; set; } = DEFAULT_TARGET_SHARD_ENTRIES;
+
+    /// <summary>The most entries one list page carries.</summary>
+    public int MaxPageEntries { get; set; } = DEFAULT_MAX_PAGE_ENTRIES;
+
+    /// <summary>After a failed re-list with cached entries to fall back on, how long to serve them before trying again.</summary>
+    public TimeSpan SyncRetryDelay { get; set; } = DEFAULT_SYNC_RETRY_DELAY;
+
+    /// <summary>Checks the values; returns the problems, each naming its key.</summary>
+    public IEnumerable<string> Validate()
+    {
+        if (ShardThreshold < 1)
+        {
+            yield return $"GrainFs:Namespace:ShardThreshold must be at least 1 (was {ShardThreshold})";
+        }
+
+        if (TargetShardEntries < 1)
+        {
+            yield return $"GrainFs:Namespace:TargetShardEntries must be at least 1 (was {TargetShardEntries})";
+        }
+
+        if (MaxPageEntries is < 1 or > 100_000)
+        {
+            yield return $"GrainFs:Namespace:MaxPageEntries must be between 1 and 100000 (was {MaxPageEntries})";
+        }
+
+        if (SyncRetryDelay < TimeSpan.Zero)
+        {
+            yield return "GrainFs:Namespace:SyncRetryDelay must not be negative";
+        }
+    }
+}

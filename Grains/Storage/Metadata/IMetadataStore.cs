@@ -1,0 +1,66 @@
+namespace GrainFs.Storage.Metadata;
+
+/// <summary>What a directory listing found at its path.</summary>
+public enum DirectoryState : byte
+{
+    /// <summary>A directory; its entries are in the table.</summary>
+    Listed = 0,
+
+    /// <summary>Nothing exists at the path (a cached negative answer).</summary>
+    NotFound = 1,
+
+    /// <summary>The path is a file (a cached negative answer).</summary>
+    NotADirectory = 2,
+}
+
+/// <summary>A directory (or shard) as it was last listed from under-storage.</summary>
+/// <param name="State">What the listing found.</param>
+/// <param name="Table">The entries (empty unless <see cref="DirectoryState.Listed"/>).</param>
+/// <param name="SyncedUtc">When the listing was read from under-storage.</param>
+/// <param name="Generation">Bumped by every listing, so shards can tell a newer listing from theirs.</param>
+/// <param name="ShardCount">1 when unsharded; otherwise the number of shards the entries are split into.</param>
+public sealed record DirectorySnapshot(DirectoryState State, DirectoryTable Table, DateTime SyncedUtc, long Generation, int ShardCount);
+
+/// <summary>A mount as the store keeps it; options are JSON written by the mount table grain.</summary>
+public sealed record StoredMount(long Id, string Path, string Uri, string OptionsJson, DateTime CreatedUtc);
+
+/// <summary>The whole mount table: small, written atomically.</summary>
+/// <param name="Version">The table's version (bumped by each change).</param>
+/// <param name="NextId">The next mount id to hand out; never reused.</param>
+/// <param name="Mounts">The mounts.</param>
+public sealed record StoredMountTable(long Version, long NextId, IReadOnlyList<StoredMount> Mounts)
+{
+    /// <summary>The table of a new cluster.</summary>
+    public static StoredMountTable Empty { get; } = new(0, 1, []);
+}
+
+/// <summary>Thrown when a write lost an optimistic-concurrency race (another silo wrote first).</summary>
+public sealed class MetadataConflictException(string message) : Exception(message);
+
+/// <summary>
+/// Where metadata outlives grain activations: the mount table and directory listings. Two engines, one
+/// contract (the contract tests run against both): in-memory for the embedded single silo, PostgreSQL for clusters.
+/// </summary>
+public interface IMetadataStore
+{
+    /// <summary>"memory" or "postgres".</summary>
+    string Kind { get; }
+
+    /// <summary>Checks the store is usable (for PostgreSQL: reachable, schema at the expected version).</summary>
+    ValueTask InitializeAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>The mount table (empty for a new cluster).</summary>
+    ValueTask<StoredMountTable> LoadMountTableAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>Replaces the mount table if the stored version is still <paramref name="expectedVersion"/>; else throws <see cref="MetadataConflictException"/>.</summary>
+    ValueTask SaveMountTableAsync(StoredMountTable table, long expectedVersion, CancellationToken cancellationToken = default);
+
+    /// <summary>A stored directory listing, or null.</summary>
+    ValueTask<DirectorySnapshot?> LoadDirectoryAsync(string key, CancellationToken cancellationToken = default);
+
+    /// <summary>Stores a directory listing, replacing any older one.</summary>
+    ValueTask SaveDirectoryAsync(string key, long mountId, DirectorySnapshot snapshot, CancellationToken cancellationToken = default);
+
+    /// <summary>Forgets every directory listing of a mount.</summary>
+    ValueTask DeleteMountDataAsync(long mountId, CancellationToken cancellationToken = default);
+}

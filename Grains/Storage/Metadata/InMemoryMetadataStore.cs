@@ -1,0 +1,74 @@
+using System.Collections.Concurrent;
+
+namespace GrainFs.Storage.Metadata;
+
+/// <summary>
+/// The embedded default: metadata in this process. Snapshots are immutable, so the store keeps the very
+/// table a directory grain holds (no copy): a deactivated grain's entries stay here for its next activation.
+/// Lost when the silo stops; a cluster that must remember uses <see cref="PostgresMetadataStore"/>.
+/// </summary>
+public sealed class InMemoryMetadataStore : IMetadataStore
+{
+    private readonly ConcurrentDictionary<string, (long MountId, DirectorySnapshot Snapshot)> _directories = new(StringComparer.Ordinal);
+    private readonly Lock _mountLock = new();
+    private StoredMountTable _mounts = StoredMountTable.Empty;
+
+    /// <inheritdoc />
+    public string Kind => "memory";
+
+    /// <summary>Directory listings held.</summary>
+    public int DirectoryCount => _directories.Count;
+
+    /// <inheritdoc />
+    public ValueTask InitializeAsync(CancellationToken cancellationToken = default) => ValueTask.CompletedTask;
+
+    /// <inheritdoc />
+    public ValueTask<StoredMountTable> LoadMountTableAsync(CancellationToken cancellationToken = default)
+    {
+        lock (_mountLock)
+        {
+            return ValueTask.FromResult(_mounts);
+        }
+    }
+
+    /// <inheritdoc />
+    public ValueTask SaveMountTableAsync(StoredMountTable table, long expectedVersion, CancellationToken cancellationToken = default)
+    {
+        lock (_mountLock)
+        {
+            if (_mounts.Version != expectedVersion)
+            {
+                throw new MetadataConflictException($"mount table is at version {_mounts.Version}, expected {expectedVersion}");
+            }
+
+            _mounts = table;
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    public ValueTask<DirectorySnapshot?> LoadDirectoryAsync(string key, CancellationToken cancellationToken = default) =>
+        ValueTask.FromResult(_directories.TryGetValue(key, out var found) ? found.Snapshot : null);
+
+    /// <inheritdoc />
+    public ValueTask SaveDirectoryAsync(string key, long mountId, DirectorySnapshot snapshot, CancellationToken cancellationToken = default)
+    {
+        _directories[key] = (mountId, snapshot);
+        return ValueTask.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    public ValueTask DeleteMountDataAsync(long mountId, CancellationToken cancellationToken = default)
+    {
+        foreach (var (key, value) in _directories)
+        {
+            if (value.MountId == mountId)
+            {
+                _directories.TryRemove(key, out _);
+            }
+        }
+
+        return ValueTask.CompletedTask;
+    }
+}

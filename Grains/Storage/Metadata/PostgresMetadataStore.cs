@@ -1,0 +1,261 @@
+using Npgsql;
+using NpgsqlTypes;
+
+namespace GrainFs.Storage.Metadata;
+
+/// <summary>
+/// Metadata in PostgreSQL (the schema of infra/db, applied by infra/db/apply.sh): the mount table, and one
+/// row per cached entry written in bulk with binary COPY. Silo memory then holds only active directories.
+/// </summary>
+public sealed class PostgresMetadataStore : IMetadataStore, IAsyncDisposable
+{
+    /// <summary>The schema version this code expects (grainfs_schema.version).</summary>
+    public const int SchemaVersion = 1;
+
+    private readonly NpgsqlDataSource _dataSource;
+    private readonly string _safeConnection;
+
+    /// <summary>Creates the store for an Npgsql connection string.</summary>
+    public PostgresMetadataStore(string connectionString)
+    {
+        _dataSource = NpgsqlDataSource.Create(connectionString);
+        _safeConnection = Describe(connectionString);
+    }
+
+    /// <inheritdoc />
+    public string Kind => "postgres";
+
+    /// <summary>A connection string as safe to print: the password removed.</summary>
+    public static string Describe(string connectionString)
+    {
+        try
+        {
+            var builder = new NpgsqlConnectionStringBuilder(connectionString);
+            return $"Host={builder.Host};Port={builder.Port};Database={builder.Database};Username={builder.Username}";
+        }
+        catch (ArgumentException)
+        {
+            return "(unparsable connection string)";
+        }
+    }
+
+    /// <inheritdoc />
+    public async ValueTask InitializeAsync(CancellationToken cancellationToken = default)
+    {
+        int? version;
+        try
+        {
+            await using var command = _dataSource.CreateCommand("select version from grainfs_schema where id = 1");
+            version = (int?)await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UndefinedTable)
+        {
+            version = null;
+        }
+        catch (NpgsqlException e)
+        {
+            throw new InvalidOperationException($"cannot reach the PostgreSQL metadata store at {_safeConnection}: {e.Message}", e);
+        }
+
+        if (version is null)
+        {
+            throw new InvalidOperationException($"the GrainFS schema is missing in {_safeConnection}: run infra/db/apply.sh with this connection string");
+        }
+
+        if (version != SchemaVersion)
+        {
+            throw new InvalidOperationException($"the GrainFS schema in {_safeConnection} is at version {version}, this build needs {SchemaVersion}: run infra/db/apply.sh");
+        }
+    }
+
+    /// <inheritdoc />
+    public async ValueTask<StoredMountTable> LoadMountTableAsync(CancellationToken cancellationToken = default)
+    {
+        await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        long version = 0, nextId = 1;
+        await using (var command = new NpgsqlCommand("select version, next_id from grainfs_mount_table where id = 1", connection))
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            if (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                version = reader.GetInt64(0);
+                nextId = reader.GetInt64(1);
+            }
+        }
+
+        var mounts = new List<StoredMount>();
+        await using (var command = new NpgsqlCommand("select mount_id, path, uri, options::text, created_at from grainfs_mounts order by path", connection))
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                mounts.Add(new StoredMount(reader.GetInt64(0), reader.GetString(1), reader.GetString(2), reader.GetString(3), reader.GetDateTime(4)));
+            }
+        }
+
+        return new StoredMountTable(version, nextId, mounts);
+    }
+
+    /// <inheritdoc />
+    public async ValueTask SaveMountTableAsync(StoredMountTable table, long expectedVersion, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        await using (var command = new NpgsqlCommand(
+            """
+            insert into grainfs_mount_table (id, version, next_id) values (1, @version, @next)
+            on conflict (id) do update set version = excluded.version, next_id = excluded.next_id
+            where grainfs_mount_table.version = @expected
+            """, connection, transaction))
+        {
+            command.Parameters.AddWithValue("version", table.Version);
+            command.Parameters.AddWithValue("next", table.NextId);
+            command.Parameters.AddWithValue("expected", expectedVersion);
+            var changed = await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            if (changed != 1)
+            {
+                throw new MetadataConflictException($"mount table changed concurrently (expected version {expectedVersion})");
+            }
+        }
+
+        await using (var command = new NpgsqlCommand("delete from grainfs_mounts", connection, transaction))
+        {
+            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        foreach (var mount in table.Mounts)
+        {
+            await using var command = new NpgsqlCommand(
+                "insert into grainfs_mounts (mount_id, path, uri, options, created_at) values (@id, @path, @uri, @options::jsonb, @created)", connection, transaction);
+            command.Parameters.AddWithValue("id", mount.Id);
+            command.Parameters.AddWithValue("path", mount.Path);
+            command.Parameters.AddWithValue("uri", mount.Uri);
+            command.Parameters.AddWithValue("options", mount.OptionsJson);
+            command.Parameters.AddWithValue("created", DateTime.SpecifyKind(mount.CreatedUtc, DateTimeKind.Utc));
+            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public async ValueTask<DirectorySnapshot?> LoadDirectoryAsync(string key, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        long dirId;
+        DirectoryState state;
+        DateTime synced;
+        long generation;
+        int shards, count;
+        await using (var command = new NpgsqlCommand(
+            "select dir_id, state, synced_at, generation, shard_count, entry_count from grainfs_directories where dir_key = @key", connection))
+        {
+            command.Parameters.AddWithValue("key", key);
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                return null;
+            }
+
+            dirId = reader.GetInt64(0);
+            state = (DirectoryState)reader.GetInt16(1);
+            synced = reader.GetDateTime(2);
+            generation = reader.GetInt64(3);
+            shards = reader.GetInt32(4);
+            count = reader.GetInt32(5);
+        }
+
+        var entries = new List<EntryRecord>(count);
+        await using (var command = new NpgsqlCommand(
+            "select name, kind, size, mtime_ticks, etag, mode from grainfs_entries where dir_id = @id", connection))
+        {
+            command.Parameters.AddWithValue("id", dirId);
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                entries.Add(new EntryRecord(reader.GetString(0), (EntryKind)reader.GetInt16(1), reader.GetInt64(2), reader.GetInt64(3), reader.GetString(4), reader.GetInt32(5)));
+            }
+        }
+
+        return new DirectorySnapshot(state, DirectoryTable.Build(entries), DateTime.SpecifyKind(synced, DateTimeKind.Utc), generation, shards);
+    }
+
+    /// <inheritdoc />
+    public async ValueTask SaveDirectoryAsync(string key, long mountId, DirectorySnapshot snapshot, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        long dirId;
+        await using (var command = new NpgsqlCommand(
+            """
+            insert into grainfs_directories (dir_key, mount_id, state, synced_at, generation, shard_count, entry_count)
+            values (@key, @mount, @state, @synced, @generation, @shards, @count)
+            on conflict (dir_key) do update set mount_id = excluded.mount_id, state = excluded.state, synced_at = excluded.synced_at,
+              generation = excluded.generation, shard_count = excluded.shard_count, entry_count = excluded.entry_count
+            returning dir_id
+            """, connection, transaction))
+        {
+            command.Parameters.AddWithValue("key", key);
+            command.Parameters.AddWithValue("mount", mountId);
+            command.Parameters.AddWithValue("state", (short)snapshot.State);
+            command.Parameters.AddWithValue("synced", DateTime.SpecifyKind(snapshot.SyncedUtc, DateTimeKind.Utc));
+            command.Parameters.AddWithValue("generation", snapshot.Generation);
+            command.Parameters.AddWithValue("shards", snapshot.ShardCount);
+            command.Parameters.AddWithValue("count", snapshot.Table.Count);
+            dirId = (long)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+        }
+
+        await using (var command = new NpgsqlCommand("delete from grainfs_entries where dir_id = @id", connection, transaction))
+        {
+            command.Parameters.AddWithValue("id", dirId);
+            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        if (snapshot.Table.Count > 0)
+        {
+            await using var writer = await connection.BeginBinaryImportAsync(
+                "copy grainfs_entries (dir_id, name, kind, size, mtime_ticks, etag, mode) from stdin (format binary)", cancellationToken).ConfigureAwait(false);
+            var table = snapshot.Table;
+            for (var i = 0; i < table.Count; i++)
+            {
+                var entry = table[i];
+                await writer.StartRowAsync(cancellationToken).ConfigureAwait(false);
+                await writer.WriteAsync(dirId, NpgsqlDbType.Bigint, cancellationToken).ConfigureAwait(false);
+                await writer.WriteAsync(entry.Name, NpgsqlDbType.Text, cancellationToken).ConfigureAwait(false);
+                await writer.WriteAsync((short)entry.Kind, NpgsqlDbType.Smallint, cancellationToken).ConfigureAwait(false);
+                await writer.WriteAsync(entry.Size, NpgsqlDbType.Bigint, cancellationToken).ConfigureAwait(false);
+                await writer.WriteAsync(entry.MtimeTicks, NpgsqlDbType.Bigint, cancellationToken).ConfigureAwait(false);
+                await writer.WriteAsync(entry.ETag, NpgsqlDbType.Text, cancellationToken).ConfigureAwait(false);
+                await writer.WriteAsync(entry.Mode, NpgsqlDbType.Integer, cancellationToken).ConfigureAwait(false);
+            }
+
+            await writer.CompleteAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public async ValueTask DeleteMountDataAsync(long mountId, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        await using (var command = new NpgsqlCommand(
+            "delete from grainfs_entries where dir_id in (select dir_id from grainfs_directories where mount_id = @mount)", connection, transaction))
+        {
+            command.Parameters.AddWithValue("mount", mountId);
+            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        await using (var command = new NpgsqlCommand("delete from grainfs_directories where mount_id = @mount", connection, transaction))
+        {
+            command.Parameters.AddWithValue("mount", mountId);
+            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public ValueTask DisposeAsync() => _dataSource.DisposeAsync();
+}

@@ -1,0 +1,257 @@
+using System.Diagnostics;
+using System.IO.Enumeration;
+using System.Runtime.CompilerServices;
+using GrainFs.DataPlane;
+using GrainFs.Storage.Metadata;
+using Microsoft.Win32.SafeHandles;
+
+namespace GrainFs.Storage.UnderStorage;
+
+/// <summary>
+/// A local or POSIX-mounted folder (NFS, CephFS, …) as under-storage. Directory enumeration and stat
+/// are blocking system calls, so they run on the thread pool, never on the caller's (grain) thread.
+/// </summary>
+public sealed class LocalUnderStorage : IUnderStorage
+{
+    /// <summary>Entries per listing page.</summary>
+    public const int PageSize = 1000;
+
+    private static readonly KeyValuePair<string, object?> SchemeTag = new("scheme", "file");
+    private readonly string _root;
+
+    /// <summary>Creates the adapter for an absolute folder path.</summary>
+    public LocalUnderStorage(string root)
+    {
+        _root = root.Length > 1 ? root.TrimEnd('/') : root;
+        Uri = "file://" + _root;
+    }
+
+    /// <inheritdoc />
+    public string Uri { get; }
+
+    /// <inheritdoc />
+    public string Scheme => "file";
+
+    /// <summary>Derives a version tag from a file's mtime and size (a local file has no ETag).</summary>
+    public static string LocalETag(long mtimeTicks, long size) =>
+        string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{mtimeTicks:x}-{size:x}");
+
+    private string Full(string relative) => relative.Length == 0 ? _root : Path.Join(_root, relative);
+
+    /// <inheritdoc />
+    public async IAsyncEnumerable<IReadOnlyList<EntryRecord>> ListAsync(string directory, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var full = Full(directory);
+        var started = Stopwatch.GetTimestamp();
+        IEnumerator<EntryRecord> enumerator;
+        try
+        {
+            enumerator = await Task.Run(() => Open(full, directory), cancellationToken).ConfigureAwait(false);
+        }
+        catch (UnderStorageException)
+        {
+            Record("list", "error", started);
+            throw;
+        }
+
+        using (enumerator)
+        {
+            while (true)
+            {
+                var page = await Task.Run(() => NextPage(enumerator, directory), cancellationToken).ConfigureAwait(false);
+                if (page.Count > 0)
+                {
+                    yield return page;
+                }
+
+                if (page.Count < PageSize)
+                {
+                    break;
+                }
+            }
+        }
+
+        Record("list", "ok", started);
+    }
+
+    private IEnumerator<EntryRecord> Open(string full, string directory)
+    {
+        if (!Directory.Exists(full))
+        {
+            throw File.Exists(full)
+                ? new UnderStorageException(UnderStorageError.NotADirectory, Describe(directory), "not a directory")
+                : new UnderStorageException(UnderStorageError.NotFound, Describe(directory), "no such directory");
+        }
+
+        var options = new EnumerationOptions { RecurseSubdirectories = false, IgnoreInaccessible = true, AttributesToSkip = 0, ReturnSpecialDirectories = false };
+        var enumerable = new FileSystemEnumerable<EntryRecord?>(full, ToRecord, options);
+        return Filter(enumerable).GetEnumerator();
+
+        static IEnumerable<EntryRecord> Filter(IEnumerable<EntryRecord?> source)
+        {
+            foreach (var item in source)
+            {
+                if (item is { } record)
+                {
+                    yield return record;
+                }
+            }
+        }
+    }
+
+    private List<EntryRecord> NextPage(IEnumerator<EntryRecord> enumerator, string directory)
+    {
+        var page = new List<EntryRecord>(PageSize);
+        try
+        {
+            while (page.Count < PageSize && enumerator.MoveNext())
+            {
+                page.Add(enumerator.Current);
+            }
+        }
+        catch (UnauthorizedAccessException e)
+        {
+            throw new UnderStorageException(UnderStorageError.AccessDenied, Describe(directory), "permission denied", e);
+        }
+        catch (IOException e)
+        {
+            throw new UnderStorageException(UnderStorageError.Other, Describe(directory), e.Message, e);
+        }
+
+        return page;
+    }
+
+    private static EntryRecord? ToRecord(ref FileSystemEntry entry)
+    {
+        var name = entry.FileName;
+        if (FsNameTooLong(name))
+        {
+            return null;
+        }
+
+        try
+        {
+            var info = entry.ToFileSystemInfo();
+            var isDirectory = entry.IsDirectory;
+            if ((entry.Attributes & FileAttributes.ReparsePoint) != 0)
+            {
+                // A symbolic link: report what it points to, as a POSIX reader following it would see.
+                var target = info.ResolveLinkTarget(returnFinalTarget: true);
+                if (target is null || !target.Exists)
+                {
+                    return null;
+                }
+
+                info = target;
+                isDirectory = target is DirectoryInfo;
+            }
+
+            var mtime = info.LastWriteTimeUtc.Ticks;
+            var size = isDirectory ? 0 : ((FileInfo)info).Length;
+            var mode = (int)info.UnixFileMode;
+            return isDirectory
+                ? new EntryRecord(name.ToString(), EntryKind.Directory, 0, mtime, string.Empty, mode)
+                : new EntryRecord(name.ToString(), EntryKind.File, size, mtime, LocalETag(mtime, size), mode);
+        }
+        catch (IOException)
+        {
+            // Removed between enumeration and stat: it is simply not there.
+            return null;
+        }
+    }
+
+    private static bool FsNameTooLong(ReadOnlySpan<char> name) =>
+        System.Text.Encoding.UTF8.GetByteCount(name) > 255;
+
+    /// <inheritdoc />
+    public async ValueTask<EntryRecord?> StatAsync(string path, CancellationToken cancellationToken = default)
+    {
+        var full = Full(path);
+        var started = Stopwatch.GetTimestamp();
+        var result = await Task.Run(() => StatSync(full, path), cancellationToken).ConfigureAwait(false);
+        Record("stat", "ok", started);
+        return result;
+    }
+
+    private static EntryRecord? StatSync(string full, string relative)
+    {
+        var name = relative.Length == 0 ? string.Empty : FsPathName(relative);
+        FileSystemInfo info = new FileInfo(full);
+        if (!info.Exists)
+        {
+            info = new DirectoryInfo(full);
+            if (!info.Exists)
+            {
+                return null;
+            }
+
+            return new EntryRecord(name, EntryKind.Directory, 0, info.LastWriteTimeUtc.Ticks, string.Empty, (int)info.UnixFileMode);
+        }
+
+        var file = (FileInfo)info;
+        var mtime = file.LastWriteTimeUtc.Ticks;
+        return new EntryRecord(name, EntryKind.File, file.Length, mtime, LocalETag(mtime, file.Length), (int)file.UnixFileMode);
+    }
+
+    private static string FsPathName(string relative)
+    {
+        var slash = relative.LastIndexOf('/');
+        return slash < 0 ? relative : relative[(slash + 1)..];
+    }
+
+    /// <inheritdoc />
+    public async ValueTask<int> ReadAsync(string path, long offset, Memory<byte> destination, CancellationToken cancellationToken = default)
+    {
+        var started = Stopwatch.GetTimestamp();
+        SafeFileHandle handle;
+        try
+        {
+            handle = File.OpenHandle(Full(path), FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, FileOptions.Asynchronous);
+        }
+        catch (FileNotFoundException e)
+        {
+            throw new UnderStorageException(UnderStorageError.NotFound, Describe(path), "no such file", e);
+        }
+        catch (DirectoryNotFoundException e)
+        {
+            throw new UnderStorageException(UnderStorageError.NotFound, Describe(path), "no such file", e);
+        }
+        catch (UnauthorizedAccessException e)
+        {
+            throw Directory.Exists(Full(path))
+                ? new UnderStorageException(UnderStorageError.IsADirectory, Describe(path), "is a directory", e)
+                : new UnderStorageException(UnderStorageError.AccessDenied, Describe(path), "permission denied", e);
+        }
+
+        using (handle)
+        {
+            var total = 0;
+            while (total < destination.Length)
+            {
+                var read = await RandomAccess.ReadAsync(handle, destination[total..], offset + total, cancellationToken).ConfigureAwait(false);
+                if (read == 0)
+                {
+                    break;
+                }
+
+                total += read;
+            }
+
+            GrainFsMetrics.UnderStorageBytesRead.Add(total, SchemeTag);
+            Record("read", "ok", started);
+            return total;
+        }
+    }
+
+    private string Describe(string relative) => relative.Length == 0 ? Uri : Uri + "/" + relative;
+
+    private static void Record(string op, string outcome, long started)
+    {
+        var tags = new TagList { SchemeTag, { "op", op }, { "outcome", outcome } };
+        GrainFsMetrics.UnderStorageRequests.Add(1, tags);
+        GrainFsMetrics.UnderStorageLatency.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds, tags);
+    }
+
+    /// <inheritdoc />
+    public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+}

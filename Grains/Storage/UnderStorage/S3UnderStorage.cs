@@ -1,0 +1,343 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.CompilerServices;
+using System.Text;
+using Amazon.Runtime;
+using Amazon.S3;
+using Amazon.S3.Model;
+using GrainFs.DataPlane;
+using GrainFs.Storage.Metadata;
+
+namespace GrainFs.Storage.UnderStorage;
+
+/// <summary>Connection settings for an S3-compatible store, resolved from mount options and the environment.</summary>
+/// <param name="Bucket">The bucket.</param>
+/// <param name="Prefix">The key prefix of the mount root, without leading or trailing slash ("" for the whole bucket).</param>
+/// <param name="Endpoint">The service URL, or null for AWS itself.</param>
+/// <param name="Region">The signing region.</param>
+/// <param name="PathStyle">Path-style addressing (bucket in the path), the default whenever an endpoint is given.</param>
+/// <param name="Credentials">The credentials, or null for anonymous access.</param>
+public sealed record S3Settings(string Bucket, string Prefix, string? Endpoint, string Region, bool PathStyle, AWSCredentials? Credentials)
+{
+    /// <summary>Never prints the credentials.</summary>
+    public override string ToString() => $"s3://{Bucket}/{Prefix} endpoint={Endpoint ?? "aws"} region={Region} path-style={PathStyle}";
+}
+
+/// <summary>An S3-compatible bucket (AWS S3, MinIO, Qiniu KODO, Ceph RGW, …) as under-storage, through AWSSDK.S3.</summary>
+public sealed class S3UnderStorage : IUnderStorage
+{
+    /// <summary>Keys per listing page (the S3 maximum).</summary>
+    public const int PageSize = 1000;
+
+    private static readonly KeyValuePair<string, object?> SchemeTag = new("scheme", "s3");
+    private readonly AmazonS3Client _client;
+    private readonly S3Settings _settings;
+    private readonly RetryPolicy _retry;
+    private readonly string _rootPrefix;
+
+    /// <summary>Creates the adapter.</summary>
+    public S3UnderStorage(S3Settings settings, RetryPolicy? retry = null)
+    {
+        _settings = settings;
+        _retry = retry ?? RetryPolicy.Default;
+        _rootPrefix = settings.Prefix.Length == 0 ? string.Empty : settings.Prefix + "/";
+        Uri = settings.Prefix.Length == 0 ? $"s3://{settings.Bucket}" : $"s3://{settings.Bucket}/{settings.Prefix}";
+        var config = new AmazonS3Config
+        {
+            ForcePathStyle = settings.PathStyle,
+            AuthenticationRegion = settings.Region,
+            // Retries are ours (RetryPolicy), so they are counted, logged and bounded in one place.
+            MaxErrorRetry = 0,
+            Timeout = TimeSpan.FromSeconds(60),
+            RequestChecksumCalculation = RequestChecksumCalculation.WHEN_REQUIRED,
+            ResponseChecksumValidation = ResponseChecksumValidation.WHEN_REQUIRED,
+        };
+        if (settings.Endpoint is not null)
+        {
+            config.ServiceURL = settings.Endpoint;
+        }
+        else
+        {
+            config.RegionEndpoint = Amazon.RegionEndpoint.GetBySystemName(settings.Region);
+        }
+
+        _client = settings.Credentials is null
+            ? new AmazonS3Client(new AnonymousAWSCredentials(), config)
+            : new AmazonS3Client(settings.Credentials, config);
+    }
+
+    /// <inheritdoc />
+    public string Uri { get; }
+
+    /// <inheritdoc />
+    public string Scheme => "s3";
+
+    private string Key(string relative) => _rootPrefix + relative;
+
+    private string Describe(string relative) => relative.Length == 0 ? Uri : Uri.TrimEnd('/') + "/" + relative;
+
+    /// <inheritdoc />
+    public async IAsyncEnumerable<IReadOnlyList<EntryRecord>> ListAsync(string directory, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var prefix = directory.Length == 0 ? _rootPrefix : Key(directory) + "/";
+        string? token = null;
+        var sawAnything = false;
+        do
+        {
+            var request = new ListObjectsV2Request
+            {
+                BucketName = _settings.Bucket,
+                Prefix = prefix,
+                Delimiter = "/",
+                MaxKeys = PageSize,
+                ContinuationToken = token,
+            };
+            var response = await CallAsync("list", directory, ct => _client.ListObjectsV2Async(request, ct), cancellationToken).ConfigureAwait(false);
+            var page = new List<EntryRecord>((response.S3Objects?.Count ?? 0) + (response.CommonPrefixes?.Count ?? 0));
+            foreach (var common in response.CommonPrefixes ?? [])
+            {
+                sawAnything = true;
+                var name = common.AsSpan(prefix.Length).TrimEnd('/');
+                if (ValidName(name))
+                {
+                    page.Add(new EntryRecord(name.ToString(), EntryKind.Directory, 0, DateTime.UnixEpoch.Ticks, string.Empty, 0));
+                }
+            }
+
+            foreach (var item in response.S3Objects ?? [])
+            {
+                sawAnything = true;
+                var name = item.Key.AsSpan(prefix.Length);
+                if (!ValidName(name))
+                {
+                    // The directory marker itself ("dir/"), or a key no POSIX name can carry.
+                    continue;
+                }
+
+                var mtime = (item.LastModified ?? DateTime.UnixEpoch).ToUniversalTime().Ticks;
+                page.Add(new EntryRecord(name.ToString(), EntryKind.File, item.Size ?? 0, mtime, NormalizeETag(item.ETag), 0));
+            }
+
+            if (page.Count > 0)
+            {
+                yield return page;
+            }
+
+            token = response.IsTruncated == true ? response.NextContinuationToken : null;
+        }
+        while (token is not null);
+
+        if (!sawAnything && directory.Length > 0)
+        {
+            // No key under the prefix: the "directory" does not exist, unless the path is an object.
+            var stat = await StatObjectAsync(directory, cancellationToken).ConfigureAwait(false);
+            throw stat is not null
+                ? new UnderStorageException(UnderStorageError.NotADirectory, Describe(directory), "not a directory")
+                : new UnderStorageException(UnderStorageError.NotFound, Describe(directory), "no such directory");
+        }
+    }
+
+    private static bool ValidName(ReadOnlySpan<char> name) =>
+        !name.IsEmpty && name is not "." && name is not ".." && !name.Contains('/') && Encoding.UTF8.GetByteCount(name) <= 255;
+
+    /// <summary>S3 ETags come quoted; GrainFS shows and stores them without quotes.</summary>
+    public static string NormalizeETag(string? etag) => string.IsNullOrEmpty(etag) ? string.Empty : etag.Trim('"');
+
+    /// <inheritdoc />
+    public async ValueTask<EntryRecord?> StatAsync(string path, CancellationToken cancellationToken = default)
+    {
+        if (path.Length == 0)
+        {
+            // The mount root: the bucket must be reachable; an empty prefix is an empty directory.
+            var request = new ListObjectsV2Request { BucketName = _settings.Bucket, Prefix = _rootPrefix, MaxKeys = 1 };
+            await CallAsync("list", path, ct => _client.ListObjectsV2Async(request, ct), cancellationToken).ConfigureAwait(false);
+            return new EntryRecord(string.Empty, EntryKind.Directory, 0, DateTime.UnixEpoch.Ticks, string.Empty, 0);
+        }
+
+        var file = await StatObjectAsync(path, cancellationToken).ConfigureAwait(false);
+        if (file is not null)
+        {
+            return file;
+        }
+
+        var probe = new ListObjectsV2Request { BucketName = _settings.Bucket, Prefix = Key(path) + "/", MaxKeys = 1 };
+        var listed = await CallAsync("list", path, ct => _client.ListObjectsV2Async(probe, ct), cancellationToken).ConfigureAwait(false);
+        return (listed.KeyCount ?? 0) > 0
+            ? new EntryRecord(LastName(path), EntryKind.Directory, 0, DateTime.UnixEpoch.Ticks, string.Empty, 0)
+            : null;
+    }
+
+    private async ValueTask<EntryRecord?> StatObjectAsync(string path, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var request = new GetObjectMetadataRequest { BucketName = _settings.Bucket, Key = Key(path) };
+            var head = await CallAsync("head", path, ct => _client.GetObjectMetadataAsync(request, ct), cancellationToken).ConfigureAwait(false);
+            var mtime = (head.LastModified ?? DateTime.UnixEpoch).ToUniversalTime().Ticks;
+            return new EntryRecord(LastName(path), EntryKind.File, head.ContentLength, mtime, NormalizeETag(head.ETag), 0);
+        }
+        catch (UnderStorageException e) when (e.Error == UnderStorageError.NotFound)
+        {
+            return null;
+        }
+    }
+
+    private static string LastName(string path)
+    {
+        var slash = path.LastIndexOf('/');
+        return slash < 0 ? path : path[(slash + 1)..];
+    }
+
+    /// <inheritdoc />
+    public async ValueTask<int> ReadAsync(string path, long offset, Memory<byte> destination, CancellationToken cancellationToken = default)
+    {
+        if (destination.Length == 0)
+        {
+            return 0;
+        }
+
+        var request = new GetObjectRequest
+        {
+            BucketName = _settings.Bucket,
+            Key = Key(path),
+            ByteRange = new ByteRange(offset, offset + destination.Length - 1),
+        };
+        return await CallAsync("read", path, async ct =>
+        {
+            try
+            {
+                using var response = await _client.GetObjectAsync(request, ct).ConfigureAwait(false);
+                var total = 0;
+                while (total < destination.Length)
+                {
+                    var read = await response.ResponseStream.ReadAsync(destination[total..], ct).ConfigureAwait(false);
+                    if (read == 0)
+                    {
+                        break;
+                    }
+
+                    total += read;
+                }
+
+                GrainFsMetrics.UnderStorageBytesRead.Add(total, SchemeTag);
+                return total;
+            }
+            catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.RequestedRangeNotSatisfiable)
+            {
+                // Reading at or past the end of the object.
+                return 0;
+            }
+        }, cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task<T> CallAsync<T>(string op, string path, Func<CancellationToken, Task<T>> call, CancellationToken cancellationToken)
+    {
+        var started = Stopwatch.GetTimestamp();
+        try
+        {
+            var result = await _retry.ExecuteAsync(call, IsTransient, (_, _) => GrainFsMetrics.UnderStorageRetries.Add(1, SchemeTag), cancellationToken).ConfigureAwait(false);
+            Record(op, "ok", started);
+            return result;
+        }
+        catch (Exception e) when (e is not UnderStorageException && !(e is OperationCanceledException && cancellationToken.IsCancellationRequested))
+        {
+            var translated = Translate(e, path);
+            Record(op, translated.Error == UnderStorageError.NotFound ? "not_found" : "error", started);
+            throw translated;
+        }
+    }
+
+    private static void Record(string op, string outcome, long started)
+    {
+        var tags = new TagList { SchemeTag, { "op", op }, { "outcome", outcome } };
+        GrainFsMetrics.UnderStorageRequests.Add(1, tags);
+        GrainFsMetrics.UnderStorageLatency.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds, tags);
+    }
+
+    /// <summary>Throttling, server errors and network faults are worth retrying; client errors are not.</summary>
+    public static bool IsTransient(Exception e)
+    {
+        if (e is AmazonS3Exception s3)
+        {
+            var code = (int)s3.StatusCode;
+            return code is 429 or 500 or 502 or 503 or 504
+                || s3.ErrorCode is "SlowDown" or "Throttling" or "ThrottlingException" or "RequestTimeout" or "InternalError" or "ServiceUnavailable";
+        }
+
+        return FindNetworkFault(e) is not null || e is TimeoutException || e is OperationCanceledException;
+    }
+
+    private static Exception? FindNetworkFault(Exception? e)
+    {
+        for (; e is not null; e = e.InnerException)
+        {
+            if (e is HttpRequestException or SocketException or IOException)
+            {
+                return e;
+            }
+        }
+
+        return null;
+    }
+
+    private static SocketException? FindSocketFault(Exception? e)
+    {
+        for (; e is not null; e = e.InnerException)
+        {
+            if (e is SocketException socket)
+            {
+                return socket;
+            }
+        }
+
+        return null;
+    }
+
+    private UnderStorageException Translate(Exception e, string path)
+    {
+        var where = Describe(path);
+        if (e is AmazonS3Exception s3)
+        {
+            var code = s3.ErrorCode ?? string.Empty;
+            if (code == "NoSuchBucket")
+            {
+                return new UnderStorageException(UnderStorageError.NoSuchBucket, where, $"no such bucket '{_settings.Bucket}'", e);
+            }
+
+            if (s3.StatusCode == HttpStatusCode.Forbidden || code is "AccessDenied" or "InvalidAccessKeyId" or "SignatureDoesNotMatch")
+            {
+                return new UnderStorageException(UnderStorageError.AccessDenied, where, $"access denied ({(code.Length > 0 ? code : "403")})", e);
+            }
+
+            if (s3.StatusCode == HttpStatusCode.NotFound)
+            {
+                return new UnderStorageException(UnderStorageError.NotFound, where, "no such object", e);
+            }
+
+            if ((int)s3.StatusCode is 429 or 503 || code is "SlowDown" or "Throttling")
+            {
+                return new UnderStorageException(UnderStorageError.Throttled, where, $"throttled by the store after {_retry.MaxAttempts} attempts ({code})", e);
+            }
+
+            return new UnderStorageException(UnderStorageError.Other, where, $"{code} (HTTP {(int)s3.StatusCode}): {s3.Message}", e);
+        }
+
+        var network = FindNetworkFault(e);
+        if (network is not null || e is TimeoutException || e is OperationCanceledException)
+        {
+            var endpoint = _settings.Endpoint ?? $"s3.{_settings.Region}.amazonaws.com";
+            var reason = FindSocketFault(e) is { } socket ? socket.SocketErrorCode.ToString() : (network ?? e).Message;
+            return new UnderStorageException(UnderStorageError.Unreachable, where, $"cannot reach {endpoint} ({reason}) after {_retry.MaxAttempts} attempts", e);
+        }
+
+        return new UnderStorageException(UnderStorageError.Other, where, e.Message, e);
+    }
+
+    /// <inheritdoc />
+    public ValueTask DisposeAsync()
+    {
+        _client.Dispose();
+        return ValueTask.CompletedTask;
+    }
+}

@@ -1,0 +1,192 @@
+using GrainFs.DataPlane;
+using GrainFs.Silo.Hosting;
+using GrainFs.Storage.Metadata;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Orleans.Configuration;
+using Orleans.Dashboard;
+
+namespace GrainFs.Silo;
+
+/// <summary>The GrainFS silo host: <c>dotnet run --project Silo -- [flags]</c>.</summary>
+public static class Program
+{
+    /// <summary>Runs the silo until SIGINT/SIGTERM. Exit codes: 0 clean stop, 1 start failure, 2 bad configuration.</summary>
+    public static async Task<int> Main(string[] args)
+    {
+        if (args.Contains("--help") || args.Contains("-h"))
+        {
+            PrintUsage();
+            return 0;
+        }
+
+        if (!SettingNames.TryParse(args, SettingNames.SiloSettings, out var flags, out var rest, out var flagError))
+        {
+            return Fail(2, flagError!);
+        }
+
+        if (rest.Count > 0)
+        {
+            return Fail(2, $"unknown argument '{rest[0]}' (see --help)");
+        }
+
+        var dashboardRequested = true;
+        var configuration = BuildConfiguration(flags);
+        if (!SiloSettings.Load(configuration, out var settings, out var errors))
+        {
+            foreach (var error in errors)
+            {
+                Console.Error.WriteLine($"grainfs-silo: configuration error: {error}");
+            }
+
+            return 2;
+        }
+
+        dashboardRequested = settings.DashboardPort > 0;
+        try
+        {
+            Directory.CreateDirectory(settings.Data);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return Fail(2, $"GrainFs:Data = '{settings.Data}': cannot create the state folder ({e.Message})");
+        }
+
+        IMetadataStore store = settings.Cluster is { } cluster ? new PostgresMetadataStore(cluster) : new InMemoryMetadataStore();
+        try
+        {
+            await store.InitializeAsync();
+        }
+        catch (InvalidOperationException e)
+        {
+            return Fail(1, e.Message);
+        }
+
+        IHostApplicationBuilder builder;
+        WebApplicationBuilder? web = null;
+        if (dashboardRequested)
+        {
+            web = WebApplication.CreateBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory, Args = [] });
+            web.WebHost.UseUrls($"http://{settings.ListenAddress}:{settings.DashboardPort}");
+            builder = web;
+        }
+        else
+        {
+            builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { ContentRootPath = AppContext.BaseDirectory, Args = [] });
+        }
+
+        builder.Configuration.AddConfiguration(configuration);
+        builder.Logging.ClearProviders();
+        builder.Logging.AddSimpleConsole(o =>
+        {
+            o.SingleLine = true;
+            o.TimestampFormat = "HH:mm:ss ";
+        });
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(15));
+        builder.Services.AddGrainFsTelemetry(settings);
+        builder.UseOrleans(silo =>
+        {
+            silo.Configure<ClusterOptions>(o =>
+            {
+                o.ClusterId = settings.ClusterId;
+                o.ServiceId = settings.ClusterId;
+            });
+            silo.Configure<SiloOptions>(o => o.SiloName = settings.SiloName);
+            if (settings.Cluster is { } connection)
+            {
+                silo.UseAdoNetClustering(o =>
+                {
+                    o.Invariant = "Npgsql";
+                    o.ConnectionString = connection;
+                });
+                silo.ConfigureEndpoints(settings.AdvertisedAddress, settings.SiloPort, settings.GatewayPort, listenOnAnyHostAddress: !System.Net.IPAddress.IsLoopback(settings.AdvertisedAddress));
+                silo.UseFastFailureDetection();
+            }
+            else
+            {
+                silo.UseLocalhostClustering(settings.SiloPort, settings.GatewayPort, serviceId: settings.ClusterId, clusterId: settings.ClusterId);
+            }
+
+            silo.AddActivityPropagation();
+            silo.AddGrainFs(settings, store);
+            if (dashboardRequested)
+            {
+                silo.AddDashboard();
+            }
+        });
+
+        IHost host;
+        if (web is not null)
+        {
+            var app = web.Build();
+            app.MapOrleansDashboard(routePrefix: "/dashboard");
+            host = app;
+        }
+        else
+        {
+            host = ((HostApplicationBuilder)builder).Build();
+        }
+
+        var logger = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("GrainFs.Silo");
+        try
+        {
+            await host.StartAsync();
+        }
+        catch (Exception e)
+        {
+            return Fail(1, $"the silo did not start: {Root(e).Message}");
+        }
+
+        StartupLog.Started(logger, settings.ToString(), store.Kind);
+        await host.WaitForShutdownAsync();
+        return 0;
+    }
+
+    private static IConfiguration BuildConfiguration(Dictionary<string, string?> flags) =>
+        new ConfigurationBuilder()
+            .SetBasePath(AppContext.BaseDirectory)
+            .AddJsonFile("appsettings.json", optional: true)
+            .AddEnvironmentVariables()
+            .AddInMemoryCollection(SettingNames.FromEnvironment(SettingNames.SiloSettings))
+            .AddInMemoryCollection(flags)
+            .Build();
+
+    private static Exception Root(Exception e)
+    {
+        while (e.InnerException is not null && e is AggregateException or TypeInitializationException or System.Reflection.TargetInvocationException)
+        {
+            e = e.InnerException;
+        }
+
+        return e;
+    }
+
+    private static int Fail(int code, string message)
+    {
+        Console.Error.WriteLine($"grainfs-silo: {message}");
+        return code;
+    }
+
+    private static void PrintUsage()
+    {
+        Console.WriteLine("grainfs-silo — a GrainFS storage node (Orleans silo)");
+        Console.WriteLine();
+        Console.WriteLine("usage: grainfs-silo [flags]   (no flags: one embedded silo, localhost clustering, in-memory metadata)");
+        Console.WriteLine();
+        foreach (var s in SettingNames.SiloSettings)
+        {
+            Console.WriteLine($"  {s.Flag,-17} {s.Help}");
+            Console.WriteLine($"  {string.Empty,-17} key {s.Key}, env {s.Env}");
+        }
+    }
+}
+
+internal static partial class StartupLog
+{
+    [LoggerMessage(Level = LogLevel.Information, Message = "GrainFS silo started: {Settings}, metadata store {Store}")]
+    public static partial void Started(ILogger logger, string settings, string store);
+}
