@@ -1,0 +1,117 @@
+using Npgsql;
+
+namespace GrainFs.Tests.Infrastructure;
+
+/// <summary>
+/// A real PostgreSQL 15 server (Debian's) on a free loopback port, in a folder of the test run. As root it
+/// runs as the postgres user. Each test class asks for its own database, with the GrainFS schema applied
+/// by infra/db/apply.sh, the same script operators run.
+/// </summary>
+public sealed class PostgresServer : IAsyncDisposable
+{
+    private const string Bin = "/usr/lib/postgresql/15/bin";
+    private readonly string _folder;
+    private int _databases;
+
+    private PostgresServer(string folder, int port)
+    {
+        _folder = folder;
+        Port = port;
+    }
+
+    /// <summary>The server's port on 127.0.0.1.</summary>
+    public int Port { get; }
+
+    /// <summary>The one server of this test run, started on first use.</summary>
+    public static Task<PostgresServer> Shared => LazyShared.Value;
+
+    private static readonly Lazy<Task<PostgresServer>> LazyShared = new(StartAsync);
+
+    static PostgresServer()
+    {
+        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+        {
+            if (LazyShared.IsValueCreated && LazyShared.Value.IsCompletedSuccessfully)
+            {
+                LazyShared.Value.Result.Stop();
+            }
+        };
+    }
+
+    private static bool IsRoot => Environment.UserName == "root";
+
+    private static async Task<PostgresServer> StartAsync()
+    {
+        if (!File.Exists(Path.Combine(Bin, "initdb")))
+        {
+            throw new InvalidOperationException($"PostgreSQL 15 is not installed ({Bin}/initdb missing): apt-get install postgresql-15");
+        }
+
+        var folder = TestProcess.NewFolder("pg");
+        var port = Ports.Free();
+        if (IsRoot)
+        {
+            await RunAsync("chown", ["-R", "postgres:postgres", folder]);
+            await RunAsync("chmod", ["755", TestProcess.RunRoot]);
+        }
+
+        await AsPostgresAsync($"{Bin}/initdb -D {folder}/data -U postgres --auth=trust -E UTF8 --no-sync");
+        await AsPostgresAsync($"{Bin}/pg_ctl -D {folder}/data -l {folder}/pg.log -o \"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300\" -w start");
+        return new PostgresServer(folder, port);
+    }
+
+    private static Task AsPostgresAsync(string command) =>
+        IsRoot ? RunAsync("su", ["postgres", "-s", "/bin/bash", "-c", command]) : RunAsync("/bin/bash", ["-c", command]);
+
+    private static async Task RunAsync(string file, string[] args)
+    {
+        var (code, stdout, stderr) = await TestProcess.RunAsync(file, args, timeout: TimeSpan.FromMinutes(2));
+        if (code != 0)
+        {
+            throw new InvalidOperationException($"{file} {string.Join(' ', args)} failed ({code}): {stdout}{stderr}");
+        }
+    }
+
+    /// <summary>The connection string of a database on this server.</summary>
+    public string ConnectionString(string database) => $"Host=127.0.0.1;Port={Port};Username=postgres;Database={database};Pooling=true;Maximum Pool Size=50";
+
+    /// <summary>A new database with the whole GrainFS schema (Orleans membership and metadata) applied by infra/db/apply.sh.</summary>
+    public async Task<string> CreateDatabaseAsync(string prefix)
+    {
+        var name = $"{prefix}_{Interlocked.Increment(ref _databases)}_{Guid.NewGuid().ToString("N")[..6]}".ToLowerInvariant();
+        await using (var connection = new NpgsqlConnection(ConnectionString("postgres")))
+        {
+            await connection.OpenAsync();
+            await using var command = new NpgsqlCommand($"create database {name}", connection);
+            await command.ExecuteNonQueryAsync();
+        }
+
+        var connectionString = ConnectionString(name);
+        var (code, stdout, stderr) = await TestProcess.RunAsync("bash", [Path.Combine(Repo.Root, "infra", "db", "apply.sh"), connectionString]);
+        if (code != 0)
+        {
+            throw new InvalidOperationException($"infra/db/apply.sh failed ({code}): {stdout}{stderr}");
+        }
+
+        return connectionString;
+    }
+
+    private void Stop()
+    {
+        var command = $"{Bin}/pg_ctl -D {_folder}/data -m immediate stop";
+        var info = IsRoot
+            ? new System.Diagnostics.ProcessStartInfo("su", ["postgres", "-s", "/bin/bash", "-c", command])
+            : new System.Diagnostics.ProcessStartInfo("/bin/bash", ["-c", command]);
+        info.RedirectStandardOutput = true;
+        info.RedirectStandardError = true;
+        using var process = System.Diagnostics.Process.Start(info);
+        process?.WaitForExit(15000);
+    }
+
+    /// <inheritdoc />
+    public ValueTask DisposeAsync()
+    {
+        Stop();
+        return ValueTask.CompletedTask;
+    }
+}

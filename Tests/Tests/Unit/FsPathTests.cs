@@ -1,0 +1,69 @@
+namespace GrainFs.Tests.Unit;
+
+public class FsPathTests
+{
+    [Theory]
+    [InlineData("/", "/")]
+    [InlineData("/data", "/data")]
+    [InlineData("/data/", "/data")]
+    [InlineData("/data/a b/ü.jpg", "/data/a b/ü.jpg")]
+    public void Normalizes_valid_paths(string input, string expected)
+    {
+        Assert.Equal(FsStatus.Ok, FsPath.TryNormalize(input, out var normalized, out var error));
+        Assert.Equal(expected, normalized);
+        Assert.Null(error);
+    }
+
+    [Theory]
+    [InlineData("", FsStatus.InvalidArgument, "empty")]
+    [InlineData("relative", FsStatus.InvalidArgument, "not absolute")]
+    [InlineData("/x/../y", FsStatus.InvalidArgument, "'..'")]
+    [InlineData("/x/./y", FsStatus.InvalidArgument, "'.'")]
+    [InlineData("/x//y", FsStatus.InvalidArgument, "empty name")]
+    [InlineData("/x\0y", FsStatus.InvalidArgument, "NUL")]
+    public void Refuses_bad_paths_naming_the_problem(string input, FsStatus status, string words)
+    {
+        Assert.Equal(status, FsPath.TryNormalize(input, out _, out var error));
+        Assert.Contains(words, error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Refuses_over_long_names_and_paths()
+    {
+        Assert.Equal(FsStatus.NameTooLong, FsPath.TryNormalize("/data/" + new string('n', 256), out _, out var error));
+        Assert.Contains("255", error, StringComparison.Ordinal);
+        Assert.Equal(FsStatus.Ok, FsPath.TryNormalize("/data/" + new string('n', 255), out _, out _));
+        var deep = string.Concat(Enumerable.Repeat("/" + new string('d', 200), 21));
+        Assert.Equal(FsStatus.NameTooLong, FsPath.TryNormalize(deep, out _, out _));
+    }
+
+    [Theory]
+    [InlineData("/data", "/data", true)]
+    [InlineData("/data/x", "/data", true)]
+    [InlineData("/database", "/data", false)]
+    [InlineData("/data", "/data/x", false)]
+    [InlineData("/anything", "/", true)]
+    public void Knows_what_lies_below_what(string path, string ancestor, bool below) =>
+        Assert.Equal(below, FsPath.IsSameOrBelow(path, ancestor));
+
+    [Fact]
+    public void Directory_keys_round_trip_and_shard_stably()
+    {
+        var key = new DirectoryKey(42, 3, "a:b/c");
+        Assert.Equal("42:3:a:b/c", key.ToString());
+        Assert.Equal(key, DirectoryKey.Parse(key.ToString()));
+        Assert.Throws<FormatException>(() => DirectoryKey.Parse("nonsense"));
+        Assert.Equal(0, DirectoryKey.ShardOf("x", 1));
+        var counts = new int[9];
+        for (var i = 0; i < 8000; i++)
+        {
+            var shard = DirectoryKey.ShardOf($"img{i:D5}.jpg", 8);
+            Assert.InRange(shard, 1, 8);
+            Assert.Equal(shard, DirectoryKey.ShardOf($"img{i:D5}.jpg", 8));
+            counts[shard]++;
+        }
+
+        // The hash spreads dataset-like names: no shard gets less than half its fair share.
+        Assert.All(counts.Skip(1), c => Assert.InRange(c, 500, 1500));
+    }
+}
