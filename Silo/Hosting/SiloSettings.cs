@@ -209,9 +209,10 @@ public sealed class SiloSettings
         }
 
         var idle = TimeSpan.FromMinutes(10);
-        if (Text("DirectoryIdleTimeout") is { } idleText && (!TimeSpan.TryParse(idleText, CultureInfo.InvariantCulture, out idle) || idle < TimeSpan.FromSeconds(1)))
+        if (Text("DirectoryIdleTimeout") is { } idleText && (!TimeSpan.TryParse(idleText, CultureInfo.InvariantCulture, out idle) || idle <= TimeSpan.FromMinutes(1)))
         {
-            problems.Add($"GrainFs:DirectoryIdleTimeout = '{idleText}': a duration of at least 00:00:01 (hh:mm:ss)");
+            // Orleans collects idle activations once a minute, and refuses a shorter age.
+            problems.Add($"GrainFs:DirectoryIdleTimeout = '{idleText}': a duration longer than 00:01:00 (hh:mm:ss)");
         }
 
         var clusterId = Text("ClusterId") ?? DEFAULT_CLUSTER_ID;

@@ -15,6 +15,7 @@ public sealed class TestProcess : IAsyncDisposable
     private readonly Process _process;
     private readonly StringBuilder _output = new();
     private readonly TaskCompletionSource _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int _disposed;
 
     static TestProcess()
     {
@@ -246,9 +247,15 @@ public sealed class TestProcess : IAsyncDisposable
     /// <inheritdoc />
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1)
+        {
+            return;
+        }
+
+        var id = _process.Id;
         Kill();
         await Task.WhenAny(_exited.Task, Task.Delay(5000));
-        Live.TryRemove(_process.Id, out _);
+        Live.TryRemove(id, out _);
         _process.Dispose();
     }
 }
