@@ -1,0 +1,93 @@
+using System.Diagnostics;
+using System.Text.Json;
+using GrainFs.Tests.Infrastructure;
+using Npgsql;
+
+namespace GrainFs.Tests.Processes;
+
+/// <summary>Three silo processes started separately find each other through PostgreSQL and survive the loss of one.</summary>
+public sealed class PostgresClusterProcessTests
+{
+    private static async Task<int> ActiveSilos(string connection)
+    {
+        await using var db = new NpgsqlConnection(connection);
+        await db.OpenAsync();
+        await using var command = new NpgsqlCommand("select count(*) from orleansmembershiptable where status = 3", db);
+        return Convert.ToInt32(await command.ExecuteScalarAsync(), System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    private static int CountFiles(string json)
+    {
+        using var document = JsonDocument.Parse(json);
+        return document.RootElement.EnumerateArray().Count(e => e.GetProperty("kind").GetString() == "file");
+    }
+
+    [Fact]
+    public async Task Three_silo_processes_form_a_cluster_and_serve_again_within_30_s_after_one_is_killed()
+    {
+        var pg = await PostgresServer.Shared;
+        var connection = await pg.CreateDatabaseAsync("procs");
+        var env = new Dictionary<string, string?> { ["GRAINFS_CLUSTER"] = connection };
+        var silos = new List<SiloProcess>();
+        try
+        {
+            for (var i = 1; i <= 3; i++)
+            {
+                silos.Add(await SiloProcess.StartAsync($"pg{i}", ["--host", $"host{i}", "--advertise", "127.0.0.1", "--roles", i == 1 ? "gpu,read" : "read,write"], env));
+            }
+
+            var deadline = DateTime.UtcNow.AddSeconds(60);
+            while (await ActiveSilos(connection) < 3 && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(250);
+            }
+
+            Assert.Equal(3, await ActiveSilos(connection));
+            var folder = TestProcess.NewFolder("pgdata");
+            Directory.CreateDirectory(Path.Combine(folder, "a", "b"));
+            for (var i = 1; i <= 40; i++)
+            {
+                await File.WriteAllBytesAsync(Path.Combine(folder, "a", "b", $"f{i}"), new byte[i * 100]);
+            }
+
+            var (code, _, err) = await Cli.RunAsync(["fs", "mount", "/data", $"file://{folder}"], env);
+            Assert.True(code == 0, err);
+            for (var attempt = 0; attempt < 3; attempt++)
+            {
+                var (lcode, json, lerr) = await Cli.RunAsync(["fs", "ls", "-R", "--json", "/data"], env);
+                Assert.True(lcode == 0, lerr);
+                Assert.Equal(40, CountFiles(json));
+            }
+
+            // Through any one of them: a client given only that silo's gateway.
+            foreach (var silo in silos)
+            {
+                var (gcode, json, gerr) = await silo.CliAsync("fs", "ls", "-R", "--json", "/data");
+                Assert.True(gcode == 0, gerr);
+                Assert.Equal(40, CountFiles(json));
+            }
+
+            silos[1].Process.Kill();
+            var clock = Stopwatch.StartNew();
+            var served = false;
+            while (clock.Elapsed < TimeSpan.FromSeconds(30) && !served)
+            {
+                var (lcode, json, _) = await Cli.RunAsync(["fs", "ls", "-R", "--json", "/data"], env);
+                served = lcode == 0 && CountFiles(json) == 40;
+            }
+
+            Assert.True(served, $"listing did not work again within 30 s of SIGKILL ({clock.Elapsed})");
+            // Every remaining silo keeps serving: the mount table and directories re-activate where they can.
+            var (mcode, mounts, merr) = await Cli.RunAsync(["fs", "mounts"], env);
+            Assert.True(mcode == 0, merr);
+            Assert.Contains("/data", mounts, StringComparison.Ordinal);
+        }
+        finally
+        {
+            foreach (var silo in silos)
+            {
+                await silo.DisposeAsync();
+            }
+        }
+    }
+}
