@@ -1,0 +1,47 @@
+using System.Globalization;
+
+namespace GrainFs.Benchmarks;
+
+/// <summary>grainfs-bench &lt;benchmark&gt; [--flag value …]</summary>
+public static class Program
+{
+    public static async Task<int> Main(string[] args)
+    {
+        if (args.Length == 0 || args[0] is "--help" or "-h")
+        {
+            Console.WriteLine("usage: grainfs-bench metadata [--entries 1000000] [--per-dir 1000] [--samples 200000] [--in-flight 1,16,64,256] [--folder DIR] [--silo DLL]");
+            return args.Length == 0 ? 2 : 0;
+        }
+
+        var rest = new BenchArgs(args.Skip(1).ToArray());
+        return args[0] switch
+        {
+            "metadata" => await MetadataBenchmark.RunAsync(rest),
+            _ => Unknown(args[0]),
+        };
+    }
+
+    private static int Unknown(string name)
+    {
+        Console.Error.WriteLine($"grainfs-bench: unknown benchmark '{name}' (known: metadata)");
+        return 2;
+    }
+}
+
+/// <summary>--flag value pairs.</summary>
+internal sealed class BenchArgs(string[] args)
+{
+    public string Text(string flag, string fallback)
+    {
+        var i = Array.IndexOf(args, flag);
+        return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
+    }
+
+    public int Int(string flag, int fallback) => int.Parse(Text(flag, fallback.ToString(CultureInfo.InvariantCulture)), NumberStyles.None, CultureInfo.InvariantCulture);
+
+    public int[] Ints(string flag, int[] fallback)
+    {
+        var text = Text(flag, string.Empty);
+        return text.Length == 0 ? fallback : [.. text.Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture))];
+    }
+}
