@@ -44,4 +44,4 @@ trap 'exit 130' INT TERM
 configuration=${CONFIGURATION:-Release}
 dotnet build Orleans.sln -c "$configuration" -nologo -v q
 dotnet test Orleans.sln -c "$configuration" --no-build -nologo \
-  --logger "console;verbosity=normal" --blame-hang-timeout 10m "$@"
+  --blame-hang-timeout 10m "$@"

@@ -83,6 +83,51 @@ public sealed class TestProcess : IAsyncDisposable
     /// <summary>Starts <paramref name="fileName"/> with arguments and extra environment.</summary>
     public static TestProcess Start(string fileName, IEnumerable<string> arguments, IReadOnlyDictionary<string, string?>? environment = null, string? workingDirectory = null)
     {
+        var info = StartInfo(fileName, arguments, environment, workingDirectory);
+        var process = new Process { StartInfo = info, EnableRaisingEvents = true };
+        var wrapper = new TestProcess(process);
+        process.OutputDataReceived += (_, e) => wrapper.Append(e.Data);
+        process.ErrorDataReceived += (_, e) => wrapper.Append(e.Data);
+        process.Exited += (_, _) => wrapper._exited.TrySetResult();
+        process.Start();
+        Live[process.Id] = process;
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return wrapper;
+    }
+
+    /// <summary>Starts a .NET program (a dll) with <c>dotnet</c>.</summary>
+    public static TestProcess StartDotnet(string dll, IEnumerable<string> arguments, IReadOnlyDictionary<string, string?>? environment = null) =>
+        Start("dotnet", new[] { dll }.Concat(arguments), environment, Path.GetDirectoryName(dll));
+
+    /// <summary>Runs a program to completion (killed after <paramref name="timeout"/>) and returns its exit code and output.</summary>
+    public static async Task<(int ExitCode, string Stdout, string Stderr)> RunAsync(string fileName, IEnumerable<string> arguments, IReadOnlyDictionary<string, string?>? environment = null, TimeSpan? timeout = null)
+    {
+        var info = StartInfo(fileName, arguments, environment, null);
+        using var process = Process.Start(info)!;
+        Live[process.Id] = process;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        using var cts = new CancellationTokenSource(timeout ?? TimeSpan.FromMinutes(2));
+        try
+        {
+            await process.WaitForExitAsync(cts.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"{fileName} {string.Join(' ', info.ArgumentList)} did not finish in {timeout ?? TimeSpan.FromMinutes(2)}");
+        }
+        finally
+        {
+            Live.TryRemove(process.Id, out _);
+        }
+
+        return (process.ExitCode, await stdout, await stderr);
+    }
+
+    private static ProcessStartInfo StartInfo(string fileName, IEnumerable<string> arguments, IReadOnlyDictionary<string, string?>? environment, string? workingDirectory)
+    {
         var info = new ProcessStartInfo(fileName)
         {
             RedirectStandardOutput = true,
@@ -109,70 +154,7 @@ public sealed class TestProcess : IAsyncDisposable
             }
         }
 
-        var process = new Process { StartInfo = info, EnableRaisingEvents = true };
-        var wrapper = new TestProcess(process);
-        process.OutputDataReceived += (_, e) => wrapper.Append(e.Data);
-        process.ErrorDataReceived += (_, e) => wrapper.Append(e.Data);
-        process.Exited += (_, _) => wrapper._exited.TrySetResult();
-        process.Start();
-        Live[process.Id] = process;
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        return wrapper;
-    }
-
-    /// <summary>Starts a .NET program (a dll) with <c>dotnet</c>.</summary>
-    public static TestProcess StartDotnet(string dll, IEnumerable<string> arguments, IReadOnlyDictionary<string, string?>? environment = null) =>
-        Start("dotnet", new[] { dll }.Concat(arguments), environment, Path.GetDirectoryName(dll));
-
-    /// <summary>Runs a program to completion (killed after <paramref name="timeout"/>) and returns its exit code and output.</summary>
-    public static async Task<(int ExitCode, string Stdout, string Stderr)> RunAsync(string fileName, IEnumerable<string> arguments, IReadOnlyDictionary<string, string?>? environment = null, TimeSpan? timeout = null)
-    {
-        var info = new ProcessStartInfo(fileName)
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-            WorkingDirectory = RunRoot,
-        };
-        foreach (var argument in arguments)
-        {
-            info.ArgumentList.Add(argument);
-        }
-
-        info.Environment["GRAINFS_TEST_ROOT"] = RunRoot;
-        foreach (var (key, value) in environment ?? new Dictionary<string, string?>())
-        {
-            if (value is null)
-            {
-                info.Environment.Remove(key);
-            }
-            else
-            {
-                info.Environment[key] = value;
-            }
-        }
-
-        using var process = Process.Start(info)!;
-        Live[process.Id] = process;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var cts = new CancellationTokenSource(timeout ?? TimeSpan.FromMinutes(2));
-        try
-        {
-            await process.WaitForExitAsync(cts.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"{fileName} {string.Join(' ', info.ArgumentList)} did not finish in {timeout ?? TimeSpan.FromMinutes(2)}");
-        }
-        finally
-        {
-            Live.TryRemove(process.Id, out _);
-        }
-
-        return (process.ExitCode, await stdout, await stderr);
+        return info;
     }
 
     private void Append(string? line)
