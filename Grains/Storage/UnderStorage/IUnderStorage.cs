@@ -29,6 +29,13 @@ public interface IUnderStorage : IAsyncDisposable
     /// returns the number read, fewer only at the end of the file.
     /// </summary>
     ValueTask<int> ReadAsync(string path, long offset, Memory<byte> destination, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Opens a stream over <paramref name="length"/> bytes of a file at <paramref name="offset"/> (one request for
+    /// an object store). When <paramref name="expectedETag"/> is given and the file has changed since, throws with kind
+    /// <see cref="UnderStorageError.Changed"/>, so bytes of a new version are never stored under the old one.
+    /// </summary>
+    ValueTask<Stream> OpenReadAsync(string path, long offset, long length, string? expectedETag, CancellationToken cancellationToken = default);
 }
 
 /// <summary>Why an under-storage operation failed.</summary>
@@ -57,6 +64,9 @@ public enum UnderStorageError
 
     /// <summary>The URI or an option is invalid.</summary>
     InvalidArgument,
+
+    /// <summary>The file changed since it was listed (its version no longer matches).</summary>
+    Changed,
 
     /// <summary>Any other failure.</summary>
     Other,

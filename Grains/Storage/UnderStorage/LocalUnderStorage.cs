@@ -243,6 +243,42 @@ public sealed class LocalUnderStorage : IUnderStorage
         }
     }
 
+    /// <inheritdoc />
+    public async ValueTask<Stream> OpenReadAsync(string path, long offset, long length, string? expectedETag, CancellationToken cancellationToken = default)
+    {
+        var full = Full(path);
+        return await Task.Run<Stream>(() =>
+        {
+            FileStream stream;
+            try
+            {
+                stream = new FileStream(full, new FileStreamOptions { Mode = FileMode.Open, Access = FileAccess.Read, Share = FileShare.ReadWrite | FileShare.Delete, Options = FileOptions.Asynchronous | FileOptions.SequentialScan, BufferSize = 0 });
+            }
+            catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+            {
+                throw new UnderStorageException(UnderStorageError.NotFound, Describe(path), "no such file", e);
+            }
+            catch (UnauthorizedAccessException e)
+            {
+                throw new UnderStorageException(UnderStorageError.AccessDenied, Describe(path), "permission denied", e);
+            }
+
+            if (expectedETag is not null)
+            {
+                var info = new FileInfo(full);
+                var actual = LocalETag(info.LastWriteTimeUtc.Ticks, info.Length);
+                if (actual != expectedETag)
+                {
+                    stream.Dispose();
+                    throw new UnderStorageException(UnderStorageError.Changed, Describe(path), "the file changed since it was listed");
+                }
+            }
+
+            stream.Position = offset;
+            return new BoundedStream(stream, length);
+        }, cancellationToken).ConfigureAwait(false);
+    }
+
     private string Describe(string relative) => relative.Length == 0 ? Uri : Uri + "/" + relative;
 
     private static void Record(string op, string outcome, long started)

@@ -231,6 +231,78 @@ public sealed class S3UnderStorage : IUnderStorage
         }, cancellationToken).ConfigureAwait(false);
     }
 
+    /// <inheritdoc />
+    public async ValueTask<Stream> OpenReadAsync(string path, long offset, long length, string? expectedETag, CancellationToken cancellationToken = default)
+    {
+        var request = new GetObjectRequest
+        {
+            BucketName = _settings.Bucket,
+            Key = Key(path),
+            ByteRange = new ByteRange(offset, offset + Math.Max(1, length) - 1),
+        };
+        if (expectedETag is { Length: > 0 })
+        {
+            request.EtagToMatch = "\"" + expectedETag + "\"";
+        }
+
+        try
+        {
+            var response = await CallAsync("read", path, ct => _client.GetObjectAsync(request, ct), cancellationToken).ConfigureAwait(false);
+            return new CountingStream(response, SchemeTag);
+        }
+        catch (UnderStorageException e) when (e.InnerException is AmazonS3Exception { StatusCode: HttpStatusCode.PreconditionFailed })
+        {
+            throw new UnderStorageException(UnderStorageError.Changed, Describe(path), "the object changed since it was listed (ETag differs)", e);
+        }
+    }
+
+    /// <summary>The body of a GetObject response; disposing it releases the connection.</summary>
+    private sealed class CountingStream(GetObjectResponse response, KeyValuePair<string, object?> tag) : Stream
+    {
+        private readonly Stream _inner = response.ResponseStream;
+
+        public override bool CanRead => true;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => false;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+        public override int Read(byte[] buffer, int offset, int count) => Counted(_inner.Read(buffer, offset, count));
+
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) =>
+            Counted(await _inner.ReadAsync(buffer, cancellationToken).ConfigureAwait(false));
+
+        private int Counted(int read)
+        {
+            GrainFsMetrics.UnderStorageBytesRead.Add(read, tag);
+            return read;
+        }
+
+        public override void Flush()
+        {
+        }
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing)
+            {
+                response.Dispose();
+            }
+
+            base.Dispose(disposing);
+        }
+    }
+
     private async Task<T> CallAsync<T>(string op, string path, Func<CancellationToken, Task<T>> call, CancellationToken cancellationToken)
     {
         var started = Stopwatch.GetTimestamp();

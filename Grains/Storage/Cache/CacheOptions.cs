@@ -1,0 +1,123 @@
+using GrainFs.DataPlane;
+
+namespace GrainFs.Storage.Cache;
+
+/// <summary>One tier: a folder with a capacity. MEM on tmpfs (/dev/shm), SSD and HDD on local disks.</summary>
+/// <param name="Name">MEM, SSD or HDD.</param>
+/// <param name="Path">The folder (created if missing).</param>
+/// <param name="Capacity">Bytes the tier may hold, block headers included.</param>
+public sealed record TierSpec(string Name, string Path, long Capacity)
+{
+    /// <summary>Tier names, fastest first.</summary>
+    public static readonly IReadOnlyList<string> Names = ["MEM", "SSD", "HDD"];
+
+    /// <summary>Parses MEM=/dev/shm/grainfs:4GiB; false with a reason naming the text.</summary>
+    public static bool TryParse(string text, out TierSpec spec, out string? error)
+    {
+        spec = new TierSpec(string.Empty, string.Empty, 0);
+        var eq = text.IndexOf('=');
+        var colon = text.LastIndexOf(':');
+        if (eq <= 0 || colon <= eq + 1)
+        {
+            error = $"'{text}' is not a tier (write NAME=FOLDER:CAPACITY, e.g. MEM=/dev/shm/grainfs:4GiB)";
+            return false;
+        }
+
+        var name = text[..eq].Trim().ToUpperInvariant();
+        if (!Names.Contains(name))
+        {
+            error = $"'{text}': unknown tier '{text[..eq]}' (use {string.Join(", ", Names)})";
+            return false;
+        }
+
+        var folder = text[(eq + 1)..colon].Trim();
+        if (!System.IO.Path.IsPathRooted(folder))
+        {
+            error = $"'{text}': the tier folder must be an absolute path";
+            return false;
+        }
+
+        if (!ByteSize.TryParse(text[(colon + 1)..], out var capacity, out var sizeError) || capacity <= 0)
+        {
+            error = $"'{text}': capacity {sizeError ?? "must be more than 0"}";
+            return false;
+        }
+
+        spec = new TierSpec(name, folder, capacity);
+        error = null;
+        return true;
+    }
+
+    /// <summary>The text form, e.g. MEM=/dev/shm/grainfs:4 GiB.</summary>
+    public override string ToString() => $"{Name}={Path}:{ByteSize.Format(Capacity)}";
+}
+
+/// <summary>How a worker's tier store behaves. Bound from GrainFs:Cache.</summary>
+public sealed class CacheOptions
+{
+    /// <summary>Default eviction policy.</summary>
+    public const string DEFAULT_POLICY = "tinylfu";
+
+    /// <summary>Default high watermark.</summary>
+    public const double DEFAULT_HIGH_WATERMARK = 0.95;
+
+    /// <summary>Default low watermark.</summary>
+    public const double DEFAULT_LOW_WATERMARK = 0.85;
+
+    /// <summary>The tiers, fastest first.</summary>
+    public List<TierSpec> Tiers { get; set; } = [];
+
+    /// <summary>lru or tinylfu.</summary>
+    public string Policy { get; set; } = DEFAULT_POLICY;
+
+    /// <summary>Eviction starts when a tier is fuller than this share of its capacity.</summary>
+    public double HighWatermark { get; set; } = DEFAULT_HIGH_WATERMARK;
+
+    /// <summary>Eviction stops when a tier is back under this share.</summary>
+    public double LowWatermark { get; set; } = DEFAULT_LOW_WATERMARK;
+
+    /// <summary>How often the background maintenance runs even when nothing signals it (TTL expiry).</summary>
+    public TimeSpan MaintenanceInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>How long a fill waits for eviction to make room before it fails.</summary>
+    public TimeSpan SpaceWait { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Checks the values; one message per problem, naming the key.</summary>
+    public IEnumerable<string> Validate()
+    {
+        if (Tiers.Count == 0)
+        {
+            yield return "GrainFs:Cache:Tiers: at least one tier is needed";
+        }
+
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var tier in Tiers)
+        {
+            if (!seen.Add(tier.Name))
+            {
+                yield return $"GrainFs:Cache:Tiers: tier {tier.Name} is given twice";
+            }
+
+            if (tier.Capacity < 1024 * 1024)
+            {
+                yield return $"GrainFs:Cache:Tiers: tier {tier.Name} capacity {ByteSize.Format(tier.Capacity)} is below 1 MiB";
+            }
+        }
+
+        var paths = Tiers.Select(t => System.IO.Path.GetFullPath(t.Path)).ToList();
+        if (paths.Distinct(StringComparer.Ordinal).Count() != paths.Count)
+        {
+            yield return "GrainFs:Cache:Tiers: two tiers share a folder";
+        }
+
+        if (!EvictionPolicies.Names.Contains(Policy))
+        {
+            yield return $"GrainFs:Cache:Policy = '{Policy}': use one of {string.Join(", ", EvictionPolicies.Names)}";
+        }
+
+        if (LowWatermark is <= 0 or >= 1 || HighWatermark is <= 0 or > 1 || LowWatermark >= HighWatermark)
+        {
+            yield return $"GrainFs:Cache: watermarks must satisfy 0 < LowWatermark ({LowWatermark}) < HighWatermark ({HighWatermark}) <= 1";
+        }
+    }
+}

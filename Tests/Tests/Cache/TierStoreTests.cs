@@ -1,0 +1,297 @@
+using CsCheck;
+using GrainFs.DataPlane.Blocks;
+using GrainFs.Storage.Cache;
+using GrainFs.Tests.Infrastructure;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Win32.SafeHandles;
+
+namespace GrainFs.Tests.Cache;
+
+public sealed class TierStoreTests
+{
+    private static byte[] Bytes(int length, int seed)
+    {
+        var data = new byte[length];
+        new Random(seed).NextBytes(data);
+        return data;
+    }
+
+    private static Func<CancellationToken, ValueTask<Stream>> Source(byte[] data, Action? onOpen = null) => _ =>
+    {
+        onOpen?.Invoke();
+        return ValueTask.FromResult<Stream>(new MemoryStream(data, writable: false));
+    };
+
+    private static async Task<TierStore> StoreAsync(string root, long mem, long ssd, string policy = "tinylfu", CacheOptions? template = null)
+    {
+        var options = template ?? new CacheOptions();
+        options.Tiers = [new TierSpec("MEM", Path.Combine(root, "mem"), mem), new TierSpec("SSD", Path.Combine(root, "ssd"), ssd)];
+        options.Policy = policy;
+        var store = new TierStore(options, NullLogger.Instance);
+        await store.InitializeAsync();
+        return store;
+    }
+
+    private static byte[] ReadBack(CachedBlock block, bool verify = true)
+    {
+        using SafeFileHandle handle = File.OpenHandle(block.Path);
+        var data = new byte[block.Header.DataLength];
+        Assert.Equal(data.Length, BlockFile.ReadVerified(handle, block.Header, 0, data, verify));
+        return data;
+    }
+
+    [Fact]
+    public async Task A_fill_is_checksummed_renamed_into_place_and_read_back_exactly()
+    {
+        var root = TestProcess.NewFolder("ts");
+        await using var store = await StoreAsync(root, 64 << 20, 64 << 20);
+        var data = Bytes(3 * BlockFile.ChunkSize + 123, 1);
+        var key = new BlockKey(1, 2, 0);
+        var fill = store.StartFill(key, data.Length, Source(data));
+        Assert.NotNull(fill);
+        await fill.Completion;
+        Assert.True(store.TryGet(key, out var block));
+        Assert.Equal(data, ReadBack(block));
+        Assert.Equal("MEM", block.Tier.Name);
+        Assert.Empty(Directory.EnumerateFiles(Path.Combine(root, "mem", "tmp")));
+        Assert.Null(store.StartFill(key, data.Length, Source(data)));
+
+        // Unaligned ranged reads check the chunks they touch.
+        using var handle = File.OpenHandle(block.Path);
+        var part = new byte[1000];
+        Assert.Equal(1000, BlockFile.ReadVerified(handle, block.Header, BlockFile.ChunkSize - 500, part, verify: true));
+        Assert.Equal(data.AsSpan(BlockFile.ChunkSize - 500, 1000).ToArray(), part);
+    }
+
+    [Fact]
+    public async Task Concurrent_fills_of_one_block_open_under_storage_once_and_readers_see_bytes_as_they_arrive()
+    {
+        var root = TestProcess.NewFolder("ts-sf");
+        await using var store = await StoreAsync(root, 64 << 20, 64 << 20);
+        var data = Bytes(4 << 20, 2);
+        var opens = 0;
+        var gate = new SemaphoreSlim(0);
+        var source = new SlowStream(data, gate);
+        var key = new BlockKey(3, 3, 1);
+        var fills = Enumerable.Range(0, 16).Select(_ => store.StartFill(key, data.Length, _ =>
+        {
+            Interlocked.Increment(ref opens);
+            return ValueTask.FromResult<Stream>(source);
+        })).ToList();
+        Assert.All(fills, f => Assert.Same(fills[0], f));
+
+        gate.Release(1);
+        var available = await fills[0]!.WaitForAsync(1, CancellationToken.None);
+        Assert.InRange(available, 1, data.Length - 1);
+        Assert.False(fills[0]!.Completion.IsCompleted, "the first bytes are readable before the block is complete");
+        using (var partial = File.OpenHandle(fills[0]!.TempPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete))
+        {
+            var first = new byte[available];
+            RandomAccess.Read(partial, first, BlockFile.HeaderLength(data.Length));
+            Assert.Equal(data.AsSpan(0, (int)available).ToArray(), first);
+        }
+
+        gate.Release(1000);
+        await fills[0]!.Completion;
+        Assert.Equal(1, opens);
+        Assert.True(store.TryGet(key, out var block));
+        Assert.Equal(data, ReadBack(block));
+    }
+
+    [Fact]
+    public async Task A_corrupted_block_fails_its_checksum_and_is_discarded()
+    {
+        var root = TestProcess.NewFolder("ts-bad");
+        await using var store = await StoreAsync(root, 64 << 20, 64 << 20);
+        var data = Bytes(200_000, 3);
+        var key = new BlockKey(4, 4, 0);
+        await store.StartFill(key, data.Length, Source(data))!.Completion;
+        Assert.True(store.TryGet(key, out var block));
+        await using (var file = new FileStream(block.Path, FileMode.Open, FileAccess.Write))
+        {
+            file.Position = BlockFile.HeaderLength(data.Length) + 150_000;
+            file.WriteByte((byte)(data[150_000] ^ 0xFF));
+        }
+
+        using (var handle = File.OpenHandle(block.Path))
+        {
+            var buffer = new byte[data.Length];
+            Assert.Equal(-1, BlockFile.ReadVerified(handle, block.Header, 0, buffer, verify: true));
+            Assert.Equal(100, BlockFile.ReadVerified(handle, block.Header, 0, buffer.AsSpan(0, 100), verify: true));
+        }
+
+        store.Discard(key);
+        Assert.False(store.TryPeek(key, out _));
+        Assert.False(File.Exists(block.Path));
+        Assert.Equal(1, store.GetReport().Corrupt);
+    }
+
+    [Fact]
+    public async Task A_restarted_store_finds_its_blocks_again_and_drops_broken_files()
+    {
+        var root = TestProcess.NewFolder("ts-restart");
+        var data = Bytes(100_000, 4);
+        string path;
+        await using (var store = await StoreAsync(root, 64 << 20, 64 << 20))
+        {
+            await store.StartFill(new BlockKey(5, 5, 0), data.Length, Source(data))!.Completion;
+            await store.StartFill(new BlockKey(5, 5, 1), data.Length, Source(data))!.Completion;
+            Assert.True(store.TryPeek(new BlockKey(5, 5, 1), out var second));
+            path = second.Path;
+        }
+
+        await File.WriteAllBytesAsync(path, [1, 2, 3]);
+        await File.WriteAllTextAsync(Path.Combine(root, "mem", "tmp", "leftover"), "x");
+        await using var again = await StoreAsync(root, 64 << 20, 64 << 20);
+        Assert.True(again.TryGet(new BlockKey(5, 5, 0), out var block));
+        Assert.Equal(data, ReadBack(block));
+        Assert.False(again.TryPeek(new BlockKey(5, 5, 1), out _));
+        Assert.False(File.Exists(path));
+        Assert.Empty(Directory.EnumerateFiles(Path.Combine(root, "mem", "tmp")));
+        Assert.Equal(block.Header.FileLength, again.Tiers[0].Used);
+    }
+
+    [Fact]
+    public async Task Eviction_demotes_to_the_next_tier_then_drops_and_pinned_blocks_stay()
+    {
+        var root = TestProcess.NewFolder("ts-evict");
+        const int size = 1 << 20;
+        var blockBytes = BlockFile.HeaderLength(size) + size;
+        await using var store = await StoreAsync(root, 4L * blockBytes, 6L * blockBytes, "lru");
+        var pinned = new BlockKey(6, 6, 0);
+        await store.StartFill(pinned, size, Source(Bytes(size, 0)), BlockFile.FlagPinned)!.Completion;
+        for (var i = 1; i < 16; i++)
+        {
+            await store.StartFill(new BlockKey(6, 6, i), size, Source(Bytes(size, i)))!.Completion;
+            await store.MaintainOnceAsync();
+            foreach (var tier in store.Tiers)
+            {
+                Assert.True(tier.Used <= tier.Capacity, $"{tier.Name} {tier.Used} > {tier.Capacity}");
+            }
+        }
+
+        var report = store.GetReport();
+        Assert.True(report.Demotions > 0, "blocks evicted from MEM go to SSD first");
+        Assert.True(report.Evictions > 0, "and leave the last tier when it fills");
+        Assert.True(store.TryPeek(pinned, out var stay));
+        Assert.Equal("MEM", stay.Tier.Name);
+        foreach (var block in store.Snapshot())
+        {
+            Assert.Equal(Bytes(size, block.Key.Index), ReadBack(block));
+        }
+    }
+
+    [Fact]
+    public async Task A_hit_in_a_lower_tier_is_promoted_and_ttl_frees_blocks()
+    {
+        var root = TestProcess.NewFolder("ts-promote");
+        const int size = 1 << 20;
+        var blockBytes = BlockFile.HeaderLength(size) + size;
+        await using var store = await StoreAsync(root, 4L * blockBytes, 16L * blockBytes, "lru");
+        for (var i = 0; i < 5; i++)
+        {
+            await store.StartFill(new BlockKey(7, 7, i), size, Source(Bytes(size, i)))!.Completion;
+            await store.MaintainOnceAsync();
+        }
+
+        var demoted = store.Snapshot().First(b => b.Tier.Name == "SSD");
+        store.Free(store.Snapshot().Where(b => b.Tier.Name == "MEM").Select(b => b.Key));
+        Assert.True(store.TryGet(demoted.Key, out _));
+        await store.MaintainOnceAsync();
+        Assert.True(store.TryPeek(demoted.Key, out var promoted));
+        Assert.Equal("MEM", promoted.Tier.Name);
+        Assert.Equal(Bytes(size, demoted.Key.Index), ReadBack(promoted));
+
+        Assert.Equal(1, await store.SetFlagsAsync([demoted.Key], pinned: null, expiresTicks: DateTime.UtcNow.AddSeconds(-1).Ticks));
+        await store.MaintainOnceAsync();
+        Assert.False(store.TryPeek(demoted.Key, out _));
+    }
+
+    [Fact]
+    public async Task No_tier_ever_holds_more_than_its_capacity_under_a_random_workload()
+    {
+        var root = TestProcess.NewFolder("ts-prop");
+        var run = 0;
+        var op = Gen.Select(Gen.Int[0, 3], Gen.Int[0, 40], Gen.Int[1, 700_000]);
+        await op.Array[20, 60].SampleAsync(async ops =>
+        {
+            var folder = Path.Combine(root, $"run{Interlocked.Increment(ref run)}");
+            var options = new CacheOptions { HighWatermark = 0.9, LowWatermark = 0.7, SpaceWait = TimeSpan.FromSeconds(10) };
+            await using var store = await StoreAsync(folder, 2_000_000, 3_000_000, "tinylfu", options);
+            var fills = new List<Task>();
+            foreach (var (kind, index, size) in ops)
+            {
+                var key = new BlockKey(8, 8, index);
+                switch (kind)
+                {
+                    case 0:
+                    case 1:
+                        if (store.StartFill(key, size, Source(Bytes(size, index))) is { } fill)
+                        {
+                            fills.Add(fill.Completion);
+                        }
+
+                        break;
+                    case 2:
+                        store.TryGet(key, out _);
+                        break;
+                    default:
+                        store.Free([key]);
+                        break;
+                }
+
+                foreach (var tier in store.Tiers)
+                {
+                    Assert.True(tier.Used <= tier.Capacity, $"{tier.Name} used {tier.Used} > {tier.Capacity}");
+                }
+            }
+
+            await Task.WhenAll(fills.Select(f => f.ContinueWith(_ => { }, TaskScheduler.Default)));
+            await store.MaintainOnceAsync();
+            await store.DisposeAsync();
+            foreach (var tier in store.Tiers)
+            {
+                var onDisk = Directory.EnumerateFiles(Path.Combine(tier.Root, "blocks"), "*", SearchOption.AllDirectories).Sum(f => new FileInfo(f).Length);
+                Assert.Equal(onDisk, tier.Used);
+                Assert.True(tier.Used <= tier.Capacity);
+            }
+        }, iter: 25, threads: 1);
+    }
+
+    /// <summary>A stream that hands out 64 KiB per permit, so a test can watch a fill in progress.</summary>
+    private sealed class SlowStream(byte[] data, SemaphoreSlim gate) : Stream
+    {
+        private int _position;
+
+        public override bool CanRead => true;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => false;
+
+        public override long Length => data.Length;
+
+        public override long Position { get => _position; set => throw new NotSupportedException(); }
+
+        public override void Flush()
+        {
+        }
+
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            await gate.WaitAsync(cancellationToken);
+            var n = Math.Min(Math.Min(buffer.Length, 64 * 1024), data.Length - _position);
+            data.AsMemory(_position, n).CopyTo(buffer);
+            _position += n;
+            return n;
+        }
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+    }
+}
