@@ -738,8 +738,9 @@ public sealed partial class TierStore : IAsyncDisposable
 
             Directory.CreateDirectory(Path.GetDirectoryName(to.BlockPath(block.Key))!);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or OperationCanceledException)
         {
+            // Stopped or failed half-way: the reservation and the partial copy go; the block stays where it was.
             TryDelete(temp);
             lock (_lock)
             {
