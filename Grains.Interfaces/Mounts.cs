@@ -9,6 +9,7 @@ namespace GrainFs;
 /// <param name="Mode">Permission bits (07777) applied to every entry, or null to use the under-storage's (0755 / 0644 when it has none).</param>
 /// <param name="Properties">Under-storage settings (endpoint, region, path-style, credentials). Secret values are replaced by
 /// <see cref="MountOptions.Redacted"/> before they leave the cluster.</param>
+/// <param name="BlockSize">Bytes per cached block of this mount's files (a smaller file is one block of its own size).</param>
 [GenerateSerializer, Immutable, Alias("grainfs.MountOptions")]
 public sealed record MountOptions(
     [property: Id(0)] bool ReadOnly,
@@ -16,8 +17,18 @@ public sealed record MountOptions(
     [property: Id(2)] int? Owner,
     [property: Id(3)] int? Group,
     [property: Id(4)] int? Mode,
-    [property: Id(5)] IReadOnlyDictionary<string, string> Properties)
+    [property: Id(5)] IReadOnlyDictionary<string, string> Properties,
+    [property: Id(6)] int BlockSize = MountOptions.DEFAULT_BLOCK_SIZE)
 {
+    /// <summary>The default block size: 4 MiB.</summary>
+    public const int DEFAULT_BLOCK_SIZE = 4 * 1024 * 1024;
+
+    /// <summary>The smallest block size a mount may use.</summary>
+    public const int MIN_BLOCK_SIZE = 64 * 1024;
+
+    /// <summary>The largest block size a mount may use.</summary>
+    public const int MAX_BLOCK_SIZE = 64 * 1024 * 1024;
+
     /// <summary>The default sync interval: never re-list a directory once it has been listed.</summary>
     public const int DEFAULT_SYNC_INTERVAL_SECONDS = -1;
 

@@ -88,6 +88,44 @@ public static class Program
         });
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(15));
         builder.Services.AddGrainFsTelemetry(settings);
+        try
+        {
+            ConfigureOrleans(builder, settings, store, dashboardRequested);
+        }
+        catch (System.Net.Sockets.SocketException e)
+        {
+            return Fail(1, $"GrainFs:DataPort = {settings.DataPort}: cannot listen ({e.Message})");
+        }
+
+        IHost host;
+        if (web is not null)
+        {
+            var app = web.Build();
+            app.MapOrleansDashboard(routePrefix: "/dashboard");
+            host = app;
+        }
+        else
+        {
+            host = ((HostApplicationBuilder)builder).Build();
+        }
+
+        var logger = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("GrainFs.Silo");
+        try
+        {
+            await host.StartAsync();
+        }
+        catch (Exception e)
+        {
+            return Fail(1, $"the silo did not start: {Root(e).Message}");
+        }
+
+        StartupLog.Started(logger, settings.ToString(), store.Kind);
+        await host.WaitForShutdownAsync();
+        return 0;
+    }
+
+    private static void ConfigureOrleans(IHostApplicationBuilder builder, SiloSettings settings, IMetadataStore store, bool dashboardRequested)
+    {
         builder.UseOrleans(silo =>
         {
             silo.Configure<ClusterOptions>(o =>
@@ -118,32 +156,6 @@ public static class Program
                 silo.AddDashboard();
             }
         });
-
-        IHost host;
-        if (web is not null)
-        {
-            var app = web.Build();
-            app.MapOrleansDashboard(routePrefix: "/dashboard");
-            host = app;
-        }
-        else
-        {
-            host = ((HostApplicationBuilder)builder).Build();
-        }
-
-        var logger = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("GrainFs.Silo");
-        try
-        {
-            await host.StartAsync();
-        }
-        catch (Exception e)
-        {
-            return Fail(1, $"the silo did not start: {Root(e).Message}");
-        }
-
-        StartupLog.Started(logger, settings.ToString(), store.Kind);
-        await host.WaitForShutdownAsync();
-        return 0;
     }
 
     private static IConfiguration BuildConfiguration(Dictionary<string, string?> flags) =>

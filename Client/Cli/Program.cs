@@ -19,9 +19,18 @@ public static class Program
           fs mounts [--json]         list mounts (credentials redacted)
           fs ls [-l] [-R] [--json] <path>
           fs stat [--json] <path>
+          fs cat <path>              write a file to stdout, through the cache
+          fs load <path> [--parallel N]
+                                     pre-warm a file or tree into the cache (progress on stderr)
+          fs free <path>             drop a file's or tree's blocks from every worker
+          fs pin <path>              load and pin (never evicted)
+          fs unpin <path>
+          fs ttl <path> <duration>   free the cached blocks after 30s, 10m, 2h, 7d …
+          report [--json]            every worker's tiers: capacity, used, blocks, hit ratio, bytes served
 
         the cluster: --cluster <Npgsql connection string> or GRAINFS_CLUSTER (absent: the embedded silo on
-        127.0.0.1, gateway port --gateway-port / GRAINFS_GATEWAY_PORT, default 30000)
+        127.0.0.1, gateway port --gateway-port / GRAINFS_GATEWAY_PORT, default 30000). --host / GRAINFS_HOST
+        names this machine for short-circuit reads (default: the machine's name).
         """;
 
     /// <summary>Entry point.</summary>
@@ -56,6 +65,11 @@ public static class Program
             throw new UsageException(error!);
         }
 
+        if (rest.Count >= 1 && rest[0] == "report")
+        {
+            rest.Insert(0, "fs");
+        }
+
         if (rest.Count < 2 || rest[0] != "fs")
         {
             throw new UsageException(rest.Count == 0 ? "missing command (see grainfs --help)" : $"unknown command '{string.Join(' ', rest.Take(2))}' (see grainfs --help)");
@@ -70,6 +84,9 @@ public static class Program
             "mounts" => CliArgs.Parse(tail, ["--json"], []),
             "ls" => CliArgs.Parse(tail, ["-l", "-R", "--json"], []),
             "stat" => CliArgs.Parse(tail, ["--json"], []),
+            "cat" or "free" or "unpin" or "ttl" => CliArgs.Parse(tail, [], []),
+            "load" or "pin" => CliArgs.Parse(tail, [], ["--parallel"]),
+            "report" => CliArgs.Parse(tail, ["--json"], []),
             _ => throw new UsageException($"unknown command 'fs {verb}' (see grainfs --help)"),
         };
 
@@ -89,6 +106,7 @@ public static class Program
         var stdoutStream = Console.OpenStandardOutput();
         var stdout = new StreamWriter(stdoutStream, new System.Text.UTF8Encoding(false), 1 << 16) { AutoFlush = false };
         var commands = new FsCommands(client, stdout, stdoutStream);
+        var cache = new CacheCommands(client, stdout, stdoutStream);
         int code;
         try
         {
@@ -98,6 +116,13 @@ public static class Program
                 "unmount" or "umount" => await commands.UnmountAsync(parsed),
                 "mounts" => await commands.MountsAsync(parsed),
                 "ls" => await commands.LsAsync(parsed),
+                "cat" => await cache.CatAsync(parsed),
+                "load" => await cache.LoadAsync(parsed, pin: false),
+                "pin" => await cache.LoadAsync(parsed, pin: true),
+                "free" => await cache.FreeAsync(parsed),
+                "unpin" => await cache.UnpinAsync(parsed),
+                "ttl" => await cache.TtlAsync(parsed),
+                "report" => await cache.ReportAsync(parsed),
                 _ => await commands.StatAsync(parsed),
             };
         }

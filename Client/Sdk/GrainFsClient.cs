@@ -29,6 +29,9 @@ public sealed partial class GrainFsClient : IAsyncDisposable
     private readonly SemaphoreSlim _refreshGate = new(1, 1);
     private readonly CancellationTokenSource _stop = new();
     private readonly Task? _refresher;
+    private readonly Task? _accessReporter;
+    private readonly ClusterView _cluster;
+    private readonly BlockReader _blocks;
     private MountTableSnapshot _mounts = new(-1, []);
     private long _mountsFetchedTicks;
 
@@ -40,9 +43,16 @@ public sealed partial class GrainFsClient : IAsyncDisposable
         _time = time;
         _logger = logger;
         _cache = new MetadataCache(options.MetadataCacheEntries, time);
+        _cluster = new ClusterView(grains, time);
+        _blocks = new BlockReader(grains, _cluster, options, logger);
         if (backgroundRefresh && options.MountTableRefresh > TimeSpan.Zero)
         {
             _refresher = RefreshLoopAsync(_stop.Token);
+        }
+
+        if (backgroundRefresh)
+        {
+            _accessReporter = ReportAccessLoopAsync(_stop.Token);
         }
     }
 
@@ -581,6 +591,13 @@ public sealed partial class GrainFsClient : IAsyncDisposable
         {
             await _refresher.ConfigureAwait(false);
         }
+
+        if (_accessReporter is not null)
+        {
+            await _accessReporter.ConfigureAwait(false);
+        }
+
+        _blocks.Dispose();
 
         if (_host is not null)
         {

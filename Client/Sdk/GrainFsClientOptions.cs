@@ -39,6 +39,24 @@ public sealed class GrainFsClientOptions
     /// <summary>How often the cached mount table's version is checked in the background.</summary>
     public TimeSpan MountTableRefresh { get; set; } = DEFAULT_MOUNT_TABLE_REFRESH;
 
+    /// <summary>This client's host: blocks held by a worker on the same host are read from its tier folder (short-circuit).</summary>
+    public string Host { get; set; } = Environment.MachineName;
+
+    /// <summary>Read blocks held on this host straight from the tier folder when allowed.</summary>
+    public bool ShortCircuit { get; set; } = true;
+
+    /// <summary>Check short-circuit reads against the block checksums on every read, not only the first read of a block by this process.</summary>
+    public bool VerifyShortCircuit { get; set; }
+
+    /// <summary>Blocks a sequential reader asks to have filled ahead of it.</summary>
+    public int ReadAheadBlocks { get; set; } = 4;
+
+    /// <summary>How long a data-port read of a held block may take.</summary>
+    public TimeSpan DataTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>How long a read may wait for a block being filled from under-storage.</summary>
+    public TimeSpan FillTimeout { get; set; } = TimeSpan.FromMinutes(2);
+
     /// <summary>Entries asked for per list page.</summary>
     public int ListPageSize { get; set; } = 1000;
 
@@ -60,6 +78,11 @@ public sealed class GrainFsClientOptions
         if (values.TryGetValue(SettingNames.ClusterId.Key, out var id) && !string.IsNullOrWhiteSpace(id))
         {
             options.ClusterId = id;
+        }
+
+        if (values.TryGetValue(SettingNames.Host.Key, out var host) && !string.IsNullOrWhiteSpace(host))
+        {
+            options.Host = host;
         }
 
         if (values.TryGetValue(SettingNames.GatewayPort.Key, out var port) && !string.IsNullOrWhiteSpace(port))

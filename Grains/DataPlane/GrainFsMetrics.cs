@@ -50,6 +50,22 @@ public static class GrainFsMetrics
     public static readonly Histogram<double> MetadataLatency =
         Meter.CreateHistogram<double>("grainfs.metadata.duration", "ms", "Latency of metadata operations (client side)");
 
+    /// <summary>Reads served by data ports, tagged by source (MEM, SSD, HDD, under-storage).</summary>
+    public static readonly Counter<long> DataPortReads =
+        Meter.CreateCounter<long>("grainfs.dataport.reads", "{read}", "Block reads served by the data port");
+
+    /// <summary>Latency of data-port reads on the worker.</summary>
+    public static readonly Histogram<double> DataPortLatency =
+        Meter.CreateHistogram<double>("grainfs.dataport.duration", "ms", "Latency of block reads served by the data port");
+
+    /// <summary>Bytes clients read, tagged by path: short-circuit, remote, or fill.</summary>
+    public static readonly Counter<long> ClientBytesRead =
+        Meter.CreateCounter<long>("grainfs.client.bytes_read", "By", "Bytes read by clients, by path (short-circuit, remote, fill)");
+
+    /// <summary>Cold block fills requested by clients.</summary>
+    public static readonly Counter<long> ClientFills =
+        Meter.CreateCounter<long>("grainfs.client.fills", "{block}", "Cold blocks clients asked block grains to fill");
+
     /// <summary>Client metadata cache lookups, tagged hit/miss.</summary>
     public static readonly Counter<long> ClientCacheLookups =
         Meter.CreateCounter<long>("grainfs.client.metadata_cache", "{lookup}", "Client metadata cache lookups");

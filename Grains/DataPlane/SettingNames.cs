@@ -60,12 +60,25 @@ public static class SettingNames
     public static readonly Setting Telemetry = new("--telemetry", "GrainFs:Telemetry:Exporter", "GRAINFS_TELEMETRY",
         "telemetry exporter: prometheus (default), otlp, console or none");
 
+    /// <summary>The worker's data port.</summary>
+    public static readonly Setting DataPort = new("--data-port", "GrainFs:DataPort", "GRAINFS_DATA_PORT",
+        "TCP port serving cached block bytes to clients (default 7070; 0 picks a free port)");
+
+    /// <summary>A cache tier; repeatable.</summary>
+    public static readonly Setting Tier = new("--tier", "GrainFs:Cache:Tiers", "GRAINFS_TIERS",
+        "cache tier NAME=FOLDER:CAPACITY, repeatable, fastest first (e.g. MEM=/dev/shm/grainfs:4GiB); env: ';'-separated",
+        Repeatable: true);
+
+    /// <summary>The eviction policy.</summary>
+    public static readonly Setting CachePolicy = new("--cache-policy", "GrainFs:Cache:Policy", "GRAINFS_CACHE_POLICY",
+        "eviction policy: tinylfu (default; keeps a stable subset under epoch-random access) or lru");
+
     /// <summary>Settings the silo reads.</summary>
     public static readonly IReadOnlyList<Setting> SiloSettings =
-        [Cluster, ClusterId, Data, SiloPort, GatewayPort, DashboardPort, MetricsPort, Host, Roles, Advertise, SiloName, Telemetry];
+        [Cluster, ClusterId, Data, SiloPort, GatewayPort, DashboardPort, MetricsPort, Host, Roles, Advertise, SiloName, Telemetry, DataPort, Tier, CachePolicy];
 
     /// <summary>Settings every client command reads.</summary>
-    public static readonly IReadOnlyList<Setting> ClientSettings = [Cluster, ClusterId, GatewayPort];
+    public static readonly IReadOnlyList<Setting> ClientSettings = [Cluster, ClusterId, GatewayPort, Host];
 
     /// <summary>
     /// Reads <paramref name="allowed"/> flags out of <paramref name="args"/> ("--flag value" or "--flag=value") into

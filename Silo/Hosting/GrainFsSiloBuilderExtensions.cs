@@ -1,12 +1,16 @@
 using System.Diagnostics.Metrics;
+using System.Net;
 using GrainFs.DataPlane;
 using GrainFs.Grains;
+using GrainFs.Grains.Blocks;
 using GrainFs.Grains.Namespace;
+using GrainFs.Storage.Cache;
 using GrainFs.Storage.Metadata;
 using GrainFs.Storage.UnderStorage;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Logging;
 using Orleans.Configuration;
 using Orleans.Runtime.MembershipService.SiloMetadata;
 
@@ -15,28 +19,36 @@ namespace GrainFs.Silo.Hosting;
 /// <summary>Registers GrainFS on an Orleans silo: its services, options, metadata and silo metadata (host, roles).</summary>
 public static class GrainFsSiloBuilderExtensions
 {
-    /// <summary>Silo metadata key holding the host name.</summary>
-    public const string HostMetadataKey = "grainfs.host";
-
-    /// <summary>Silo metadata key holding the comma-separated roles.</summary>
-    public const string RolesMetadataKey = "grainfs.roles";
-
     /// <summary>
     /// Adds GrainFS to a silo. <paramref name="store"/> overrides the metadata store the settings imply
     /// (in-memory embedded, PostgreSQL in a cluster); tests pass one to share it.
     /// </summary>
     public static ISiloBuilder AddGrainFs(this ISiloBuilder builder, SiloSettings settings, IMetadataStore? store = null)
     {
+        var services = builder.Services;
+        // The data port is bound now, so that its real port (0 picks one) is in the silo metadata from the start.
+        var bind = IPAddress.IsLoopback(settings.AdvertisedAddress) ? IPAddress.Loopback : IPAddress.Any;
+        var listener = DataPortServer.Bind(bind, settings.DataPort);
+        var dataEndpoint = $"{settings.AdvertisedAddress}:{((IPEndPoint)listener.LocalEndpoint).Port}";
         var metadata = new ConfigurationBuilder()
             .AddInMemoryCollection(new Dictionary<string, string?>
             {
-                ["Metadata:" + HostMetadataKey] = settings.Host,
-                ["Metadata:" + RolesMetadataKey] = string.Join(',', settings.Roles),
+                ["Metadata:" + SiloMetadataKeys.Silo] = settings.SiloName,
+                ["Metadata:" + SiloMetadataKeys.Host] = settings.Host,
+                ["Metadata:" + SiloMetadataKeys.Roles] = string.Join(',', settings.Roles),
+                ["Metadata:" + SiloMetadataKeys.DataPort] = dataEndpoint,
+                ["Metadata:" + SiloMetadataKeys.Tiers] = string.Join('|', settings.Cache.Tiers.Select(t => Path.GetFullPath(t.Path))),
             })
             .Build();
         builder.UseSiloMetadata(metadata.GetSection("Metadata"));
+        services.AddSingleton(sp => new TierStore(settings.Cache, sp.GetRequiredService<ILoggerFactory>().CreateLogger("GrainFs.Cache.TierStore"), sp.GetService<TimeProvider>()));
+        services.AddSingleton(sp => new DataPortServer(listener, sp.GetRequiredService<TierStore>(), sp.GetRequiredService<ILoggerFactory>().CreateLogger("GrainFs.Cache.DataPort")));
+        services.AddSingleton(new LocalSilo(settings.SiloName, settings.Host, dataEndpoint));
+        services.AddSingleton<BlockFiller>();
+        services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, CacheLifecycle>();
+        builder.AddPlacementDirector<BlockHomePlacement, BlockHomePlacementDirector>();
+        builder.AddPlacementDirector<SiloNamePlacement, SiloNamePlacementDirector>();
 
-        var services = builder.Services;
         services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton(store ?? (settings.Cluster is { } cluster ? new PostgresMetadataStore(cluster) : new InMemoryMetadataStore()));
         services.AddSingleton(new UnderStorageFactory());
@@ -67,6 +79,25 @@ public static class GrainFsSiloBuilderExtensions
             options.DefunctSiloCleanupPeriod = TimeSpan.FromHours(1);
             options.DefunctSiloExpiration = TimeSpan.FromHours(1);
         });
+}
+
+/// <summary>Starts the tier store (indexing blocks already on disk) and the data port before the silo joins the cluster, and stops them after it leaves.</summary>
+internal sealed class CacheLifecycle(TierStore store, DataPortServer dataPort) : ILifecycleParticipant<ISiloLifecycle>
+{
+    public void Participate(ISiloLifecycle lifecycle) =>
+        lifecycle.Subscribe<CacheLifecycle>(ServiceLifecycleStage.RuntimeInitialize, StartAsync, StopAsync);
+
+    private async Task StartAsync(CancellationToken cancellationToken)
+    {
+        await store.InitializeAsync(cancellationToken);
+        dataPort.Start();
+    }
+
+    private async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await dataPort.DisposeAsync();
+        await store.DisposeAsync();
+    }
 }
 
 /// <summary>The host and roles of this silo.</summary>

@@ -25,6 +25,15 @@ public sealed class SiloSettings
     /// <summary>Default Prometheus port.</summary>
     public const int DEFAULT_METRICS_PORT = 9464;
 
+    /// <summary>Default data port.</summary>
+    public const int DEFAULT_DATA_PORT = 7070;
+
+    /// <summary>The most a default MEM tier takes: the cache must not starve the training job.</summary>
+    public const long DEFAULT_MEM_TIER_MAX = 1L << 30;
+
+    /// <summary>The most a default SSD tier takes.</summary>
+    public const long DEFAULT_SSD_TIER_MAX = 20L << 30;
+
     /// <summary>Default cluster and service id.</summary>
     public const string DEFAULT_CLUSTER_ID = "grainfs";
 
@@ -79,6 +88,12 @@ public sealed class SiloSettings
     /// <summary>The OTLP endpoint when the exporter is otlp (null: the OTEL_EXPORTER_OTLP_ENDPOINT default).</summary>
     public Uri? OtlpEndpoint { get; init; }
 
+    /// <summary>The data port (0: a free port picked at start).</summary>
+    public int DataPort { get; init; } = DEFAULT_DATA_PORT;
+
+    /// <summary>The cache: tiers, policy, watermarks.</summary>
+    public GrainFs.Storage.Cache.CacheOptions Cache { get; init; } = new();
+
     /// <summary>How long an idle directory grain stays in memory before it deactivates.</summary>
     public TimeSpan DirectoryIdleTimeout { get; init; } = TimeSpan.FromMinutes(10);
 
@@ -129,8 +144,9 @@ public sealed class SiloSettings
         var gatewayPort = Port("GatewayPort", DEFAULT_GATEWAY_PORT, false);
         var dashboardPort = Port("DashboardPort", DEFAULT_DASHBOARD_PORT, true);
         var metricsPort = Port("MetricsPort", DEFAULT_METRICS_PORT, true);
+        var dataPort = Port("DataPort", DEFAULT_DATA_PORT, true);
         var used = new Dictionary<int, string>();
-        foreach (var (name, port) in new[] { ("SiloPort", siloPort), ("GatewayPort", gatewayPort), ("DashboardPort", dashboardPort), ("MetricsPort", metricsPort) })
+        foreach (var (name, port) in new[] { ("SiloPort", siloPort), ("GatewayPort", gatewayPort), ("DashboardPort", dashboardPort), ("MetricsPort", metricsPort), ("DataPort", dataPort) })
         {
             if (port == 0)
             {
@@ -226,6 +242,9 @@ public sealed class SiloSettings
             ? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), data[2..])
             : data);
 
+        var siloName = Text("SiloName") ?? $"{host}-{siloPort}";
+        var cache = LoadCache(section.GetSection("Cache"), data, siloName, problems);
+
         settings = new SiloSettings
         {
             Cluster = cluster,
@@ -239,13 +258,97 @@ public sealed class SiloSettings
             Host = host,
             Roles = roles,
             AdvertisedAddress = advertised,
-            SiloName = Text("SiloName") ?? $"{host}-{siloPort}",
+            SiloName = siloName,
+            DataPort = dataPort,
+            Cache = cache,
             TelemetryExporter = exporter,
             OtlpEndpoint = otlp,
             DirectoryIdleTimeout = idle,
         };
         errors = problems;
         return problems.Count == 0;
+    }
+
+    private static GrainFs.Storage.Cache.CacheOptions LoadCache(IConfigurationSection section, string data, string siloName, List<string> problems)
+    {
+        var cache = new GrainFs.Storage.Cache.CacheOptions();
+        foreach (var child in section.GetSection("Tiers").GetChildren())
+        {
+            if (child.Value is not { Length: > 0 } text)
+            {
+                continue;
+            }
+
+            if (GrainFs.Storage.Cache.TierSpec.TryParse(text, out var tier, out var error))
+            {
+                cache.Tiers.Add(tier);
+            }
+            else
+            {
+                problems.Add($"GrainFs:Cache:Tiers: {error}");
+            }
+        }
+
+        if (cache.Tiers.Count == 0 && !section.GetSection("Tiers").GetChildren().Any())
+        {
+            cache.Tiers.AddRange(DefaultTiers(data, siloName));
+        }
+
+        cache.Tiers.Sort((a, b) => GrainFs.Storage.Cache.TierSpec.Names.ToList().IndexOf(a.Name).CompareTo(GrainFs.Storage.Cache.TierSpec.Names.ToList().IndexOf(b.Name)));
+        if (section["Policy"] is { Length: > 0 } policy)
+        {
+            cache.Policy = policy.Trim().ToLowerInvariant();
+        }
+
+        double Share(string key, double fallback)
+        {
+            var text = section[key];
+            if (text is null)
+            {
+                return fallback;
+            }
+
+            if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var value))
+            {
+                problems.Add($"GrainFs:Cache:{key} = '{text}': not a number between 0 and 1");
+                return fallback;
+            }
+
+            return value;
+        }
+
+        cache.HighWatermark = Share("HighWatermark", cache.HighWatermark);
+        cache.LowWatermark = Share("LowWatermark", cache.LowWatermark);
+        problems.AddRange(cache.Validate());
+        return cache;
+    }
+
+    /// <summary>
+    /// The tiers a silo gets when none are configured: a modest MEM tier on /dev/shm (at most 1 GiB and 5% of the
+    /// machine's memory, so the training job keeps its RAM) and an SSD tier under the data folder (at most 20 GiB and
+    /// half of the free space).
+    /// </summary>
+    public static IEnumerable<GrainFs.Storage.Cache.TierSpec> DefaultTiers(string data, string siloName)
+    {
+        var memory = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        if (Directory.Exists("/dev/shm") && memory > 0)
+        {
+            var safeName = string.Concat(siloName.Select(c => char.IsLetterOrDigit(c) || c is '-' or '_' or '.' ? c : '_'));
+            yield return new GrainFs.Storage.Cache.TierSpec("MEM", $"/dev/shm/grainfs-{safeName}", Math.Max(64L << 20, Math.Min(DEFAULT_MEM_TIER_MAX, memory / 20)));
+        }
+
+        long free;
+        try
+        {
+            Directory.CreateDirectory(data);
+            free = new DriveInfo(data).AvailableFreeSpace;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
+        {
+            free = 2L << 30;
+        }
+
+        yield return new GrainFs.Storage.Cache.TierSpec("SSD", Path.Combine(data, "cache"), Math.Max(64L << 20, Math.Min(DEFAULT_SSD_TIER_MAX, free / 2)));
     }
 
     private static IPAddress? FirstNonLoopbackAddress()
@@ -273,5 +376,6 @@ public sealed class SiloSettings
     public override string ToString() =>
         $"{SiloName} on {Host} roles={string.Join(',', Roles)} cluster={(Cluster is null ? "embedded localhost" : Storage.Metadata.PostgresMetadataStore.Describe(Cluster))} " +
         $"silo={AdvertisedAddress}:{SiloPort} gateway={GatewayPort} dashboard={(DashboardPort == 0 ? "off" : DashboardPort.ToString(CultureInfo.InvariantCulture))} " +
-        $"metrics={(MetricsPort == 0 ? "off" : MetricsPort.ToString(CultureInfo.InvariantCulture))} data={Data}";
+        $"metrics={(MetricsPort == 0 ? "off" : MetricsPort.ToString(CultureInfo.InvariantCulture))} data={Data} " +
+        $"tiers={string.Join(' ', Cache.Tiers)} policy={Cache.Policy}";
 }

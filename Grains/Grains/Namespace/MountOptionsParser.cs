@@ -8,7 +8,7 @@ namespace GrainFs.Grains.Namespace;
 public static class MountOptionsParser
 {
     /// <summary>Option keys every mount understands.</summary>
-    public static readonly IReadOnlyList<string> CommonKeys = ["readonly", "sync-interval", "owner", "group", "mode"];
+    public static readonly IReadOnlyList<string> CommonKeys = ["readonly", "sync-interval", "owner", "group", "mode", "block-size"];
 
     /// <summary>Parses options for a mount of <paramref name="scheme"/>; false with a message naming the option and value.</summary>
     public static bool TryParse(string scheme, IReadOnlyDictionary<string, string> raw, out MountOptions options, out string? error)
@@ -17,6 +17,7 @@ public static class MountOptionsParser
         var readOnly = false;
         var sync = MountOptions.DEFAULT_SYNC_INTERVAL_SECONDS;
         int? owner = null, group = null, mode = null;
+        var blockSize = MountOptions.DEFAULT_BLOCK_SIZE;
         var properties = new Dictionary<string, string>(StringComparer.Ordinal);
         var schemeKeys = UnderStorageFactory.PropertiesByScheme.TryGetValue(scheme, out var list) ? list : [];
         foreach (var (rawKey, rawValue) in raw)
@@ -64,6 +65,15 @@ public static class MountOptionsParser
                     }
 
                     break;
+                case "block-size":
+                    if (!GrainFs.DataPlane.ByteSize.TryParse(value, out var size, out var sizeError) || size < MountOptions.MIN_BLOCK_SIZE || size > MountOptions.MAX_BLOCK_SIZE)
+                    {
+                        error = $"option block-size: '{value}' {sizeError ?? "is outside 64KiB to 64MiB"}";
+                        return false;
+                    }
+
+                    blockSize = (int)size;
+                    break;
                 case "mode":
                     if (!TryParseMode(value, out var bits))
                     {
@@ -92,7 +102,7 @@ public static class MountOptionsParser
             }
         }
 
-        options = new MountOptions(readOnly, sync, owner, group, mode, properties);
+        options = new MountOptions(readOnly, sync, owner, group, mode, properties, blockSize);
         error = null;
         return true;
     }
@@ -161,6 +171,7 @@ public static class MountOptionsParser
         Group = options.Group,
         Mode = options.Mode,
         Properties = new Dictionary<string, string>(options.Properties),
+        BlockSize = options.BlockSize,
     });
 
     /// <summary>Options from the metadata store's JSON.</summary>
@@ -168,7 +179,7 @@ public static class MountOptionsParser
     {
         var document = JsonSerializer.Deserialize<OptionsDocument>(json) ?? new OptionsDocument();
         return new MountOptions(document.ReadOnly, document.SyncIntervalSeconds, document.Owner, document.Group, document.Mode,
-            document.Properties ?? new Dictionary<string, string>());
+            document.Properties ?? new Dictionary<string, string>(), document.BlockSize > 0 ? document.BlockSize : MountOptions.DEFAULT_BLOCK_SIZE);
     }
 
     private sealed class OptionsDocument
@@ -184,5 +195,7 @@ public static class MountOptionsParser
         public int? Mode { get; set; }
 
         public Dictionary<string, string>? Properties { get; set; }
+
+        public int BlockSize { get; set; } = MountOptions.DEFAULT_BLOCK_SIZE;
     }
 }

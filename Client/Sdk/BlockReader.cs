@@ -1,0 +1,283 @@
+using System.Collections.Concurrent;
+using System.Net.Sockets;
+using GrainFs.DataPlane;
+using GrainFs.DataPlane.Blocks;
+using Microsoft.Extensions.Logging;
+using Microsoft.Win32.SafeHandles;
+
+namespace GrainFs.Client;
+
+/// <summary>A version of a file, as the block layer sees it.</summary>
+/// <param name="Mount">The mount.</param>
+/// <param name="Path">The full GrainFS path (for messages).</param>
+/// <param name="Relative">The path relative to the mount root.</param>
+/// <param name="Entry">The inode (size, ETag).</param>
+public sealed record FileVersion(MountInfo Mount, string Path, string Relative, FsEntry Entry)
+{
+    private readonly (ulong Hi, ulong Lo) _fileId = BlockKey.FileId(Mount.Uri, Relative, Entry.ETag, Entry.Size, Mount.Options.BlockSize);
+
+    /// <summary>The mount's block size.</summary>
+    public int BlockSize => Mount.Options.BlockSize;
+
+    /// <summary>Number of blocks (a small file is one block; an empty file has none).</summary>
+    public int BlockCount => (int)((Entry.Size + BlockSize - 1) / BlockSize);
+
+    /// <summary>The key of block <paramref name="index"/>.</summary>
+    public BlockKey KeyOf(int index) => BlockKey.For(_fileId, index);
+
+    /// <summary>What the home worker needs to fill block <paramref name="index"/>.</summary>
+    public BlockSource SourceOf(int index) => new(Mount.Id, Relative, Entry.ETag, Entry.Size, BlockSize, index);
+}
+
+/// <summary>
+/// Reads block ranges into the caller's buffer: from a local tier folder when this host's worker holds the block
+/// (short-circuit), else from the home worker's data port, else by asking the block's grain to fill it and
+/// reading the bytes as they stream in. A silo that stops answering costs a retry on the new home, not an error.
+/// </summary>
+internal sealed partial class BlockReader : IDisposable
+{
+    private const int Attempts = 4;
+    private static readonly KeyValuePair<string, object?> ShortCircuitTag = new("path", "short-circuit");
+    private static readonly KeyValuePair<string, object?> RemoteTag = new("path", "remote");
+    private static readonly KeyValuePair<string, object?> FillTag = new("path", "fill");
+    private readonly IGrainFactory _grains;
+    private readonly ClusterView _cluster;
+    private readonly GrainFsClientOptions _options;
+    private readonly ILogger _logger;
+    private readonly DataPortClient _dataPort = new();
+    private readonly ConcurrentDictionary<BlockKey, BlockHeader> _headers = new();
+    private readonly ConcurrentDictionary<BlockKey, byte> _verified = new();
+    private readonly ConcurrentDictionary<string, byte> _deniedRoots = new(StringComparer.Ordinal);
+    private readonly ConcurrentQueue<BlockKey> _accessed = new();
+    private int _accessedCount;
+
+    public BlockReader(IGrainFactory grains, ClusterView cluster, GrainFsClientOptions options, ILogger logger)
+    {
+        _grains = grains;
+        _cluster = cluster;
+        _options = options;
+        _logger = logger;
+    }
+
+    /// <summary>Reads up to <c>destination.Length</c> bytes of block <paramref name="index"/> at <paramref name="offset"/> within the block.</summary>
+    public async ValueTask<FsResult<int>> ReadAsync(FileVersion file, int index, int offset, Memory<byte> destination, CancellationToken cancellationToken)
+    {
+        var key = file.KeyOf(index);
+        var view = await _cluster.GetAsync(cancellationToken).ConfigureAwait(false);
+        var shortCircuit = TryShortCircuit(view, key, offset, destination.Span, out var corrupt);
+        if (shortCircuit >= 0)
+        {
+            GrainFsMetrics.ClientBytesRead.Add(shortCircuit, ShortCircuitTag);
+            return FsResult<int>.Ok(shortCircuit);
+        }
+
+        var refill = corrupt;
+        string? lastError = null;
+        for (var attempt = 0; attempt < Attempts; attempt++)
+        {
+            var home = ClusterView.Home(view, key);
+            if (home is null)
+            {
+                return FsResult<int>.Fail(FsStatus.IoError, $"{file.Path}: no silo is available");
+            }
+
+            string endpoint = home.DataEndpoint;
+            try
+            {
+                if (!refill)
+                {
+                    var remote = await _dataPort.ReadAsync(endpoint, key, offset, destination, waitForFill: false, _options.DataTimeout, cancellationToken).ConfigureAwait(false);
+                    switch (remote.Status)
+                    {
+                        case DataPortStatus.Ok:
+                            GrainFsMetrics.ClientBytesRead.Add(remote.Read, RemoteTag);
+                            return FsResult<int>.Ok(remote.Read);
+                        case DataPortStatus.Corrupt:
+                            refill = true;
+                            break;
+                        case DataPortStatus.Error or DataPortStatus.BadRequest:
+                            return FsResult<int>.Fail(FsStatus.IoError, $"{file.Path}: {remote.Message}");
+                    }
+                }
+
+                // Cold (or corrupt): the block's grain, on its home, fills it once for every concurrent reader.
+                var grain = _grains.GetGrain<IBlockGrain>(key.ToString());
+                var source = file.SourceOf(index);
+                var location = refill ? await grain.RefillAsync(source).ConfigureAwait(false) : await grain.FillAsync(source).ConfigureAwait(false);
+                refill = false;
+                GrainFsMetrics.ClientFills.Add(1);
+                if (location.Status != FsStatus.Ok)
+                {
+                    return FsResult<int>.Fail(location.Status, $"{file.Path}: {location.Message}");
+                }
+
+                endpoint = location.DataEndpoint;
+                var filled = await _dataPort.ReadAsync(endpoint, key, offset, destination, waitForFill: true, _options.FillTimeout, cancellationToken).ConfigureAwait(false);
+                switch (filled.Status)
+                {
+                    case DataPortStatus.Ok:
+                        GrainFsMetrics.ClientBytesRead.Add(filled.Read, FillTag);
+                        return FsResult<int>.Ok(filled.Read);
+                    case DataPortStatus.Error or DataPortStatus.BadRequest:
+                        return FsResult<int>.Fail(FsStatus.IoError, $"{file.Path}: {filled.Message}");
+                    case DataPortStatus.Corrupt:
+                        refill = true;
+                        break;
+                }
+
+                lastError = $"block {index} was evicted while being read";
+            }
+            catch (Exception e) when (e is IOException or SocketException or TimeoutException or InvalidDataException or OrleansException or SiloUnavailableException)
+            {
+                // The silo died or stopped answering: forget it, look again, and let the block find its new home.
+                lastError = e.Message;
+                LogRetry(_logger, file.Path, index, endpoint, e.Message);
+                _dataPort.Forget(endpoint);
+                view = await _cluster.RefreshAsync(view.FetchedTicks, cancellationToken).ConfigureAwait(false);
+                if (e is not OrleansException and not SiloUnavailableException)
+                {
+                    await Task.Delay(TimeSpan.FromMilliseconds(200 * (attempt + 1)), cancellationToken).ConfigureAwait(false);
+                }
+            }
+        }
+
+        return FsResult<int>.Fail(FsStatus.IoError, $"{file.Path}: block {index} could not be read after {Attempts} attempts: {lastError}");
+    }
+
+    /// <summary>
+    /// Reads from a local tier folder; the byte count, or -1 when this host does not hold the block (or may not read
+    /// the folder). <paramref name="corrupt"/> is set when the local copy failed its checksum.
+    /// </summary>
+    private int TryShortCircuit(ClusterView.Snapshot view, BlockKey key, int offset, Span<byte> destination, out bool corrupt)
+    {
+        corrupt = false;
+        if (!_options.ShortCircuit)
+        {
+            return -1;
+        }
+
+        var relative = BlockFile.RelativePath(key);
+        foreach (var silo in view.Silos)
+        {
+            if (!string.Equals(silo.Host, _options.Host, StringComparison.Ordinal))
+            {
+                continue;
+            }
+
+            foreach (var root in silo.TierPaths)
+            {
+                if (_deniedRoots.ContainsKey(root))
+                {
+                    continue;
+                }
+
+                SafeFileHandle handle;
+                try
+                {
+                    handle = File.OpenHandle(Path.Combine(root, relative), FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+                }
+                catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+                {
+                    continue;
+                }
+                catch (UnauthorizedAccessException)
+                {
+                    // Not allowed to read the worker's folder: this client reads through the data port instead.
+                    _deniedRoots.TryAdd(root, 0);
+                    LogShortCircuitDenied(_logger, root);
+                    continue;
+                }
+
+                using (handle)
+                {
+                    if (!_headers.TryGetValue(key, out var header))
+                    {
+                        header = BlockFile.ReadHeader(handle);
+                        if (header is null || header.Key != key)
+                        {
+                            corrupt = true;
+                            return -1;
+                        }
+
+                        if (_headers.Count > 100_000)
+                        {
+                            _headers.Clear();
+                        }
+
+                        _headers[key] = header;
+                    }
+
+                    var verify = _options.VerifyShortCircuit || !_verified.ContainsKey(key);
+                    var read = BlockFile.ReadVerified(handle, header, offset, destination, verify);
+                    if (read < 0)
+                    {
+                        _headers.TryRemove(key, out _);
+                        _verified.TryRemove(key, out _);
+                        corrupt = true;
+                        return -1;
+                    }
+
+                    if (verify && offset == 0 && read == header.DataLength)
+                    {
+                        if (_verified.Count > 100_000)
+                        {
+                            _verified.Clear();
+                        }
+
+                        _verified.TryAdd(key, 0);
+                    }
+
+                    NoteAccess(key);
+                    return read;
+                }
+            }
+        }
+
+        return -1;
+    }
+
+    private void NoteAccess(BlockKey key)
+    {
+        if (Interlocked.Increment(ref _accessedCount) <= 10_000)
+        {
+            _accessed.Enqueue(key);
+        }
+        else
+        {
+            Interlocked.Decrement(ref _accessedCount);
+        }
+    }
+
+    /// <summary>Tells this host's workers which blocks were read short-circuit, so their eviction sees the reads.</summary>
+    public async Task ReportAccessAsync(CancellationToken cancellationToken)
+    {
+        if (_accessed.IsEmpty)
+        {
+            return;
+        }
+
+        var keys = new List<string>();
+        while (keys.Count < 10_000 && _accessed.TryDequeue(out var key))
+        {
+            Interlocked.Decrement(ref _accessedCount);
+            keys.Add(key.ToString());
+        }
+
+        var view = await _cluster.GetAsync(cancellationToken).ConfigureAwait(false);
+        foreach (var silo in view.Silos)
+        {
+            if (string.Equals(silo.Host, _options.Host, StringComparison.Ordinal))
+            {
+                await _grains.GetGrain<IWorkerGrain>(silo.Name).RecordAccessAsync([.. keys]).ConfigureAwait(false);
+            }
+        }
+    }
+
+    public void Dispose() => _dataPort.Dispose();
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "{Path}: block {Index} from {Endpoint} failed ({Reason}); retrying on the current home")]
+    private static partial void LogRetry(ILogger logger, string path, int index, string endpoint, string reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Cannot read tier folder {Root}: reading its blocks through the data port")]
+    private static partial void LogShortCircuitDenied(ILogger logger, string root);
+}

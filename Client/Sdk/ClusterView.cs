@@ -1,0 +1,59 @@
+using GrainFs.DataPlane.Blocks;
+
+namespace GrainFs.Client;
+
+/// <summary>
+/// The client's copy of the cluster: silos with their data ports, tier folders and roles. Block homes are
+/// computed from it (rendezvous hashing over gpu-role silos), so finding a warm block asks no grain. Refreshed
+/// in the background and whenever a silo stops answering.
+/// </summary>
+internal sealed class ClusterView(IGrainFactory grains, TimeProvider time)
+{
+    private static readonly TimeSpan MaxAge = TimeSpan.FromSeconds(10);
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    private Snapshot _current = new([], [], [], 0);
+
+    internal sealed record Snapshot(SiloInfo[] Silos, SiloInfo[] Homes, string[] HomeNames, long FetchedTicks);
+
+    /// <summary>The current view, fetched when older than 10 s.</summary>
+    public async ValueTask<Snapshot> GetAsync(CancellationToken cancellationToken = default)
+    {
+        var current = _current;
+        if (current.Silos.Length > 0 && time.GetUtcNow().UtcTicks - current.FetchedTicks < MaxAge.Ticks)
+        {
+            return current;
+        }
+
+        return await RefreshAsync(current.FetchedTicks, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Fetches a new view unless one newer than <paramref name="staleTicks"/> arrived meanwhile.</summary>
+    public async ValueTask<Snapshot> RefreshAsync(long staleTicks, CancellationToken cancellationToken = default)
+    {
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (_current.FetchedTicks > staleTicks && _current.Silos.Length > 0)
+            {
+                return _current;
+            }
+
+            var silos = await grains.GetGrain<IClusterGrain>(0).GetSilosAsync().ConfigureAwait(false);
+            var gpu = Array.FindAll(silos, s => Array.Exists(s.Roles, r => r == "gpu"));
+            var homes = gpu.Length > 0 ? gpu : silos;
+            _current = new Snapshot(silos, homes, Array.ConvertAll(homes, h => h.Name), time.GetUtcNow().UtcTicks);
+            return _current;
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    /// <summary>The home silo of a block in a view, or null when the view has no silo.</summary>
+    public static SiloInfo? Home(Snapshot view, BlockKey key)
+    {
+        var index = Rendezvous.Pick(key, view.HomeNames);
+        return index < 0 ? null : view.Homes[index];
+    }
+}

@@ -1,0 +1,201 @@
+using Orleans.Placement;
+
+namespace GrainFs;
+
+/// <summary>What a block is a piece of: enough for its home worker to fill it from under-storage.</summary>
+/// <param name="MountId">The mount.</param>
+/// <param name="Path">The file's path relative to the mount root.</param>
+/// <param name="ETag">The version of the file the block belongs to.</param>
+/// <param name="FileSize">The file's size.</param>
+/// <param name="BlockSize">The mount's block size.</param>
+/// <param name="Index">The block's index in the file.</param>
+[GenerateSerializer, Immutable, Alias("grainfs.BlockSource")]
+public sealed record BlockSource(
+    [property: Id(0)] long MountId,
+    [property: Id(1)] string Path,
+    [property: Id(2)] string ETag,
+    [property: Id(3)] long FileSize,
+    [property: Id(4)] int BlockSize,
+    [property: Id(5)] int Index)
+{
+    /// <summary>Offset of the block in the file.</summary>
+    public long Offset => (long)Index * BlockSize;
+
+    /// <summary>Bytes in the block (the last one may be short; a small file is one block of its own size).</summary>
+    public int Length => (int)Math.Max(0, Math.Min(BlockSize, FileSize - Offset));
+}
+
+/// <summary>Where a block is, or why it could not be filled.</summary>
+/// <param name="Status">Ok, or IoError (under-storage failed), Stale (unmounted), InvalidArgument.</param>
+/// <param name="Message">The reason, naming the path.</param>
+/// <param name="Silo">The name of the silo whose worker holds or is filling it.</param>
+/// <param name="DataEndpoint">That worker's data port ("ip:port").</param>
+/// <param name="Cached">True when the block is already complete there.</param>
+[GenerateSerializer, Immutable, Alias("grainfs.BlockLocation")]
+public sealed record BlockLocation(
+    [property: Id(0)] FsStatus Status,
+    [property: Id(1)] string? Message,
+    [property: Id(2)] string Silo,
+    [property: Id(3)] string DataEndpoint,
+    [property: Id(4)] bool Cached);
+
+/// <summary>
+/// A block's placement state, on its home silo (the gpu-role silo chosen by rendezvous hashing of its key).
+/// Activated off the warm path only: to fill a cold block (single-flight), and to pin, set a TTL, free or refill
+/// it. Keyed by the block key's text.
+/// </summary>
+[Alias("grainfs.IBlockGrain")]
+public interface IBlockGrain : IGrainWithStringKey
+{
+    /// <summary>Starts (or joins) the fill of the block on this silo's worker and says where to read it; returns before the fill completes.</summary>
+    [Alias("Fill")]
+    ValueTask<BlockLocation> FillAsync(BlockSource source);
+
+    /// <summary>Discards the local copy (it failed its checksum at a reader) and fills it again.</summary>
+    [Alias("Refill")]
+    ValueTask<BlockLocation> RefillAsync(BlockSource source);
+
+    /// <summary>Where the block is held, replicas included.</summary>
+    [Alias("GetState")]
+    ValueTask<BlockState> GetStateAsync();
+}
+
+/// <summary>A block's placement state.</summary>
+/// <param name="Key">The block key.</param>
+/// <param name="Home">The silo the grain lives on.</param>
+/// <param name="Tier">The tier holding the block at home, or null when not held.</param>
+/// <param name="Length">Data bytes.</param>
+/// <param name="Pinned">Never evicted.</param>
+/// <param name="ExpiresUtc">When its TTL frees it, or null.</param>
+/// <param name="Checksums">Chunk checksums (XXH3 per 64 KiB).</param>
+[GenerateSerializer, Immutable, Alias("grainfs.BlockState")]
+public sealed record BlockState(
+    [property: Id(0)] string Key,
+    [property: Id(1)] string Home,
+    [property: Id(2)] string? Tier,
+    [property: Id(3)] int Length,
+    [property: Id(4)] bool Pinned,
+    [property: Id(5)] DateTime? ExpiresUtc,
+    [property: Id(6)] int Checksums);
+
+/// <summary>The outcome of a batch on a worker.</summary>
+/// <param name="Blocks">Blocks handled (filled, already held, freed or changed).</param>
+/// <param name="Bytes">Bytes read from under-storage (loads) or released (frees).</param>
+/// <param name="Failures">Blocks that failed.</param>
+/// <param name="FirstError">The first failure's message, naming the path.</param>
+[GenerateSerializer, Immutable, Alias("grainfs.BatchResult")]
+public sealed record BatchResult(
+    [property: Id(0)] int Blocks,
+    [property: Id(1)] long Bytes,
+    [property: Id(2)] int Failures,
+    [property: Id(3)] string? FirstError);
+
+/// <summary>One tier of a worker, for reports.</summary>
+[GenerateSerializer, Immutable, Alias("grainfs.TierUsage")]
+public sealed record TierUsage(
+    [property: Id(0)] string Tier,
+    [property: Id(1)] string Path,
+    [property: Id(2)] long Capacity,
+    [property: Id(3)] long Used,
+    [property: Id(4)] int Blocks,
+    [property: Id(5)] long Hits);
+
+/// <summary>A worker's report.</summary>
+[GenerateSerializer, Immutable, Alias("grainfs.WorkerReport")]
+public sealed record WorkerReport(
+    [property: Id(0)] string Silo,
+    [property: Id(1)] string Host,
+    [property: Id(2)] TierUsage[] Tiers,
+    [property: Id(3)] string Policy,
+    [property: Id(4)] long Requests,
+    [property: Id(5)] long Misses,
+    [property: Id(6)] long Fills,
+    [property: Id(7)] long FillBytes,
+    [property: Id(8)] long Evictions,
+    [property: Id(9)] long Corrupt,
+    [property: Id(10)] Dictionary<string, long> BytesServedBySource);
+
+/// <summary>
+/// The worker of one silo: owns that silo's tier store. Keyed by the silo's name and placed on it. Batches
+/// (load, free, pin, TTL) go to the worker of the blocks' home in one call, never one call per block.
+/// </summary>
+[Alias("grainfs.IWorkerGrain")]
+public interface IWorkerGrain : IGrainWithStringKey
+{
+    /// <summary>Tiers, usage and counters.</summary>
+    [Alias("Report")]
+    ValueTask<WorkerReport> GetReportAsync();
+
+    /// <summary>Fills the blocks that are not held (in parallel, waiting for completion) and applies pin/TTL to all of them.</summary>
+    [Alias("Load")]
+    ValueTask<BatchResult> LoadAsync(BlockSource[] blocks, bool? pin, DateTime? expiresUtc);
+
+    /// <summary>Removes blocks (by key text) from every tier of this worker.</summary>
+    [Alias("Free")]
+    ValueTask<BatchResult> FreeAsync(string[] keys);
+
+    /// <summary>Changes pin and TTL of held blocks (by key text); null leaves a setting as it is.</summary>
+    [Alias("SetFlags")]
+    ValueTask<BatchResult> SetFlagsAsync(string[] keys, bool? pin, DateTime? expiresUtc);
+
+    /// <summary>Counts reads a short-circuit client served itself, so eviction knows the blocks are hot.</summary>
+    [Alias("RecordAccess"), Orleans.Concurrency.OneWay]
+    Task RecordAccessAsync(string[] keys);
+}
+
+/// <summary>A silo as clients see it: where its worker's data port is, which tier folders it has, its roles.</summary>
+[GenerateSerializer, Immutable, Alias("grainfs.SiloInfo")]
+public sealed record SiloInfo(
+    [property: Id(0)] string Name,
+    [property: Id(1)] string Address,
+    [property: Id(2)] string Host,
+    [property: Id(3)] string[] Roles,
+    [property: Id(4)] string DataEndpoint,
+    [property: Id(5)] string[] TierPaths);
+
+/// <summary>Cluster membership with GrainFS's silo metadata. A stateless worker: answered by whichever silo is called.</summary>
+[Alias("grainfs.IClusterGrain")]
+public interface IClusterGrain : IGrainWithIntegerKey
+{
+    /// <summary>The active silos.</summary>
+    [Alias("GetSilos")]
+    ValueTask<SiloInfo[]> GetSilosAsync();
+}
+
+/// <summary>Places a block grain on its home: the gpu-role silo chosen by rendezvous hashing of the block key (all silos when none has the role).</summary>
+[GenerateSerializer, Alias("grainfs.BlockHomePlacement")]
+public sealed class BlockHomePlacement : PlacementStrategy
+{
+    /// <summary>The one instance.</summary>
+    public static BlockHomePlacement Instance { get; } = new();
+}
+
+/// <summary>Marks a grain class as placed on its block's home silo.</summary>
+[AttributeUsage(AttributeTargets.Class, AllowMultiple = false)]
+public sealed class BlockHomePlacementAttribute : PlacementAttribute
+{
+    /// <summary>Creates the attribute.</summary>
+    public BlockHomePlacementAttribute()
+        : base(BlockHomePlacement.Instance)
+    {
+    }
+}
+
+/// <summary>Places a grain keyed by a silo name on that silo.</summary>
+[GenerateSerializer, Alias("grainfs.SiloNamePlacement")]
+public sealed class SiloNamePlacement : PlacementStrategy
+{
+    /// <summary>The one instance.</summary>
+    public static SiloNamePlacement Instance { get; } = new();
+}
+
+/// <summary>Marks a grain class keyed by silo name as placed on that silo.</summary>
+[AttributeUsage(AttributeTargets.Class, AllowMultiple = false)]
+public sealed class SiloNamePlacementAttribute : PlacementAttribute
+{
+    /// <summary>Creates the attribute.</summary>
+    public SiloNamePlacementAttribute()
+        : base(SiloNamePlacement.Instance)
+    {
+    }
+}

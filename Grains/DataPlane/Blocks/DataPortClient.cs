@@ -1,0 +1,177 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+
+namespace GrainFs.DataPlane.Blocks;
+
+/// <summary>The outcome of a data-port read.</summary>
+/// <param name="Status">What the worker said.</param>
+/// <param name="Read">Bytes written into the caller's buffer (Ok).</param>
+/// <param name="Source">Where they came from.</param>
+/// <param name="Message">The worker's message (Error, BadRequest).</param>
+public readonly record struct DataPortResult(DataPortStatus Status, int Read, DataSource Source, string? Message);
+
+/// <summary>
+/// Reads block bytes from workers' data ports straight into the caller's buffer, over pooled connections
+/// (one request at a time per connection, a pool per endpoint). A connection that fails is dropped; the
+/// exception (<see cref="IOException"/> or <see cref="SocketException"/>) tells the caller the worker is gone.
+/// </summary>
+public sealed class DataPortClient : IDisposable
+{
+    private readonly ConcurrentDictionary<string, ConcurrentBag<Connection>> _pools = new(StringComparer.Ordinal);
+    private readonly int _maxIdlePerEndpoint;
+
+    /// <summary>Creates a client keeping up to <paramref name="maxIdlePerEndpoint"/> idle connections per worker.</summary>
+    public DataPortClient(int maxIdlePerEndpoint = 16)
+    {
+        _maxIdlePerEndpoint = maxIdlePerEndpoint;
+    }
+
+    /// <summary>Reads <c>destination.Length</c> bytes of a block at <paramref name="offset"/> from the worker at <paramref name="endpoint"/> ("ip:port").</summary>
+    public async ValueTask<DataPortResult> ReadAsync(string endpoint, BlockKey key, long offset, Memory<byte> destination, bool waitForFill, TimeSpan timeout, CancellationToken cancellationToken = default)
+    {
+        var pool = _pools.GetOrAdd(endpoint, static _ => []);
+        if (!pool.TryTake(out var connection))
+        {
+            connection = await Connection.OpenAsync(endpoint, cancellationToken).ConfigureAwait(false);
+        }
+
+        try
+        {
+            var result = await connection.ReadAsync(key, offset, destination, waitForFill, timeout, cancellationToken).ConfigureAwait(false);
+            if (pool.Count < _maxIdlePerEndpoint)
+            {
+                pool.Add(connection);
+                connection = null;
+            }
+
+            return result;
+        }
+        finally
+        {
+            connection?.Dispose();
+        }
+    }
+
+    /// <summary>Drops the idle connections to a worker (after it failed).</summary>
+    public void Forget(string endpoint)
+    {
+        if (_pools.TryRemove(endpoint, out var pool))
+        {
+            while (pool.TryTake(out var connection))
+            {
+                connection.Dispose();
+            }
+        }
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        foreach (var endpoint in _pools.Keys)
+        {
+            Forget(endpoint);
+        }
+    }
+
+    private sealed class Connection : IDisposable
+    {
+        private readonly Socket _socket;
+        private readonly byte[] _request = new byte[DataPortProtocol.RequestSize];
+        private readonly byte[] _reply = new byte[DataPortProtocol.ReplyHeaderSize];
+        private CancellationTokenSource _deadline = new();
+
+        private Connection(Socket socket)
+        {
+            _socket = socket;
+        }
+
+        public static async ValueTask<Connection> OpenAsync(string endpoint, CancellationToken cancellationToken)
+        {
+            var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            try
+            {
+                using var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                connectTimeout.CancelAfter(TimeSpan.FromSeconds(5));
+                await socket.ConnectAsync(IPEndPoint.Parse(endpoint), connectTimeout.Token).ConfigureAwait(false);
+                return new Connection(socket);
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                socket.Dispose();
+                throw new IOException($"data port {endpoint} did not accept a connection within 5 s");
+            }
+            catch
+            {
+                socket.Dispose();
+                throw;
+            }
+        }
+
+        public async ValueTask<DataPortResult> ReadAsync(BlockKey key, long offset, Memory<byte> destination, bool waitForFill, TimeSpan timeout, CancellationToken cancellationToken)
+        {
+            if (!_deadline.TryReset())
+            {
+                _deadline.Dispose();
+                _deadline = new CancellationTokenSource();
+            }
+
+            _deadline.CancelAfter(timeout);
+            using var link = cancellationToken.CanBeCanceled ? CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _deadline.Token) : null;
+            var token = link?.Token ?? _deadline.Token;
+            try
+            {
+                var length = Math.Min(destination.Length, DataPortProtocol.MaxLength);
+                DataPortProtocol.WriteRequest(_request, key, offset, length, waitForFill ? DataPortProtocol.FlagWaitForFill : (ushort)0);
+                await _socket.SendAsync(_request, SocketFlags.None, token).ConfigureAwait(false);
+                await ReceiveExactlyAsync(_reply, token).ConfigureAwait(false);
+                var (status, source, payload) = DataPortProtocol.ReadReplyHeader(_reply);
+                if (status == DataPortStatus.Ok)
+                {
+                    if (payload > length)
+                    {
+                        throw new InvalidDataException($"the worker sent {payload} bytes for a {length}-byte request");
+                    }
+
+                    await ReceiveExactlyAsync(destination[..payload], token).ConfigureAwait(false);
+                    return new DataPortResult(status, payload, source, null);
+                }
+
+                string? message = null;
+                if (payload > 0)
+                {
+                    var text = new byte[payload];
+                    await ReceiveExactlyAsync(text, token).ConfigureAwait(false);
+                    message = Encoding.UTF8.GetString(text);
+                }
+
+                return new DataPortResult(status, 0, source, message);
+            }
+            catch (OperationCanceledException) when (_deadline.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+            {
+                throw new TimeoutException($"the data port did not answer within {timeout.TotalSeconds:0.#} s");
+            }
+        }
+
+        private async ValueTask ReceiveExactlyAsync(Memory<byte> buffer, CancellationToken cancellationToken)
+        {
+            while (!buffer.IsEmpty)
+            {
+                var read = await _socket.ReceiveAsync(buffer, SocketFlags.None, cancellationToken).ConfigureAwait(false);
+                if (read == 0)
+                {
+                    throw new IOException("the data port closed the connection");
+                }
+
+                buffer = buffer[read..];
+            }
+        }
+
+        public void Dispose()
+        {
+            _socket.Dispose();
+            _deadline.Dispose();
+        }
+    }
+}

@@ -1,0 +1,71 @@
+using System.Collections.Concurrent;
+using GrainFs.DataPlane.Blocks;
+using GrainFs.Grains.Namespace;
+using GrainFs.Storage.Cache;
+using GrainFs.Storage.UnderStorage;
+
+namespace GrainFs.Grains.Blocks;
+
+/// <summary>The key of a block and the fill started for it (null when already held).</summary>
+public readonly record struct FillStart(FsStatus Status, string? Message, BlockKey Key, BlockFill? Fill);
+
+/// <summary>
+/// Starts fills of blocks into this silo's tier store from their mount's under-storage: resolves the mount
+/// (cached for a few seconds), derives the block key from the file version, and opens exactly the block's range
+/// with the version checked, so a changed object is never stored under its old key.
+/// </summary>
+public sealed class BlockFiller(TierStore store, UnderStorageRegistry registry, IGrainFactory grains, TimeProvider time)
+{
+    private static readonly TimeSpan MountCacheTime = TimeSpan.FromSeconds(5);
+    private readonly ConcurrentDictionary<long, (MountInfo? Mount, long Until)> _mounts = new();
+
+    /// <summary>The store fills go to.</summary>
+    public TierStore Store => store;
+
+    /// <summary>The key of a block of a mount's file version.</summary>
+    public static BlockKey KeyOf(MountInfo mount, BlockSource source) =>
+        BlockKey.For(BlockKey.FileId(mount.Uri, source.Path, source.ETag, source.FileSize, source.BlockSize), source.Index);
+
+    /// <summary>The mount of a block source, or null when it no longer exists.</summary>
+    public async ValueTask<MountInfo?> ResolveAsync(long mountId)
+    {
+        var now = time.GetUtcNow().UtcTicks;
+        if (_mounts.TryGetValue(mountId, out var cached) && cached.Until > now)
+        {
+            return cached.Mount;
+        }
+
+        var mount = await grains.GetGrain<IMountTableGrain>(IMountTableGrain.Key).ResolveAsync(mountId).ConfigureAwait(false);
+        _mounts[mountId] = (mount, now + MountCacheTime.Ticks);
+        return mount;
+    }
+
+    /// <summary>Starts (or joins) the fill of a block; the status says why it could not start.</summary>
+    public async ValueTask<FillStart> StartAsync(BlockSource source, ushort flags = 0, long expiresTicks = 0)
+    {
+        var mount = await ResolveAsync(source.MountId).ConfigureAwait(false);
+        if (mount is null)
+        {
+            return new FillStart(FsStatus.Stale, $"mount {source.MountId} no longer exists", default, null);
+        }
+
+        if (source.Index < 0 || source.BlockSize <= 0 || source.Offset >= Math.Max(1, source.FileSize))
+        {
+            return new FillStart(FsStatus.InvalidArgument, $"{mount.Path}/{source.Path}: block {source.Index} is outside the file", default, null);
+        }
+
+        var key = KeyOf(mount, source);
+        IUnderStorage storage;
+        try
+        {
+            storage = registry.Get(mount);
+        }
+        catch (UnderStorageException e)
+        {
+            return new FillStart(FsStatus.IoError, e.Message, key, null);
+        }
+
+        var fill = store.StartFill(key, source.Length, ct => storage.OpenReadAsync(source.Path, source.Offset, source.Length, source.ETag, ct), flags, expiresTicks);
+        return new FillStart(FsStatus.Ok, null, key, fill);
+    }
+}

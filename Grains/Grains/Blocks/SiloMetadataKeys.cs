@@ -1,0 +1,26 @@
+namespace GrainFs.Grains.Blocks;
+
+/// <summary>Orleans silo metadata GrainFS publishes for placement and for clients.</summary>
+public static class SiloMetadataKeys
+{
+    /// <summary>The silo's name (stable across restarts, unlike its address): rendezvous hashing uses it.</summary>
+    public const string Silo = "grainfs.silo";
+
+    /// <summary>The host the silo runs on.</summary>
+    public const string Host = "grainfs.host";
+
+    /// <summary>Comma-separated roles: gpu, read, write.</summary>
+    public const string Roles = "grainfs.roles";
+
+    /// <summary>The worker's data port, "ip:port".</summary>
+    public const string DataPort = "grainfs.dataport";
+
+    /// <summary>The tier folders, fastest first, separated by '|' (short-circuit readers open block files there).</summary>
+    public const string Tiers = "grainfs.tiers";
+}
+
+/// <summary>This silo's identity for the grains that report where bytes are.</summary>
+/// <param name="Name">The silo name.</param>
+/// <param name="Host">The host.</param>
+/// <param name="DataEndpoint">The data port, "ip:port".</param>
+public sealed record LocalSilo(string Name, string Host, string DataEndpoint);

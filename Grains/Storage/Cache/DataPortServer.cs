@@ -1,0 +1,306 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using GrainFs.DataPlane;
+using GrainFs.DataPlane.Blocks;
+using Microsoft.Extensions.Logging;
+
+namespace GrainFs.Storage.Cache;
+
+/// <summary>
+/// A silo's data port: serves block bytes from the tier store over TCP (see <see cref="DataPortProtocol"/>).
+/// Bytes are read into one pooled buffer behind the reply header and sent with one call; every chunk a read
+/// touches is checked against its checksum, and a block that fails is discarded and answered Corrupt so the
+/// client refills it. A read of a block being filled waits for the bytes it asked for (first reader streaming).
+/// </summary>
+public sealed partial class DataPortServer : IAsyncDisposable
+{
+    private static readonly TimeSpan FillWait = TimeSpan.FromSeconds(120);
+    private readonly TcpListener _listener;
+    private readonly TierStore _store;
+    private readonly ILogger _logger;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly List<Task> _connections = [];
+    private Task? _accept;
+
+    /// <summary>Serves on a listener bound with <see cref="Bind"/>.</summary>
+    public DataPortServer(TcpListener listener, TierStore store, ILogger logger)
+    {
+        _store = store;
+        _logger = logger;
+        _listener = listener;
+        Endpoint = (IPEndPoint)_listener.LocalEndpoint;
+    }
+
+    /// <summary>Binds a port now (0 picks a free one), so its endpoint can be published before the silo starts.
+    /// Throws <see cref="SocketException"/> when the port is taken.</summary>
+    public static TcpListener Bind(IPAddress address, int port)
+    {
+        var listener = new TcpListener(address, port);
+        listener.Start(512);
+        return listener;
+    }
+
+    /// <summary>The bound endpoint.</summary>
+    public IPEndPoint Endpoint { get; }
+
+    /// <summary>Starts accepting connections.</summary>
+    public void Start() => _accept ??= Task.Run(AcceptAsync);
+
+    private async Task AcceptAsync()
+    {
+        LogListening(_logger, Endpoint.ToString());
+        while (!_stop.IsCancellationRequested)
+        {
+            Socket socket;
+            try
+            {
+                socket = await _listener.AcceptSocketAsync(_stop.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException)
+            {
+                return;
+            }
+
+            socket.NoDelay = true;
+            var task = Task.Run(() => ServeAsync(socket));
+            lock (_connections)
+            {
+                _connections.RemoveAll(t => t.IsCompleted);
+                _connections.Add(task);
+            }
+        }
+    }
+
+    private async Task ServeAsync(Socket socket)
+    {
+        var request = new byte[DataPortProtocol.RequestSize];
+        try
+        {
+            using (socket)
+            {
+                while (!_stop.IsCancellationRequested)
+                {
+                    if (!await ReceiveExactlyAsync(socket, request).ConfigureAwait(false))
+                    {
+                        return;
+                    }
+
+                    var parsed = DataPortProtocol.ReadRequest(request, out var error);
+                    if (parsed is null)
+                    {
+                        await SendMessageAsync(socket, DataPortStatus.BadRequest, error!).ConfigureAwait(false);
+                        return;
+                    }
+
+                    var (key, offset, length, flags) = parsed.Value;
+                    await HandleReadAsync(socket, key, offset, length, (flags & DataPortProtocol.FlagWaitForFill) != 0).ConfigureAwait(false);
+                }
+            }
+        }
+        catch (Exception e) when (e is SocketException or IOException or OperationCanceledException or ObjectDisposedException)
+        {
+            // The client went away or the silo is stopping.
+        }
+    }
+
+    private async Task HandleReadAsync(Socket socket, BlockKey key, long offset, int length, bool waitForFill)
+    {
+        var started = Stopwatch.GetTimestamp();
+        if (_store.TryGet(key, out var block))
+        {
+            var served = await ServeCachedAsync(socket, block, offset, length).ConfigureAwait(false);
+            if (served)
+            {
+                Record(block.Tier.Name, started);
+                return;
+            }
+        }
+
+        var fill = _store.FindFill(key);
+        if (fill is null || !waitForFill)
+        {
+            // Held a moment ago but gone (evicted, freed) or never held: the client asks the block's grain to fill it.
+            if (fill is null && _store.TryPeek(key, out var again) && await ServeCachedAsync(socket, again, offset, length).ConfigureAwait(false))
+            {
+                return;
+            }
+
+            await SendStatusAsync(socket, DataPortStatus.Miss).ConfigureAwait(false);
+            return;
+        }
+
+        long available;
+        try
+        {
+            available = await fill.WaitForAsync(offset + length, _stop.Token).AsTask().WaitAsync(FillWait, _stop.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            await SendMessageAsync(socket, DataPortStatus.Error, e is TimeoutException ? "the fill did not progress in time" : e.Message).ConfigureAwait(false);
+            return;
+        }
+
+        if (fill.Completion.IsCompletedSuccessfully && _store.TryPeek(key, out var filled) && await ServeCachedAsync(socket, filled, offset, length).ConfigureAwait(false))
+        {
+            Record("under-storage", started);
+            return;
+        }
+
+        var count = (int)Math.Max(0, Math.Min(length, available - offset));
+        var buffer = ArrayPool<byte>.Shared.Rent(DataPortProtocol.ReplyHeaderSize + count);
+        try
+        {
+            using (var handle = File.OpenHandle(fill.TempPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete))
+            {
+                var read = 0;
+                while (read < count)
+                {
+                    var n = RandomAccess.Read(handle, buffer.AsSpan(DataPortProtocol.ReplyHeaderSize + read, count - read), BlockFile.HeaderLength(fill.Length) + offset + read);
+                    if (n == 0)
+                    {
+                        break;
+                    }
+
+                    read += n;
+                }
+
+                count = read;
+            }
+
+            DataPortProtocol.WriteReplyHeader(buffer, DataPortStatus.Ok, DataSource.UnderStorage, count);
+            await socket.SendAsync(buffer.AsMemory(0, DataPortProtocol.ReplyHeaderSize + count), SocketFlags.None, _stop.Token).ConfigureAwait(false);
+            _store.RecordServed("under-storage", count);
+            Record("under-storage", started);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            // The fill finished and moved its file between the wait and the open: the block is now held.
+            if (_store.TryPeek(key, out var done) && await ServeCachedAsync(socket, done, offset, length).ConfigureAwait(false))
+            {
+                return;
+            }
+
+            await SendStatusAsync(socket, DataPortStatus.Miss).ConfigureAwait(false);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>Serves a held block; false when its file is gone (the caller answers Miss).</summary>
+    private async Task<bool> ServeCachedAsync(Socket socket, CachedBlock block, long offset, int length)
+    {
+        var header = block.Header;
+        var count = (int)Math.Max(0, Math.Min(length, header.DataLength - offset));
+        var buffer = ArrayPool<byte>.Shared.Rent(DataPortProtocol.ReplyHeaderSize + count);
+        try
+        {
+            int read;
+            try
+            {
+                using var handle = File.OpenHandle(block.Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+                read = BlockFile.ReadVerified(handle, header, offset, buffer.AsSpan(DataPortProtocol.ReplyHeaderSize, count), verify: true);
+            }
+            catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+            {
+                return false;
+            }
+
+            if (read < 0)
+            {
+                _store.Discard(block.Key);
+                await SendStatusAsync(socket, DataPortStatus.Corrupt).ConfigureAwait(false);
+                return true;
+            }
+
+            DataPortProtocol.WriteReplyHeader(buffer, DataPortStatus.Ok, SourceOf(block.Tier), read);
+            await socket.SendAsync(buffer.AsMemory(0, DataPortProtocol.ReplyHeaderSize + read), SocketFlags.None, _stop.Token).ConfigureAwait(false);
+            _store.RecordServed(block.Tier.Name, read);
+            return true;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    private static DataSource SourceOf(Tier tier) => tier.Name switch
+    {
+        "MEM" => DataSource.Mem,
+        "SSD" => DataSource.Ssd,
+        _ => DataSource.Hdd,
+    };
+
+    private static void Record(string source, long started)
+    {
+        var tag = new KeyValuePair<string, object?>("source", source);
+        GrainFsMetrics.DataPortReads.Add(1, tag);
+        GrainFsMetrics.DataPortLatency.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds, tag);
+    }
+
+    private async Task SendStatusAsync(Socket socket, DataPortStatus status)
+    {
+        var header = new byte[DataPortProtocol.ReplyHeaderSize];
+        DataPortProtocol.WriteReplyHeader(header, status, DataSource.Mem, 0);
+        await socket.SendAsync(header, SocketFlags.None, _stop.Token).ConfigureAwait(false);
+    }
+
+    private async Task SendMessageAsync(Socket socket, DataPortStatus status, string message)
+    {
+        var text = Encoding.UTF8.GetBytes(message);
+        var reply = new byte[DataPortProtocol.ReplyHeaderSize + text.Length];
+        DataPortProtocol.WriteReplyHeader(reply, status, DataSource.UnderStorage, text.Length);
+        text.CopyTo(reply, DataPortProtocol.ReplyHeaderSize);
+        await socket.SendAsync(reply, SocketFlags.None, _stop.Token).ConfigureAwait(false);
+    }
+
+    private async Task<bool> ReceiveExactlyAsync(Socket socket, Memory<byte> buffer)
+    {
+        var first = true;
+        while (!buffer.IsEmpty)
+        {
+            var read = await socket.ReceiveAsync(buffer, SocketFlags.None, _stop.Token).ConfigureAwait(false);
+            if (read == 0)
+            {
+                if (first)
+                {
+                    return false;
+                }
+
+                throw new IOException("connection closed inside a request");
+            }
+
+            first = false;
+            buffer = buffer[read..];
+        }
+
+        return true;
+    }
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync().ConfigureAwait(false);
+        _listener.Stop();
+        if (_accept is not null)
+        {
+            await _accept.ConfigureAwait(false);
+        }
+
+        Task[] open;
+        lock (_connections)
+        {
+            open = [.. _connections];
+        }
+
+        await Task.WhenAll(open).ConfigureAwait(false);
+        _stop.Dispose();
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Data port listening on {Endpoint}")]
+    private static partial void LogListening(ILogger logger, string endpoint);
+}
