@@ -595,6 +595,15 @@ public sealed partial class GrainFsClient : IAsyncDisposable
         if (_accessReporter is not null)
         {
             await _accessReporter.ConfigureAwait(false);
+            try
+            {
+                // The last short-circuit reads, so that even a short-lived client's hits are counted.
+                await _blocks.ReportAccessAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is OrleansException or TimeoutException or InvalidOperationException or ObjectDisposedException)
+            {
+                LogCallFailed(_logger, "access report", e.Message);
+            }
         }
 
         _blocks.Dispose();
