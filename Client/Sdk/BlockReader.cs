@@ -36,7 +36,6 @@ public sealed record FileVersion(MountInfo Mount, string Path, string Relative, 
 /// </summary>
 internal sealed partial class BlockReader : IDisposable
 {
-    private const int Attempts = 4;
     private static readonly KeyValuePair<string, object?> ShortCircuitTag = new("path", "short-circuit");
     private static readonly KeyValuePair<string, object?> RemoteTag = new("path", "remote");
     private static readonly KeyValuePair<string, object?> FillTag = new("path", "fill");
@@ -73,15 +72,18 @@ internal sealed partial class BlockReader : IDisposable
 
         var refill = corrupt;
         string? lastError = null;
-        for (var attempt = 0; attempt < Attempts; attempt++)
+        var deadline = DateTime.UtcNow + _options.FailoverTimeout;
+        var backoff = TimeSpan.FromMilliseconds(100);
+        for (var attempt = 1; ; attempt++)
         {
-            var home = ClusterView.Home(view, key);
+            var home = _cluster.Home(view, key);
             if (home is null)
             {
                 return FsResult<int>.Fail(FsStatus.IoError, $"{file.Path}: no silo is available");
             }
 
-            string endpoint = home.DataEndpoint;
+            var silo = home.Name;
+            var endpoint = home.DataEndpoint;
             try
             {
                 if (!refill)
@@ -111,6 +113,7 @@ internal sealed partial class BlockReader : IDisposable
                     return FsResult<int>.Fail(location.Status, $"{file.Path}: {location.Message}");
                 }
 
+                silo = location.Silo;
                 endpoint = location.DataEndpoint;
                 var filled = await _dataPort.ReadAsync(endpoint, key, offset, destination, waitForFill: true, _options.FillTimeout, cancellationToken).ConfigureAwait(false);
                 switch (filled.Status)
@@ -129,19 +132,26 @@ internal sealed partial class BlockReader : IDisposable
             }
             catch (Exception e) when (e is IOException or SocketException or TimeoutException or InvalidDataException or OrleansException or SiloUnavailableException)
             {
-                // The silo died or stopped answering: forget it, look again, and let the block find its new home.
+                // The silo died or stopped answering: suspect it, look again, and let the block find a new home.
                 lastError = e.Message;
                 LogRetry(_logger, file.Path, index, endpoint, e.Message);
                 _dataPort.Forget(endpoint);
-                view = await _cluster.RefreshAsync(view.FetchedTicks, cancellationToken).ConfigureAwait(false);
-                if (e is not OrleansException and not SiloUnavailableException)
+                if (e is IOException or SocketException or TimeoutException)
                 {
-                    await Task.Delay(TimeSpan.FromMilliseconds(200 * (attempt + 1)), cancellationToken).ConfigureAwait(false);
+                    _cluster.Suspect(silo);
                 }
-            }
-        }
 
-        return FsResult<int>.Fail(FsStatus.IoError, $"{file.Path}: block {index} could not be read after {Attempts} attempts: {lastError}");
+                view = await _cluster.RefreshAsync(view.FetchedTicks, cancellationToken).ConfigureAwait(false);
+            }
+
+            if (DateTime.UtcNow + backoff > deadline)
+            {
+                return FsResult<int>.Fail(FsStatus.IoError, $"{file.Path}: block {index} could not be read in {_options.FailoverTimeout.TotalSeconds:0} s ({attempt} attempts): {lastError}");
+            }
+
+            await Task.Delay(backoff, cancellationToken).ConfigureAwait(false);
+            backoff = TimeSpan.FromMilliseconds(Math.Min(2000, backoff.TotalMilliseconds * 2));
+        }
     }
 
     /// <summary>

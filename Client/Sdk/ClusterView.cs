@@ -10,7 +10,9 @@ namespace GrainFs.Client;
 internal sealed class ClusterView(IGrainFactory grains, TimeProvider time)
 {
     private static readonly TimeSpan MaxAge = TimeSpan.FromSeconds(10);
+    private static readonly TimeSpan SuspicionTime = TimeSpan.FromSeconds(30);
     private readonly SemaphoreSlim _gate = new(1, 1);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, long> _suspects = new(StringComparer.Ordinal);
     private Snapshot _current = new([], [], [], 0);
 
     internal sealed record Snapshot(SiloInfo[] Silos, SiloInfo[] Homes, string[] HomeNames, long FetchedTicks);
@@ -50,9 +52,34 @@ internal sealed class ClusterView(IGrainFactory grains, TimeProvider time)
         }
     }
 
-    /// <summary>The home silo of a block in a view, or null when the view has no silo.</summary>
-    public static SiloInfo? Home(Snapshot view, BlockKey key)
+    /// <summary>A silo whose data port failed: blocks are homed elsewhere for a while (the cluster will declare it dead soon).</summary>
+    public void Suspect(string siloName) => _suspects[siloName] = time.GetUtcNow().UtcTicks + SuspicionTime.Ticks;
+
+    /// <summary>The home silo of a block in a view (leaving out suspected silos while others remain), or null when the view has no silo.</summary>
+    public SiloInfo? Home(Snapshot view, BlockKey key)
     {
+        if (!_suspects.IsEmpty)
+        {
+            var now = time.GetUtcNow().UtcTicks;
+            var names = new List<string>(view.HomeNames.Length);
+            var homes = new List<SiloInfo>(view.Homes.Length);
+            foreach (var home in view.Homes)
+            {
+                if (_suspects.TryGetValue(home.Name, out var until) && until > now)
+                {
+                    continue;
+                }
+
+                names.Add(home.Name);
+                homes.Add(home);
+            }
+
+            if (homes.Count > 0 && homes.Count < view.Homes.Length)
+            {
+                return homes[Rendezvous.Pick(key, names)];
+            }
+        }
+
         var index = Rendezvous.Pick(key, view.HomeNames);
         return index < 0 ? null : view.Homes[index];
     }

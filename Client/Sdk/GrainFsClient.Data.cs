@@ -147,7 +147,7 @@ public sealed partial class GrainFsClient
             remaining[f] = version.BlockCount;
             for (var b = 0; b < version.BlockCount; b++)
             {
-                var home = ClusterView.Home(view, version.KeyOf(b))?.Name ?? string.Empty;
+                var home = _cluster.Home(view, version.KeyOf(b))?.Name ?? string.Empty;
                 if (!open.TryGetValue(home, out var batch))
                 {
                     open[home] = batch = [];

@@ -54,6 +54,9 @@ public sealed class GrainFsClientOptions
     /// <summary>How long a data-port read of a held block may take.</summary>
     public TimeSpan DataTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>How long a read keeps retrying while silos fail and the cluster re-homes blocks, before it returns EIO.</summary>
+    public TimeSpan FailoverTimeout { get; set; } = TimeSpan.FromSeconds(45);
+
     /// <summary>How long a read may wait for a block being filled from under-storage.</summary>
     public TimeSpan FillTimeout { get; set; } = TimeSpan.FromMinutes(2);
 

@@ -22,18 +22,26 @@ public class ClusterFixture : IAsyncLifetime
 
     public MotoServer Moto { get; private set; } = null!;
 
+    /// <summary>Roles by silo name; unnamed silos carry gpu,read,write.</summary>
+    protected virtual IReadOnlyDictionary<string, string>? Roles => null;
+
     public virtual async Task InitializeAsync()
     {
         Moto = await MotoServer.Shared;
         var pg = await PostgresServer.Shared;
         MetadataConnection = await pg.CreateDatabaseAsync("cluster");
-        Cluster = await StartClusterAsync(MetadataConnection);
+        Cluster = await StartClusterAsync(MetadataConnection, roles: Roles);
     }
 
     /// <summary>Starts a 3-silo cluster on a metadata database.</summary>
-    public static async Task<TestCluster> StartClusterAsync(string metadataConnection, int silos = 3)
+    public static async Task<TestCluster> StartClusterAsync(string metadataConnection, int silos = 3, IReadOnlyDictionary<string, string>? roles = null)
     {
         var builder = new TestClusterBuilder((short)silos);
+        foreach (var (silo, list) in roles ?? new Dictionary<string, string>())
+        {
+            builder.Properties[$"GrainFsTest:Roles:{silo}"] = list;
+        }
+
         builder.Properties["GrainFsTest:Metadata"] = metadataConnection;
         builder.Properties["GrainFs:Namespace:ShardThreshold"] = ShardThreshold.ToString(System.Globalization.CultureInfo.InvariantCulture);
         builder.Properties["GrainFs:Namespace:TargetShardEntries"] = "100";
@@ -61,13 +69,26 @@ public sealed class GrainFsTestSiloConfigurator : ISiloConfigurator
     {
         var configuration = siloBuilder.Configuration;
         var name = configuration["Orleans:Name"] ?? "silo";
+        var roles = configuration[$"GrainFsTest:Roles:{name}"] ?? "gpu,read,write";
+        var tiers = TestProcess.NewFolder($"tiers-{name}");
         var settings = new SiloSettings
         {
             Host = name,
             SiloName = name,
-            Roles = ["gpu", "read", "write"],
+            Roles = roles.Split(','),
             DirectoryIdleTimeout = TimeSpan.FromMinutes(2),
+            DataPort = 0,
+            AdvertisedAddress = System.Net.IPAddress.Loopback,
+            Cache = new GrainFs.Storage.Cache.CacheOptions
+            {
+                Tiers =
+                [
+                    new GrainFs.Storage.Cache.TierSpec("MEM", Path.Combine(tiers, "mem"), 96L << 20),
+                    new GrainFs.Storage.Cache.TierSpec("SSD", Path.Combine(tiers, "ssd"), 256L << 20),
+                ],
+            },
         };
+        siloBuilder.UseFastFailureDetection();
         var connection = configuration["GrainFsTest:Metadata"] ?? throw new InvalidOperationException("GrainFsTest:Metadata not set");
         siloBuilder.AddGrainFs(settings, new PostgresMetadataStore(connection));
     }

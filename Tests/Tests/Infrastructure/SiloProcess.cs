@@ -28,6 +28,9 @@ public sealed class SiloProcess : IAsyncDisposable
             "--gateway-port", gateway.ToString(System.Globalization.CultureInfo.InvariantCulture),
             "--dashboard-port", Ports.Free().ToString(System.Globalization.CultureInfo.InvariantCulture),
             "--metrics-port", Ports.Free().ToString(System.Globalization.CultureInfo.InvariantCulture),
+            "--data-port", "0",
+            "--tier", $"MEM={Path.Combine(data, "mem")}:128MiB",
+            "--tier", $"SSD={Path.Combine(data, "ssd")}:256MiB",
         };
         args.AddRange(extraArgs ?? []);
         var process = TestProcess.StartDotnet(Repo.SiloDll, args, environment);

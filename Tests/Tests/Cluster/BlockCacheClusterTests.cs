@@ -1,0 +1,224 @@
+using System.Text.RegularExpressions;
+using GrainFs.Client;
+using GrainFs.DataPlane.Blocks;
+using GrainFs.Tests.Infrastructure;
+
+namespace GrainFs.Tests.Cluster;
+
+/// <summary>Three silos, two of them GPU hosts: block homes live only on the GPU hosts.</summary>
+public sealed class GpuClusterFixture : ClusterFixture
+{
+    protected override IReadOnlyDictionary<string, string>? Roles => new Dictionary<string, string>
+    {
+        ["Primary"] = "gpu,read",
+        ["Secondary_1"] = "gpu,read",
+        ["Secondary_2"] = "read,write",
+    };
+}
+
+public sealed class BlockCacheClusterTests(GpuClusterFixture fixture) : IClassFixture<GpuClusterFixture>
+{
+    private static string Unique(string name) => $"/{name}-{Guid.NewGuid().ToString("N")[..6]}";
+
+    /// <summary>A client that does not share a host with any silo: every read goes through a data port.</summary>
+    private GrainFsClient RemoteClient(int metadataCache = 10_000) =>
+        GrainFsClient.Create(fixture.Cluster.Client, new GrainFsClientOptions { Host = "no-such-host", MetadataCacheEntries = metadataCache });
+
+    private static async Task<byte[]> ReadAll(GrainFsClient client, string path)
+    {
+        var file = (await client.OpenAsync(path)).GetValueOrThrow();
+        var data = new byte[file.Length];
+        var read = await file.ReadAsync(0, data);
+        Assert.True(read.IsOk, read.Message);
+        Assert.Equal(data.Length, read.Value);
+        return data;
+    }
+
+    private static byte[] RandomBytes(int length, int seed)
+    {
+        var data = new byte[length];
+        new Random(seed).NextBytes(data);
+        return data;
+    }
+
+    [Fact]
+    public async Task Blocks_are_homed_on_gpu_silos_where_rendezvous_hashing_says()
+    {
+        var folder = TestProcess.NewFolder("homes");
+        var data = RandomBytes(24 * 65536, 11);
+        await File.WriteAllBytesAsync(Path.Combine(folder, "f.bin"), data);
+        var client = RemoteClient();
+        var m = Unique("homes");
+        Assert.True((await client.MountAsync(m, $"file://{folder}", new Dictionary<string, string> { ["block-size"] = "64KiB" })).IsOk);
+        Assert.Equal(data, await ReadAll(client, $"{m}/f.bin"));
+
+        var silos = await client.GetSilosAsync();
+        Assert.Equal(3, silos.Length);
+        var gpuNames = silos.Where(s => s.Roles.Contains("gpu")).Select(s => s.Name).ToList();
+        Assert.Equal(2, gpuNames.Count);
+        var file = (await client.OpenAsync($"{m}/f.bin")).GetValueOrThrow();
+        var homes = new HashSet<string>();
+        for (var i = 0; i < file.Version.BlockCount; i++)
+        {
+            var key = file.Version.KeyOf(i);
+            var expected = gpuNames[Rendezvous.Pick(key, gpuNames)];
+            var state = await fixture.Cluster.Client.GetGrain<IBlockGrain>(key.ToString()).GetStateAsync();
+            Assert.Equal(expected, state.Home);
+            Assert.NotNull(state.Tier);
+            Assert.Equal(65536, state.Length);
+            homes.Add(state.Home);
+        }
+
+        Assert.Equal(2, homes.Count);
+        var report = (await client.GetReportAsync()).GetValueOrThrow();
+        var readOnly = Assert.Single(report, w => w.Silo == "Secondary_2");
+        Assert.Equal(0, readOnly.Fills);
+    }
+
+    [Fact]
+    public async Task Many_concurrent_readers_of_a_cold_object_cause_exactly_one_read_of_each_block_from_s3()
+    {
+        await using var moto = await MotoServer.StartAsync();
+        var bucket = await moto.CreateBucketAsync("crowd");
+        var data = RandomBytes((3 * 1024 * 1024) + 12345, 12);
+        await moto.PutAsync(bucket, "ds/crowd.bin", data);
+        var client = RemoteClient();
+        var m = Unique("crowd");
+        Assert.True((await client.MountAsync(m, $"s3://{bucket}/ds", new Dictionary<string, string>(moto.MountOptions) { ["block-size"] = "1MiB" })).IsOk);
+
+        var readers = Enumerable.Range(0, 16).Select(_ => Task.Run(() => ReadAll(RemoteClient(), $"{m}/crowd.bin"))).ToArray();
+        foreach (var bytes in await Task.WhenAll(readers))
+        {
+            Assert.Equal(data, bytes);
+        }
+
+        var gets = Regex.Matches(moto.Log, $"\"GET /{bucket}/ds/crowd.bin HTTP").Count;
+        Assert.Equal(4, gets);
+    }
+
+    [Fact]
+    public async Task An_object_rewritten_in_s3_is_served_with_its_new_bytes_after_sync()
+    {
+        var moto = fixture.Moto;
+        var bucket = await moto.CreateBucketAsync("rewrite");
+        var before = RandomBytes(300_000, 13);
+        var after = RandomBytes(300_000, 14);
+        await moto.PutAsync(bucket, "x/obj", before);
+        var client = RemoteClient(metadataCache: 0);
+        var m = Unique("rewrite");
+        Assert.True((await client.MountAsync(m, $"s3://{bucket}/x", new Dictionary<string, string>(moto.MountOptions) { ["sync-interval"] = "1" })).IsOk);
+        Assert.Equal(before, await ReadAll(client, $"{m}/obj"));
+        Assert.Equal(before, await ReadAll(client, $"{m}/obj"));
+
+        await moto.PutAsync(bucket, "x/obj", after);
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        byte[] seen;
+        while (!(seen = await ReadAll(client, $"{m}/obj")).AsSpan().SequenceEqual(after) && DateTime.UtcNow < deadline)
+        {
+            // Until the listing is re-read the old version (old ETag, old block keys) is what the namespace names.
+            Assert.Equal(before, seen);
+            await Task.Delay(200);
+        }
+
+        Assert.Equal(after, seen);
+    }
+
+    [Fact]
+    public async Task A_corrupted_block_file_is_detected_and_refilled_through_the_data_port_and_short_circuit()
+    {
+        var folder = TestProcess.NewFolder("corrupt");
+        var data = RandomBytes(500_000, 15);
+        await File.WriteAllBytesAsync(Path.Combine(folder, "c.bin"), data);
+        var client = RemoteClient();
+        var m = Unique("corrupt");
+        Assert.True((await client.MountAsync(m, $"file://{folder}")).IsOk);
+        Assert.Equal(data, await ReadAll(client, $"{m}/c.bin"));
+
+        var file = (await client.OpenAsync($"{m}/c.bin")).GetValueOrThrow();
+        var key = file.Version.KeyOf(0);
+        var state = await fixture.Cluster.Client.GetGrain<IBlockGrain>(key.ToString()).GetStateAsync();
+        var home = (await client.GetSilosAsync()).Single(s => s.Name == state.Home);
+        string BlockPath() => home.TierPaths.Select(root => Path.Combine(root, BlockFile.RelativePath(key))).Single(File.Exists);
+        void Corrupt()
+        {
+            using var stream = new FileStream(BlockPath(), FileMode.Open, FileAccess.Write);
+            stream.Position = BlockFile.HeaderLength(data.Length) + 400_000;
+            stream.WriteByte((byte)(data[400_000] ^ 0x5A));
+        }
+
+        Corrupt();
+        Assert.Equal(data, await ReadAll(RemoteClient(), $"{m}/c.bin"));
+        var report = (await client.GetReportAsync()).GetValueOrThrow();
+        Assert.Equal(1, report.Single(w => w.Silo == home.Name).Corrupt);
+
+        // On the block's own host the client reads the tier file itself: it checks, asks for a refill, and reads good bytes.
+        Corrupt();
+        var local = GrainFsClient.Create(fixture.Cluster.Client, new GrainFsClientOptions { Host = home.Host });
+        Assert.Equal(data, await ReadAll(local, $"{m}/c.bin"));
+        Assert.Equal(data, await File.ReadAllBytesAsync(BlockPath()).ContinueWith(t => t.Result[BlockFile.HeaderLength(data.Length)..]));
+    }
+
+    [Fact]
+    public async Task Loaded_data_is_read_back_intact_with_s3_stopped_and_uncached_reads_fail_naming_the_path()
+    {
+        await using var moto = await MotoServer.StartAsync();
+        var bucket = await moto.CreateBucketAsync("offline");
+        var files = Enumerable.Range(0, 20).ToDictionary(i => $"f{i:D2}", i => RandomBytes(50_000 + (i * 7919), 100 + i));
+        foreach (var (name, bytes) in files)
+        {
+            await moto.PutAsync(bucket, $"loaded/{name}", bytes);
+        }
+
+        await moto.PutAsync(bucket, "cold/never", RandomBytes(1000, 1));
+        var client = RemoteClient();
+        var m = Unique("offline");
+        Assert.True((await client.MountAsync(m, $"s3://{bucket}", moto.MountOptions)).IsOk);
+        var load = await client.LoadAsync($"{m}/loaded");
+        Assert.True(load.IsOk, load.Message);
+        Assert.Equal(20, load.Value!.Files);
+        Assert.True((await client.StatAsync($"{m}/cold/never")).IsOk);
+
+        await moto.StopAsync();
+        foreach (var (name, bytes) in files)
+        {
+            Assert.Equal(bytes, await ReadAll(RemoteClient(), $"{m}/loaded/{name}"));
+        }
+
+        var cold = await client.ReadAsync($"{m}/cold/never", 0, new byte[1000]);
+        Assert.Equal(FsStatus.IoError, cold.Status);
+        Assert.Contains($"{m}/cold/never", cold.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Pin_free_and_ttl_act_on_every_block_of_a_tree()
+    {
+        var folder = TestProcess.NewFolder("pin");
+        TestData.ImageFolder(folder, classes: 2, perClass: 10, maxSize: 200_000);
+        var client = RemoteClient();
+        var m = Unique("pin");
+        Assert.True((await client.MountAsync(m, $"file://{folder}")).IsOk);
+
+        var pinned = await client.PinAsync(m);
+        Assert.True(pinned.IsOk, pinned.Message);
+        Assert.Equal(20, pinned.Value!.Blocks);
+        var file = (await client.OpenAsync($"{m}/class01/img0003.jpg")).GetValueOrThrow();
+        var state = await fixture.Cluster.Client.GetGrain<IBlockGrain>(file.Version.KeyOf(0).ToString()).GetStateAsync();
+        Assert.True(state.Pinned);
+
+        Assert.Equal(20, (await client.UnpinAsync(m)).Value!.Blocks);
+        Assert.False((await fixture.Cluster.Client.GetGrain<IBlockGrain>(file.Version.KeyOf(0).ToString()).GetStateAsync()).Pinned);
+
+        var ttl = await client.SetTtlAsync($"{m}/class00", TimeSpan.FromSeconds(1));
+        Assert.Equal(10, ttl.Value!.Blocks);
+        var deadline = DateTime.UtcNow.AddSeconds(15);
+        while (DateTime.UtcNow < deadline && (await client.GetReportAsync()).Value!.Sum(w => w.Tiers.Sum(t => t.Blocks)) > 10)
+        {
+            await Task.Delay(200);
+        }
+
+        var freed = await client.FreeAsync(m);
+        Assert.True(freed.IsOk);
+        Assert.Equal(10, freed.Value!.Blocks);
+        Assert.Null((await fixture.Cluster.Client.GetGrain<IBlockGrain>(file.Version.KeyOf(0).ToString()).GetStateAsync()).Tier);
+    }
+}
