@@ -90,4 +90,75 @@ public sealed class PostgresClusterProcessTests
             }
         }
     }
+
+    [Fact]
+    public async Task A_silo_killed_during_reads_costs_the_reader_no_error()
+    {
+        var pg = await PostgresServer.Shared;
+        var connection = await pg.CreateDatabaseAsync("kill");
+        var env = new Dictionary<string, string?> { ["GRAINFS_CLUSTER"] = connection };
+        var silos = new List<SiloProcess>();
+        try
+        {
+            for (var i = 1; i <= 3; i++)
+            {
+                silos.Add(await SiloProcess.StartAsync($"kill{i}", ["--host", $"khost{i}", "--advertise", "127.0.0.1", "--name", $"kill-silo-{i}"], env));
+            }
+
+            var deadline = DateTime.UtcNow.AddSeconds(60);
+            while (await ActiveSilos(connection) < 3 && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(250);
+            }
+
+            var folder = TestProcess.NewFolder("killdata");
+            var data = new byte[24 << 20];
+            new Random(5).NextBytes(data);
+            await File.WriteAllBytesAsync(Path.Combine(folder, "big.bin"), data);
+            await using var client = await Client.GrainFsClient.ConnectAsync(new Client.GrainFsClientOptions { Cluster = connection, Host = "reader-host" });
+            Assert.True((await client.MountAsync("/k", $"file://{folder}", new Dictionary<string, string> { ["block-size"] = "1MiB" })).IsOk);
+            Assert.True((await client.LoadAsync("/k")).IsOk);
+            var file = (await client.OpenAsync("/k/big.bin")).GetValueOrThrow();
+            var homes = new HashSet<string>();
+            for (var i = 0; i < file.Version.BlockCount; i++)
+            {
+                homes.Add((await client.Grains.GetGrain<IBlockGrain>(file.Version.KeyOf(i).ToString()).GetStateAsync()).Home);
+            }
+
+            Assert.Contains("kill-silo-2", homes);
+            var passes = 0;
+            var afterKill = 0;
+            var killed = false;
+            var buffer = new byte[data.Length];
+            var clock = Stopwatch.StartNew();
+            while (afterKill < 3 && clock.Elapsed < TimeSpan.FromMinutes(2))
+            {
+                Array.Clear(buffer);
+                for (long offset = 0; offset < data.Length; offset += 1 << 20)
+                {
+                    var read = await file.ReadAsync(offset, buffer.AsMemory((int)offset, 1 << 20));
+                    Assert.True(read.IsOk, $"pass {passes}, offset {offset}: {read.Message}");
+                    if (offset == 8L << 20 && passes == 1 && !killed)
+                    {
+                        // Mid-read: the silo holding a third of the blocks disappears.
+                        silos[1].Process.Kill();
+                        killed = true;
+                    }
+                }
+
+                Assert.True(data.AsSpan().SequenceEqual(buffer), $"pass {passes} returned different bytes");
+                passes++;
+                afterKill += killed ? 1 : 0;
+            }
+
+            Assert.True(killed && afterKill >= 3, $"{passes} passes, {afterKill} after the kill");
+        }
+        finally
+        {
+            foreach (var silo in silos)
+            {
+                await silo.DisposeAsync();
+            }
+        }
+    }
 }
