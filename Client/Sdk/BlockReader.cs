@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 using GrainFs.DataPlane;
 using GrainFs.DataPlane.Blocks;
 using Microsoft.Extensions.Logging;
@@ -58,8 +59,11 @@ internal sealed partial class BlockReader : IDisposable
         _logger = logger;
     }
 
-    /// <summary>Reads up to <c>destination.Length</c> bytes of block <paramref name="index"/> at <paramref name="offset"/> within the block.</summary>
-    public async ValueTask<FsResult<int>> ReadAsync(FileVersion file, int index, int offset, Memory<byte> destination, CancellationToken cancellationToken)
+    /// <summary>
+    /// Reads up to <c>destination.Length</c> bytes of block <paramref name="index"/> at <paramref name="offset"/> within the block.
+    /// <paramref name="cold"/> is set when the block had to be filled from under-storage (sequential readers then read ahead).
+    /// </summary>
+    public async ValueTask<FsResult<int>> ReadAsync(FileVersion file, int index, int offset, Memory<byte> destination, StrongBox<bool> cold, CancellationToken cancellationToken)
     {
         var key = file.KeyOf(index);
         var view = await _cluster.GetAsync(cancellationToken).ConfigureAwait(false);
@@ -88,7 +92,7 @@ internal sealed partial class BlockReader : IDisposable
             {
                 if (!refill)
                 {
-                    var remote = await _dataPort.ReadAsync(endpoint, key, offset, destination, waitForFill: false, _options.DataTimeout, cancellationToken).ConfigureAwait(false);
+                    var remote = await ReadRemoteAsync(endpoint, key, offset, destination, cancellationToken).ConfigureAwait(false);
                     switch (remote.Status)
                     {
                         case DataPortStatus.Ok:
@@ -107,6 +111,7 @@ internal sealed partial class BlockReader : IDisposable
                 var source = file.SourceOf(index);
                 var location = refill ? await grain.RefillAsync(source).ConfigureAwait(false) : await grain.FillAsync(source).ConfigureAwait(false);
                 refill = false;
+                cold.Value = true;
                 GrainFsMetrics.ClientFills.Add(1);
                 if (location.Status != FsStatus.Ok)
                 {
@@ -152,6 +157,48 @@ internal sealed partial class BlockReader : IDisposable
             await Task.Delay(backoff, cancellationToken).ConfigureAwait(false);
             backoff = TimeSpan.FromMilliseconds(Math.Min(2000, backoff.TotalMilliseconds * 2));
         }
+    }
+
+    /// <summary>
+    /// A warm remote read. A large range is split into slices read in parallel over several pooled connections, so
+    /// the worker reads and checks one slice while the previous one crosses the network.
+    /// </summary>
+    private async ValueTask<DataPortResult> ReadRemoteAsync(string endpoint, BlockKey key, int offset, Memory<byte> destination, CancellationToken cancellationToken)
+    {
+        const int Slice = 1 << 20;
+        if (destination.Length <= Slice)
+        {
+            return await _dataPort.ReadAsync(endpoint, key, offset, destination, waitForFill: false, _options.DataTimeout, cancellationToken).ConfigureAwait(false);
+        }
+
+        var count = (destination.Length + Slice - 1) / Slice;
+        var reads = new Task<DataPortResult>[count];
+        for (var i = 0; i < count; i++)
+        {
+            var start = i * Slice;
+            var slice = destination.Slice(start, Math.Min(Slice, destination.Length - start));
+            reads[i] = _dataPort.ReadAsync(endpoint, key, offset + start, slice, waitForFill: false, _options.DataTimeout, cancellationToken).AsTask();
+        }
+
+        await Task.WhenAll(reads).ConfigureAwait(false);
+        var total = 0;
+        foreach (var read in reads)
+        {
+            var result = read.Result;
+            if (result.Status != DataPortStatus.Ok)
+            {
+                return result;
+            }
+
+            total += result.Read;
+            if (result.Read < Slice)
+            {
+                // The block ended inside this slice.
+                break;
+            }
+        }
+
+        return new DataPortResult(DataPortStatus.Ok, total, reads[0].Result.Source, null);
     }
 
     /// <summary>

@@ -48,8 +48,9 @@ public sealed class GrainFsFile
             var index = (int)(position / blockSize);
             var within = (int)(position - ((long)index * blockSize));
             var want = (int)Math.Min(Math.Min(destination.Length - total, blockSize - within), Length - position);
-            ReadAhead(index);
-            var read = await _reader.ReadAsync(Version, index, within, destination.Slice(total, want), cancellationToken).ConfigureAwait(false);
+            var cold = new System.Runtime.CompilerServices.StrongBox<bool>();
+            var read = await _reader.ReadAsync(Version, index, within, destination.Slice(total, want), cold, cancellationToken).ConfigureAwait(false);
+            ReadAhead(index, cold.Value);
             if (!read.IsOk)
             {
                 return read;
@@ -66,11 +67,12 @@ public sealed class GrainFsFile
         return FsResult<int>.Ok(total);
     }
 
-    private void ReadAhead(int index)
+    private void ReadAhead(int index, bool cold)
     {
         var last = Interlocked.Exchange(ref _lastBlock, index);
-        if (_readAhead <= 0 || (index != last && index != last + 1))
+        if (_readAhead <= 0 || !cold || (index != last && index != last + 1))
         {
+            // Only a sequential reader that just met a cold block asks for more: warm reads touch no grain.
             return;
         }
 

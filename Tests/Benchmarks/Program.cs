@@ -10,6 +10,7 @@ public static class Program
         if (args.Length == 0 || args[0] is "--help" or "-h")
         {
             Console.WriteLine("usage: grainfs-bench metadata [--entries 1000000] [--per-dir 1000] [--samples 200000] [--in-flight 1,16,64,256] [--folder DIR] [--silo DLL]");
+            Console.WriteLine("       grainfs-bench cache [--big-mib 1024] [--small 10000] [--cold 1000] [--repeats 3] [--folder DIR] [--silo DLL]");
             return args.Length == 0 ? 2 : 0;
         }
 
@@ -17,13 +18,14 @@ public static class Program
         return args[0] switch
         {
             "metadata" => await MetadataBenchmark.RunAsync(rest),
+            "cache" => await CacheBenchmark.RunAsync(rest),
             _ => Unknown(args[0]),
         };
     }
 
     private static int Unknown(string name)
     {
-        Console.Error.WriteLine($"grainfs-bench: unknown benchmark '{name}' (known: metadata)");
+        Console.Error.WriteLine($"grainfs-bench: unknown benchmark '{name}' (known: metadata, cache)");
         return 2;
     }
 }

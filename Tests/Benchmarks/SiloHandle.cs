@@ -18,7 +18,7 @@ internal sealed class SiloHandle : IAsyncDisposable
 
     public int GatewayPort { get; }
 
-    public static async Task<SiloHandle> StartAsync(BenchArgs args)
+    public static async Task<SiloHandle> StartAsync(BenchArgs args, IEnumerable<string>? extra = null, IReadOnlyDictionary<string, string>? environment = null)
     {
         var dll = args.Text("--silo", FindSilo());
         var gateway = FreePort();
@@ -29,9 +29,14 @@ internal sealed class SiloHandle : IAsyncDisposable
             RedirectStandardError = true,
             WorkingDirectory = Path.GetDirectoryName(dll)!,
         };
-        foreach (var a in new[] { dll, "--data", data, "--silo-port", FreePort().ToString(CultureInfo.InvariantCulture), "--gateway-port", gateway.ToString(CultureInfo.InvariantCulture), "--dashboard-port", "0", "--metrics-port", "0" })
+        foreach (var a in new[] { dll, "--data", data, "--silo-port", FreePort().ToString(CultureInfo.InvariantCulture), "--gateway-port", gateway.ToString(CultureInfo.InvariantCulture), "--dashboard-port", "0", "--metrics-port", "0", "--data-port", "0" }.Concat(extra ?? []))
         {
             info.ArgumentList.Add(a);
+        }
+
+        foreach (var (key, value) in environment ?? new Dictionary<string, string>())
+        {
+            info.Environment[key] = value;
         }
 
         var process = Process.Start(info)!;
@@ -95,7 +100,7 @@ internal sealed class SiloHandle : IAsyncDisposable
         throw new FileNotFoundException("grainfs-silo.dll not found: build the solution (dotnet build Orleans.sln -c Release) or pass --silo <dll>");
     }
 
-    private static int FreePort()
+    internal static int FreePort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();

@@ -89,7 +89,7 @@ public sealed class DataPortClient : IDisposable
 
         public static async ValueTask<Connection> OpenAsync(string endpoint, CancellationToken cancellationToken)
         {
-            var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true, ReceiveBufferSize = 4 << 20 };
             try
             {
                 using var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);

@@ -11,8 +11,8 @@ namespace GrainFs.Grains.Blocks;
 [SiloNamePlacement]
 internal sealed class WorkerGrain(BlockFiller filler, LocalSilo silo) : Grain, IWorkerGrain
 {
-    /// <summary>Fills started at once by one batch.</summary>
-    public const int MaxParallelFills = 16;
+    /// <summary>Fills started at once by one batch (several batches run at once; an object store serves a bounded number of streams well).</summary>
+    public const int MaxParallelFills = 8;
 
     private TierStore Store => filler.Store;
 

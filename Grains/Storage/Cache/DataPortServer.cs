@@ -65,6 +65,7 @@ public sealed partial class DataPortServer : IAsyncDisposable
             }
 
             socket.NoDelay = true;
+            socket.SendBufferSize = 4 << 20;
             var task = Task.Run(() => ServeAsync(socket));
             lock (_connections)
             {
