@@ -58,6 +58,16 @@ public interface IBlockGrain : IGrainWithStringKey
     /// <summary>Where the block is held, replicas included.</summary>
     [Alias("GetState")]
     ValueTask<BlockState> GetStateAsync();
+
+    /// <summary>
+    /// Copies the (hot) block to the worker of <paramref name="targetSilo"/>, whose host reads it often, so that host
+    /// reads it short-circuit. Bounded: at most <see cref="MaxReplicas"/> replicas per block.
+    /// </summary>
+    [Alias("Replicate")]
+    ValueTask<BlockLocation> ReplicateAsync(BlockSource source, string targetSilo);
+
+    /// <summary>The most replicas a block gets besides its home copy.</summary>
+    public const int MaxReplicas = 2;
 }
 
 /// <summary>A block's placement state.</summary>
@@ -68,6 +78,7 @@ public interface IBlockGrain : IGrainWithStringKey
 /// <param name="Pinned">Never evicted.</param>
 /// <param name="ExpiresUtc">When its TTL frees it, or null.</param>
 /// <param name="Checksums">Chunk checksums (XXH3 per 64 KiB).</param>
+/// <param name="Replicas">Silos holding replicas (hot blocks copied to the hosts that read them).</param>
 [GenerateSerializer, Immutable, Alias("grainfs.BlockState")]
 public sealed record BlockState(
     [property: Id(0)] string Key,
@@ -76,7 +87,8 @@ public sealed record BlockState(
     [property: Id(3)] int Length,
     [property: Id(4)] bool Pinned,
     [property: Id(5)] DateTime? ExpiresUtc,
-    [property: Id(6)] int Checksums);
+    [property: Id(6)] int Checksums,
+    [property: Id(7)] string[] Replicas);
 
 /// <summary>The outcome of a batch on a worker.</summary>
 /// <param name="Blocks">Blocks handled (filled, already held, freed or changed).</param>
@@ -137,6 +149,10 @@ public interface IWorkerGrain : IGrainWithStringKey
     /// <summary>Changes pin and TTL of held blocks (by key text); null leaves a setting as it is.</summary>
     [Alias("SetFlags")]
     ValueTask<BatchResult> SetFlagsAsync(string[] keys, bool? pin, DateTime? expiresUtc);
+
+    /// <summary>Copies a block from another worker's data port into this worker's tiers (a replica).</summary>
+    [Alias("CopyBlock")]
+    ValueTask<BatchResult> CopyBlockAsync(string key, int length, string fromEndpoint);
 
     /// <summary>Counts reads a short-circuit client served itself, so eviction knows the blocks are hot.</summary>
     [Alias("RecordAccess"), Orleans.Concurrency.OneWay]

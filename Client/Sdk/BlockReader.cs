@@ -49,6 +49,7 @@ internal sealed partial class BlockReader : IDisposable
     private readonly ConcurrentDictionary<BlockKey, byte> _verified = new();
     private readonly ConcurrentDictionary<string, byte> _deniedRoots = new(StringComparer.Ordinal);
     private readonly ConcurrentQueue<BlockKey> _accessed = new();
+    private readonly ConcurrentDictionary<BlockKey, int> _remoteReads = new();
     private int _accessedCount;
 
     public BlockReader(IGrainFactory grains, ClusterView cluster, GrainFsClientOptions options, ILogger logger)
@@ -97,6 +98,7 @@ internal sealed partial class BlockReader : IDisposable
                     {
                         case DataPortStatus.Ok:
                             GrainFsMetrics.ClientBytesRead.Add(remote.Read, RemoteTag);
+                            MaybeReplicate(view, home, file, index, key);
                             return FsResult<int>.Ok(remote.Read);
                         case DataPortStatus.Corrupt:
                             refill = true;
@@ -125,6 +127,7 @@ internal sealed partial class BlockReader : IDisposable
                 {
                     case DataPortStatus.Ok:
                         GrainFsMetrics.ClientBytesRead.Add(filled.Read, FillTag);
+                        MaybeReplicate(view, home, file, index, key);
                         return FsResult<int>.Ok(filled.Read);
                     case DataPortStatus.Error or DataPortStatus.BadRequest:
                         return FsResult<int>.Fail(FsStatus.IoError, $"{file.Path}: {filled.Message}");
@@ -156,6 +159,42 @@ internal sealed partial class BlockReader : IDisposable
 
             await Task.Delay(backoff, cancellationToken).ConfigureAwait(false);
             backoff = TimeSpan.FromMilliseconds(Math.Min(2000, backoff.TotalMilliseconds * 2));
+        }
+    }
+
+    /// <summary>
+    /// A block this host keeps reading from another host's worker gets a replica on this host's worker (when there is one),
+    /// after which it is read short-circuit. The block's grain bounds the replicas.
+    /// </summary>
+    private void MaybeReplicate(ClusterView.Snapshot view, SiloInfo home, FileVersion file, int index, BlockKey key)
+    {
+        if (_options.ReplicateAfterReads <= 0 || home.Host == _options.Host)
+        {
+            return;
+        }
+
+        var reads = _remoteReads.AddOrUpdate(key, 1, static (_, n) => n + 1);
+        if (reads != _options.ReplicateAfterReads)
+        {
+            return;
+        }
+
+        if (_remoteReads.Count > 100_000)
+        {
+            _remoteReads.Clear();
+        }
+
+        var local = Array.Find(view.Silos, s => s.Host == _options.Host);
+        if (local is null)
+        {
+            return;
+        }
+
+        var replicate = _grains.GetGrain<IBlockGrain>(key.ToString()).ReplicateAsync(file.SourceOf(index), local.Name);
+        if (!replicate.IsCompleted)
+        {
+            // Best effort: a replica that fails to appear only means reads stay remote.
+            _ = replicate.AsTask().ContinueWith(static t => _ = t.Exception, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously);
         }
     }
 

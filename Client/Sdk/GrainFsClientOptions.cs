@@ -51,6 +51,9 @@ public sealed class GrainFsClientOptions
     /// <summary>Blocks a sequential reader asks to have filled ahead of it.</summary>
     public int ReadAheadBlocks { get; set; } = 4;
 
+    /// <summary>After this many remote reads of a block, ask for a replica on this host's worker (0: never).</summary>
+    public int ReplicateAfterReads { get; set; } = 3;
+
     /// <summary>How long a data-port read of a held block may take.</summary>
     public TimeSpan DataTimeout { get; set; } = TimeSpan.FromSeconds(30);
 

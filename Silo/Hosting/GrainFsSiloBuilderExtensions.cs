@@ -59,7 +59,7 @@ public static class GrainFsSiloBuilderExtensions
             .Validate(o => !o.Validate().Any(), "GrainFs:Namespace has invalid values")
             .ValidateOnStart();
         services.AddSingleton(new SiloIdentity(settings.Host, settings.Roles));
-        services.AddHostedService<NamespaceGauges>();
+        services.AddHostedService<SiloGauges>();
 
         builder.Configure<GrainCollectionOptions>(options =>
             options.ClassSpecificCollectionAge[GrainTypes.Directory.FullName!] = settings.DirectoryIdleTimeout);
@@ -103,16 +103,44 @@ internal sealed class CacheLifecycle(TierStore store, DataPortServer dataPort) :
 /// <summary>The host and roles of this silo.</summary>
 public sealed record SiloIdentity(string Host, IReadOnlyList<string> Roles);
 
-/// <summary>Publishes this silo's namespace counts as observable gauges of the GrainFS meter.</summary>
-internal sealed class NamespaceGauges(NamespaceStats stats, SiloIdentity identity) : Microsoft.Extensions.Hosting.IHostedService
+/// <summary>Publishes this silo's namespace and cache state as observable instruments of the GrainFS meter.</summary>
+internal sealed class SiloGauges(NamespaceStats stats, SiloIdentity identity, TierStore store) : Microsoft.Extensions.Hosting.IHostedService
 {
     public Task StartAsync(CancellationToken cancellationToken)
     {
         var host = new KeyValuePair<string, object?>("host", identity.Host);
-        GrainFsMetrics.Meter.CreateObservableGauge("grainfs.metadata.cached_entries", () => new Measurement<long>(stats.CachedEntries, host), "{entry}", "Entries held by active directory grains");
-        GrainFsMetrics.Meter.CreateObservableGauge("grainfs.metadata.table_bytes", () => new Measurement<long>(stats.TableBytes, host), "By", "Bytes of entry tables held by active directory grains");
-        GrainFsMetrics.Meter.CreateObservableGauge("grainfs.metadata.active_directories", () => new Measurement<long>(stats.ActiveDirectories, host), "{grain}", "Active directory grains");
+        var meter = GrainFsMetrics.Meter;
+        meter.CreateObservableGauge("grainfs.metadata.cached_entries", () => new Measurement<long>(stats.CachedEntries, host), "{entry}", "Entries held by active directory grains");
+        meter.CreateObservableGauge("grainfs.metadata.table_bytes", () => new Measurement<long>(stats.TableBytes, host), "By", "Bytes of entry tables held by active directory grains");
+        meter.CreateObservableGauge("grainfs.metadata.active_directories", () => new Measurement<long>(stats.ActiveDirectories, host), "{grain}", "Active directory grains");
+        meter.CreateObservableGauge("grainfs.cache.capacity", () => PerTier(t => t.Capacity, host), "By", "Capacity of each cache tier");
+        meter.CreateObservableGauge("grainfs.cache.used", () => PerTier(t => t.Used, host), "By", "Bytes held or reserved in each cache tier");
+        meter.CreateObservableGauge("grainfs.cache.blocks", () => PerTier(t => t.Blocks, host), "{block}", "Blocks held in each cache tier");
+        meter.CreateObservableCounter("grainfs.cache.hits", () => PerTier(t => t.Hits, host), "{read}", "Reads served from each cache tier");
+        meter.CreateObservableCounter("grainfs.cache.requests", () => new Measurement<long>(store.GetReport().Requests, host), "{request}", "Block requests seen by this worker");
+        meter.CreateObservableCounter("grainfs.cache.misses", () => new Measurement<long>(store.GetReport().Misses, host), "{request}", "Block requests this worker did not hold");
+        meter.CreateObservableCounter("grainfs.cache.fill_bytes", () => new Measurement<long>(store.GetReport().FillBytes, host), "By", "Bytes filled from under-storage");
+        meter.CreateObservableCounter("grainfs.cache.evictions", () => new Measurement<long>(store.GetReport().Evictions, host), "{block}", "Blocks evicted from the last tier");
+        meter.CreateObservableCounter("grainfs.cache.demotions", () => new Measurement<long>(store.GetReport().Demotions, host), "{block}", "Blocks demoted to a slower tier");
+        meter.CreateObservableCounter("grainfs.cache.corrupt", () => new Measurement<long>(store.GetReport().Corrupt, host), "{block}", "Blocks discarded after a failed checksum");
+        meter.CreateObservableCounter("grainfs.cache.bytes_served", ServedBySource, "By", "Bytes served by the data port, by source");
         return Task.CompletedTask;
+
+        IEnumerable<Measurement<long>> ServedBySource()
+        {
+            foreach (var (source, bytes) in store.GetReport().BytesServedBySource)
+            {
+                yield return new Measurement<long>(bytes, host, new KeyValuePair<string, object?>("source", source));
+            }
+        }
+    }
+
+    private IEnumerable<Measurement<long>> PerTier(Func<Tier, long> value, KeyValuePair<string, object?> host)
+    {
+        foreach (var tier in store.Tiers)
+        {
+            yield return new Measurement<long>(value(tier), host, new KeyValuePair<string, object?>("tier", tier.Name));
+        }
     }
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;

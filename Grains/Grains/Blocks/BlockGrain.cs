@@ -12,6 +12,8 @@ namespace GrainFs.Grains.Blocks;
 [BlockHomePlacement]
 internal sealed class BlockGrain(BlockFiller filler, LocalSilo silo) : Grain, IBlockGrain
 {
+    private readonly List<string> _replicas = [];
+
     public async ValueTask<BlockLocation> FillAsync(BlockSource source)
     {
         var start = await filler.StartAsync(source);
@@ -50,10 +52,38 @@ internal sealed class BlockGrain(BlockFiller filler, LocalSilo silo) : Grain, IB
         {
             var header = block.Header;
             return ValueTask.FromResult(new BlockState(text, silo.Name, block.Tier.Name, header.DataLength, header.Pinned,
-                header.ExpiresTicks == 0 ? null : new DateTime(header.ExpiresTicks, DateTimeKind.Utc), header.Checksums.Length));
+                header.ExpiresTicks == 0 ? null : new DateTime(header.ExpiresTicks, DateTimeKind.Utc), header.Checksums.Length, [.. _replicas]));
         }
 
-        return ValueTask.FromResult(new BlockState(text, silo.Name, null, 0, false, null, 0));
+        return ValueTask.FromResult(new BlockState(text, silo.Name, null, 0, false, null, 0, [.. _replicas]));
+    }
+
+    public async ValueTask<BlockLocation> ReplicateAsync(BlockSource source, string targetSilo)
+    {
+        if (targetSilo == silo.Name || _replicas.Contains(targetSilo))
+        {
+            return new BlockLocation(FsStatus.Ok, null, targetSilo, string.Empty, true);
+        }
+
+        if (_replicas.Count >= IBlockGrain.MaxReplicas)
+        {
+            return Fail(FsStatus.Busy, $"block {this.GetPrimaryKeyString()} already has {IBlockGrain.MaxReplicas} replicas");
+        }
+
+        var located = await FillAsync(source);
+        if (located.Status != FsStatus.Ok)
+        {
+            return located;
+        }
+
+        var copy = await GrainFactory.GetGrain<IWorkerGrain>(targetSilo).CopyBlockAsync(this.GetPrimaryKeyString(), source.Length, silo.DataEndpoint);
+        if (copy.Failures > 0)
+        {
+            return Fail(FsStatus.IoError, copy.FirstError);
+        }
+
+        _replicas.Add(targetSilo);
+        return new BlockLocation(FsStatus.Ok, null, targetSilo, string.Empty, true);
     }
 
     private BlockLocation Fail(FsStatus status, string? message) => new(status, message, silo.Name, silo.DataEndpoint, false);

@@ -122,6 +122,30 @@ internal sealed class WorkerGrain(BlockFiller filler, LocalSilo silo) : Grain, I
         return new BatchResult(changed, 0, 0, null);
     }
 
+    public async ValueTask<BatchResult> CopyBlockAsync(string key, int length, string fromEndpoint)
+    {
+        if (!BlockKey.TryParse(key, out var parsed))
+        {
+            return new BatchResult(0, 0, 1, $"'{key}' is not a block key");
+        }
+
+        var fill = Store.StartFill(parsed, length, _ => ValueTask.FromResult<Stream>(new DataPortStream(fromEndpoint, parsed, length)));
+        if (fill is null)
+        {
+            return new BatchResult(1, 0, 0, null);
+        }
+
+        try
+        {
+            await fill.Completion;
+            return new BatchResult(1, length, 0, null);
+        }
+        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or TimeoutException)
+        {
+            return new BatchResult(0, 0, 1, $"copy of block {key} from {fromEndpoint} failed: {e.Message}");
+        }
+    }
+
     public Task RecordAccessAsync(string[] keys)
     {
         Store.RecordAccess(Parse(keys));

@@ -221,4 +221,44 @@ public sealed class BlockCacheClusterTests(GpuClusterFixture fixture) : IClassFi
         Assert.Equal(10, freed.Value!.Blocks);
         Assert.Null((await fixture.Cluster.Client.GetGrain<IBlockGrain>(file.Version.KeyOf(0).ToString()).GetStateAsync()).Tier);
     }
+
+    [Fact]
+    public async Task A_block_a_host_keeps_reading_remotely_gets_a_bounded_replica_there()
+    {
+        var folder = TestProcess.NewFolder("replica");
+        var data = RandomBytes(200_000, 16);
+        await File.WriteAllBytesAsync(Path.Combine(folder, "hot.bin"), data);
+        var m = Unique("replica");
+        Assert.True((await RemoteClient().MountAsync(m, $"file://{folder}")).IsOk);
+
+        // Secondary_2 has no gpu role, so it is never a home; a reader on its host reads remotely at first.
+        var reader = GrainFsClient.Create(fixture.Cluster.Client, new GrainFsClientOptions { Host = "Secondary_2" });
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.Equal(data, await ReadAll(reader, $"{m}/hot.bin"));
+        }
+
+        var file = (await reader.OpenAsync($"{m}/hot.bin")).GetValueOrThrow();
+        var key = file.Version.KeyOf(0);
+        var grain = fixture.Cluster.Client.GetGrain<IBlockGrain>(key.ToString());
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        BlockState state;
+        while (!(state = await grain.GetStateAsync()).Replicas.Contains("Secondary_2") && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(100);
+        }
+
+        Assert.Contains("Secondary_2", state.Replicas);
+        var secondary = (await reader.GetSilosAsync()).Single(s => s.Name == "Secondary_2");
+        Assert.Contains(secondary.TierPaths, root => File.Exists(Path.Combine(root, BlockFile.RelativePath(key))));
+        Assert.Equal(data, await ReadAll(reader, $"{m}/hot.bin"));
+
+        // Bounded: a second replica target is accepted, a third is refused.
+        Assert.Equal(FsStatus.Ok, (await grain.ReplicateAsync(file.Version.SourceOf(0), state.Home == "Primary" ? "Secondary_1" : "Primary")).Status);
+        Assert.Equal(FsStatus.Busy, (await grain.ReplicateAsync(file.Version.SourceOf(0), "nowhere")).Status);
+
+        // A free reaches the replicas too.
+        Assert.True((await reader.FreeAsync($"{m}/hot.bin")).IsOk);
+        Assert.DoesNotContain(secondary.TierPaths, root => File.Exists(Path.Combine(root, BlockFile.RelativePath(key))));
+    }
 }

@@ -1,0 +1,59 @@
+namespace GrainFs.DataPlane.Blocks;
+
+/// <summary>A block read sequentially from a worker's data port, 1 MiB at a time: the source of a replica copy.</summary>
+public sealed class DataPortStream(string endpoint, BlockKey key, int length) : Stream
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
+    private readonly DataPortClient _client = new(maxIdlePerEndpoint: 1);
+    private long _position;
+
+    public override bool CanRead => true;
+
+    public override bool CanSeek => false;
+
+    public override bool CanWrite => false;
+
+    public override long Length => length;
+
+    public override long Position { get => _position; set => throw new NotSupportedException(); }
+
+    public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
+
+    public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        var want = (int)Math.Min(Math.Min(buffer.Length, 1 << 20), length - _position);
+        if (want <= 0)
+        {
+            return 0;
+        }
+
+        var result = await _client.ReadAsync(endpoint, key, _position, buffer[..want], waitForFill: true, Timeout, cancellationToken).ConfigureAwait(false);
+        if (result.Status != DataPortStatus.Ok)
+        {
+            throw new IOException($"data port {endpoint} answered {result.Status} for block {key}{(result.Message is null ? string.Empty : ": " + result.Message)}");
+        }
+
+        _position += result.Read;
+        return result.Read;
+    }
+
+    public override void Flush()
+    {
+    }
+
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+    public override void SetLength(long value) => throw new NotSupportedException();
+
+    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            _client.Dispose();
+        }
+
+        base.Dispose(disposing);
+    }
+}
