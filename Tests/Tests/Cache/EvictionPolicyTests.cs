@@ -1,5 +1,6 @@
 using GrainFs.DataPlane.Blocks;
 using GrainFs.Storage.Cache;
+using Xunit.Abstractions;
 
 namespace GrainFs.Tests.Cache;
 
@@ -8,7 +9,7 @@ namespace GrainFs.Tests.Cache;
 /// cache at 25/50/75% of the dataset: LRU all but stops hitting; TinyLFU keeps a stable subset and hits in
 /// proportion to its capacity.
 /// </summary>
-public sealed class EvictionPolicyTests
+public sealed class EvictionPolicyTests(ITestOutputHelper output)
 {
     private static double HitRatio(string policyName, int blocks, double share, int epochs = 6, int seed = 3)
     {
@@ -59,6 +60,7 @@ public sealed class EvictionPolicyTests
     {
         var lru = HitRatio("lru", 4000, share);
         var tinylfu = HitRatio("tinylfu", 4000, share);
+        output.WriteLine($"cache at {share:P0} of the dataset: lru hit ratio {lru:F3}, tinylfu {tinylfu:F3}");
         // A stable subset of ~98% of capacity (the rest is the admission window) hits at about that share.
         Assert.InRange(tinylfu, share * 0.9, share * 1.05);
         // LRU under random epochs keeps whatever came last, which the next permutation reaches late.
