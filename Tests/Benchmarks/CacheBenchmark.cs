@@ -37,7 +37,10 @@ internal static class CacheBenchmark
         var coldKeys = await moto.UploadAsync(bucket, coldCount, 100 * 1024);
         var env = new Dictionary<string, string>
         {
-            ["AWS_ACCESS_KEY_ID"] = "bench", ["AWS_SECRET_ACCESS_KEY"] = "bench", ["AWS_REGION"] = "us-east-1", ["AWS_ENDPOINT_URL_S3"] = moto.Endpoint,
+            ["AWS_ACCESS_KEY_ID"] = "bench",
+            ["AWS_SECRET_ACCESS_KEY"] = "bench",
+            ["AWS_REGION"] = "us-east-1",
+            ["AWS_ENDPOINT_URL_S3"] = moto.Endpoint,
         };
         var memCapacity = bigBytes + (smallCount * 110_000L) + (256L << 20);
         await using var silo = await SiloHandle.StartAsync(args, ["--host", "bench-host", "--tier", $"MEM={shm}:{memCapacity}", "--tier", $"SSD={Path.Combine(root, "ssd")}:{memCapacity}"], env);

@@ -1,23 +1,16 @@
 namespace GrainFs.DataPlane.Blocks;
 
 /// <summary>A block read sequentially from a worker's data port, 1 MiB at a time: the source of a replica copy.</summary>
-public sealed class DataPortStream(string endpoint, BlockKey key, int length) : Stream
+public sealed class DataPortStream(string endpoint, BlockKey key, int length) : ReadOnlyStream
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
     private readonly DataPortClient _client = new(maxIdlePerEndpoint: 1);
     private long _position;
 
-    public override bool CanRead => true;
-
-    public override bool CanSeek => false;
-
-    public override bool CanWrite => false;
-
+    /// <inheritdoc />
     public override long Length => length;
 
-    public override long Position { get => _position; set => throw new NotSupportedException(); }
-
-    public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
+    public override int Read(Span<byte> buffer) => throw new NotSupportedException("read a data-port stream asynchronously");
 
     public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
@@ -37,15 +30,6 @@ public sealed class DataPortStream(string endpoint, BlockKey key, int length) : 
         return result.Read;
     }
 
-    public override void Flush()
-    {
-    }
-
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-    public override void SetLength(long value) => throw new NotSupportedException();
-
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 
     protected override void Dispose(bool disposing)
     {

@@ -1,21 +1,9 @@
 namespace GrainFs.Storage.UnderStorage;
 
 /// <summary>A read-only view of at most <c>length</c> bytes of another stream; disposes it.</summary>
-internal sealed class BoundedStream(Stream inner, long length) : Stream
+internal sealed class BoundedStream(Stream inner, long length) : GrainFs.DataPlane.ReadOnlyStream
 {
     private long _left = length;
-
-    public override bool CanRead => true;
-
-    public override bool CanSeek => false;
-
-    public override bool CanWrite => false;
-
-    public override long Length => throw new NotSupportedException();
-
-    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-
-    public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 
     public override int Read(Span<byte> buffer)
     {
@@ -41,15 +29,6 @@ internal sealed class BoundedStream(Stream inner, long length) : Stream
         return read;
     }
 
-    public override void Flush()
-    {
-    }
-
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-    public override void SetLength(long value) => throw new NotSupportedException();
-
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 
     protected override void Dispose(bool disposing)
     {

@@ -257,21 +257,11 @@ public sealed class S3UnderStorage : IUnderStorage
     }
 
     /// <summary>The body of a GetObject response; disposing it releases the connection.</summary>
-    private sealed class CountingStream(GetObjectResponse response, KeyValuePair<string, object?> tag) : Stream
+    private sealed class CountingStream(GetObjectResponse response, KeyValuePair<string, object?> tag) : ReadOnlyStream
     {
         private readonly Stream _inner = response.ResponseStream;
 
-        public override bool CanRead => true;
-
-        public override bool CanSeek => false;
-
-        public override bool CanWrite => false;
-
-        public override long Length => throw new NotSupportedException();
-
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-
-        public override int Read(byte[] buffer, int offset, int count) => Counted(_inner.Read(buffer, offset, count));
+        public override int Read(Span<byte> buffer) => Counted(_inner.Read(buffer));
 
         public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) =>
             Counted(await _inner.ReadAsync(buffer, cancellationToken).ConfigureAwait(false));
@@ -281,16 +271,6 @@ public sealed class S3UnderStorage : IUnderStorage
             GrainFsMetrics.UnderStorageBytesRead.Add(read, tag);
             return read;
         }
-
-        public override void Flush()
-        {
-        }
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
-
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 
         protected override void Dispose(bool disposing)
         {
