@@ -11,6 +11,7 @@ internal sealed class ClusterView(IGrainFactory grains, TimeProvider time)
 {
     private static readonly TimeSpan MaxAge = TimeSpan.FromSeconds(10);
     private static readonly TimeSpan SuspicionTime = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan RefreshTimeout = TimeSpan.FromSeconds(5);
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, long> _suspects = new(StringComparer.Ordinal);
     private Snapshot _current = new([], [], [], 0);
@@ -40,7 +41,17 @@ internal sealed class ClusterView(IGrainFactory grains, TimeProvider time)
                 return _current;
             }
 
-            var silos = await grains.GetGrain<IClusterGrain>(0).GetSilosAsync().ConfigureAwait(false);
+            SiloInfo[] silos;
+            try
+            {
+                // Bounded: during a failover the call may go to a silo that just died; the old view is better than a stall.
+                silos = await grains.GetGrain<IClusterGrain>(0).GetSilosAsync().AsTask().WaitAsync(RefreshTimeout, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is TimeoutException or OrleansException or SiloUnavailableException && _current.Silos.Length > 0)
+            {
+                return _current;
+            }
+
             var gpu = Array.FindAll(silos, s => Array.Exists(s.Roles, r => r == "gpu"));
             var homes = gpu.Length > 0 ? gpu : silos;
             _current = new Snapshot(silos, homes, Array.ConvertAll(homes, h => h.Name), time.GetUtcNow().UtcTicks);

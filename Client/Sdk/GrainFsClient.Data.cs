@@ -20,8 +20,11 @@ public sealed record CacheOperationResult(long Files, long Blocks, long Bytes, l
 /// <summary>The block-cache side of the SDK: open, read, load, free, pin, TTL, report.</summary>
 public sealed partial class GrainFsClient
 {
-    /// <summary>Blocks per batch sent to one worker.</summary>
+    /// <summary>Most blocks per batch sent to one worker.</summary>
     public const int BatchBlocks = 64;
+
+    /// <summary>Most bytes per batch sent to one worker, so a batch from a slow store finishes well within a grain call's timeout.</summary>
+    public const long BatchBytes = 64L << 20;
 
     /// <summary>Opens a file for reading.</summary>
     public async ValueTask<FsResult<GrainFsFile>> OpenAsync(string path, CancellationToken cancellationToken = default)
@@ -141,6 +144,7 @@ public sealed partial class GrainFsClient
         var remaining = new int[list.Count];
         var batches = new List<(string Silo, List<(int File, BlockSource Source)> Blocks)>();
         var open = new Dictionary<string, List<(int File, BlockSource Source)>>(StringComparer.Ordinal);
+        var openBytes = new Dictionary<string, long>(StringComparer.Ordinal);
         for (var f = 0; f < list.Count; f++)
         {
             var version = list[f];
@@ -153,11 +157,14 @@ public sealed partial class GrainFsClient
                     open[home] = batch = [];
                 }
 
-                batch.Add((f, version.SourceOf(b)));
-                if (batch.Count >= BatchBlocks)
+                var source = version.SourceOf(b);
+                batch.Add((f, source));
+                openBytes[home] = openBytes.GetValueOrDefault(home) + source.Length;
+                if (batch.Count >= BatchBlocks || openBytes[home] >= BatchBytes)
                 {
                     batches.Add((home, batch));
                     open[home] = [];
+                    openBytes[home] = 0;
                 }
             }
         }

@@ -58,7 +58,7 @@ public sealed class GrainFsClientOptions
     public TimeSpan DataTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>How long a read keeps retrying while silos fail and the cluster re-homes blocks, before it returns EIO.</summary>
-    public TimeSpan FailoverTimeout { get; set; } = TimeSpan.FromSeconds(45);
+    public TimeSpan FailoverTimeout { get; set; } = TimeSpan.FromSeconds(60);
 
     /// <summary>How long a read may wait for a block being filled from under-storage.</summary>
     public TimeSpan FillTimeout { get; set; } = TimeSpan.FromMinutes(2);
