@@ -62,7 +62,7 @@ public static class SettingNames
 
     /// <summary>The worker's data port.</summary>
     public static readonly Setting DataPort = new("--data-port", "GrainFs:DataPort", "GRAINFS_DATA_PORT",
-        "TCP port serving cached block bytes to clients (default 7070; 0 picks a free port)");
+        "TCP port serving cached block bytes to clients (default 0: a free port, published to clients)");
 
     /// <summary>A cache tier; repeatable.</summary>
     public static readonly Setting Tier = new("--tier", "GrainFs:Cache:Tiers", "GRAINFS_TIERS",

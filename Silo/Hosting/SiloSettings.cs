@@ -25,8 +25,8 @@ public sealed class SiloSettings
     /// <summary>Default Prometheus port.</summary>
     public const int DEFAULT_METRICS_PORT = 9464;
 
-    /// <summary>Default data port.</summary>
-    public const int DEFAULT_DATA_PORT = 7070;
+    /// <summary>Default data port: 0, a free port picked at start and published in the silo metadata (several silos per host work unconfigured).</summary>
+    public const int DEFAULT_DATA_PORT = 0;
 
     /// <summary>The most a default MEM tier takes: the cache must not starve the training job.</summary>
     public const long DEFAULT_MEM_TIER_MAX = 1L << 30;
