@@ -13,6 +13,8 @@ public static class Program
         usage: grainfs [--cluster <conn>] [--cluster-id <id>] [--gateway-port <port>] <command>
 
         commands:
+          mount <mountpoint> [options]   serve GrainFS through FUSE in the foreground (see README)
+          umount <mountpoint>            detach a FUSE mount, also one whose daemon died
           fs mount <path> <uri> [--option k=v …] [--readonly] [--sync-interval S]
                                      attach file:///folder or s3://bucket/prefix at <path>
           fs unmount <path>          detach a mount
@@ -63,6 +65,24 @@ public static class Program
         if (!SettingNames.TryParse(args, SettingNames.ClientSettings, out var flags, out var rest, out var error))
         {
             throw new UsageException(error!);
+        }
+
+        if (rest.Count >= 1 && rest[0] is "mount" or "umount")
+        {
+            var mountArgs = rest[0] == "mount"
+                ? CliArgs.Parse(rest.Skip(1), MountCommands.Switches, MountCommands.Options)
+                : CliArgs.Parse(rest.Skip(1), [], []);
+            GrainFsClientOptions mountOptions;
+            try
+            {
+                mountOptions = GrainFsClientOptions.FromEnvironment(flags);
+            }
+            catch (ArgumentException e)
+            {
+                throw new UsageException(e.Message);
+            }
+
+            return rest[0] == "mount" ? await MountCommands.MountAsync(mountArgs, mountOptions) : await MountCommands.UmountAsync(mountArgs);
         }
 
         if (rest.Count >= 1 && rest[0] == "report")

@@ -1,0 +1,294 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Text;
+using GrainFs.Client;
+using Microsoft.Extensions.Logging;
+
+namespace GrainFs.Fuse;
+
+/// <summary>A mount that could not be made; the message says why in one line.</summary>
+public sealed class FuseMountException(string message) : Exception(message);
+
+/// <summary>
+/// A FUSE mount of GrainFS: checks the mount point, mounts with libfuse's low-level API, serves requests on
+/// libfuse's multithreaded loop until unmounted (by <see cref="Unmount"/>, a signal, or fusermount3 -u), and
+/// unmounts cleanly. One mount per process: libfuse calls back into static functions.
+/// </summary>
+public sealed unsafe partial class FuseMount : IDisposable
+{
+    private static FuseFileSystem? s_fs;
+    private readonly string _mountPoint;
+    private readonly ILogger _logger;
+    private IntPtr _session;
+    private IntPtr _ops;
+    private int _unmounted;
+
+    private FuseMount(string mountPoint, ILogger logger)
+    {
+        _mountPoint = mountPoint;
+        _logger = logger;
+    }
+
+    /// <summary>The mount point.</summary>
+    public string MountPoint => _mountPoint;
+
+    /// <summary>Checks a mount point; throws <see cref="FuseMountException"/> naming the problem.</summary>
+    public static string CheckMountPoint(string mountPoint, bool allowNonEmpty)
+    {
+        var full = Path.GetFullPath(mountPoint);
+        if (!Directory.Exists(full))
+        {
+            throw new FuseMountException(File.Exists(full) ? $"mount point {full} is a file, not a directory" : $"mount point {full} does not exist (create it first)");
+        }
+
+        try
+        {
+            if (!allowNonEmpty && Directory.EnumerateFileSystemEntries(full).Any())
+            {
+                throw new FuseMountException($"mount point {full} is not empty (GrainFS would hide its contents; use an empty directory)");
+            }
+        }
+        catch (IOException e) when (e.Message.Contains("not connected", StringComparison.OrdinalIgnoreCase))
+        {
+            throw new FuseMountException($"mount point {full} holds a dead FUSE mount: run `grainfs umount {full}` first");
+        }
+
+        if (!File.Exists("/dev/fuse"))
+        {
+            throw new FuseMountException("/dev/fuse is missing: load the fuse kernel module (modprobe fuse), or give the container the device (--device /dev/fuse)");
+        }
+
+        return full;
+    }
+
+    /// <summary>Mounts <paramref name="client"/>'s namespace at <paramref name="mountPoint"/>; throws <see cref="FuseMountException"/> when it cannot.</summary>
+    public static FuseMount Mount(string mountPoint, GrainFsClient client, FuseOptions options, ILogger logger, bool allowNonEmpty = false)
+    {
+        var full = CheckMountPoint(mountPoint, allowNonEmpty);
+        if (Interlocked.CompareExchange(ref s_fs, new FuseFileSystem(client, options, logger), null) is not null)
+        {
+            throw new FuseMountException("this process already serves a mount");
+        }
+
+        var mount = new FuseMount(full, logger);
+        try
+        {
+            mount.Start(options);
+        }
+        catch
+        {
+            mount.Dispose();
+            throw;
+        }
+
+        return mount;
+    }
+
+    private void Start(FuseOptions options)
+    {
+        var mountOptions = new List<string> { "ro", "default_permissions", "fsname=grainfs", "subtype=grainfs", $"max_read={options.MaxRead}" };
+        if (options.AllowOther)
+        {
+            mountOptions.Add("allow_other");
+        }
+
+        string[] argv = ["grainfs", "-o", string.Join(',', mountOptions)];
+        // Our copies of the strings: libfuse may replace args.Argv with its own array while parsing, which it frees itself.
+        var strings = (byte**)NativeMemory.AllocZeroed((nuint)(argv.Length + 1), (nuint)sizeof(byte*));
+        for (var i = 0; i < argv.Length; i++)
+        {
+            var bytes = Encoding.UTF8.GetBytes(argv[i] + "\0");
+            var native = (byte*)NativeMemory.Alloc((nuint)bytes.Length);
+            bytes.CopyTo(new Span<byte>(native, bytes.Length));
+            strings[i] = native;
+        }
+
+        var args = new Native.FuseArgs { Argc = argv.Length, Argv = strings, Allocated = 0 };
+
+        _ops = (IntPtr)NativeMemory.AllocZeroed(Native.OpsCount, (nuint)sizeof(IntPtr));
+        var ops = (IntPtr*)_ops;
+        ops[Native.OpInit] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, IntPtr, void>)&OnInit;
+        ops[Native.OpLookup] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, byte*, void>)&OnLookup;
+        ops[Native.OpForget] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, ulong, void>)&OnForget;
+        ops[Native.OpForgetMulti] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, nuint, Native.ForgetData*, void>)&OnForgetMulti;
+        ops[Native.OpGetattr] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, IntPtr, void>)&OnGetattr;
+        ops[Native.OpOpen] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, IntPtr, void>)&OnOpen;
+        ops[Native.OpRead] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, nuint, long, IntPtr, void>)&OnRead;
+        ops[Native.OpRelease] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, IntPtr, void>)&OnRelease;
+        ops[Native.OpOpendir] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, IntPtr, void>)&OnOpendir;
+        ops[Native.OpReaddir] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, nuint, long, IntPtr, void>)&OnReaddir;
+        ops[Native.OpReaddirplus] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, nuint, long, IntPtr, void>)&OnReaddirplus;
+        ops[Native.OpReleasedir] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, IntPtr, void>)&OnRelease;
+        ops[Native.OpStatfs] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, void>)&OnStatfs;
+        ops[Native.OpAccess] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, int, void>)&OnAccess;
+        // Every write operation answers EROFS until writes land.
+        ops[Native.OpSetattr] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, IntPtr, int, IntPtr, void>)&OnSetattr;
+        ops[Native.OpMknod] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, byte*, uint, ulong, void>)&OnMknod;
+        ops[Native.OpMkdir] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, byte*, uint, void>)&OnMkdir;
+        ops[Native.OpUnlink] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, byte*, void>)&OnUnlink;
+        ops[Native.OpRmdir] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, byte*, void>)&OnUnlink;
+        ops[Native.OpSymlink] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, byte*, ulong, byte*, void>)&OnSymlink;
+        ops[Native.OpRename] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, byte*, ulong, byte*, uint, void>)&OnRename;
+        ops[Native.OpLink] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, ulong, byte*, void>)&OnLink;
+        ops[Native.OpCreate] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, byte*, uint, IntPtr, void>)&OnCreate;
+        ops[Native.OpWrite] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, byte*, nuint, long, IntPtr, void>)&OnWrite;
+
+        _session = Native.SessionNew(&args, _ops, (nuint)(Native.OpsCount * sizeof(IntPtr)), IntPtr.Zero);
+        Native.OptFreeArgs(&args);
+        for (var i = 0; i < argv.Length; i++)
+        {
+            NativeMemory.Free(strings[i]);
+        }
+
+        NativeMemory.Free(strings);
+        if (_session == IntPtr.Zero)
+        {
+            throw new FuseMountException($"libfuse refused the mount options ({string.Join(',', mountOptions)})");
+        }
+
+        if (Native.SessionMount(_session, _mountPoint) != 0)
+        {
+            throw new FuseMountException($"cannot mount at {_mountPoint} (see the libfuse message above; as a non-root user fusermount3 must be installed, and allow_other needs user_allow_other in /etc/fuse.conf)");
+        }
+
+        LogMounted(_logger, _mountPoint, string.Join(',', mountOptions));
+    }
+
+    /// <summary>Serves requests until the mount goes away; returns libfuse's exit status.</summary>
+    public int Run(int maxThreads = 32)
+    {
+        var config = Native.LoopConfigCreate();
+        try
+        {
+            Native.LoopConfigSetMaxThreads(config, (uint)maxThreads);
+            Native.LoopConfigSetIdleThreads(config, 4);
+            return Native.SessionLoopMt(_session, config);
+        }
+        finally
+        {
+            Native.LoopConfigDestroy(config);
+        }
+    }
+
+    /// <summary>Asks the loop to stop and detaches the mount (lazily: open files keep working until closed).</summary>
+    public void Unmount()
+    {
+        if (Interlocked.Exchange(ref _unmounted, 1) == 1 || _session == IntPtr.Zero)
+        {
+            return;
+        }
+
+        Native.SessionExit(_session);
+        Native.SessionUnmount(_session);
+        LogUnmounted(_logger, _mountPoint);
+    }
+
+    /// <summary>Unmounts (if still mounted) and releases the session.</summary>
+    public void Dispose()
+    {
+        Unmount();
+        if (_session != IntPtr.Zero)
+        {
+            Native.SessionDestroy(_session);
+            _session = IntPtr.Zero;
+        }
+
+        if (_ops != IntPtr.Zero)
+        {
+            NativeMemory.Free((void*)_ops);
+            _ops = IntPtr.Zero;
+        }
+
+        s_fs = null;
+    }
+
+    // ------------------------------------------------------------------ callbacks (libfuse threads)
+
+    private static FuseFileSystem Fs => s_fs!;
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static void OnInit(IntPtr userdata, IntPtr conn) => Fs.Init(conn);
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static void OnLookup(IntPtr req, ulong parent, byte* name) => Fs.Lookup(req, parent, Marshal.PtrToStringUTF8((IntPtr)name) ?? string.Empty);
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static void OnForget(IntPtr req, ulong ino, ulong nlookup)
+    {
+        Fs.Forget(ino, nlookup);
+        Native.ReplyNone(req);
+    }
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static void OnForgetMulti(IntPtr req, nuint count, Native.ForgetData* forgets)
+    {
+        for (nuint i = 0; i < count; i++)
+        {
+            Fs.Forget(forgets[i].Ino, forgets[i].Nlookup);
+        }
+
+        Native.ReplyNone(req);
+    }
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static void OnGetattr(IntPtr req, ulong ino, IntPtr fileInfo) => Fs.GetAttr(req, ino);
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static void OnOpen(IntPtr req, ulong ino, IntPtr fileInfo) => Fs.Open(req, ino, fileInfo, directory: false);
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static void OnOpendir(IntPtr req, ulong ino, IntPtr fileInfo) => Fs.Open(req, ino, fileInfo, directory: true);
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static void OnRelease(IntPtr req, ulong ino, IntPtr fileInfo) => Fs.Release(req);
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static void OnRead(IntPtr req, ulong ino, nuint size, long offset, IntPtr fileInfo) => Fs.Read(req, ino, size, offset);
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static void OnReaddir(IntPtr req, ulong ino, nuint size, long offset, IntPtr fileInfo) => Fs.ReadDir(req, ino, size, offset, plus: false);
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static void OnReaddirplus(IntPtr req, ulong ino, nuint size, long offset, IntPtr fileInfo) => Fs.ReadDir(req, ino, size, offset, plus: true);
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static void OnStatfs(IntPtr req, ulong ino) => Fs.StatFs(req);
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static void OnAccess(IntPtr req, ulong ino, int mask) => Fs.Access(req, mask);
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static void OnSetattr(IntPtr req, ulong ino, IntPtr attr, int toSet, IntPtr fileInfo) => ReadOnly(req);
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static void OnMknod(IntPtr req, ulong parent, byte* name, uint mode, ulong rdev) => ReadOnly(req);
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static void OnMkdir(IntPtr req, ulong parent, byte* name, uint mode) => ReadOnly(req);
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static void OnUnlink(IntPtr req, ulong parent, byte* name) => ReadOnly(req);
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static void OnSymlink(IntPtr req, byte* link, ulong parent, byte* name) => ReadOnly(req);
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static void OnRename(IntPtr req, ulong parent, byte* name, ulong newParent, byte* newName, uint flags) => ReadOnly(req);
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static void OnLink(IntPtr req, ulong ino, ulong newParent, byte* newName) => ReadOnly(req);
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static void OnCreate(IntPtr req, ulong parent, byte* name, uint mode, IntPtr fileInfo) => ReadOnly(req);
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static void OnWrite(IntPtr req, ulong ino, byte* buffer, nuint size, long offset, IntPtr fileInfo) => ReadOnly(req);
+
+    private static void ReadOnly(IntPtr req) => Native.ReplyErr(req, (int)FsStatus.ReadOnly);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Mounted GrainFS at {MountPoint} ({Options})")]
+    private static partial void LogMounted(ILogger logger, string mountPoint, string options);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Unmounted {MountPoint}")]
+    private static partial void LogUnmounted(ILogger logger, string mountPoint);
+}

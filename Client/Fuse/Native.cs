@@ -1,0 +1,198 @@
+using System.Runtime.InteropServices;
+
+namespace GrainFs.Fuse;
+
+/// <summary>
+/// libfuse 3 (3.14, x86-64) low-level API. Struct layouts are the ones verified on this platform (PLATFORM.md and
+/// /usr/include/fuse3): fuse_lowlevel_ops is 44 pointers, struct stat 144 bytes, fuse_entry_param 176,
+/// fuse_file_info 40 (flags at 0, bit word at 4, fh at 16), fuse_conn_info with max_read at 12.
+/// </summary>
+internal static unsafe partial class Native
+{
+    private const string Lib = "libfuse3.so.3";
+
+    public const int OpsCount = 44;
+
+    // Indexes into struct fuse_lowlevel_ops.
+    public const int OpInit = 0;
+    public const int OpDestroy = 1;
+    public const int OpLookup = 2;
+    public const int OpForget = 3;
+    public const int OpGetattr = 4;
+    public const int OpSetattr = 5;
+    public const int OpMknod = 7;
+    public const int OpMkdir = 8;
+    public const int OpUnlink = 9;
+    public const int OpRmdir = 10;
+    public const int OpSymlink = 11;
+    public const int OpRename = 12;
+    public const int OpLink = 13;
+    public const int OpOpen = 14;
+    public const int OpRead = 15;
+    public const int OpWrite = 16;
+    public const int OpRelease = 18;
+    public const int OpOpendir = 20;
+    public const int OpReaddir = 21;
+    public const int OpReleasedir = 22;
+    public const int OpStatfs = 24;
+    public const int OpAccess = 29;
+    public const int OpCreate = 30;
+    public const int OpForgetMulti = 38;
+    public const int OpReaddirplus = 41;
+
+    // fuse_conn_info capability bits (fuse_common.h).
+    public const uint CapAsyncRead = 1u << 0;
+    public const uint CapAutoInvalData = 1u << 12;
+    public const uint CapReaddirplus = 1u << 13;
+    public const uint CapReaddirplusAuto = 1u << 14;
+    public const uint CapParallelDirops = 1u << 18;
+    public const uint CapNoOpenSupport = 1u << 17;
+    public const uint CapNoOpendirSupport = 1u << 24;
+
+    // fuse_conn_info field offsets.
+    public const int ConnMaxRead = 12;
+    public const int ConnMaxReadahead = 16;
+    public const int ConnCapable = 20;
+    public const int ConnWant = 24;
+    public const int ConnMaxBackground = 28;
+
+    // fuse_file_info.
+    public const int FileInfoFlags = 0;
+    public const int FileInfoBits = 4;
+    public const uint FileInfoKeepCache = 0x4;
+    public const uint FileInfoCacheReaddir = 0x40;
+
+    public const int StatSize = 144;
+    public const int EntryParamSize = 176;
+
+    // errno values not in FsStatus.
+    public const int ENOSYS = 38;
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct FuseArgs
+    {
+        public int Argc;
+        public byte** Argv;
+        public int Allocated;
+    }
+
+    [StructLayout(LayoutKind.Explicit, Size = StatSize)]
+    public struct Stat
+    {
+        [FieldOffset(0)] public ulong Dev;
+        [FieldOffset(8)] public ulong Ino;
+        [FieldOffset(16)] public ulong Nlink;
+        [FieldOffset(24)] public uint Mode;
+        [FieldOffset(28)] public uint Uid;
+        [FieldOffset(32)] public uint Gid;
+        [FieldOffset(40)] public ulong Rdev;
+        [FieldOffset(48)] public long Size;
+        [FieldOffset(56)] public long Blksize;
+        [FieldOffset(64)] public long Blocks;
+        [FieldOffset(72)] public long AtimeSec;
+        [FieldOffset(80)] public long AtimeNsec;
+        [FieldOffset(88)] public long MtimeSec;
+        [FieldOffset(96)] public long MtimeNsec;
+        [FieldOffset(104)] public long CtimeSec;
+        [FieldOffset(112)] public long CtimeNsec;
+    }
+
+    [StructLayout(LayoutKind.Explicit, Size = EntryParamSize)]
+    public struct EntryParam
+    {
+        [FieldOffset(0)] public ulong Ino;
+        [FieldOffset(8)] public ulong Generation;
+        [FieldOffset(16)] public Stat Attr;
+        [FieldOffset(160)] public double AttrTimeout;
+        [FieldOffset(168)] public double EntryTimeout;
+    }
+
+    [StructLayout(LayoutKind.Explicit, Size = 112)]
+    public struct StatVfs
+    {
+        [FieldOffset(0)] public ulong Bsize;
+        [FieldOffset(8)] public ulong Frsize;
+        [FieldOffset(16)] public ulong Blocks;
+        [FieldOffset(24)] public ulong Bfree;
+        [FieldOffset(32)] public ulong Bavail;
+        [FieldOffset(40)] public ulong Files;
+        [FieldOffset(48)] public ulong Ffree;
+        [FieldOffset(56)] public ulong Favail;
+        [FieldOffset(64)] public ulong Fsid;
+        [FieldOffset(72)] public ulong Flag;
+        [FieldOffset(80)] public ulong Namemax;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct ForgetData
+    {
+        public ulong Ino;
+        public ulong Nlookup;
+    }
+
+    [LibraryImport(Lib, EntryPoint = "fuse_session_new")]
+    public static partial IntPtr SessionNew(FuseArgs* args, IntPtr ops, nuint opSize, IntPtr userdata);
+
+    [LibraryImport(Lib, EntryPoint = "fuse_opt_free_args")]
+    public static partial void OptFreeArgs(FuseArgs* args);
+
+    [LibraryImport(Lib, EntryPoint = "fuse_session_mount", StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int SessionMount(IntPtr session, string mountpoint);
+
+    [LibraryImport(Lib, EntryPoint = "fuse_session_unmount")]
+    public static partial void SessionUnmount(IntPtr session);
+
+    [LibraryImport(Lib, EntryPoint = "fuse_session_exit")]
+    public static partial void SessionExit(IntPtr session);
+
+    [LibraryImport(Lib, EntryPoint = "fuse_session_destroy")]
+    public static partial void SessionDestroy(IntPtr session);
+
+    [LibraryImport(Lib, EntryPoint = "fuse_session_loop_mt_312")]
+    public static partial int SessionLoopMt(IntPtr session, IntPtr config);
+
+    [LibraryImport(Lib, EntryPoint = "fuse_loop_cfg_create")]
+    public static partial IntPtr LoopConfigCreate();
+
+    [LibraryImport(Lib, EntryPoint = "fuse_loop_cfg_destroy")]
+    public static partial void LoopConfigDestroy(IntPtr config);
+
+    [LibraryImport(Lib, EntryPoint = "fuse_loop_cfg_set_max_threads")]
+    public static partial void LoopConfigSetMaxThreads(IntPtr config, uint value);
+
+    [LibraryImport(Lib, EntryPoint = "fuse_loop_cfg_set_idle_threads")]
+    public static partial void LoopConfigSetIdleThreads(IntPtr config, uint value);
+
+    [LibraryImport(Lib, EntryPoint = "fuse_reply_err")]
+    public static partial int ReplyErr(IntPtr req, int err);
+
+    [LibraryImport(Lib, EntryPoint = "fuse_reply_none")]
+    public static partial void ReplyNone(IntPtr req);
+
+    [LibraryImport(Lib, EntryPoint = "fuse_reply_entry")]
+    public static partial int ReplyEntry(IntPtr req, EntryParam* entry);
+
+    [LibraryImport(Lib, EntryPoint = "fuse_reply_attr")]
+    public static partial int ReplyAttr(IntPtr req, Stat* attr, double timeout);
+
+    [LibraryImport(Lib, EntryPoint = "fuse_reply_open")]
+    public static partial int ReplyOpen(IntPtr req, IntPtr fileInfo);
+
+    [LibraryImport(Lib, EntryPoint = "fuse_reply_buf")]
+    public static partial int ReplyBuf(IntPtr req, byte* buffer, nuint size);
+
+    [LibraryImport(Lib, EntryPoint = "fuse_reply_statfs")]
+    public static partial int ReplyStatfs(IntPtr req, StatVfs* stat);
+
+    [LibraryImport(Lib, EntryPoint = "fuse_add_direntry")]
+    public static partial nuint AddDirentry(IntPtr req, byte* buffer, nuint size, byte* name, Stat* stat, long nextOffset);
+
+    [LibraryImport(Lib, EntryPoint = "fuse_add_direntry_plus")]
+    public static partial nuint AddDirentryPlus(IntPtr req, byte* buffer, nuint size, byte* name, EntryParam* entry, long nextOffset);
+
+    [LibraryImport("libc", EntryPoint = "getuid")]
+    public static partial uint GetUid();
+
+    [LibraryImport("libc", EntryPoint = "getgid")]
+    public static partial uint GetGid();
+}
