@@ -12,6 +12,9 @@ command -v dotnet >/dev/null || missing+=("the .NET 10 SDK (dotnet)")
 [ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=("PostgreSQL 15 server (apt-get install postgresql-15)")
 command -v psql >/dev/null || missing+=("psql (apt-get install postgresql-client-15)")
 python3 -c "import moto.server" 2>/dev/null || missing+=("moto's S3 server for python3 (pip install 'moto[server]')")
+command -v fusermount3 >/dev/null || missing+=("fuse3 (apt-get install fuse3)")
+[ -e /dev/fuse ] || missing+=("/dev/fuse (the FUSE tests mount for real)")
+/usr/bin/python3 -c "import torch, PIL" 2>/dev/null || missing+=("PyTorch and Pillow for Debian's python3 (apt-get install python3-torch python3-pil)")
 if [ ${#missing[@]} -gt 0 ]; then
   printf 'run-tests.sh: missing prerequisites:\n' >&2
   printf '  - %s\n' "${missing[@]}" >&2
