@@ -158,4 +158,42 @@ public sealed class EmbeddedSiloCliTests(EmbeddedSiloFixture fixture) : IClassFi
         Assert.Equal(3, code);
         Assert.Contains("cannot reach the embedded silo at 127.0.0.1:", stderr, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task Load_cat_free_and_report_work_from_the_command_line()
+    {
+        var folder = TestProcess.NewFolder("cli-cache");
+        var data = new byte[3_000_000];
+        new Random(21).NextBytes(data);
+        await File.WriteAllBytesAsync(Path.Combine(folder, "blob.bin"), data);
+        TestData.ImageFolder(folder, classes: 2, perClass: 5);
+        var path = $"/cache{Guid.NewGuid().ToString("N")[..6]}";
+        Assert.Equal(0, (await fixture.Silo.CliAsync("fs", "mount", path, $"file://{folder}", "--option", "block-size=1MiB")).ExitCode);
+
+        var (code, stdout, stderr) = await fixture.Silo.CliAsync("fs", "load", path);
+        Assert.True(code == 0, stderr);
+        Assert.Matches(@"Loaded 11 files, 13 blocks, .* in [0-9.]+ s \([0-9.]+ MB/s\)", stdout);
+        Assert.Contains("100.0 %", stderr, StringComparison.Ordinal);
+
+        var cat = await TestProcess.RunAsync("/bin/bash", ["-c", $"dotnet '{Repo.CliDll}' --gateway-port {fixture.Silo.GatewayPort} fs cat {path}/blob.bin | cmp - '{folder}/blob.bin' && echo same"]);
+        Assert.Contains("same", cat.Stdout, StringComparison.Ordinal);
+
+        (code, stdout, _) = await fixture.Silo.CliAsync("report", "--json");
+        Assert.Equal(0, code);
+        using var report = JsonDocument.Parse(stdout);
+        var worker = Assert.Single(report.RootElement.GetProperty("workers").EnumerateArray());
+        Assert.False(string.IsNullOrEmpty(worker.GetProperty("silo").GetString()));
+        Assert.False(string.IsNullOrEmpty(worker.GetProperty("host").GetString()));
+        var tiers = worker.GetProperty("tiers").EnumerateArray().ToList();
+        Assert.Equal(["MEM", "SSD"], tiers.Select(t => t.GetProperty("tier").GetString()));
+        Assert.All(tiers, t => Assert.True(t.GetProperty("used").GetInt64() <= t.GetProperty("capacity").GetInt64()));
+        Assert.True(tiers.Sum(t => t.GetProperty("blocks").GetInt32()) >= 13);
+
+        (code, stdout, stderr) = await fixture.Silo.CliAsync("fs", "free", path);
+        Assert.True(code == 0, stderr);
+        Assert.Contains("Freed 13 blocks", stdout, StringComparison.Ordinal);
+        (code, _, stderr) = await fixture.Silo.CliAsync("fs", "ttl", path, "soon");
+        Assert.Equal(2, code);
+        Assert.Contains("not a duration", stderr, StringComparison.Ordinal);
+    }
 }
