@@ -46,11 +46,31 @@ internal static class FuseBenchmark
 
             fuse = StartMount(args, silo.GatewayPort, mountPoint);
             var fused = Path.Combine(mountPoint, "data");
-            await RandomSmallAsync(local, fused, repeats);
-            await SequentialAsync(local, fused, repeats);
-            await ListAndStatAsync(local, fused, repeats);
-            await DataLoaderAsync(local, fused, "raw", 0, 0.5, repeats);
-            await DataLoaderAsync(local, fused, "decode", 2, 0.9, Math.Min(repeats, 2));
+            var only = args.Text("--only", "random,sequential,list,raw,decode").Split(',');
+            if (only.Contains("random"))
+            {
+                await RandomSmallAsync(local, fused, repeats);
+            }
+
+            if (only.Contains("sequential"))
+            {
+                await SequentialAsync(local, fused, repeats);
+            }
+
+            if (only.Contains("list"))
+            {
+                await ListAndStatAsync(local, fused, repeats);
+            }
+
+            if (only.Contains("raw"))
+            {
+                await DataLoaderAsync(local, fused, "raw", 0, 0.5, repeats);
+            }
+
+            if (only.Contains("decode"))
+            {
+                await DataLoaderAsync(local, fused, "decode", 2, 0.9, repeats);
+            }
         }
         finally
         {
