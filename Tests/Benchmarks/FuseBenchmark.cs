@@ -100,7 +100,8 @@ internal static class FuseBenchmark
     private static Process StartMount(BenchArgs args, int gateway, string mountPoint)
     {
         var cli = args.Text("--cli", FindCli());
-        var info = new ProcessStartInfo("dotnet", [cli, "--gateway-port", gateway.ToString(CultureInfo.InvariantCulture), "--host", "bench-host", "mount", mountPoint])
+        var extra = args.Text("--mount-options", string.Empty).Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        var info = new ProcessStartInfo("dotnet", [cli, "--gateway-port", gateway.ToString(CultureInfo.InvariantCulture), "--host", "bench-host", "mount", mountPoint, .. extra])
         {
             RedirectStandardError = true,
             RedirectStandardOutput = true,
