@@ -11,6 +11,7 @@ public static class Program
         {
             Console.WriteLine("usage: grainfs-bench metadata [--entries 1000000] [--per-dir 1000] [--samples 200000] [--in-flight 1,16,64,256] [--folder DIR] [--silo DLL]");
             Console.WriteLine("       grainfs-bench cache [--big-mib 1024] [--small 10000] [--cold 1000] [--repeats 3] [--folder DIR] [--silo DLL]");
+            Console.WriteLine("       grainfs-bench compare [--images 3000] [--large-mib 256] [--large-files 2] [--repeats 3] [--cold-repeats 2] [--readers 8] [--systems 'local disk,direct S3,GrainFS SDK,GrainFS FUSE,rclone,s3fs'] [--work DIR] [--out DIR]");
             Console.WriteLine("       grainfs-bench fuse [--small 10000] [--stat 100000] [--big-mib 1024] [--repeats 3] [--folder DIR] [--silo DLL] [--cli DLL]");
             return args.Length == 0 ? 2 : 0;
         }
@@ -21,13 +22,14 @@ public static class Program
             "metadata" => await MetadataBenchmark.RunAsync(rest),
             "cache" => await CacheBenchmark.RunAsync(rest),
             "fuse" => await FuseBenchmark.RunAsync(rest),
+            "compare" => await Compare.CompareBenchmark.RunAsync(rest),
             _ => Unknown(args[0]),
         };
     }
 
     private static int Unknown(string name)
     {
-        Console.Error.WriteLine($"grainfs-bench: unknown benchmark '{name}' (known: metadata, cache, fuse)");
+        Console.Error.WriteLine($"grainfs-bench: unknown benchmark '{name}' (known: metadata, cache, fuse, compare)");
         return 2;
     }
 }

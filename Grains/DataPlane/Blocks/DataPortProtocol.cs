@@ -58,7 +58,8 @@ public static class DataPortProtocol
     /// <summary>Read block bytes.</summary>
     public const byte OpRead = 1;
 
-    /// <summary>Flag: when the block is being filled, wait for the requested range instead of answering Miss.</summary>
+    /// <summary>Flag: the caller has had the block's fill started and expects to wait for it. Workers wait for a fill in
+    /// progress whether or not it is set; without a fill they answer Miss.</summary>
     public const ushort FlagWaitForFill = 1;
 
     /// <summary>Request size.</summary>

@@ -96,8 +96,8 @@ public sealed partial class DataPortServer : IAsyncDisposable
                         return;
                     }
 
-                    var (key, offset, length, flags) = parsed.Value;
-                    await HandleReadAsync(socket, key, offset, length, (flags & DataPortProtocol.FlagWaitForFill) != 0).ConfigureAwait(false);
+                    var (key, offset, length, _) = parsed.Value;
+                    await HandleReadAsync(socket, key, offset, length).ConfigureAwait(false);
                 }
             }
         }
@@ -107,7 +107,7 @@ public sealed partial class DataPortServer : IAsyncDisposable
         }
     }
 
-    private async Task HandleReadAsync(Socket socket, BlockKey key, long offset, int length, bool waitForFill)
+    private async Task HandleReadAsync(Socket socket, BlockKey key, long offset, int length)
     {
         var started = Stopwatch.GetTimestamp();
         if (_store.TryGet(key, out var block))
@@ -120,8 +120,10 @@ public sealed partial class DataPortServer : IAsyncDisposable
             }
         }
 
+        // A fill in progress is no miss: wait for the bytes asked for, whatever the flag says, so that a second
+        // request for the same cold block (the kernel splitting a read, a concurrent reader) needs no grain call.
         var fill = _store.FindFill(key);
-        if (fill is null || !waitForFill)
+        if (fill is null)
         {
             // Held a moment ago but gone (evicted, freed) or never held: the client asks the block's grain to fill it.
             if (fill is null && _store.TryPeek(key, out var again) && await ServeCachedAsync(socket, again, offset, length).ConfigureAwait(false))

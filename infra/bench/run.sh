@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# GrainFS against the tools users would pick instead — direct S3 GETs, rclone mount (full VFS cache), s3fs
+# (use_cache) and local disk — on the same data in one run, with a training-style workload.
+#   infra/bench/run.sh                      the default run (about 20 minutes on 2 cores)
+#   infra/bench/run.sh --images 20000 --large-mib 1024 --repeats 5      a larger one
+# Results (markdown table, JSON, PNG chart, machine description) go to infra/bench/results/.
+# Every mount and process it starts is stopped when it exits, fails or is interrupted (Ctrl-C).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+bench=infra/bench
+work=${GRAINFS_BENCH_WORK:-/tmp/grainfs-bench/compare}
+
+missing=()
+for tool in dotnet node npm rclone s3fs fusermount3; do
+  command -v "$tool" >/dev/null || missing+=("$tool")
+done
+[ -e /dev/fuse ] || missing+=("/dev/fuse")
+/usr/bin/python3 -c "import torch, PIL, numpy, matplotlib" 2>/dev/null || missing+=("python3-torch/python3-pil/python3-matplotlib for /usr/bin/python3")
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "run.sh: missing: ${missing[*]}" >&2
+  echo "run.sh: on Debian: apt-get install -y rclone s3fs fuse3 nodejs npm python3-torch python3-pil python3-matplotlib" >&2
+  exit 2
+fi
+
+if [ ! -f "$bench/node_modules/s3rver/bin/s3rver.js" ]; then
+  echo "run.sh: installing s3rver (npm)" >&2
+  (cd "$bench" && npm install --no-audit --no-fund --loglevel=error >/dev/null) || { echo "run.sh: npm install of s3rver failed" >&2; exit 2; }
+fi
+
+cleanup() {
+  local m pid
+  if [ -d "$work/mnt" ]; then
+    for m in "$work"/mnt/*; do
+      mountpoint -q "$m" 2>/dev/null && { fusermount3 -u -z "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; }
+    done
+  fi
+  for pid in $(pgrep -f -- "$work" 2>/dev/null); do
+    [ "$pid" != "$$" ] && kill -9 "$pid" 2>/dev/null || true
+  done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+dotnet build Orleans.sln -c Release -nologo -v q >/dev/null
+mkdir -p "$work"
+dotnet Tests/Benchmarks/bin/Release/net10.0/grainfs-bench.dll compare --work "$work" "$@"
