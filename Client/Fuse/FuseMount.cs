@@ -19,9 +19,12 @@ public sealed unsafe partial class FuseMount : IDisposable
     private static FuseFileSystem? s_fs;
     private readonly string _mountPoint;
     private readonly ILogger _logger;
+    // Unmount runs on the signal thread while Run's loop winds down on another; Dispose must not free the session
+    // under a signal thread still inside fuse_session_unmount, so both take this lock.
+    private readonly Lock _gate = new();
     private IntPtr _session;
     private IntPtr _ops;
-    private int _unmounted;
+    private bool _unmounted;
 
     private FuseMount(string mountPoint, ILogger logger)
     {
@@ -173,30 +176,38 @@ public sealed unsafe partial class FuseMount : IDisposable
     /// <summary>Asks the loop to stop and detaches the mount (lazily: open files keep working until closed).</summary>
     public void Unmount()
     {
-        if (Interlocked.Exchange(ref _unmounted, 1) == 1 || _session == IntPtr.Zero)
+        lock (_gate)
         {
-            return;
+            if (_unmounted || _session == IntPtr.Zero)
+            {
+                return;
+            }
+
+            _unmounted = true;
+            Native.SessionExit(_session);
+            Native.SessionUnmount(_session);
         }
 
-        Native.SessionExit(_session);
-        Native.SessionUnmount(_session);
         LogUnmounted(_logger, _mountPoint);
     }
 
-    /// <summary>Unmounts (if still mounted) and releases the session.</summary>
+    /// <summary>Unmounts (if still mounted) and releases the session; waits for an unmount in progress on another thread.</summary>
     public void Dispose()
     {
         Unmount();
-        if (_session != IntPtr.Zero)
+        lock (_gate)
         {
-            Native.SessionDestroy(_session);
-            _session = IntPtr.Zero;
-        }
+            if (_session != IntPtr.Zero)
+            {
+                Native.SessionDestroy(_session);
+                _session = IntPtr.Zero;
+            }
 
-        if (_ops != IntPtr.Zero)
-        {
-            NativeMemory.Free((void*)_ops);
-            _ops = IntPtr.Zero;
+            if (_ops != IntPtr.Zero)
+            {
+                NativeMemory.Free((void*)_ops);
+                _ops = IntPtr.Zero;
+            }
         }
 
         s_fs = null;
