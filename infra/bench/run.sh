@@ -34,8 +34,15 @@ cleanup() {
       mountpoint -q "$m" 2>/dev/null && { fusermount3 -u -z "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; }
     done
   fi
+  # What the harness started names the work folder on its command line; the shells that started this script
+  # may too (GRAINFS_BENCH_WORK=… in a wrapper), so this script's ancestors are spared.
+  local ancestors=" " p=$$
+  while [ -n "$p" ] && [ "$p" -gt 1 ]; do
+    ancestors+="$p "
+    p=$(awk '/^PPid:/ {print $2}' "/proc/$p/status" 2>/dev/null)
+  done
   for pid in $(pgrep -f -- "$work" 2>/dev/null); do
-    [ "$pid" != "$$" ] && kill -9 "$pid" 2>/dev/null || true
+    [[ "$ancestors" == *" $pid "* ]] || kill -9 "$pid" 2>/dev/null || true
   done
 }
 trap cleanup EXIT
