@@ -46,7 +46,7 @@ internal sealed partial class BlockReader : IDisposable
     private readonly ILogger _logger;
     private readonly DataPortClient _dataPort = new();
     private readonly ConcurrentDictionary<BlockKey, BlockHeader> _headers = new();
-    private readonly ConcurrentDictionary<BlockKey, byte> _verified = new();
+    private readonly ConcurrentDictionary<BlockKey, VerifiedChunks> _verified = new();
     private readonly ConcurrentDictionary<string, byte> _deniedRoots = new(StringComparer.Ordinal);
     private readonly ConcurrentQueue<BlockKey> _accessed = new();
     private readonly ConcurrentDictionary<BlockKey, int> _remoteReads = new();
@@ -303,7 +303,17 @@ internal sealed partial class BlockReader : IDisposable
                         _headers[key] = header;
                     }
 
-                    var verify = _options.VerifyShortCircuit || !_verified.ContainsKey(key);
+                    if (!_verified.TryGetValue(key, out var checkedChunks))
+                    {
+                        if (_verified.Count > 100_000)
+                        {
+                            _verified.Clear();
+                        }
+
+                        checkedChunks = _verified.GetOrAdd(key, new VerifiedChunks(header.DataLength));
+                    }
+
+                    var verify = _options.VerifyShortCircuit || !checkedChunks.Covers(offset, destination.Length);
                     var read = BlockFile.ReadVerified(handle, header, offset, destination, verify);
                     if (read < 0)
                     {
@@ -313,14 +323,9 @@ internal sealed partial class BlockReader : IDisposable
                         return -1;
                     }
 
-                    if (verify && offset == 0 && read == header.DataLength)
+                    if (verify && read > 0)
                     {
-                        if (_verified.Count > 100_000)
-                        {
-                            _verified.Clear();
-                        }
-
-                        _verified.TryAdd(key, 0);
+                        checkedChunks.Mark(offset, read);
                     }
 
                     NoteAccess(key);

@@ -27,6 +27,7 @@ internal static class CacheBenchmark
         var smallCount = args.Int("--small", 10_000);
         var coldCount = args.Int("--cold", 1000);
         var repeats = args.Int("--repeats", 3);
+        var readBytes = args.Int("--read-kib", 4096) * 1024;
         var shm = $"/dev/shm/grainfs-bench-{Environment.ProcessId}";
         Directory.CreateDirectory(root);
         var local = Path.Combine(root, "local");
@@ -57,7 +58,7 @@ internal static class CacheBenchmark
             var only = args.Text("--only", "sequential,random,remote,cold").Split(',');
             if (only.Contains("sequential"))
             {
-                await SequentialAsync(client, shm, bigBytes, repeats);
+                await SequentialAsync(client, shm, bigBytes, readBytes, repeats);
             }
 
             if (only.Contains("random"))
@@ -147,10 +148,10 @@ internal static class CacheBenchmark
     }
 
     /// <summary>Warm sequential read of the big file through the SDK (short-circuit) vs reading the tier's block files directly.</summary>
-    private static async Task SequentialAsync(GrainFsClient client, string shm, long bigBytes, int repeats)
+    private static async Task SequentialAsync(GrainFsClient client, string shm, long bigBytes, int readBytes, int repeats)
     {
         var file = Check(await client.OpenAsync("/local/big.bin"));
-        var buffer = GC.AllocateUninitializedArray<byte>(4 << 20, pinned: true);
+        var buffer = GC.AllocateUninitializedArray<byte>(readBytes, pinned: true);
         var blockFiles = Enumerable.Range(0, file.Version.BlockCount).Select(i => Path.Combine(shm, BlockFile.RelativePath(file.Version.KeyOf(i)))).ToList();
         if (!blockFiles.All(File.Exists))
         {
@@ -182,7 +183,7 @@ internal static class CacheBenchmark
             grainfs.Add(bigBytes / clock.Elapsed.TotalSeconds / 1e6);
         }
 
-        Row($"warm sequential read, {bigBytes >> 20} MiB, SDK short-circuit vs the tier's block files read directly", Median(grainfs), Median(direct), "MB/s", 0.9);
+        Row($"warm sequential read, {bigBytes >> 20} MiB in {readBytes >> 10} KiB reads, SDK short-circuit vs the tier's block files read directly", Median(grainfs), Median(direct), "MB/s", 0.9);
     }
 
     private static async Task ReadSequential(GrainFsFile file, byte[] buffer)
