@@ -33,7 +33,6 @@ public sealed partial class GrainFsClient : IAsyncDisposable
     private readonly ClusterView _cluster;
     private readonly BlockReader _blocks;
     private MountTableSnapshot _mounts = new(-1, []);
-    private long _mountsFetchedTicks;
 
     private GrainFsClient(IGrainFactory grains, IHost? host, GrainFsClientOptions options, TimeProvider time, ILogger logger, bool backgroundRefresh)
     {
@@ -218,7 +217,6 @@ public sealed partial class GrainFsClient : IAsyncDisposable
 
                 if (version.Value == _mounts.Version)
                 {
-                    _mountsFetchedTicks = _time.GetUtcNow().UtcTicks;
                     return FsResult<bool>.Ok(false);
                 }
             }
@@ -231,7 +229,6 @@ public sealed partial class GrainFsClient : IAsyncDisposable
 
             var old = _mounts;
             _mounts = snapshot.Value!;
-            _mountsFetchedTicks = _time.GetUtcNow().UtcTicks;
             foreach (var gone in old.Mounts)
             {
                 if (Array.FindIndex(_mounts.Mounts, m => m.Id == gone.Id) < 0)
@@ -299,11 +296,13 @@ public sealed partial class GrainFsClient : IAsyncDisposable
         }
 
         var resolved = Match(normalized);
-        if (resolved.Place == Place.Missing && _time.GetUtcNow().UtcTicks - _mountsFetchedTicks > TimeSpan.TicksPerSecond)
+        if (resolved.Place == Place.Missing)
         {
-            // Maybe mounted since we last looked: one version check, at most once a second.
+            // Maybe mounted since we last looked, by another client: one version check (refreshes are serialised, so
+            // this one starts after the lookup did and sees any mount that completed before it). The kernel's
+            // negative entries and the callers' caches keep such lookups rare.
             var refreshed = await RefreshMountsAsync(force: false, cancellationToken).ConfigureAwait(false);
-            if (refreshed.IsOk && refreshed.Value)
+            if (refreshed.IsOk)
             {
                 resolved = Match(normalized);
             }

@@ -268,6 +268,21 @@ public sealed class NamespaceClusterTests(ClusterFixture fixture) : IClassFixtur
     }
 
     [Fact]
+    public async Task A_mount_made_by_another_client_is_seen_by_the_next_lookup_without_waiting()
+    {
+        var folder = TestProcess.NewFolder("seen");
+        await File.WriteAllTextAsync(Path.Combine(folder, "f"), "1");
+        var reader = fixture.NewClient();
+        var writer = fixture.NewClient();
+        var m = Unique("seen");
+        // The reader has just fetched the mount table, and has just been told the path is not there.
+        Assert.True((await reader.GetMountsAsync(true)).IsOk);
+        Assert.Equal(FsStatus.NotFound, (await reader.StatAsync($"{m}/f")).Status);
+        await writer.MountAsync(m, $"file://{folder}");
+        Assert.Equal(FsStatus.Ok, (await reader.StatAsync($"{m}/f")).Status);
+    }
+
+    [Fact]
     public async Task Virtual_directories_hold_deeper_mount_points()
     {
         var folder = TestProcess.NewFolder("deep");
