@@ -1,6 +1,5 @@
 using System.Collections.Concurrent;
 using System.Net.Sockets;
-using System.Runtime.CompilerServices;
 using GrainFs.DataPlane;
 using GrainFs.DataPlane.Blocks;
 using Microsoft.Extensions.Logging;
@@ -45,8 +44,7 @@ internal sealed partial class BlockReader : IDisposable
     private readonly GrainFsClientOptions _options;
     private readonly ILogger _logger;
     private readonly DataPortClient _dataPort = new();
-    private readonly ConcurrentDictionary<BlockKey, BlockHeader> _headers = new();
-    private readonly ConcurrentDictionary<BlockKey, VerifiedChunks> _verified = new();
+    private readonly ConcurrentDictionary<BlockKey, LocalBlock> _local = new();
     private readonly ConcurrentDictionary<string, byte> _deniedRoots = new(StringComparer.Ordinal);
     private readonly ConcurrentQueue<BlockKey> _accessed = new();
     private readonly ConcurrentDictionary<BlockKey, int> _remoteReads = new();
@@ -62,9 +60,9 @@ internal sealed partial class BlockReader : IDisposable
 
     /// <summary>
     /// Reads up to <c>destination.Length</c> bytes of block <paramref name="index"/> at <paramref name="offset"/> within the block.
-    /// <paramref name="cold"/> is set when the block had to be filled from under-storage (sequential readers then read ahead).
+    /// <see cref="BlockRead.Cold"/> is set when the block had to be filled from under-storage (sequential readers then read ahead).
     /// </summary>
-    public async ValueTask<FsResult<int>> ReadAsync(FileVersion file, int index, int offset, Memory<byte> destination, StrongBox<bool> cold, CancellationToken cancellationToken)
+    public async ValueTask<BlockRead> ReadAsync(FileVersion file, int index, int offset, Memory<byte> destination, CancellationToken cancellationToken)
     {
         var key = file.KeyOf(index);
         var view = await _cluster.GetAsync(cancellationToken).ConfigureAwait(false);
@@ -113,7 +111,6 @@ internal sealed partial class BlockReader : IDisposable
                 var source = file.SourceOf(index);
                 var location = refill ? await grain.RefillAsync(source).ConfigureAwait(false) : await grain.FillAsync(source).ConfigureAwait(false);
                 refill = false;
-                cold.Value = true;
                 GrainFsMetrics.ClientFills.Add(1);
                 if (location.Status != FsStatus.Ok)
                 {
@@ -128,7 +125,7 @@ internal sealed partial class BlockReader : IDisposable
                     case DataPortStatus.Ok:
                         GrainFsMetrics.ClientBytesRead.Add(filled.Read, FillTag);
                         MaybeReplicate(view, home, file, index, key);
-                        return FsResult<int>.Ok(filled.Read);
+                        return new BlockRead(FsResult<int>.Ok(filled.Read), Cold: true);
                     case DataPortStatus.Error or DataPortStatus.BadRequest:
                         return FsResult<int>.Fail(FsStatus.IoError, $"{file.Path}: {filled.Message}");
                     case DataPortStatus.Corrupt:
@@ -252,6 +249,20 @@ internal sealed partial class BlockReader : IDisposable
             return -1;
         }
 
+        // A block this process has read locally before: its file, header and checked chunks are known, so a warm
+        // read opens the file by its known name and allocates nothing else.
+        if (_local.TryGetValue(key, out var known))
+        {
+            var read = ReadLocal(known, key, offset, destination, out corrupt);
+            if (read >= 0 || corrupt)
+            {
+                return read;
+            }
+
+            // Evicted, or moved to another tier: look again.
+            _local.TryRemove(key, out _);
+        }
+
         var relative = BlockFile.RelativePath(key);
         foreach (var silo in view.Silos)
         {
@@ -267,10 +278,12 @@ internal sealed partial class BlockReader : IDisposable
                     continue;
                 }
 
-                SafeFileHandle handle;
+                var path = Path.Combine(root, relative);
+                BlockHeader? header;
                 try
                 {
-                    handle = File.OpenHandle(Path.Combine(root, relative), FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+                    using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+                    header = BlockFile.ReadHeader(handle);
                 }
                 catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
                 {
@@ -284,57 +297,62 @@ internal sealed partial class BlockReader : IDisposable
                     continue;
                 }
 
-                using (handle)
+                if (header is null || header.Key != key)
                 {
-                    if (!_headers.TryGetValue(key, out var header))
-                    {
-                        header = BlockFile.ReadHeader(handle);
-                        if (header is null || header.Key != key)
-                        {
-                            corrupt = true;
-                            return -1;
-                        }
+                    corrupt = true;
+                    return -1;
+                }
 
-                        if (_headers.Count > 100_000)
-                        {
-                            _headers.Clear();
-                        }
+                if (_local.Count > 100_000)
+                {
+                    _local.Clear();
+                }
 
-                        _headers[key] = header;
-                    }
-
-                    if (!_verified.TryGetValue(key, out var checkedChunks))
-                    {
-                        if (_verified.Count > 100_000)
-                        {
-                            _verified.Clear();
-                        }
-
-                        checkedChunks = _verified.GetOrAdd(key, new VerifiedChunks(header.DataLength));
-                    }
-
-                    var verify = _options.VerifyShortCircuit || !checkedChunks.Covers(offset, destination.Length);
-                    var read = BlockFile.ReadVerified(handle, header, offset, destination, verify);
-                    if (read < 0)
-                    {
-                        _headers.TryRemove(key, out _);
-                        _verified.TryRemove(key, out _);
-                        corrupt = true;
-                        return -1;
-                    }
-
-                    if (verify && read > 0)
-                    {
-                        checkedChunks.Mark(offset, read);
-                    }
-
-                    NoteAccess(key);
+                var block = _local.GetOrAdd(key, new LocalBlock(path, header));
+                var read = ReadLocal(block, key, offset, destination, out corrupt);
+                if (read >= 0 || corrupt)
+                {
                     return read;
                 }
             }
         }
 
         return -1;
+    }
+
+    /// <summary>Reads from a known local block file; -1 when it is gone (or, with <paramref name="corrupt"/> set, failed its checksum).</summary>
+    private int ReadLocal(LocalBlock block, BlockKey key, int offset, Span<byte> destination, out bool corrupt)
+    {
+        corrupt = false;
+        SafeFileHandle handle;
+        try
+        {
+            handle = File.OpenHandle(block.Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            return -1;
+        }
+
+        using (handle)
+        {
+            var verify = _options.VerifyShortCircuit || !block.Checked.Covers(offset, destination.Length);
+            var read = BlockFile.ReadVerified(handle, block.Header, offset, destination, verify);
+            if (read < 0)
+            {
+                _local.TryRemove(key, out _);
+                corrupt = true;
+                return -1;
+            }
+
+            if (verify && read > 0)
+            {
+                block.Checked.Mark(offset, read);
+            }
+
+            NoteAccess(key);
+            return read;
+        }
     }
 
     private void NoteAccess(BlockKey key)
@@ -381,4 +399,20 @@ internal sealed partial class BlockReader : IDisposable
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Cannot read tier folder {Root}: reading its blocks through the data port")]
     private static partial void LogShortCircuitDenied(ILogger logger, string root);
+}
+
+/// <summary>What a block read returned, and whether the block had to be filled from under-storage first.</summary>
+internal readonly record struct BlockRead(FsResult<int> Result, bool Cold)
+{
+    public static implicit operator BlockRead(FsResult<int> result) => new(result, false);
+}
+
+/// <summary>A block file on this host that this process has read: its name, header and the chunks already checked.</summary>
+internal sealed class LocalBlock(string path, BlockHeader header)
+{
+    public string Path { get; } = path;
+
+    public BlockHeader Header { get; } = header;
+
+    public VerifiedChunks Checked { get; } = new(header.DataLength);
 }

@@ -48,9 +48,8 @@ public sealed class GrainFsFile
             var index = (int)(position / blockSize);
             var within = (int)(position - ((long)index * blockSize));
             var want = (int)Math.Min(Math.Min(destination.Length - total, blockSize - within), Length - position);
-            var cold = new System.Runtime.CompilerServices.StrongBox<bool>();
-            var read = await _reader.ReadAsync(Version, index, within, destination.Slice(total, want), cold, cancellationToken).ConfigureAwait(false);
-            ReadAhead(index, cold.Value);
+            var (read, cold) = await _reader.ReadAsync(Version, index, within, destination.Slice(total, want), cancellationToken).ConfigureAwait(false);
+            ReadAhead(index, cold);
             if (!read.IsOk)
             {
                 return read;
