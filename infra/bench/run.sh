@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GrainFS against the tools users would pick instead — direct S3 GETs, rclone mount (full VFS cache), s3fs
 # (use_cache) and local disk — on the same data in one run, with a training-style workload.
-#   infra/bench/run.sh                      the default run (about 20 minutes on 2 cores)
+#   infra/bench/run.sh                      the default run (about 12 minutes on 2 cores)
 #   infra/bench/run.sh --images 20000 --large-mib 1024 --repeats 5      a larger one
 # Results (markdown table, JSON, PNG chart, machine description) go to infra/bench/results/.
 # Every mount and process it starts is stopped when it exits, fails or is interrupted (Ctrl-C).
