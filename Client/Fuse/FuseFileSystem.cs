@@ -430,39 +430,53 @@ internal sealed partial class FuseFileSystem
         });
     }
 
-    /// <summary>Packs directory entries from <paramref name="offset"/> into the reply buffer; returns the bytes used.</summary>
+    /// <summary>
+    /// Packs directory entries from <paramref name="offset"/> into the reply buffer; returns the bytes used. Position 0
+    /// is ".", 1 is "..", and 2 onwards the listing; each entry carries the position after it as its offset.
+    /// </summary>
     private unsafe int FillDirectory(Request request, Node node, FsEntry[] listing, byte[] buffer, int size, long offset, bool plus)
     {
+        const int Dots = 2;
         nuint used = 0;
         var space = (nuint)size;
         Span<byte> name = stackalloc byte[1024];
         fixed (byte* data = buffer)
         fixed (byte* namePtr = name)
         {
-            for (var i = (int)offset; i < listing.Length; i++)
+            for (var position = (int)offset; position < listing.Length + Dots; position++)
             {
-                var entry = listing[i];
-                var count = Encoding.UTF8.GetBytes(entry.Name, name);
-                name[count] = 0;
                 nuint added;
-                if (plus)
+                if (position < Dots)
                 {
-                    var child = Remember(FsPath.Combine(node.Path, entry.Name), entry);
-                    Native.EntryParam e;
-                    FillEntry(&e, child);
-                    added = Native.AddDirentryPlus(request.Handle, data + used, space - used, namePtr, &e, i + 1);
-                    if (added <= space - used)
-                    {
-                        // Every entry returned by readdirplus counts as a lookup.
-                        Interlocked.Increment(ref child.Lookups);
-                    }
+                    name[0] = (byte)'.';
+                    name[1] = position == 0 ? (byte)0 : (byte)'.';
+                    name[2] = 0;
+                    added = AddDot(request, data + used, space - used, namePtr, position == 0 ? node.Ino : ParentIno(node), position + 1, plus);
                 }
                 else
                 {
-                    Native.Stat stat;
-                    var known = _byPath.TryGetValue(FsPath.Combine(node.Path, entry.Name), out var existing) ? existing.Ino : ulong.MaxValue;
-                    FillStat(&stat, known, entry);
-                    added = Native.AddDirentry(request.Handle, data + used, space - used, namePtr, &stat, i + 1);
+                    var entry = listing[position - Dots];
+                    var count = Encoding.UTF8.GetBytes(entry.Name, name);
+                    name[count] = 0;
+                    if (plus)
+                    {
+                        var child = Remember(FsPath.Combine(node.Path, entry.Name), entry);
+                        Native.EntryParam e;
+                        FillEntry(&e, child);
+                        added = Native.AddDirentryPlus(request.Handle, data + used, space - used, namePtr, &e, position + 1);
+                        if (added <= space - used)
+                        {
+                            // Every entry returned by readdirplus counts as a lookup (but "." and "..").
+                            Interlocked.Increment(ref child.Lookups);
+                        }
+                    }
+                    else
+                    {
+                        Native.Stat stat;
+                        var known = _byPath.TryGetValue(FsPath.Combine(node.Path, entry.Name), out var existing) ? existing.Ino : ulong.MaxValue;
+                        FillStat(&stat, known, entry);
+                        added = Native.AddDirentry(request.Handle, data + used, space - used, namePtr, &stat, position + 1);
+                    }
                 }
 
                 if (added > space - used)
@@ -475,6 +489,34 @@ internal sealed partial class FuseFileSystem
         }
 
         return (int)used;
+    }
+
+    /// <summary>
+    /// Adds "." or "..": only the inode number and the directory type matter. In readdirplus the kernel links neither
+    /// (node id 0, and it skips the two names), so they add no lookup.
+    /// </summary>
+    private static unsafe nuint AddDot(Request request, byte* buffer, nuint space, byte* name, ulong ino, long nextOffset, bool plus)
+    {
+        if (plus)
+        {
+            Native.EntryParam e = default;
+            e.Attr.Ino = ino;
+            e.Attr.Mode = 0x4000 | 0x1ED;
+            return Native.AddDirentryPlus(request.Handle, buffer, space, name, &e, nextOffset);
+        }
+
+        Native.Stat stat = default;
+        stat.Ino = ino;
+        stat.Mode = 0x4000 | 0x1ED;
+        return Native.AddDirentry(request.Handle, buffer, space, name, &stat, nextOffset);
+    }
+
+    /// <summary>The inode of a node's parent directory, or the root's when the parent is not known (or is above the mount).</summary>
+    private ulong ParentIno(Node node)
+    {
+        var slash = node.Path.LastIndexOf('/');
+        var parent = slash <= 0 ? FsPath.Root : node.Path[..slash];
+        return node.Ino != RootIno && _byPath.TryGetValue(parent, out var known) ? known.Ino : RootIno;
     }
 
     public void StatFs(IntPtr req)

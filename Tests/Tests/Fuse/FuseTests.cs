@@ -125,6 +125,23 @@ public sealed class FuseTests(FuseFixture fixture) : IClassFixture<FuseFixture>
     }
 
     [Fact]
+    public async Task Ls_a_lists_dot_and_dotdot_as_a_local_folder_does()
+    {
+        var (code, mounted) = await FuseFixture.Shell($"ls -a1 '{M}/local/class01'");
+        Assert.True(code == 0, mounted);
+        var (_, source) = await FuseFixture.Shell($"ls -a1 '{fixture.Source}/class01'");
+        Assert.Equal(source, mounted);
+        Assert.StartsWith(".\n..\n", mounted, StringComparison.Ordinal);
+
+        // "." carries the directory's own inode and ".." its parent's, as stat reports them.
+        (code, var inodes) = await FuseFixture.Shell($"ls -ai1 '{M}/local/class01' | head -2 | awk '{{print $1}}'; stat -c %i '{M}/local/class01' '{M}/local'");
+        Assert.True(code == 0, inodes);
+        var numbers = inodes.Trim().Split('\n');
+        Assert.Equal(numbers[2], numbers[0]);
+        Assert.Equal(numbers[3], numbers[1]);
+    }
+
+    [Fact]
     public async Task Many_concurrent_readers_get_the_same_bytes_as_the_source()
     {
         var files = TestData.Find(fixture.Source).Keys.Where(k => k.StartsWith("class", StringComparison.Ordinal)).ToList();
