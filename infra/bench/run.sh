@@ -44,6 +44,8 @@ cleanup() {
   for pid in $(pgrep -f -- "$work" 2>/dev/null); do
     [[ "$ancestors" == *" $pid "* ]] || kill -9 "$pid" 2>/dev/null || true
   done
+  # The GrainFS silo's MEM tier is RAM (tmpfs): not left occupied after the run.
+  rm -rf /dev/shm/grainfs-compare
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

@@ -104,6 +104,11 @@ internal static class CompareBenchmark
             Console.Error.WriteLine("grainfs-bench compare: interrupted; everything it started was stopped");
             return 130;
         }
+        finally
+        {
+            // Every process has stopped by now; the silo's MEM tier would otherwise keep its RAM.
+            GrainFsDeployment.RemoveMemoryTier();
+        }
     }
 
     private static string FindRepo()

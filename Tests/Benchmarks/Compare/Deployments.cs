@@ -223,15 +223,24 @@ internal sealed class GrainFsDeployment : IAsyncDisposable
 
     public string CliDll { get; }
 
+    /// <summary>The silo's MEM tier: RAM, so the harness removes it when it ends rather than leave it occupied.</summary>
+    public static string MemoryTier => Path.Combine("/dev/shm", "grainfs-compare");
+
+    /// <summary>Removes the MEM tier folder (after the silo has stopped, or before it starts).</summary>
+    public static void RemoveMemoryTier()
+    {
+        if (Directory.Exists(MemoryTier))
+        {
+            Directory.Delete(MemoryTier, recursive: true);
+        }
+    }
+
     public static async Task<GrainFsDeployment> StartAsync(ChildProcesses children, S3Server server, string work, string siloDll, string cliDll, long memTier, CancellationToken cancellationToken)
     {
         var gateway = ChildProcesses.FreePort();
         var data = Path.Combine(work, "grainfs");
-        var shm = Path.Combine("/dev/shm", "grainfs-compare");
-        if (Directory.Exists(shm))
-        {
-            Directory.Delete(shm, recursive: true);
-        }
+        var shm = MemoryTier;
+        RemoveMemoryTier();
 
         var silo = children.Start("grainfs-silo", "dotnet",
             [siloDll, "--data", data, "--silo-port", ChildProcesses.FreePort().ToString(CultureInfo.InvariantCulture), "--gateway-port", gateway.ToString(CultureInfo.InvariantCulture),
