@@ -177,23 +177,23 @@ internal sealed partial class FuseFileSystem
         var request = new Request(req);
         _ = Task.Run(async () =>
         {
+            // One timer: it cancels the work and, should the work not stop, ends the wait for it.
             using var deadline = new CancellationTokenSource(_options.OperationTimeout);
             try
             {
-                await work(request, deadline.Token).AsTask().WaitAsync(_options.OperationTimeout, CancellationToken.None).ConfigureAwait(false);
+                await work(request, deadline.Token).AsTask().WaitAsync(deadline.Token).ConfigureAwait(false);
             }
-            catch (TimeoutException)
+            catch (OperationCanceledException) when (deadline.IsCancellationRequested)
             {
                 LogDeadline(_logger, what, _options.OperationTimeout.TotalSeconds);
-                request.Error((int)FsStatus.IoError);
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
                 LogFailed(_logger, what, e.Message);
-                request.Error((int)FsStatus.IoError);
             }
             finally
             {
+                // EIO unless the work has replied.
                 request.Error((int)FsStatus.IoError);
                 Interlocked.Decrement(ref _inFlight);
             }

@@ -72,6 +72,15 @@ internal sealed class ClusterView(IGrainFactory grains, TimeProvider time)
         if (!_suspects.IsEmpty)
         {
             var now = time.GetUtcNow().UtcTicks;
+            foreach (var (name, until) in _suspects)
+            {
+                if (until <= now)
+                {
+                    // Suspicion over: forgotten, so reads stop paying for this filter once no silo is suspected.
+                    _suspects.TryRemove(KeyValuePair.Create(name, until));
+                }
+            }
+
             var names = new List<string>(view.HomeNames.Length);
             var homes = new List<SiloInfo>(view.Homes.Length);
             foreach (var home in view.Homes)

@@ -30,7 +30,6 @@ public sealed class DataPortStream(string endpoint, BlockKey key, int length) : 
         return result.Read;
     }
 
-
     protected override void Dispose(bool disposing)
     {
         if (disposing)

@@ -126,7 +126,7 @@ public sealed partial class DataPortServer : IAsyncDisposable
         if (fill is null)
         {
             // Held a moment ago but gone (evicted, freed) or never held: the client asks the block's grain to fill it.
-            if (fill is null && _store.TryPeek(key, out var again) && await ServeCachedAsync(socket, again, offset, length).ConfigureAwait(false))
+            if (_store.TryPeek(key, out var again) && await ServeCachedAsync(socket, again, offset, length).ConfigureAwait(false))
             {
                 return;
             }

@@ -29,7 +29,6 @@ internal sealed class BoundedStream(Stream inner, long length) : GrainFs.DataPla
         return read;
     }
 
-
     protected override void Dispose(bool disposing)
     {
         if (disposing)

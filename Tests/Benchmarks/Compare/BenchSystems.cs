@@ -43,8 +43,9 @@ internal abstract class BenchSystem : IAsyncDisposable
     {
         try
         {
-            using (Process.Start("sync")!)
+            using (var sync = Process.Start("sync")!)
             {
+                sync.WaitForExit();
             }
 
             File.WriteAllText("/proc/sys/vm/drop_caches", "3");
@@ -296,22 +297,45 @@ internal sealed class GrainFsFuseSystem(GrainFsDeployment grainfs, string mountP
     }
 }
 
-/// <summary>`rclone mount` with its full VFS cache.</summary>
-internal sealed class RcloneSystem(S3Server server, string work, ChildProcesses children) : FolderSystem
+/// <summary>
+/// A FUSE tool over the S3 server with a cache folder of its own (rclone, s3fs): cold means the daemon restarted
+/// with an empty cache folder and the kernel's caches dropped.
+/// </summary>
+internal abstract class CachingMountSystem(string tool, string work, ChildProcesses children) : FolderSystem
 {
-    private string MountPoint => Path.Combine(work, "mnt", "rclone");
-
-    private string CacheDir => Path.Combine(work, "cache", "rclone");
-
-    public override string Name => "rclone";
-
-    public override string Source => server.Name;
+    public override string Name => tool;
 
     public override string Folder => MountPoint;
 
+    protected string MountPoint => Path.Combine(work, "mnt", tool);
+
+    protected string CacheDir => Path.Combine(work, "cache", tool);
+
+    protected string Work => work;
+
+    protected ChildProcesses Children => children;
+
+    public override async Task MakeColdAsync(CancellationToken cancellationToken)
+    {
+        await children.StopAsync(tool);
+        if (Directory.Exists(CacheDir))
+        {
+            Directory.Delete(CacheDir, recursive: true);
+        }
+
+        DropKernelCaches();
+        await StartAsync(cancellationToken);
+    }
+}
+
+/// <summary>`rclone mount` with its full VFS cache.</summary>
+internal sealed class RcloneSystem(S3Server server, string work, ChildProcesses children) : CachingMountSystem("rclone", work, children)
+{
+    public override string Source => server.Name;
+
     public override async Task StartAsync(CancellationToken cancellationToken)
     {
-        var config = Path.Combine(work, "rclone.conf");
+        var config = Path.Combine(Work, "rclone.conf");
         await File.WriteAllTextAsync(config, $"""
             [bench]
             type = s3
@@ -326,58 +350,27 @@ internal sealed class RcloneSystem(S3Server server, string work, ChildProcesses 
         Directory.CreateDirectory(MountPoint);
         Directory.CreateDirectory(CacheDir);
         // rclone refuses to start while AWS_CA_BUNDLE is set (PLATFORM.md): it is removed for this child only.
-        await children.MountAsync("rclone", "rclone", ["mount", $"bench:{server.Bucket}", MountPoint, "--config", config, "--vfs-cache-mode", "full", "--cache-dir", CacheDir, "--read-only", "--dir-cache-time", "1h"], MountPoint, ["AWS_CA_BUNDLE"], cancellationToken);
-    }
-
-    public override async Task MakeColdAsync(CancellationToken cancellationToken)
-    {
-        await children.StopAsync("rclone");
-        if (Directory.Exists(CacheDir))
-        {
-            Directory.Delete(CacheDir, recursive: true);
-        }
-
-        DropKernelCaches();
-        await StartAsync(cancellationToken);
+        await Children.MountAsync("rclone", "rclone", ["mount", $"bench:{server.Bucket}", MountPoint, "--config", config, "--vfs-cache-mode", "full", "--cache-dir", CacheDir, "--read-only", "--dir-cache-time", "1h"], MountPoint, ["AWS_CA_BUNDLE"], cancellationToken);
     }
 }
 
 /// <summary>`s3fs` with its local cache.</summary>
-internal sealed class S3fsSystem(S3Server server, string work, ChildProcesses children) : FolderSystem
+internal sealed class S3fsSystem(S3Server server, string work, ChildProcesses children) : CachingMountSystem("s3fs", work, children)
 {
-    private string MountPoint => Path.Combine(work, "mnt", "s3fs");
-
-    private string CacheDir => Path.Combine(work, "cache", "s3fs");
-
-    public override string Name => "s3fs";
-
     public override string Source => server.Name;
-
-    public override string Folder => MountPoint;
 
     public override async Task StartAsync(CancellationToken cancellationToken)
     {
-        var passwd = Path.Combine(work, "s3fs.passwd");
+        var passwd = Path.Combine(Work, "s3fs.passwd");
         await File.WriteAllTextAsync(passwd, $"{server.AccessKey}:{server.SecretKey}\n", cancellationToken);
         if (!OperatingSystem.IsWindows())
         {
             // s3fs refuses a password file others can read.
             File.SetUnixFileMode(passwd, UnixFileMode.UserRead | UnixFileMode.UserWrite);
         }
+
         Directory.CreateDirectory(MountPoint);
         Directory.CreateDirectory(CacheDir);
-        await children.MountAsync("s3fs", "s3fs", [server.Bucket, MountPoint, "-f", "-o", $"url={server.Endpoint},use_path_request_style,use_cache={CacheDir},passwd_file={passwd},ro"], MountPoint, null, cancellationToken);
-    }
-
-    public override async Task MakeColdAsync(CancellationToken cancellationToken)
-    {
-        await children.StopAsync("s3fs");
-        if (Directory.Exists(CacheDir))
-        {
-            Directory.Delete(CacheDir, recursive: true);
-        }
-
-        DropKernelCaches();
-        await StartAsync(cancellationToken);
+        await Children.MountAsync("s3fs", "s3fs", [server.Bucket, MountPoint, "-f", "-o", $"url={server.Endpoint},use_path_request_style,use_cache={CacheDir},passwd_file={passwd},ro"], MountPoint, null, cancellationToken);
     }
 }
