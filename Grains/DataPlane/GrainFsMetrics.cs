@@ -30,6 +30,10 @@ public static class GrainFsMetrics
     public static readonly Counter<long> UnderStorageBytesRead =
         Meter.CreateCounter<long>("grainfs.understorage.bytes_read", "By", "Bytes read from under-storage");
 
+    /// <summary>Bytes written to under-storage.</summary>
+    public static readonly Counter<long> UnderStorageBytesWritten =
+        Meter.CreateCounter<long>("grainfs.understorage.bytes_written", "By", "Bytes written to under-storage");
+
     /// <summary>Retries of under-storage requests after throttling or transient faults.</summary>
     public static readonly Counter<long> UnderStorageRetries =
         Meter.CreateCounter<long>("grainfs.understorage.retries", "{retry}", "Under-storage retries after throttling or transient errors");

@@ -10,8 +10,12 @@ public static class MountOptionsParser
     /// <summary>Option keys every mount understands.</summary>
     public static readonly IReadOnlyList<string> CommonKeys = ["readonly", "sync-interval", "owner", "group", "mode", "block-size"];
 
-    /// <summary>Parses options for a mount of <paramref name="scheme"/>; false with a message naming the option and value.</summary>
-    public static bool TryParse(string scheme, IReadOnlyDictionary<string, string> raw, out MountOptions options, out string? error)
+    /// <summary>Parses options for a mount of <paramref name="scheme"/> (a built-in under-storage); false with a message naming the option and value.</summary>
+    public static bool TryParse(string scheme, IReadOnlyDictionary<string, string> raw, out MountOptions options, out string? error) =>
+        TryParse(scheme, raw, UnderStorageFactory.BuiltInProperties(scheme), out options, out error);
+
+    /// <summary>Parses options for a mount whose under-storage understands <paramref name="schemeKeys"/>; false with a message naming the option and value.</summary>
+    public static bool TryParse(string scheme, IReadOnlyDictionary<string, string> raw, IReadOnlyList<string> schemeKeys, out MountOptions options, out string? error)
     {
         options = MountOptions.Default;
         var readOnly = false;
@@ -19,7 +23,6 @@ public static class MountOptionsParser
         int? owner = null, group = null, mode = null;
         var blockSize = MountOptions.DEFAULT_BLOCK_SIZE;
         var properties = new Dictionary<string, string>(StringComparer.Ordinal);
-        var schemeKeys = UnderStorageFactory.PropertiesByScheme.TryGetValue(scheme, out var list) ? list : [];
         foreach (var (rawKey, rawValue) in raw)
         {
             var key = rawKey.Trim().ToLowerInvariant();

@@ -76,12 +76,12 @@ internal sealed partial class MountTableGrain(
             }
         }
 
-        if (!UnderStorageFactory.TryParse(request.Uri, out var uri, out error))
+        if (!registry.Factory.TryParseUri(request.Uri, out var uri, out error))
         {
             return Fail(FsStatus.InvalidArgument, error!);
         }
 
-        if (!MountOptionsParser.TryParse(uri.Scheme, request.Options, out var options, out error))
+        if (!MountOptionsParser.TryParse(uri.Scheme, request.Options, registry.Factory.PropertiesOf(uri.Scheme), out var options, out error))
         {
             return Fail(FsStatus.InvalidArgument, error!);
         }

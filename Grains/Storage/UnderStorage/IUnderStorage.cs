@@ -3,9 +3,11 @@ using GrainFs.Storage.Metadata;
 namespace GrainFs.Storage.UnderStorage;
 
 /// <summary>
-/// The narrow interface every under-storage (a local/POSIX folder, an S3-compatible bucket) implements.
-/// Paths are relative to the mount's root, slash-separated, already validated ("" is the root).
-/// Failures throw <see cref="UnderStorageException"/>, which names the URI and the cause and never a credential.
+/// The narrow interface every under-storage (a local/POSIX folder, an S3-compatible bucket) implements: a read side
+/// (list, stat, ranged reads) and a write side (put, delete, copy, rename, directories) whose reach each adapter
+/// declares in <see cref="Capabilities"/>. Paths are relative to the mount's root, slash-separated, already validated
+/// ("" is the root). Failures throw <see cref="UnderStorageException"/>, which names the URI and the cause and never
+/// a credential.
 /// </summary>
 public interface IUnderStorage : IAsyncDisposable
 {
@@ -14,6 +16,9 @@ public interface IUnderStorage : IAsyncDisposable
 
     /// <summary>The URI scheme: "file" or "s3".</summary>
     string Scheme { get; }
+
+    /// <summary>What the write side can do natively.</summary>
+    UnderStorageCapabilities Capabilities { get; }
 
     /// <summary>
     /// Lists the direct children of a directory in pages (in no particular order). Throws with kind
@@ -36,6 +41,60 @@ public interface IUnderStorage : IAsyncDisposable
     /// <see cref="UnderStorageError.Changed"/>, so bytes of a new version are never stored under the old one.
     /// </summary>
     ValueTask<Stream> OpenReadAsync(string path, long offset, long length, string? expectedETag, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Writes a whole file from <paramref name="content"/> (read to its end; <paramref name="length"/> when known),
+    /// replacing any file at the path. Atomic: a reader sees the old version or the new one, never a part, and the new
+    /// version always has a new ETag. Files larger than the adapter's part size go up in parts where
+    /// <see cref="UnderStorageCapabilities.Multipart"/> is declared. A folder adapter needs the parent directory to exist.
+    /// Returns the new entry.
+    /// </summary>
+    ValueTask<EntryRecord> PutAsync(string path, Stream content, long? length = null, CancellationToken cancellationToken = default);
+
+    /// <summary>Removes a file; removing one that is not there is not an error. Throws IsADirectory for a directory.</summary>
+    ValueTask DeleteAsync(string path, CancellationToken cancellationToken = default);
+
+    /// <summary>Copies a file to <paramref name="destination"/> (replacing a file there), inside the store where it can; returns the new entry.</summary>
+    ValueTask<EntryRecord> CopyAsync(string source, string destination, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Renames a file (or, with <see cref="UnderStorageCapabilities.DirectoryRename"/>, a directory) atomically, replacing a file at
+    /// <paramref name="destination"/>. Only where <see cref="UnderStorageCapabilities.AtomicRename"/> is declared; otherwise throws
+    /// with kind <see cref="UnderStorageError.NotSupported"/> (the caller copies and deletes).
+    /// </summary>
+    ValueTask<EntryRecord> RenameAsync(string source, string destination, CancellationToken cancellationToken = default);
+
+    /// <summary>Creates an empty directory (a folder; a "dir/" marker object on an object store). Throws AlreadyExists when something is there.</summary>
+    ValueTask MakeDirectoryAsync(string path, CancellationToken cancellationToken = default);
+
+    /// <summary>Removes an empty directory. Throws NotEmpty when it holds anything, NotFound when absent, NotADirectory for a file.</summary>
+    ValueTask RemoveDirectoryAsync(string path, CancellationToken cancellationToken = default);
+}
+
+/// <summary>What an under-storage's write side does natively.</summary>
+[Flags]
+public enum UnderStorageCapabilities
+{
+    /// <summary>Read only.</summary>
+    None = 0,
+
+    /// <summary>Put, delete and directories.</summary>
+    Write = 1,
+
+    /// <summary>Large files are uploaded in parts (several in flight, each retried alone).</summary>
+    Multipart = 2,
+
+    /// <summary>Copies happen inside the store, without the bytes crossing the silo.</summary>
+    ServerSideCopy = 4,
+
+    /// <summary>A file rename is one atomic operation.</summary>
+    AtomicRename = 8,
+
+    /// <summary>A directory can be renamed (with everything under it) in one operation.</summary>
+    DirectoryRename = 16,
+
+    /// <summary>Directories exist apart from the files in them (an object store keeps an empty one as a "dir/" marker).</summary>
+    RealDirectories = 32,
 }
 
 /// <summary>Why an under-storage operation failed.</summary>
@@ -70,6 +129,18 @@ public enum UnderStorageError
 
     /// <summary>Any other failure.</summary>
     Other,
+
+    /// <summary>Something already exists at the path.</summary>
+    AlreadyExists,
+
+    /// <summary>A directory to remove or replace is not empty.</summary>
+    NotEmpty,
+
+    /// <summary>The adapter cannot do this (see <see cref="IUnderStorage.Capabilities"/>).</summary>
+    NotSupported,
+
+    /// <summary>The store (or its disk) is full, or a quota is exhausted.</summary>
+    NoSpace,
 }
 
 /// <summary>An under-storage failure, naming the URI (without credentials) and the cause.</summary>

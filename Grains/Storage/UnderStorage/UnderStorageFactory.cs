@@ -1,11 +1,7 @@
-using System.Text.RegularExpressions;
-using Amazon.Runtime;
-using Amazon.Runtime.Credentials;
-
 namespace GrainFs.Storage.UnderStorage;
 
 /// <summary>A parsed under-storage URI.</summary>
-/// <param name="Scheme">"file" or "s3".</param>
+/// <param name="Scheme">The provider's scheme ("file", "s3").</param>
 /// <param name="Location">For file: the absolute folder path. For s3: the bucket.</param>
 /// <param name="Prefix">For s3: the key prefix without leading or trailing slash. Empty for file.</param>
 public sealed record UnderStorageUri(string Scheme, string Location, string Prefix)
@@ -13,38 +9,73 @@ public sealed record UnderStorageUri(string Scheme, string Location, string Pref
     /// <summary>The canonical text of the URI.</summary>
     public override string ToString() => Scheme == "file"
         ? "file://" + Location
-        : Prefix.Length == 0 ? $"s3://{Location}" : $"s3://{Location}/{Prefix}";
+        : Prefix.Length == 0 ? $"{Scheme}://{Location}" : $"{Scheme}://{Location}/{Prefix}";
 }
 
 /// <summary>
-/// Makes under-storage adapters from a URI and mount properties. S3 settings fall back to the silo's standard
-/// AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION, AWS_ENDPOINT_URL_S3).
+/// One kind of under-storage: how its URIs look, which mount options it understands, and how an adapter is made.
+/// A new store (GCS, Azure Blob, HDFS) is one file with its adapter and provider, and one line in
+/// <see cref="UnderStorageFactory.BuiltIn"/>.
 /// </summary>
-public sealed partial class UnderStorageFactory
+public interface IUnderStorageProvider
 {
-    /// <summary>The supported URI schemes.</summary>
-    public static readonly IReadOnlyList<string> Schemes = ["file", "s3"];
+    /// <summary>The URI scheme, lower case.</summary>
+    string Scheme { get; }
 
-    /// <summary>Mount option keys each scheme understands.</summary>
-    public static readonly IReadOnlyDictionary<string, IReadOnlyList<string>> PropertiesByScheme = new Dictionary<string, IReadOnlyList<string>>
-    {
-        ["file"] = [],
-        ["s3"] = ["endpoint", "region", "path-style", "access-key", "secret-key", "session-token"],
-    };
+    /// <summary>An example URI for messages, e.g. s3://bucket/prefix.</summary>
+    string Example { get; }
 
+    /// <summary>Mount option keys this scheme understands besides the common ones.</summary>
+    IReadOnlyList<string> Properties { get; }
+
+    /// <summary>Parses what follows "scheme://"; false with a reason that names <paramref name="uri"/>.</summary>
+    bool TryParse(string uri, string rest, out UnderStorageUri parsed, out string? error);
+
+    /// <summary>Creates the adapter. Throws <see cref="UnderStorageException"/> (InvalidArgument) on a bad property.</summary>
+    IUnderStorage Create(UnderStorageUri uri, IReadOnlyDictionary<string, string> properties, Func<string, string?> environment);
+}
+
+/// <summary>
+/// Makes under-storage adapters from a URI and mount properties, through the provider registered for the URI's scheme.
+/// An unknown scheme is an error. Providers read settings they are not given from the silo's environment
+/// (for S3: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION, AWS_ENDPOINT_URL_S3).
+/// </summary>
+public sealed class UnderStorageFactory
+{
+    /// <summary>The providers GrainFS ships with.</summary>
+    public static readonly IReadOnlyList<IUnderStorageProvider> BuiltIn = [new LocalUnderStorageProvider(), new S3UnderStorageProvider()];
+
+    private static readonly UnderStorageFactory Default = new();
+    private readonly Dictionary<string, IUnderStorageProvider> _providers = new(StringComparer.Ordinal);
     private readonly Func<string, string?> _environment;
 
-    /// <summary>Creates a factory reading the process environment, or <paramref name="environment"/> when given (tests).</summary>
-    public UnderStorageFactory(Func<string, string?>? environment = null)
+    /// <summary>Creates a factory over <paramref name="providers"/> (the built-in ones by default), reading the process environment or <paramref name="environment"/> (tests).</summary>
+    public UnderStorageFactory(Func<string, string?>? environment = null, IEnumerable<IUnderStorageProvider>? providers = null)
     {
         _environment = environment ?? Environment.GetEnvironmentVariable;
+        foreach (var provider in providers ?? BuiltIn)
+        {
+            if (!_providers.TryAdd(provider.Scheme, provider))
+            {
+                throw new ArgumentException($"two under-storage providers for scheme '{provider.Scheme}'", nameof(providers));
+            }
+        }
     }
 
-    [GeneratedRegex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
-    private static partial Regex BucketName();
+    /// <summary>The schemes this factory knows.</summary>
+    public IReadOnlyCollection<string> Schemes => _providers.Keys;
+
+    /// <summary>Mount option keys of a scheme (empty for an unknown one).</summary>
+    public IReadOnlyList<string> PropertiesOf(string scheme) => _providers.TryGetValue(scheme, out var provider) ? provider.Properties : [];
+
+    /// <summary>Mount option keys of a built-in scheme (empty for an unknown one).</summary>
+    public static IReadOnlyList<string> BuiltInProperties(string scheme) => Default.PropertiesOf(scheme);
+
+    /// <summary>Parses and checks a URI with the built-in providers; false with a reason that names it.</summary>
+    public static bool TryParse(string? uri, out UnderStorageUri parsed, out string? error) => Default.TryParseUri(uri, out parsed, out error);
 
     /// <summary>Parses and checks a URI; false with a reason that names it.</summary>
-    public static bool TryParse(string? uri, out UnderStorageUri parsed, out string? error)
+    public bool TryParseUri(string? uri, out UnderStorageUri parsed, out string? error)
     {
         parsed = new UnderStorageUri(string.Empty, string.Empty, string.Empty);
         if (string.IsNullOrWhiteSpace(uri))
@@ -56,63 +87,23 @@ public sealed partial class UnderStorageFactory
         var separator = uri.IndexOf("://", StringComparison.Ordinal);
         if (separator <= 0)
         {
-            error = $"'{uri}' is not an under-storage URI (use file:///absolute/folder or s3://bucket/prefix)";
+            error = $"'{uri}' is not an under-storage URI (use {string.Join(" or ", _providers.Values.Select(p => p.Example))})";
             return false;
         }
 
         var scheme = uri[..separator].ToLowerInvariant();
-        var rest = uri[(separator + 3)..];
-        switch (scheme)
+        if (!_providers.TryGetValue(scheme, out var provider))
         {
-            case "file":
-                if (!rest.StartsWith('/'))
-                {
-                    error = $"'{uri}': a file URI needs an absolute path (file:///data/set)";
-                    return false;
-                }
-
-                if (!CleanComponents(rest.Trim('/'), out var cleanPath, out error, uri))
-                {
-                    return false;
-                }
-
-                parsed = new UnderStorageUri("file", "/" + cleanPath, string.Empty);
-                return true;
-
-            case "s3":
-                var slash = rest.IndexOf('/');
-                var bucket = slash < 0 ? rest : rest[..slash];
-                if (bucket.Contains('@', StringComparison.Ordinal))
-                {
-                    // Never echo user-info: it is where people paste keys.
-                    error = $"s3://…@{bucket[(bucket.LastIndexOf('@') + 1)..]}: credentials in the URI are not accepted (use --option access-key=… --option secret-key=…, or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY on the silos)";
-                    return false;
-                }
-
-                var prefix = slash < 0 ? string.Empty : rest[(slash + 1)..].Trim('/');
-                if (!BucketName().IsMatch(bucket) || bucket.Contains("..", StringComparison.Ordinal))
-                {
-                    error = $"'{uri}': '{bucket}' is not a valid bucket name (3-63 characters: a-z, 0-9, '.', '-')";
-                    return false;
-                }
-
-                if (!CleanComponents(prefix, out var cleanPrefix, out error, uri))
-                {
-                    return false;
-                }
-
-                parsed = new UnderStorageUri("s3", bucket, cleanPrefix);
-                return true;
-
-            default:
-                error = $"unsupported under-storage scheme '{scheme}' in '{uri}' (supported: {string.Join(", ", Schemes)})";
-                return false;
+            error = $"unsupported under-storage scheme '{scheme}' in '{uri}' (supported: {string.Join(", ", _providers.Keys)})";
+            return false;
         }
+
+        return provider.TryParse(uri, uri[(separator + 3)..], out parsed, out error);
     }
 
-    private static bool CleanComponents(string path, out string clean, out string? error, string uri)
+    /// <summary>Checks that every path component is a real name (no empty, '.' or '..' component).</summary>
+    public static bool CleanComponents(string path, string uri, out string? error)
     {
-        clean = path;
         error = null;
         if (path.Length == 0)
         {
@@ -132,9 +123,9 @@ public sealed partial class UnderStorageFactory
     }
 
     /// <summary>Checks mount properties against what the scheme understands; null when all are known.</summary>
-    public static string? CheckProperties(string scheme, IEnumerable<string> keys)
+    public string? CheckProperties(string scheme, IEnumerable<string> keys)
     {
-        var known = PropertiesByScheme.TryGetValue(scheme, out var list) ? list : [];
+        var known = PropertiesOf(scheme);
         foreach (var key in keys)
         {
             if (!known.Contains(key))
@@ -151,7 +142,7 @@ public sealed partial class UnderStorageFactory
     /// <summary>Creates the adapter for a mount. Throws <see cref="UnderStorageException"/> (InvalidArgument) on a bad URI or property.</summary>
     public IUnderStorage Create(string uri, IReadOnlyDictionary<string, string> properties)
     {
-        if (!TryParse(uri, out var parsed, out var error))
+        if (!TryParseUri(uri, out var parsed, out var error))
         {
             throw new UnderStorageException(UnderStorageError.InvalidArgument, uri, error!);
         }
@@ -162,73 +153,6 @@ public sealed partial class UnderStorageFactory
             throw new UnderStorageException(UnderStorageError.InvalidArgument, parsed.ToString(), unknown);
         }
 
-        return parsed.Scheme switch
-        {
-            "file" => new LocalUnderStorage(parsed.Location),
-            _ => new S3UnderStorage(ResolveS3(parsed, properties)),
-        };
-    }
-
-    /// <summary>Resolves S3 settings: mount properties first, then the silo's AWS environment.</summary>
-    public S3Settings ResolveS3(UnderStorageUri uri, IReadOnlyDictionary<string, string> properties)
-    {
-        string? Get(string key) => properties.TryGetValue(key, out var value) && value.Length > 0 ? value : null;
-        string? Env(string key) => _environment(key) is { Length: > 0 } value ? value : null;
-
-        var endpoint = Get("endpoint") ?? Env("AWS_ENDPOINT_URL_S3") ?? Env("AWS_ENDPOINT_URL");
-        if (endpoint is not null && !System.Uri.TryCreate(endpoint, UriKind.Absolute, out _))
-        {
-            throw new UnderStorageException(UnderStorageError.InvalidArgument, uri.ToString(), $"endpoint '{endpoint}' is not an absolute URL");
-        }
-
-        var region = Get("region") ?? Env("AWS_REGION") ?? Env("AWS_DEFAULT_REGION") ?? "us-east-1";
-        var pathStyle = endpoint is not null;
-        if (Get("path-style") is { } pathStyleText)
-        {
-            if (!bool.TryParse(pathStyleText, out pathStyle))
-            {
-                throw new UnderStorageException(UnderStorageError.InvalidArgument, uri.ToString(), $"path-style must be true or false, not '{pathStyleText}'");
-            }
-        }
-
-        AWSCredentials? credentials;
-        var accessKey = Get("access-key");
-        var secretKey = Get("secret-key");
-        if (accessKey is not null || secretKey is not null)
-        {
-            if (accessKey is null || secretKey is null)
-            {
-                throw new UnderStorageException(UnderStorageError.InvalidArgument, uri.ToString(), "access-key and secret-key must be given together");
-            }
-
-            credentials = Get("session-token") is { } token
-                ? new SessionAWSCredentials(accessKey, secretKey, token)
-                : new BasicAWSCredentials(accessKey, secretKey);
-        }
-        else if (Env("AWS_ACCESS_KEY_ID") is { } envKey && Env("AWS_SECRET_ACCESS_KEY") is { } envSecret)
-        {
-            credentials = Env("AWS_SESSION_TOKEN") is { } envToken
-                ? new SessionAWSCredentials(envKey, envSecret, envToken)
-                : new BasicAWSCredentials(envKey, envSecret);
-        }
-        else
-        {
-            credentials = TryDefaultCredentials();
-        }
-
-        return new S3Settings(uri.Location, uri.Prefix, endpoint, region, pathStyle, credentials);
-    }
-
-    private static AWSCredentials? TryDefaultCredentials()
-    {
-        try
-        {
-            // Profiles, web identity, container and instance roles; anonymous access when there are none.
-            return DefaultAWSCredentialsIdentityResolver.GetCredentials();
-        }
-        catch (AmazonClientException)
-        {
-            return null;
-        }
+        return _providers[parsed.Scheme].Create(parsed, properties, _environment);
     }
 }

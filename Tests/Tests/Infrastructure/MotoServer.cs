@@ -39,11 +39,16 @@ public sealed class MotoServer : IAsyncDisposable
 
     private static readonly Lazy<Task<MotoServer>> LazyShared = new(() => StartAsync());
 
+    /// <summary>A shared server that checks credentials from its first request on (moto's IAM emulation), so every key the tests know is refused.</summary>
+    public static Task<MotoServer> Authenticating => LazyAuthenticating.Value;
+
+    private static readonly Lazy<Task<MotoServer>> LazyAuthenticating = new(() => StartAsync(environment: new Dictionary<string, string?> { ["INITIAL_NO_AUTH_ACTION_COUNT"] = "0" }));
+
     /// <summary>Starts a private server (on <paramref name="port"/> when given, to restart one).</summary>
-    public static async Task<MotoServer> StartAsync(int? port = null)
+    public static async Task<MotoServer> StartAsync(int? port = null, IReadOnlyDictionary<string, string?>? environment = null)
     {
         var chosen = port ?? Ports.Free();
-        var process = TestProcess.Start("python3", ["-m", "moto.server", "-H", "127.0.0.1", "-p", chosen.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        var process = TestProcess.Start("python3", ["-m", "moto.server", "-H", "127.0.0.1", "-p", chosen.ToString(System.Globalization.CultureInfo.InvariantCulture)], environment);
         var server = new MotoServer(process, chosen);
         await server.WaitReadyAsync();
         return server;

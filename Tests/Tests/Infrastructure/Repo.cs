@@ -26,6 +26,9 @@ public static class Repo
     /// <summary>The silo program's dll.</summary>
     public static string SiloDll => Program("Silo", "grainfs-silo");
 
+    /// <summary>The probe the tests run as another user.</summary>
+    public static string ProbeDll => Program(Path.Combine("Tests", "Probe"), "grainfs-probe");
+
     /// <summary>The CLI program's dll.</summary>
     public static string CliDll => Program(Path.Combine("Client", "Cli"), "grainfs");
 

@@ -92,21 +92,22 @@ public class MountOptionsParserTests
             ["AWS_ACCESS_KEY_ID"] = "envkey",
             ["AWS_SECRET_ACCESS_KEY"] = "envsecret",
         };
-        var factory = new UnderStorageFactory(k => env.GetValueOrDefault(k));
+        var s3 = new S3UnderStorageProvider();
+        string? Env(string key) => env.GetValueOrDefault(key);
         Assert.True(UnderStorageFactory.TryParse("s3://bucket/p", out var uri, out _));
-        var fromEnv = factory.ResolveS3(uri, new Dictionary<string, string>());
+        var fromEnv = s3.Resolve(uri, new Dictionary<string, string>(), Env);
         Assert.Equal("http://127.0.0.1:9", fromEnv.Endpoint);
         Assert.Equal("eu-north-1", fromEnv.Region);
         Assert.True(fromEnv.PathStyle);
         Assert.Equal("envkey", fromEnv.Credentials!.GetCredentials().AccessKey);
         Assert.DoesNotContain("envsecret", fromEnv.ToString(), StringComparison.Ordinal);
 
-        var fromOptions = factory.ResolveS3(uri, new Dictionary<string, string> { ["region"] = "ap-east-1", ["path-style"] = "false", ["access-key"] = "k", ["secret-key"] = "s" });
+        var fromOptions = s3.Resolve(uri, new Dictionary<string, string> { ["region"] = "ap-east-1", ["path-style"] = "false", ["access-key"] = "k", ["secret-key"] = "s" }, Env);
         Assert.Equal("ap-east-1", fromOptions.Region);
         Assert.False(fromOptions.PathStyle);
         Assert.Equal("k", fromOptions.Credentials!.GetCredentials().AccessKey);
 
-        var half = Assert.Throws<UnderStorageException>(() => factory.ResolveS3(uri, new Dictionary<string, string> { ["access-key"] = "k" }));
+        var half = Assert.Throws<UnderStorageException>(() => s3.Resolve(uri, new Dictionary<string, string> { ["access-key"] = "k" }, Env));
         Assert.Contains("together", half.Message, StringComparison.Ordinal);
     }
 }

@@ -18,14 +18,24 @@ namespace GrainFs.Storage.UnderStorage;
 /// <param name="Region">The signing region.</param>
 /// <param name="PathStyle">Path-style addressing (bucket in the path), the default whenever an endpoint is given.</param>
 /// <param name="Credentials">The credentials, or null for anonymous access.</param>
-public sealed record S3Settings(string Bucket, string Prefix, string? Endpoint, string Region, bool PathStyle, AWSCredentials? Credentials)
+/// <param name="PartSize">Uploads larger than this go up in parts of this size (5 MiB to 5 GiB).</param>
+public sealed record S3Settings(string Bucket, string Prefix, string? Endpoint, string Region, bool PathStyle, AWSCredentials? Credentials, long PartSize = S3Settings.DEFAULT_PART_SIZE)
 {
+    /// <summary>Default upload part size.</summary>
+    public const long DEFAULT_PART_SIZE = 16L << 20;
+
+    /// <summary>The smallest part S3 accepts (all but the last part).</summary>
+    public const long MIN_PART_SIZE = 5L << 20;
+
+    /// <summary>The largest part S3 accepts, and the largest single copy.</summary>
+    public const long MAX_PART_SIZE = 5L << 30;
+
     /// <summary>Never prints the credentials.</summary>
     public override string ToString() => $"s3://{Bucket}/{Prefix} endpoint={Endpoint ?? "aws"} region={Region} path-style={PathStyle}";
 }
 
 /// <summary>An S3-compatible bucket (AWS S3, MinIO, Qiniu KODO, Ceph RGW, …) as under-storage, through AWSSDK.S3.</summary>
-public sealed class S3UnderStorage : IUnderStorage
+public sealed partial class S3UnderStorage : IUnderStorage
 {
     /// <summary>Keys per listing page (the S3 maximum).</summary>
     public const int PageSize = 1000;
@@ -72,6 +82,9 @@ public sealed class S3UnderStorage : IUnderStorage
 
     /// <inheritdoc />
     public string Scheme => "s3";
+
+    /// <inheritdoc />
+    public UnderStorageCapabilities Capabilities => UnderStorageCapabilities.Write | UnderStorageCapabilities.Multipart | UnderStorageCapabilities.ServerSideCopy;
 
     private string Key(string relative) => _rootPrefix + relative;
 

@@ -10,8 +10,9 @@ namespace GrainFs.Storage.UnderStorage;
 /// <summary>
 /// A local or POSIX-mounted folder (NFS, CephFS, …) as under-storage. Directory enumeration and stat
 /// are blocking system calls, so they run on the thread pool, never on the caller's (grain) thread.
+/// Writes go to a temporary file beside the target and are renamed over it, so readers never see half a file.
 /// </summary>
-public sealed class LocalUnderStorage : IUnderStorage
+public sealed partial class LocalUnderStorage : IUnderStorage
 {
     /// <summary>Entries per listing page.</summary>
     public const int PageSize = 1000;
@@ -31,6 +32,11 @@ public sealed class LocalUnderStorage : IUnderStorage
 
     /// <inheritdoc />
     public string Scheme => "file";
+
+    /// <inheritdoc />
+    public UnderStorageCapabilities Capabilities =>
+        UnderStorageCapabilities.Write | UnderStorageCapabilities.ServerSideCopy | UnderStorageCapabilities.AtomicRename
+        | UnderStorageCapabilities.DirectoryRename | UnderStorageCapabilities.RealDirectories;
 
     /// <summary>Derives a version tag from a file's mtime and size (a local file has no ETag).</summary>
     public static string LocalETag(long mtimeTicks, long size) =>
@@ -83,9 +89,17 @@ public sealed class LocalUnderStorage : IUnderStorage
                 : new UnderStorageException(UnderStorageError.NotFound, Describe(directory), "no such directory");
         }
 
-        var options = new EnumerationOptions { RecurseSubdirectories = false, IgnoreInaccessible = true, AttributesToSkip = 0, ReturnSpecialDirectories = false };
-        var enumerable = new FileSystemEnumerable<EntryRecord?>(full, ToRecord, options);
-        return Filter(enumerable).GetEnumerator();
+        var options = new EnumerationOptions { RecurseSubdirectories = false, IgnoreInaccessible = false, AttributesToSkip = 0, ReturnSpecialDirectories = false };
+        try
+        {
+            // The enumerator opens the directory at once, so a folder we may not read fails here.
+            var enumerable = new FileSystemEnumerable<EntryRecord?>(full, ToRecord, options);
+            return Filter(enumerable).GetEnumerator();
+        }
+        catch (UnauthorizedAccessException e)
+        {
+            throw new UnderStorageException(UnderStorageError.AccessDenied, Describe(directory), "permission denied", e);
+        }
 
         static IEnumerable<EntryRecord> Filter(IEnumerable<EntryRecord?> source)
         {
@@ -124,7 +138,7 @@ public sealed class LocalUnderStorage : IUnderStorage
     private static EntryRecord? ToRecord(ref FileSystemEntry entry)
     {
         var name = entry.FileName;
-        if (FsNameTooLong(name))
+        if (FsNameTooLong(name) || IsTempName(name))
         {
             return null;
         }
@@ -173,9 +187,28 @@ public sealed class LocalUnderStorage : IUnderStorage
         return result;
     }
 
-    private static EntryRecord? StatSync(string full, string relative)
+    private EntryRecord? StatSync(string full, string relative)
     {
         var name = relative.Length == 0 ? string.Empty : FsPathName(relative);
+        try
+        {
+            // Throws for a path we may not look at, where FileInfo.Exists would only say false.
+            _ = File.GetAttributes(full);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            return null;
+        }
+        catch (UnauthorizedAccessException e)
+        {
+            throw new UnderStorageException(UnderStorageError.AccessDenied, Describe(relative), "permission denied", e);
+        }
+        catch (IOException)
+        {
+            // ENOTDIR: a file stands where a directory of the path should be.
+            return null;
+        }
+
         FileSystemInfo info = new FileInfo(full);
         if (!info.Exists)
         {

@@ -1,0 +1,345 @@
+using System.Buffers;
+using System.Diagnostics;
+using GrainFs.Storage.Metadata;
+
+namespace GrainFs.Storage.UnderStorage;
+
+/// <summary>The write side of a folder: temp file + rename, so a reader sees a whole old or a whole new file.</summary>
+public sealed partial class LocalUnderStorage
+{
+    private const int CopyBufferSize = 1 << 20;
+    private const int ENOSPC = 28;
+    private const int EDQUOT = 122;
+    private const int ENOTEMPTY = 39;
+
+    /// <inheritdoc />
+    public async ValueTask<EntryRecord> PutAsync(string path, Stream content, long? length = null, CancellationToken cancellationToken = default)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var full = Full(path);
+        var temp = TempBeside(full);
+        try
+        {
+            var previous = await Task.Run(() => StatSync(full, path), cancellationToken).ConfigureAwait(false);
+            if (previous is { Kind: EntryKind.Directory })
+            {
+                throw new UnderStorageException(UnderStorageError.IsADirectory, Describe(path), "is a directory");
+            }
+
+            await WriteTempAsync(path, temp, content, length, cancellationToken).ConfigureAwait(false);
+            var entry = await Task.Run(() => Commit(path, temp, full, previous), cancellationToken).ConfigureAwait(false);
+            Record("put", "ok", started);
+            return entry;
+        }
+        catch (ContentFailedException e)
+        {
+            // The caller's stream failed, not the store: its own exception goes back, and nothing was written.
+            TryDelete(temp);
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e.InnerException!);
+            throw;
+        }
+        catch (Exception e) when (e is not UnderStorageException && !(e is OperationCanceledException && cancellationToken.IsCancellationRequested))
+        {
+            TryDelete(temp);
+            Record("put", "error", started);
+            throw Translate(e, path);
+        }
+        catch
+        {
+            TryDelete(temp);
+            throw;
+        }
+    }
+
+    private async Task WriteTempAsync(string path, string temp, Stream content, long? length, CancellationToken cancellationToken)
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(CopyBufferSize);
+        try
+        {
+            using var handle = File.OpenHandle(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, FileOptions.Asynchronous, preallocationSize: length ?? 0);
+            long written = 0;
+            while (true)
+            {
+                int read;
+                try
+                {
+                    read = await content.ReadAsync(buffer.AsMemory(0, CopyBufferSize), cancellationToken).ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    throw new ContentFailedException(e);
+                }
+
+                if (read == 0)
+                {
+                    break;
+                }
+
+                await RandomAccess.WriteAsync(handle, buffer.AsMemory(0, read), written, cancellationToken).ConfigureAwait(false);
+                written += read;
+            }
+
+            if (length is { } expected && expected != written)
+            {
+                throw new UnderStorageException(UnderStorageError.InvalidArgument, Describe(path), $"expected {expected} bytes, the content had {written}");
+            }
+
+            // Durable before it becomes visible: a crash after the rename never leaves a short file.
+            RandomAccess.FlushToDisk(handle);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>Renames the written temp file over the target; the new version's ETag always differs from the old one's.</summary>
+    private EntryRecord Commit(string path, string temp, string full, EntryRecord? previous)
+    {
+        if (previous is { } old)
+        {
+            var info = new FileInfo(temp);
+            if (info.Length == old.Size && info.LastWriteTimeUtc.Ticks <= old.MtimeTicks)
+            {
+                // Same size within the clock's granularity: move the mtime on, so the version (mtime + size) changes.
+                File.SetLastWriteTimeUtc(temp, new DateTime(old.MtimeTicks + TimeSpan.TicksPerMillisecond, DateTimeKind.Utc));
+            }
+        }
+
+        File.Move(temp, full, overwrite: true);
+        return StatSync(full, path) ?? throw new UnderStorageException(UnderStorageError.Other, Describe(path), "the file vanished right after it was written");
+    }
+
+    /// <inheritdoc />
+    public async ValueTask DeleteAsync(string path, CancellationToken cancellationToken = default)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var full = Full(path);
+        await Task.Run(() =>
+        {
+            try
+            {
+                if (Directory.Exists(full))
+                {
+                    throw new UnderStorageException(UnderStorageError.IsADirectory, Describe(path), "is a directory");
+                }
+
+                File.Delete(full);
+            }
+            catch (Exception e) when (e is not UnderStorageException)
+            {
+                Record("delete", "error", started);
+                throw Translate(e, path);
+            }
+        }, cancellationToken).ConfigureAwait(false);
+        Record("delete", "ok", started);
+    }
+
+    /// <inheritdoc />
+    public async ValueTask<EntryRecord> CopyAsync(string source, string destination, CancellationToken cancellationToken = default)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var from = Full(source);
+        var to = Full(destination);
+        var temp = TempBeside(to);
+        try
+        {
+            var entry = await Task.Run(() =>
+            {
+                if (Directory.Exists(from))
+                {
+                    throw new UnderStorageException(UnderStorageError.IsADirectory, Describe(source), "is a directory (only files are copied)");
+                }
+
+                var previous = StatSync(to, destination);
+                File.Copy(from, temp);
+                return Commit(destination, temp, to, previous);
+            }, cancellationToken).ConfigureAwait(false);
+            Record("copy", "ok", started);
+            return entry;
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            TryDelete(temp);
+            Record("copy", "error", started);
+            throw e is UnderStorageException u ? u : Translate(e, source);
+        }
+    }
+
+    /// <inheritdoc />
+    public async ValueTask<EntryRecord> RenameAsync(string source, string destination, CancellationToken cancellationToken = default)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var from = Full(source);
+        var to = Full(destination);
+        try
+        {
+            var entry = await Task.Run(() =>
+            {
+                if (Directory.Exists(from))
+                {
+                    if (File.Exists(to))
+                    {
+                        throw new UnderStorageException(UnderStorageError.NotADirectory, Describe(destination), "not a directory (a directory cannot replace a file)");
+                    }
+
+                    if (Directory.Exists(to))
+                    {
+                        // POSIX: a directory may replace an empty one.
+                        Directory.Delete(to, recursive: false);
+                    }
+
+                    Directory.Move(from, to);
+                }
+                else
+                {
+                    if (Directory.Exists(to))
+                    {
+                        throw new UnderStorageException(UnderStorageError.IsADirectory, Describe(destination), "is a directory (a file cannot replace it)");
+                    }
+
+                    File.Move(from, to, overwrite: true);
+                }
+
+                return StatSync(to, destination) ?? throw new UnderStorageException(UnderStorageError.Other, Describe(destination), "vanished right after the rename");
+            }, cancellationToken).ConfigureAwait(false);
+            Record("rename", "ok", started);
+            return entry;
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            Record("rename", "error", started);
+            throw e is UnderStorageException u ? u : Translate(e, source);
+        }
+    }
+
+    /// <inheritdoc />
+    public async ValueTask MakeDirectoryAsync(string path, CancellationToken cancellationToken = default)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var full = Full(path);
+        await Task.Run(() =>
+        {
+            try
+            {
+                if (File.Exists(full) || Directory.Exists(full))
+                {
+                    throw new UnderStorageException(UnderStorageError.AlreadyExists, Describe(path), "already exists");
+                }
+
+                var parent = Path.GetDirectoryName(full);
+                if (parent is not null && !Directory.Exists(parent))
+                {
+                    throw new UnderStorageException(UnderStorageError.NotFound, Describe(path), "the parent directory does not exist");
+                }
+
+                Directory.CreateDirectory(full);
+            }
+            catch (Exception e) when (e is not UnderStorageException)
+            {
+                Record("mkdir", "error", started);
+                throw Translate(e, path);
+            }
+        }, cancellationToken).ConfigureAwait(false);
+        Record("mkdir", "ok", started);
+    }
+
+    /// <inheritdoc />
+    public async ValueTask RemoveDirectoryAsync(string path, CancellationToken cancellationToken = default)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var full = Full(path);
+        await Task.Run(() =>
+        {
+            try
+            {
+                if (!Directory.Exists(full))
+                {
+                    throw File.Exists(full)
+                        ? new UnderStorageException(UnderStorageError.NotADirectory, Describe(path), "not a directory")
+                        : new UnderStorageException(UnderStorageError.NotFound, Describe(path), "no such directory");
+                }
+
+                Directory.Delete(full, recursive: false);
+            }
+            catch (Exception e) when (e is not UnderStorageException)
+            {
+                Record("rmdir", "error", started);
+                throw Translate(e, path);
+            }
+        }, cancellationToken).ConfigureAwait(false);
+        Record("rmdir", "ok", started);
+    }
+
+    /// <summary>A temporary name in the target's own folder (same file system, so the rename is atomic).</summary>
+    private static string TempBeside(string full) =>
+        Path.Combine(Path.GetDirectoryName(full) ?? "/", $".grainfs-{Guid.NewGuid():N}.tmp");
+
+    private UnderStorageException Translate(Exception e, string path) => e switch
+    {
+        UnderStorageException u => u,
+        FileNotFoundException or DirectoryNotFoundException => new UnderStorageException(UnderStorageError.NotFound, Describe(path), "no such file or directory", e),
+        UnauthorizedAccessException => new UnderStorageException(UnderStorageError.AccessDenied, Describe(path), "permission denied", e),
+        IOException { HResult: ENOSPC or EDQUOT } => new UnderStorageException(UnderStorageError.NoSpace, Describe(path), "no space left (disk full or quota exhausted)", e),
+        IOException { HResult: ENOTEMPTY } => new UnderStorageException(UnderStorageError.NotEmpty, Describe(path), "directory not empty", e),
+        IOException when Directory.Exists(Full(path)) && e.Message.Contains("not empty", StringComparison.OrdinalIgnoreCase) =>
+            new UnderStorageException(UnderStorageError.NotEmpty, Describe(path), "directory not empty", e),
+        _ => new UnderStorageException(UnderStorageError.Other, Describe(path), e.Message, e),
+    };
+
+    /// <summary>Carries an exception of the content stream past the store's error translation.</summary>
+    private sealed class ContentFailedException(Exception inner) : Exception(inner.Message, inner);
+
+    /// <summary>True for the temporary file of a write in progress (never listed).</summary>
+    internal static bool IsTempName(ReadOnlySpan<char> name) =>
+        name.StartsWith(".grainfs-", StringComparison.Ordinal) && name.EndsWith(".tmp", StringComparison.Ordinal);
+
+    private static void TryDelete(string path)
+    {
+        try
+        {
+            File.Delete(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            Debug.WriteLine($"could not delete {path}: {e.Message}");
+        }
+    }
+}
+
+/// <summary>The file:// scheme: a local or POSIX-mounted folder.</summary>
+public sealed class LocalUnderStorageProvider : IUnderStorageProvider
+{
+    /// <inheritdoc />
+    public string Scheme => "file";
+
+    /// <inheritdoc />
+    public string Example => "file:///absolute/folder";
+
+    /// <inheritdoc />
+    public IReadOnlyList<string> Properties { get; } = [];
+
+    /// <inheritdoc />
+    public bool TryParse(string uri, string rest, out UnderStorageUri parsed, out string? error)
+    {
+        parsed = new UnderStorageUri(Scheme, string.Empty, string.Empty);
+        if (!rest.StartsWith('/'))
+        {
+            error = $"'{uri}': a file URI needs an absolute path (file:///data/set)";
+            return false;
+        }
+
+        var clean = rest.Trim('/');
+        if (!UnderStorageFactory.CleanComponents(clean, uri, out error))
+        {
+            return false;
+        }
+
+        parsed = new UnderStorageUri(Scheme, "/" + clean, string.Empty);
+        return true;
+    }
+
+    /// <inheritdoc />
+    public IUnderStorage Create(UnderStorageUri uri, IReadOnlyDictionary<string, string> properties, Func<string, string?> environment) =>
+        new LocalUnderStorage(uri.Location);
+}
