@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Globalization;
 using GrainFs.Client;
 using GrainFs.DataPlane;
@@ -5,20 +6,67 @@ using GrainFs.DataPlane;
 namespace GrainFs.Cli;
 
 /// <summary>The block-cache commands: fs cat, load, free, pin, unpin, ttl, and report.</summary>
-internal sealed class CacheCommands(GrainFsClient client, TextWriter stdout, Stream stdoutStream)
+internal sealed class CacheCommands(GrainFsClient client, Terminal terminal)
 {
-    public const string CatUsage = "grainfs fs cat <path>";
-    public const string LoadUsage = "grainfs fs load <path> [--parallel N]";
-    public const string FreeUsage = "grainfs fs free <path>";
-    public const string PinUsage = "grainfs fs pin <path>";
-    public const string UnpinUsage = "grainfs fs unpin <path>";
-    public const string TtlUsage = "grainfs fs ttl <path> <duration>   (e.g. 30s, 10m, 2h, 7d)";
-    public const string ReportUsage = "grainfs report [--json]";
+    private readonly TextWriter stdout = terminal.Out;
+    private readonly Stream stdoutStream = terminal.Stream;
 
-    public async Task<int> CatAsync(CliArgs args)
+    public static IEnumerable<Command> Build()
     {
-        args.ExpectPositionals(1, CatUsage);
-        var opened = await client.OpenAsync(args.Positionals[0]);
+        var catPath = Commands.Positional("path", "a file");
+        var cat = new Command("cat", "write a file to stdout, read through the cache") { catPath };
+        cat.SetAction((parse, _) => Commands.WithClientAsync(parse, (c, t) => new CacheCommands(c, t).CatAsync(parse.GetValue(catPath)!)));
+        yield return cat;
+
+        foreach (var pin in new[] { false, true })
+        {
+            var path = Commands.Positional("path", "a file or a directory tree");
+            var parallel = Commands.Valued("--parallel", "N", "batches in flight at once (default 8)");
+            var load = new Command(pin ? "pin" : "load", pin ? "load and pin a file or tree: never evicted until unpinned" : "pre-warm a file or tree into the cache (progress on stderr, a summary on stdout)") { path, parallel };
+            load.SetAction((parse, _) =>
+            {
+                var batches = ParseParallel(parse.GetValue(parallel));
+                return Commands.WithClientAsync(parse, (c, t) => new CacheCommands(c, t).LoadAsync(parse.GetValue(path)!, batches, pin));
+            });
+            yield return load;
+        }
+
+        var freePath = Commands.Positional("path", "a file or a directory tree");
+        var free = new Command("free", "drop a file's or tree's blocks from every worker; returns once they are gone") { freePath };
+        free.SetAction((parse, _) => Commands.WithClientAsync(parse, (c, t) => new CacheCommands(c, t).FreeAsync(parse.GetValue(freePath)!)));
+        yield return free;
+
+        var unpinPath = Commands.Positional("path", "a file or a directory tree");
+        var unpin = new Command("unpin", "let a file's or tree's blocks be evicted again") { unpinPath };
+        unpin.SetAction((parse, _) => Commands.WithClientAsync(parse, (c, t) => new CacheCommands(c, t).UnpinAsync(parse.GetValue(unpinPath)!)));
+        yield return unpin;
+
+        var ttlPath = Commands.Positional("path", "a file or a directory tree");
+        var duration = Commands.Positional("duration", "30s, 10m, 2h, 7d or hh:mm:ss");
+        var ttl = new Command("ttl", "free the cached blocks of a file or tree after a time") { ttlPath, duration };
+        ttl.SetAction((parse, _) =>
+        {
+            var text = parse.GetValue(duration)!;
+            var time = TryParseDuration(text, out var parsed) ? parsed : throw new UsageException($"'{text}' is not a duration (30s, 10m, 2h, 7d, or hh:mm:ss)");
+            return Commands.WithClientAsync(parse, (c, t) => new CacheCommands(c, t).TtlAsync(parse.GetValue(ttlPath)!, time));
+        });
+        yield return ttl;
+
+        yield return BuildReport();
+    }
+
+    /// <summary>`report` (also `fs report`).</summary>
+    public static Command BuildReport()
+    {
+        var json = Commands.Switch("--json", "one JSON object: workers[] with tiers[], counters and bytes served by source");
+        var report = new Command("report", "every worker's tiers: capacity, used, blocks, hit ratio, bytes served") { json };
+        report.SetAction((parse, _) => Commands.WithClientAsync(parse, (c, t) => new CacheCommands(c, t).ReportAsync(parse.GetValue(json))));
+        return report;
+    }
+
+    public async Task<int> CatAsync(string path)
+    {
+        var opened = await client.OpenAsync(path);
         if (!opened.IsOk)
         {
             return Program.Fail(opened.Status, opened.Describe());
@@ -51,17 +99,21 @@ internal sealed class CacheCommands(GrainFsClient client, TextWriter stdout, Str
         }
     }
 
-    public async Task<int> LoadAsync(CliArgs args, bool pin)
+    private static int ParseParallel(string? text)
     {
-        args.ExpectPositionals(1, pin ? PinUsage : LoadUsage);
         var parallel = 8;
-        if (args.Value("--parallel") is { } text && (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out parallel) || parallel < 1))
+        if (text is not null && (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out parallel) || parallel < 1))
         {
             throw new UsageException($"--parallel '{text}': a positive number of batches in flight");
         }
 
+        return parallel;
+    }
+
+    public async Task<int> LoadAsync(string path, int parallel, bool pin)
+    {
         var bar = new ProgressBar(Console.Error, Console.IsErrorRedirected);
-        var result = await client.LoadAsync(args.Positionals[0], bar, pin: pin ? true : null, parallelBatches: parallel);
+        var result = await client.LoadAsync(path, bar, pin: pin ? true : null, parallelBatches: parallel);
         bar.Finish();
         if (result.Value is { } outcome)
         {
@@ -73,10 +125,9 @@ internal sealed class CacheCommands(GrainFsClient client, TextWriter stdout, Str
         return result.IsOk ? 0 : Program.Fail(result.Status, result.Describe());
     }
 
-    public async Task<int> FreeAsync(CliArgs args)
+    public async Task<int> FreeAsync(string path)
     {
-        args.ExpectPositionals(1, FreeUsage);
-        var result = await client.FreeAsync(args.Positionals[0]);
+        var result = await client.FreeAsync(path);
         if (!result.IsOk)
         {
             return Program.Fail(result.Status, result.Describe());
@@ -86,10 +137,9 @@ internal sealed class CacheCommands(GrainFsClient client, TextWriter stdout, Str
         return 0;
     }
 
-    public async Task<int> UnpinAsync(CliArgs args)
+    public async Task<int> UnpinAsync(string path)
     {
-        args.ExpectPositionals(1, UnpinUsage);
-        var result = await client.UnpinAsync(args.Positionals[0]);
+        var result = await client.UnpinAsync(path);
         if (!result.IsOk)
         {
             return Program.Fail(result.Status, result.Describe());
@@ -99,15 +149,9 @@ internal sealed class CacheCommands(GrainFsClient client, TextWriter stdout, Str
         return 0;
     }
 
-    public async Task<int> TtlAsync(CliArgs args)
+    public async Task<int> TtlAsync(string path, TimeSpan ttl)
     {
-        args.ExpectPositionals(2, TtlUsage);
-        if (!TryParseDuration(args.Positionals[1], out var ttl))
-        {
-            throw new UsageException($"'{args.Positionals[1]}' is not a duration (30s, 10m, 2h, 7d, or hh:mm:ss)");
-        }
-
-        var result = await client.SetTtlAsync(args.Positionals[0], ttl);
+        var result = await client.SetTtlAsync(path, ttl);
         if (!result.IsOk)
         {
             return Program.Fail(result.Status, result.Describe());
@@ -136,9 +180,8 @@ internal sealed class CacheCommands(GrainFsClient client, TextWriter stdout, Str
         return TimeSpan.TryParse(text, CultureInfo.InvariantCulture, out duration) && duration > TimeSpan.Zero;
     }
 
-    public async Task<int> ReportAsync(CliArgs args)
+    public async Task<int> ReportAsync(bool asJson)
     {
-        args.ExpectPositionals(0, ReportUsage);
         var result = await client.GetReportAsync();
         if (!result.IsOk)
         {
@@ -146,7 +189,7 @@ internal sealed class CacheCommands(GrainFsClient client, TextWriter stdout, Str
         }
 
         var workers = result.Value!;
-        if (args.Has("--json"))
+        if (asJson)
         {
             await using var json = Output.JsonWriter(stdoutStream);
             json.WriteStartObject();

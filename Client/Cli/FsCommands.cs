@@ -1,22 +1,56 @@
+using System.CommandLine;
 using System.Globalization;
 using GrainFs.Client;
 
 namespace GrainFs.Cli;
 
-/// <summary>The `grainfs fs …` commands. Each returns the process exit code.</summary>
-internal sealed class FsCommands(GrainFsClient client, TextWriter stdout, Stream stdoutStream)
+/// <summary>The `grainfs fs` namespace commands: mount, unmount, mounts, ls, stat. Each returns the process exit code.</summary>
+internal sealed class FsCommands(GrainFsClient client, Terminal terminal)
 {
-    public const string MountUsage = "grainfs fs mount <path> <uri> [--option k=v …] [--readonly] [--sync-interval S]";
-    public const string UnmountUsage = "grainfs fs unmount <path>";
-    public const string MountsUsage = "grainfs fs mounts [--json]";
-    public const string LsUsage = "grainfs fs ls [-l] [-R] [--json] <path>";
-    public const string StatUsage = "grainfs fs stat [--json] <path>";
+    private readonly TextWriter stdout = terminal.Out;
+    private readonly Stream stdoutStream = terminal.Stream;
 
-    public async Task<int> MountAsync(CliArgs args)
+    public static IEnumerable<Command> Build()
     {
-        args.ExpectPositionals(2, MountUsage);
+        var path = Commands.Positional("path", "the GrainFS path of the mount point, e.g. /imagenet");
+        var uri = Commands.Positional("uri", "file:///absolute/folder or s3://bucket/prefix");
+        var option = new Option<string[]>("--option", "-o") { Description = "a mount option key=value (repeatable): readonly, sync-interval, owner, group, mode, block-size; for s3 endpoint, region, path-style, access-key, secret-key, session-token, part-size", HelpName = "key=value", Arity = ArgumentArity.ZeroOrMore };
+        var readOnly = Commands.Switch("--readonly", "refuse writes through this mount (EROFS); same as --option readonly=true");
+        var syncInterval = Commands.Valued("--sync-interval", "S", "re-list cached directories from under-storage: -1/never, 0/always, or seconds (30, 5m, 2h)");
+        var mount = new Command("mount", "attach an under-storage URI at a GrainFS path") { path, uri, option, readOnly, syncInterval };
+        mount.SetAction((parse, _) => Commands.WithClientAsync(parse, (c, t) => new FsCommands(c, t).MountAsync(parse.GetValue(path)!, parse.GetValue(uri)!, parse.GetValue(option) ?? [], parse.GetValue(readOnly), parse.GetValue(syncInterval))));
+        yield return mount;
+
+        var unmountPath = Commands.Positional("path", "the mount point");
+        var unmount = new Command("unmount", "detach a mount") { unmountPath };
+        unmount.Aliases.Add("umount");
+        unmount.SetAction((parse, _) => Commands.WithClientAsync(parse, (c, t) => new FsCommands(c, t).UnmountAsync(parse.GetValue(unmountPath)!)));
+        yield return unmount;
+
+        var mountsJson = Commands.Switch("--json", "one JSON array of mounts");
+        var mounts = new Command("mounts", "list mounts (credentials redacted)") { mountsJson };
+        mounts.SetAction((parse, _) => Commands.WithClientAsync(parse, (c, t) => new FsCommands(c, t).MountsAsync(parse.GetValue(mountsJson))));
+        yield return mounts;
+
+        var lsPath = Commands.Positional("path", "a directory or file");
+        var longFormat = Commands.Switch("-l", "long format: mode, size, mtime, name");
+        var recursive = Commands.Switch("-R", "list subdirectories too, depth first", "--recursive");
+        var lsJson = Commands.Switch("--json", "one JSON array of entries: path, kind, size, mtime, etag, mode");
+        var ls = new Command("ls", "list a directory") { lsPath, longFormat, recursive, lsJson };
+        ls.SetAction((parse, _) => Commands.WithClientAsync(parse, (c, t) => new FsCommands(c, t).LsAsync(parse.GetValue(lsPath)!, parse.GetValue(longFormat), parse.GetValue(recursive), parse.GetValue(lsJson))));
+        yield return ls;
+
+        var statPath = Commands.Positional("path", "a file or directory");
+        var statJson = Commands.Switch("--json", "a JSON array with one entry");
+        var stat = new Command("stat", "show a file's or directory's inode: kind, size, mtime, ETag, mode") { statPath, statJson };
+        stat.SetAction((parse, _) => Commands.WithClientAsync(parse, (c, t) => new FsCommands(c, t).StatAsync(parse.GetValue(statPath)!, parse.GetValue(statJson))));
+        yield return stat;
+    }
+
+    public async Task<int> MountAsync(string path, string uri, string[] rawOptions, bool readOnly, string? syncInterval)
+    {
         var options = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (var option in args.Values("--option"))
+        foreach (var option in rawOptions)
         {
             var eq = option.IndexOf('=');
             var key = eq < 0 ? option : option[..eq];
@@ -28,17 +62,17 @@ internal sealed class FsCommands(GrainFsClient client, TextWriter stdout, Stream
             options[key] = eq < 0 ? string.Empty : option[(eq + 1)..];
         }
 
-        if (args.Has("--readonly"))
+        if (readOnly)
         {
             options["readonly"] = "true";
         }
 
-        if (args.Value("--sync-interval") is { } interval)
+        if (syncInterval is { } interval)
         {
             options["sync-interval"] = interval;
         }
 
-        var result = await client.MountAsync(args.Positionals[0], args.Positionals[1], options);
+        var result = await client.MountAsync(path, uri, options);
         if (!result.IsOk)
         {
             return Program.Fail(result.Status, result.Describe());
@@ -49,10 +83,9 @@ internal sealed class FsCommands(GrainFsClient client, TextWriter stdout, Stream
         return 0;
     }
 
-    public async Task<int> UnmountAsync(CliArgs args)
+    public async Task<int> UnmountAsync(string path)
     {
-        args.ExpectPositionals(1, UnmountUsage);
-        var result = await client.UnmountAsync(args.Positionals[0]);
+        var result = await client.UnmountAsync(path);
         if (!result.IsOk)
         {
             return Program.Fail(result.Status, result.Describe());
@@ -62,9 +95,8 @@ internal sealed class FsCommands(GrainFsClient client, TextWriter stdout, Stream
         return 0;
     }
 
-    public async Task<int> MountsAsync(CliArgs args)
+    public async Task<int> MountsAsync(bool asJson)
     {
-        args.ExpectPositionals(0, MountsUsage);
         var result = await client.GetMountsAsync(refresh: true);
         if (!result.IsOk)
         {
@@ -72,7 +104,7 @@ internal sealed class FsCommands(GrainFsClient client, TextWriter stdout, Stream
         }
 
         var table = result.Value!;
-        if (args.Has("--json"))
+        if (asJson)
         {
             await using var json = Output.JsonWriter(stdoutStream);
             json.WriteStartArray();
@@ -111,10 +143,8 @@ internal sealed class FsCommands(GrainFsClient client, TextWriter stdout, Stream
         return 0;
     }
 
-    public async Task<int> StatAsync(CliArgs args)
+    public async Task<int> StatAsync(string path, bool asJson)
     {
-        args.ExpectPositionals(1, StatUsage);
-        var path = args.Positionals[0];
         var result = await client.StatAsync(path);
         if (!result.IsOk)
         {
@@ -122,7 +152,7 @@ internal sealed class FsCommands(GrainFsClient client, TextWriter stdout, Stream
         }
 
         var full = Normalized(path);
-        if (args.Has("--json"))
+        if (asJson)
         {
             await using var json = Output.JsonWriter(stdoutStream);
             json.WriteStartArray();
@@ -139,10 +169,8 @@ internal sealed class FsCommands(GrainFsClient client, TextWriter stdout, Stream
         return 0;
     }
 
-    public async Task<int> LsAsync(CliArgs args)
+    public async Task<int> LsAsync(string path, bool longFormat, bool recursive, bool asJson)
     {
-        args.ExpectPositionals(1, LsUsage);
-        var path = args.Positionals[0];
         var stat = await client.StatAsync(path);
         if (!stat.IsOk)
         {
@@ -150,9 +178,7 @@ internal sealed class FsCommands(GrainFsClient client, TextWriter stdout, Stream
         }
 
         var root = Normalized(path);
-        var json = args.Has("--json") ? Output.JsonWriter(stdoutStream) : null;
-        var recursive = args.Has("-R");
-        var longFormat = args.Has("-l");
+        var json = asJson ? Output.JsonWriter(stdoutStream) : null;
         var failures = 0;
         json?.WriteStartArray();
         if (!stat.Value!.IsDirectory)

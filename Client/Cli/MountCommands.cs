@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
@@ -11,29 +12,56 @@ namespace GrainFs.Cli;
 /// <summary>`grainfs mount` (the FUSE daemon, in the foreground) and `grainfs umount`.</summary>
 internal static class MountCommands
 {
-    public const string MountUsage = "grainfs mount <mountpoint> [--root PATH] [--entry-timeout S] [--attr-timeout S] [--negative-timeout S] " +
-        "[--metadata-cache N] [--read-ahead BLOCKS] [--max-read SIZE] [--uid U] [--gid G] [--mode OCTAL] [--allow-other] [--read-only] [--op-timeout S] [--nonempty]";
-
-    public const string UmountUsage = "grainfs umount <mountpoint>";
-
-    public static readonly string[] Switches = ["--allow-other", "--read-only", "--nonempty"];
-
-    public static readonly string[] Options = ["--root", "--entry-timeout", "--attr-timeout", "--negative-timeout", "--metadata-cache", "--read-ahead", "--max-read", "--uid", "--gid", "--mode", "--op-timeout"];
-
-    public static async Task<int> MountAsync(CliArgs args, GrainFsClientOptions clientOptions)
+    public static Command BuildMount()
     {
-        args.ExpectPositionals(1, MountUsage);
-        var fuse = new FuseOptions
+        var mountPoint = Commands.Positional("mountpoint", "an empty local folder to mount at");
+        var root = Commands.Valued("--root", "PATH", "the GrainFS path shown at the mount point (default /)");
+        var entryTimeout = Commands.Valued("--entry-timeout", "S", "seconds the kernel trusts names (default 60)");
+        var attrTimeout = Commands.Valued("--attr-timeout", "S", "seconds the kernel trusts attributes (default 60)");
+        var negativeTimeout = Commands.Valued("--negative-timeout", "S", "seconds the kernel remembers a missing name (default 10)");
+        var metadataCache = Commands.Valued("--metadata-cache", "N", "entries in the daemon's metadata cache (default 200000)");
+        var readAhead = Commands.Valued("--read-ahead", "BLOCKS", "blocks filled ahead of a sequential reader that meets cold data (default 4)");
+        var maxRead = Commands.Valued("--max-read", "SIZE", "largest read request and kernel read-ahead window, 4KiB-1MiB (default 1MiB)");
+        var uid = Commands.Valued("--uid", "U", "owner reported for every entry (default: the mounting user)");
+        var gid = Commands.Valued("--gid", "G", "group reported for every entry (default: the mounting user's)");
+        var mode = Commands.Valued("--mode", "OCTAL", "permission bits reported for every entry (directories get x where r is set)");
+        var allowOther = Commands.Switch("--allow-other", "let other users use the mount (non-root needs user_allow_other in /etc/fuse.conf)");
+        var readOnly = Commands.Switch("--read-only", "accepted: the mount is read-only until writes land");
+        var opTimeout = Commands.Valued("--op-timeout", "S", "deadline of every request, EIO after it (default 60)");
+        var nonEmpty = Commands.Switch("--nonempty", "allow mounting over a non-empty folder");
+        var command = new Command("mount", "serve GrainFS through FUSE at a local folder, in the foreground (Ctrl-C or SIGTERM unmounts)")
         {
-            AllowOther = args.Has("--allow-other"),
-            EntryTimeout = Seconds(args, "--entry-timeout", 60),
-            AttrTimeout = Seconds(args, "--attr-timeout", 60),
-            NegativeTimeout = Seconds(args, "--negative-timeout", 10),
-            OperationTimeout = Seconds(args, "--op-timeout", 60),
-            Uid = Id(args, "--uid"),
-            Gid = Id(args, "--gid"),
+            mountPoint, root, entryTimeout, attrTimeout, negativeTimeout, metadataCache, readAhead, maxRead, uid, gid, mode, allowOther, readOnly, opTimeout, nonEmpty,
         };
-        if (args.Value("--root") is { } root)
+        command.SetAction((parse, _) =>
+        {
+            var fuse = new FuseOptions
+            {
+                AllowOther = parse.GetValue(allowOther),
+                EntryTimeout = Seconds(parse.GetValue(entryTimeout), "--entry-timeout", 60),
+                AttrTimeout = Seconds(parse.GetValue(attrTimeout), "--attr-timeout", 60),
+                NegativeTimeout = Seconds(parse.GetValue(negativeTimeout), "--negative-timeout", 10),
+                OperationTimeout = Seconds(parse.GetValue(opTimeout), "--op-timeout", 60),
+                Uid = Id(parse.GetValue(uid), "--uid"),
+                Gid = Id(parse.GetValue(gid), "--gid"),
+            };
+            return MountAsync(parse.GetValue(mountPoint)!, fuse, Commands.ClientOptions(parse), parse.GetValue(nonEmpty),
+                parse.GetValue(root), parse.GetValue(mode), parse.GetValue(maxRead), parse.GetValue(metadataCache), parse.GetValue(readAhead));
+        });
+        return command;
+    }
+
+    public static Command BuildUmount()
+    {
+        var mountPoint = Commands.Positional("mountpoint", "a GrainFS FUSE mount point");
+        var command = new Command("umount", "detach a FUSE mount, also one whose daemon died (lazily: open files keep working until closed)") { mountPoint };
+        command.SetAction((parse, _) => UmountAsync(parse.GetValue(mountPoint)!));
+        return command;
+    }
+
+    private static async Task<int> MountAsync(string mountPoint, FuseOptions fuse, GrainFsClientOptions clientOptions, bool allowNonEmpty, string? root, string? mode, string? maxRead, string? entries, string? readAhead)
+    {
+        if (root is not null)
         {
             if (FsPath.TryNormalize(root, out var normalized, out var error) != FsStatus.Ok)
             {
@@ -43,7 +71,7 @@ internal static class MountCommands
             fuse.Root = normalized;
         }
 
-        if (args.Value("--mode") is { } mode)
+        if (mode is not null)
         {
             try
             {
@@ -55,7 +83,7 @@ internal static class MountCommands
             }
         }
 
-        if (args.Value("--max-read") is { } maxRead)
+        if (maxRead is not null)
         {
             if (!ByteSize.TryParse(maxRead, out var bytes, out var error) || bytes < 4096 || bytes > (1 << 20))
             {
@@ -65,22 +93,21 @@ internal static class MountCommands
             fuse.MaxRead = (int)bytes;
         }
 
-        if (args.Value("--metadata-cache") is { } entries)
+        if (entries is not null)
         {
             clientOptions.MetadataCacheEntries = int.TryParse(entries, NumberStyles.None, CultureInfo.InvariantCulture, out var n) ? n : throw new UsageException($"--metadata-cache '{entries}': a number of entries");
         }
 
-        if (args.Value("--read-ahead") is { } readAhead)
+        if (readAhead is not null)
         {
             clientOptions.ReadAheadBlocks = int.TryParse(readAhead, NumberStyles.None, CultureInfo.InvariantCulture, out var n) ? n : throw new UsageException($"--read-ahead '{readAhead}': a number of blocks");
         }
 
         clientOptions.MetadataTtl = fuse.AttrTimeout > clientOptions.MetadataTtl ? fuse.AttrTimeout : clientOptions.MetadataTtl;
-        var mountPoint = args.Positionals[0];
         try
         {
             // Fail fast on the mount point before connecting anywhere.
-            FuseMount.CheckMountPoint(mountPoint, args.Has("--nonempty"));
+            FuseMount.CheckMountPoint(mountPoint, allowNonEmpty);
         }
         catch (FuseMountException e)
         {
@@ -103,7 +130,7 @@ internal static class MountCommands
         FuseMount mount;
         try
         {
-            mount = FuseMount.Mount(mountPoint, client, fuse, logger, args.Has("--nonempty"));
+            mount = FuseMount.Mount(mountPoint, client, fuse, logger, allowNonEmpty);
         }
         catch (Exception e) when (e is FuseMountException or DllNotFoundException)
         {
@@ -127,9 +154,8 @@ internal static class MountCommands
         }
     }
 
-    private static TimeSpan Seconds(CliArgs args, string name, double fallback)
+    private static TimeSpan Seconds(string? text, string name, double fallback)
     {
-        var text = args.Value(name);
         if (text is null)
         {
             return TimeSpan.FromSeconds(fallback);
@@ -140,16 +166,15 @@ internal static class MountCommands
             : throw new UsageException($"{name} '{text}': a number of seconds");
     }
 
-    private static uint? Id(CliArgs args, string name) =>
-        args.Value(name) is { } text
+    private static uint? Id(string? text, string name) =>
+        text is not null
             ? uint.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var id) ? id : throw new UsageException($"{name} '{text}': a numeric id")
             : null;
 
     /// <summary>Detaches a mount, also one whose daemon died (lazily: open files keep working until closed).</summary>
-    public static async Task<int> UmountAsync(CliArgs args)
+    private static async Task<int> UmountAsync(string path)
     {
-        args.ExpectPositionals(1, UmountUsage);
-        var mountPoint = Path.GetFullPath(args.Positionals[0]);
+        var mountPoint = Path.GetFullPath(path);
         if (!IsMounted(mountPoint))
         {
             return Program.Fail(FsStatus.InvalidArgument, $"{mountPoint} is not a mount point");
