@@ -61,6 +61,15 @@ public interface IMetadataStore
     /// <summary>Stores a directory listing, replacing any older one.</summary>
     ValueTask SaveDirectoryAsync(string key, long mountId, DirectorySnapshot snapshot, CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// Adds or replaces one entry (by name) of a stored listing, leaving the rest as it is. False, and nothing written,
+    /// when <paramref name="key"/> has no stored listing: a directory never listed is listed whole first.
+    /// </summary>
+    ValueTask<bool> UpsertEntryAsync(string key, EntryRecord entry, CancellationToken cancellationToken = default);
+
+    /// <summary>Removes one entry of a stored listing; false when there is no such listing or no such entry.</summary>
+    ValueTask<bool> DeleteEntryAsync(string key, string name, CancellationToken cancellationToken = default);
+
     /// <summary>Forgets every directory listing of a mount.</summary>
     ValueTask DeleteMountDataAsync(long mountId, CancellationToken cancellationToken = default);
 }

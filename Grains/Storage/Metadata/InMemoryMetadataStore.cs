@@ -59,6 +59,33 @@ public sealed class InMemoryMetadataStore : IMetadataStore
     }
 
     /// <inheritdoc />
+    public ValueTask<bool> UpsertEntryAsync(string key, EntryRecord entry, CancellationToken cancellationToken = default) =>
+        ValueTask.FromResult(Update(key, table => table.With(entry)));
+
+    /// <inheritdoc />
+    public ValueTask<bool> DeleteEntryAsync(string key, string name, CancellationToken cancellationToken = default) =>
+        ValueTask.FromResult(Update(key, table => table.IndexOf(name) < 0 ? null : table.Without(name)));
+
+    /// <summary>Swaps in a changed table (snapshots are immutable, so a racing save or edit is retried, never lost).</summary>
+    private bool Update(string key, Func<DirectoryTable, DirectoryTable?> change)
+    {
+        while (_directories.TryGetValue(key, out var current))
+        {
+            if (change(current.Snapshot.Table) is not { } table)
+            {
+                return false;
+            }
+
+            if (_directories.TryUpdate(key, (current.MountId, current.Snapshot with { Table = table }), current))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <inheritdoc />
     public ValueTask DeleteMountDataAsync(long mountId, CancellationToken cancellationToken = default)
     {
         foreach (var (key, value) in _directories)

@@ -10,7 +10,7 @@ namespace GrainFs.Storage.Metadata;
 public sealed class PostgresMetadataStore : IMetadataStore, IAsyncDisposable
 {
     /// <summary>The schema version this code expects (grainfs_schema.version).</summary>
-    public const int SchemaVersion = 1;
+    public const int SchemaVersion = 2;
 
     private readonly NpgsqlDataSource _dataSource;
     private readonly string _safeConnection;
@@ -233,6 +233,49 @@ public sealed class PostgresMetadataStore : IMetadataStore, IAsyncDisposable
         }
 
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public async ValueTask<bool> UpsertEntryAsync(string key, EntryRecord entry, CancellationToken cancellationToken = default)
+    {
+        // One statement: the entry goes in only if the listing is stored, and the count follows (xmax = 0: inserted, not updated).
+        await using var command = _dataSource.CreateCommand(
+            """
+            with d as (select dir_id from grainfs_directories where dir_key = @key),
+            up as (
+              insert into grainfs_entries (dir_id, name, kind, size, mtime_ticks, etag, mode)
+              select dir_id, @name, @kind, @size, @mtime, @etag, @mode from d
+              on conflict (dir_id, name) do update set kind = excluded.kind, size = excluded.size,
+                mtime_ticks = excluded.mtime_ticks, etag = excluded.etag, mode = excluded.mode
+              returning (xmax = 0) as inserted)
+            update grainfs_directories set entry_count = entry_count + (select count(*) from up where inserted)
+            where dir_key = @key and exists (select 1 from up)
+            """);
+        command.Parameters.AddWithValue("key", key);
+        command.Parameters.AddWithValue("name", entry.Name);
+        command.Parameters.AddWithValue("kind", (short)entry.Kind);
+        command.Parameters.AddWithValue("size", entry.Size);
+        command.Parameters.AddWithValue("mtime", entry.MtimeTicks);
+        command.Parameters.AddWithValue("etag", entry.ETag);
+        command.Parameters.AddWithValue("mode", entry.Mode);
+        return await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) == 1;
+    }
+
+    /// <inheritdoc />
+    public async ValueTask<bool> DeleteEntryAsync(string key, string name, CancellationToken cancellationToken = default)
+    {
+        await using var command = _dataSource.CreateCommand(
+            """
+            with gone as (
+              delete from grainfs_entries e using grainfs_directories d
+              where d.dir_key = @key and e.dir_id = d.dir_id and e.name = @name
+              returning 1)
+            update grainfs_directories set entry_count = entry_count - 1
+            where dir_key = @key and exists (select 1 from gone)
+            """);
+        command.Parameters.AddWithValue("key", key);
+        command.Parameters.AddWithValue("name", name);
+        return await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) == 1;
     }
 
     /// <inheritdoc />

@@ -76,6 +76,45 @@ public abstract class MetadataStoreContract
     }
 
     [Fact]
+    public async Task One_entry_is_added_replaced_and_removed_leaving_the_rest_of_the_listing()
+    {
+        var store = await CreateStoreAsync();
+        var entries = Enumerable.Range(0, 500).Select(i => File($"e{i:D3}", i)).ToList();
+        var synced = new DateTime(2026, 11, 2, 0, 0, 0, DateTimeKind.Utc);
+        await store.SaveDirectoryAsync("12:0:d", 12, new DirectorySnapshot(DirectoryState.Listed, DirectoryTable.Build(entries), synced, 4, 1));
+
+        Assert.True(await store.UpsertEntryAsync("12:0:d", File("new", 7)));
+        Assert.True(await store.UpsertEntryAsync("12:0:d", File("e100", 123_456)));
+        Assert.True(await store.DeleteEntryAsync("12:0:d", "e200"));
+        Assert.False(await store.DeleteEntryAsync("12:0:d", "e200"));
+        Assert.False(await store.DeleteEntryAsync("12:0:d", "never-there"));
+
+        var loaded = (await store.LoadDirectoryAsync("12:0:d"))!;
+        Assert.Equal(500, loaded.Table.Count);
+        Assert.Equal(File("new", 7), loaded.Table[loaded.Table.IndexOf("new")]);
+        Assert.Equal(123_456, loaded.Table[loaded.Table.IndexOf("e100")].Size);
+        Assert.Equal(-1, loaded.Table.IndexOf("e200"));
+        Assert.Equal(entries[499], loaded.Table[loaded.Table.IndexOf("e499")]);
+        Assert.Equal(4, loaded.Generation);
+        Assert.Equal(synced, loaded.SyncedUtc);
+
+        // A whole listing saved later replaces the edits.
+        await store.SaveDirectoryAsync("12:0:d", 12, new DirectorySnapshot(DirectoryState.Listed, DirectoryTable.Build([File("only")]), synced, 5, 1));
+        Assert.Equal(["only"], Names((await store.LoadDirectoryAsync("12:0:d"))!.Table));
+    }
+
+    [Fact]
+    public async Task Entry_edits_to_a_directory_never_listed_write_nothing()
+    {
+        var store = await CreateStoreAsync();
+        Assert.False(await store.UpsertEntryAsync("13:0:unlisted", File("f")));
+        Assert.False(await store.DeleteEntryAsync("13:0:unlisted", "f"));
+        Assert.Null(await store.LoadDirectoryAsync("13:0:unlisted"));
+    }
+
+    private static List<string> Names(DirectoryTable table) => [.. Enumerable.Range(0, table.Count).Select(i => table[i].Name)];
+
+    [Fact]
     public async Task Deleting_a_mount_forgets_its_directories_only()
     {
         var store = await CreateStoreAsync();
