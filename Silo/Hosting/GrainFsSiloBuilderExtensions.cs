@@ -46,6 +46,7 @@ public static class GrainFsSiloBuilderExtensions
         services.AddSingleton(new LocalSilo(settings.SiloName, settings.Host, dataEndpoint));
         services.AddSingleton<BlockFiller>();
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, CacheLifecycle>();
+        services.AddHostedService(sp => sp.GetRequiredService<TierStore>().Maintenance);
         builder.AddPlacementDirector<BlockHomePlacement, BlockHomePlacementDirector>();
         builder.AddPlacementDirector<SiloNamePlacement, SiloNamePlacementDirector>();
 

@@ -294,7 +294,7 @@ public sealed class SiloSettings
             cache.Tiers.AddRange(DefaultTiers(data, siloName));
         }
 
-        cache.Tiers.Sort((a, b) => GrainFs.Storage.Cache.TierSpec.Names.ToList().IndexOf(a.Name).CompareTo(GrainFs.Storage.Cache.TierSpec.Names.ToList().IndexOf(b.Name)));
+        cache.Tiers.Sort((a, b) => a.Kind.CompareTo(b.Kind));
         if (section["Policy"] is { Length: > 0 } policy)
         {
             cache.Policy = policy.Trim().ToLowerInvariant();
@@ -334,7 +334,7 @@ public sealed class SiloSettings
         if (Directory.Exists("/dev/shm") && memory > 0)
         {
             var safeName = string.Concat(siloName.Select(c => char.IsLetterOrDigit(c) || c is '-' or '_' or '.' ? c : '_'));
-            yield return new GrainFs.Storage.Cache.TierSpec("MEM", $"/dev/shm/grainfs-{safeName}", Math.Max(64L << 20, Math.Min(DEFAULT_MEM_TIER_MAX, memory / 20)));
+            yield return new GrainFs.Storage.Cache.TierSpec(GrainFs.DataPlane.Blocks.TierKind.Mem, $"/dev/shm/grainfs-{safeName}", Math.Max(64L << 20, Math.Min(DEFAULT_MEM_TIER_MAX, memory / 20)));
         }
 
         long free;
@@ -348,7 +348,7 @@ public sealed class SiloSettings
             free = 2L << 30;
         }
 
-        yield return new GrainFs.Storage.Cache.TierSpec("SSD", Path.Combine(data, "cache"), Math.Max(64L << 20, Math.Min(DEFAULT_SSD_TIER_MAX, free / 2)));
+        yield return new GrainFs.Storage.Cache.TierSpec(GrainFs.DataPlane.Blocks.TierKind.Ssd, Path.Combine(data, "cache"), Math.Max(64L << 20, Math.Min(DEFAULT_SSD_TIER_MAX, free / 2)));
     }
 
     private static IPAddress? FirstNonLoopbackAddress()

@@ -33,6 +33,9 @@ public static class BlockFile
     /// <summary>Flag: the block is pinned (never evicted).</summary>
     public const ushort FlagPinned = 1;
 
+    /// <summary>Flag: the block holds written data not yet persisted to under-storage. Eviction, TTL and free never drop it: it is the only copy.</summary>
+    public const ushort FlagUnpersisted = 2;
+
     private const int FixedPart = 72;
     private const int ChecksumOffset = 56;
 
@@ -258,6 +261,12 @@ public sealed record BlockHeader(BlockKey Key, int DataLength, ushort Flags, lon
 {
     /// <summary>True when pinned.</summary>
     public bool Pinned => (Flags & BlockFile.FlagPinned) != 0;
+
+    /// <summary>True when the block is the only copy of written data (see <see cref="BlockFile.FlagUnpersisted"/>).</summary>
+    public bool Unpersisted => (Flags & BlockFile.FlagUnpersisted) != 0;
+
+    /// <summary>True when neither eviction nor a TTL may drop the block.</summary>
+    public bool Kept => (Flags & (BlockFile.FlagPinned | BlockFile.FlagUnpersisted)) != 0;
 
     /// <summary>Header plus data: the bytes the block occupies in its tier.</summary>
     public long FileLength => BlockFile.HeaderLength(DataLength) + (long)DataLength;

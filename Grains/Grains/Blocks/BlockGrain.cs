@@ -39,7 +39,7 @@ internal sealed class BlockGrain(BlockFiller filler, LocalSilo silo) : Grain, IB
     {
         if (BlockKey.TryParse(this.GetPrimaryKeyString(), out var key))
         {
-            filler.Store.Discard(key);
+            await filler.Store.DiscardAsync(key);
         }
 
         return await FillAsync(source);

@@ -100,20 +100,10 @@ internal sealed class WorkerGrain(BlockFiller filler, LocalSilo silo) : Grain, I
         return new BatchResult(handled, bytes, failures, firstError);
     }
 
-    public ValueTask<BatchResult> FreeAsync(string[] keys)
+    public async ValueTask<BatchResult> FreeAsync(string[] keys)
     {
-        var parsed = Parse(keys);
-        long bytes = 0;
-        foreach (var key in parsed)
-        {
-            if (Store.TryPeek(key, out var block))
-            {
-                bytes += block.Header.FileLength;
-            }
-        }
-
-        var freed = Store.Free(parsed);
-        return ValueTask.FromResult(new BatchResult(freed, bytes, 0, null));
+        var (freed, bytes) = await Store.FreeAsync(Parse(keys));
+        return new BatchResult(freed, bytes, 0, null);
     }
 
     public async ValueTask<BatchResult> SetFlagsAsync(string[] keys, bool? pin, DateTime? expiresUtc)

@@ -1,20 +1,21 @@
 using GrainFs.DataPlane;
+using GrainFs.DataPlane.Blocks;
 
 namespace GrainFs.Storage.Cache;
 
 /// <summary>One tier: a folder with a capacity. MEM on tmpfs (/dev/shm), SSD and HDD on local disks.</summary>
-/// <param name="Name">MEM, SSD or HDD.</param>
+/// <param name="Kind">MEM, SSD or HDD.</param>
 /// <param name="Path">The folder (created if missing).</param>
 /// <param name="Capacity">Bytes the tier may hold, block headers included.</param>
-public sealed record TierSpec(string Name, string Path, long Capacity)
+public sealed record TierSpec(TierKind Kind, string Path, long Capacity)
 {
-    /// <summary>Tier names, fastest first.</summary>
-    public static readonly IReadOnlyList<string> Names = ["MEM", "SSD", "HDD"];
+    /// <summary>The kind's name: MEM, SSD or HDD.</summary>
+    public string Name => Kind.Label();
 
     /// <summary>Parses MEM=/dev/shm/grainfs:4GiB; false with a reason naming the text.</summary>
     public static bool TryParse(string text, out TierSpec spec, out string? error)
     {
-        spec = new TierSpec(string.Empty, string.Empty, 0);
+        spec = new TierSpec(TierKind.Mem, string.Empty, 0);
         var eq = text.IndexOf('=');
         var colon = text.LastIndexOf(':');
         if (eq <= 0 || colon <= eq + 1)
@@ -23,10 +24,9 @@ public sealed record TierSpec(string Name, string Path, long Capacity)
             return false;
         }
 
-        var name = text[..eq].Trim().ToUpperInvariant();
-        if (!Names.Contains(name))
+        if (!TierKinds.TryParse(text[..eq], out var kind))
         {
-            error = $"'{text}': unknown tier '{text[..eq]}' (use {string.Join(", ", Names)})";
+            error = $"'{text}': unknown tier '{text[..eq]}' (use {TierKinds.Known})";
             return false;
         }
 
@@ -43,7 +43,7 @@ public sealed record TierSpec(string Name, string Path, long Capacity)
             return false;
         }
 
-        spec = new TierSpec(name, folder, capacity);
+        spec = new TierSpec(kind, folder, capacity);
         error = null;
         return true;
     }
@@ -90,10 +90,10 @@ public sealed class CacheOptions
             yield return "GrainFs:Cache:Tiers: at least one tier is needed";
         }
 
-        var seen = new HashSet<string>(StringComparer.Ordinal);
+        var seen = new HashSet<TierKind>();
         foreach (var tier in Tiers)
         {
-            if (!seen.Add(tier.Name))
+            if (!seen.Add(tier.Kind))
             {
                 yield return $"GrainFs:Cache:Tiers: tier {tier.Name} is given twice";
             }

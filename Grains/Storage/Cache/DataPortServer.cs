@@ -180,7 +180,17 @@ public sealed partial class DataPortServer : IAsyncDisposable
         }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {
-            // The fill finished and moved its file between the wait and the open: the block is now held.
+            // The fill is renaming its file into place (or just did): once it completes, the block is held.
+            try
+            {
+                await fill.Completion.WaitAsync(FillWait, _stop.Token).ConfigureAwait(false);
+            }
+            catch (Exception failed) when (failed is not OperationCanceledException)
+            {
+                await SendMessageAsync(socket, DataPortStatus.Error, failed.Message).ConfigureAwait(false);
+                return;
+            }
+
             if (_store.TryPeek(key, out var done) && await ServeCachedAsync(socket, done, offset, length).ConfigureAwait(false))
             {
                 return;
@@ -215,12 +225,12 @@ public sealed partial class DataPortServer : IAsyncDisposable
 
             if (read < 0)
             {
-                _store.Discard(block.Key);
+                await _store.DiscardAsync(block.Key).ConfigureAwait(false);
                 await SendStatusAsync(socket, DataPortStatus.Corrupt).ConfigureAwait(false);
                 return true;
             }
 
-            DataPortProtocol.WriteReplyHeader(buffer, DataPortStatus.Ok, SourceOf(block.Tier), read);
+            DataPortProtocol.WriteReplyHeader(buffer, DataPortStatus.Ok, block.Tier.Kind.Source(), read);
             await socket.SendAsync(buffer.AsMemory(0, DataPortProtocol.ReplyHeaderSize + read), SocketFlags.None, _stop.Token).ConfigureAwait(false);
             _store.RecordServed(block.Tier.Name, read);
             return true;
@@ -230,13 +240,6 @@ public sealed partial class DataPortServer : IAsyncDisposable
             ArrayPool<byte>.Shared.Return(buffer);
         }
     }
-
-    private static DataSource SourceOf(Tier tier) => tier.Name switch
-    {
-        "MEM" => DataSource.Mem,
-        "SSD" => DataSource.Ssd,
-        _ => DataSource.Hdd,
-    };
 
     private static void Record(string source, long started)
     {

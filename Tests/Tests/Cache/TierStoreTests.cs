@@ -25,10 +25,11 @@ public sealed class TierStoreTests
     private static async Task<TierStore> StoreAsync(string root, long mem, long ssd, string policy = "tinylfu", CacheOptions? template = null)
     {
         var options = template ?? new CacheOptions();
-        options.Tiers = [new TierSpec("MEM", Path.Combine(root, "mem"), mem), new TierSpec("SSD", Path.Combine(root, "ssd"), ssd)];
+        options.Tiers = [new TierSpec(TierKind.Mem, Path.Combine(root, "mem"), mem), new TierSpec(TierKind.Ssd, Path.Combine(root, "ssd"), ssd)];
         options.Policy = policy;
         var store = new TierStore(options, NullLogger.Instance);
         await store.InitializeAsync();
+        await store.Maintenance.StartAsync(CancellationToken.None);
         return store;
     }
 
@@ -120,7 +121,7 @@ public sealed class TierStoreTests
             Assert.Equal(100, BlockFile.ReadVerified(handle, block.Header, 0, buffer.AsSpan(0, 100), verify: true));
         }
 
-        store.Discard(key);
+        await store.DiscardAsync(key);
         Assert.False(store.TryPeek(key, out _));
         Assert.False(File.Exists(block.Path));
         Assert.Equal(1, store.GetReport().Corrupt);
@@ -195,7 +196,7 @@ public sealed class TierStoreTests
         }
 
         var demoted = store.Snapshot().First(b => b.Tier.Name == "SSD");
-        store.Free(store.Snapshot().Where(b => b.Tier.Name == "MEM").Select(b => b.Key));
+        await store.FreeAsync(store.Snapshot().Where(b => b.Tier.Name == "MEM").Select(b => b.Key));
         Assert.True(store.TryGet(demoted.Key, out _));
         await store.MaintainOnceAsync();
         Assert.True(store.TryPeek(demoted.Key, out var promoted));
@@ -236,7 +237,7 @@ public sealed class TierStoreTests
                         store.TryGet(key, out _);
                         break;
                     default:
-                        store.Free([key]);
+                        await store.FreeAsync([key]);
                         break;
                 }
 
@@ -256,6 +257,85 @@ public sealed class TierStoreTests
                 Assert.True(tier.Used <= tier.Capacity);
             }
         }, iter: 25, threads: 1);
+    }
+
+    [Fact]
+    public async Task An_unpersisted_block_is_never_evicted_expired_or_freed_until_it_is_marked_persisted()
+    {
+        var root = TestProcess.NewFolder("ts-dirty");
+        const int size = 1 << 20;
+        var blockBytes = BlockFile.HeaderLength(size) + size;
+        await using var store = await StoreAsync(root, 3L * blockBytes, 3L * blockBytes, "lru");
+        var written = new BlockKey(9, 9, 0);
+        await store.StartFill(written, size, Source(Bytes(size, 0)), BlockFile.FlagUnpersisted, expiresTicks: DateTime.UtcNow.AddSeconds(-1).Ticks)!.Completion;
+        for (var i = 1; i < 12; i++)
+        {
+            await store.StartFill(new BlockKey(9, 9, i), size, Source(Bytes(size, i)))!.Completion;
+            await store.MaintainOnceAsync();
+        }
+
+        Assert.True(store.GetReport().Evictions > 0, "the other blocks were evicted");
+        Assert.True(store.TryPeek(written, out var kept));
+        Assert.True(kept.Header.Unpersisted);
+        Assert.Equal((0, 0L), await store.FreeAsync([written]));
+        Assert.True(store.TryPeek(written, out _));
+
+        Assert.Equal(1, await store.SetFlagsAsync([written], pinned: null, expiresTicks: null, unpersisted: false));
+        await store.MaintainOnceAsync();
+        Assert.False(store.TryPeek(written, out _), "once persisted, its (past) TTL frees it");
+    }
+
+    [Fact]
+    public async Task Disposing_the_store_stops_and_waits_for_the_fills_in_progress()
+    {
+        var root = TestProcess.NewFolder("ts-dispose");
+        var store = await StoreAsync(root, 64 << 20, 64 << 20);
+        var data = Bytes(1 << 20, 5);
+        var gate = new SemaphoreSlim(1);
+        var fill = store.StartFill(new BlockKey(10, 10, 0), data.Length, _ => ValueTask.FromResult<Stream>(new SlowStream(data, gate)))!;
+        await fill.WaitForAsync(1, CancellationToken.None);
+
+        await store.DisposeAsync();
+        Assert.True(fill.Completion.IsCompleted, "dispose returned before the fill ended");
+        Assert.True(fill.Completion.IsFaulted || fill.Completion.IsCanceled);
+        Assert.Empty(Directory.EnumerateFiles(Path.Combine(root, "mem"), "*", SearchOption.AllDirectories));
+        Assert.Equal(0, store.Tiers[0].Used);
+    }
+
+    [Fact]
+    public async Task A_refill_waits_for_the_deletion_of_the_freed_copy_and_a_busy_block_is_freed_by_its_owner()
+    {
+        var root = TestProcess.NewFolder("ts-race");
+        await using var store = await StoreAsync(root, 64 << 20, 64 << 20);
+        var data = Bytes(200_000, 6);
+        var key = new BlockKey(11, 11, 0);
+        await store.StartFill(key, data.Length, Source(data))!.Completion;
+        var index = store.Index;
+
+        // A free takes the block out of the index at once; its file is deleted outside the lock, and until that deletion
+        // ends a new copy of the key must not be renamed into place (the late delete would remove it).
+        var deletions = index.DetachForFree([key], evenUnpersisted: false, out var freed, out _);
+        Assert.Equal(1, freed);
+        Assert.False(index.TryPeek(key, out _));
+        var wait = index.WaitForRemovalsAsync(key, CancellationToken.None).AsTask();
+        Assert.False(wait.IsCompleted);
+        var (path, removal) = Assert.Single(deletions);
+        File.Delete(path);
+        index.EndRemoval(removal);
+        await wait.WaitAsync(TimeSpan.FromSeconds(10));
+
+        // A block whose file is owned (a move, a header rewrite) is freed by the owner when it lets go.
+        await store.StartFill(key, data.Length, Source(data))!.Completion;
+        Assert.True(index.TryClaim(key, out var owned));
+        Assert.Empty(index.DetachForFree([key], evenUnpersisted: false, out freed, out _));
+        Assert.Equal(1, freed);
+        Assert.False(index.WaitForRemovalsAsync(key, CancellationToken.None).IsCompleted);
+        var deferred = Assert.Single(index.Unclaim(owned));
+        Assert.Equal(owned.Path, deferred.Path);
+        File.Delete(deferred.Path);
+        index.EndRemoval(deferred.Removal);
+        await index.WaitForRemovalsAsync(key, CancellationToken.None);
+        Assert.Equal(0, store.Tiers[0].Used);
     }
 
     /// <summary>A stream that hands out 64 KiB per permit, so a test can watch a fill in progress.</summary>

@@ -83,8 +83,8 @@ public sealed class GrainFsTestSiloConfigurator : ISiloConfigurator
             {
                 Tiers =
                 [
-                    new GrainFs.Storage.Cache.TierSpec("MEM", Path.Combine(tiers, "mem"), 96L << 20),
-                    new GrainFs.Storage.Cache.TierSpec("SSD", Path.Combine(tiers, "ssd"), 256L << 20),
+                    new GrainFs.Storage.Cache.TierSpec(GrainFs.DataPlane.Blocks.TierKind.Mem, Path.Combine(tiers, "mem"), 96L << 20),
+                    new GrainFs.Storage.Cache.TierSpec(GrainFs.DataPlane.Blocks.TierKind.Ssd, Path.Combine(tiers, "ssd"), 256L << 20),
                 ],
             },
         };

@@ -1,0 +1,223 @@
+using GrainFs.DataPlane;
+using GrainFs.DataPlane.Blocks;
+using Microsoft.Extensions.Logging;
+
+namespace GrainFs.Storage.Cache;
+
+/// <summary>
+/// Runs fills of blocks into the tiers, single-flight: concurrent requests for a block share one under-storage read,
+/// and its readers follow the bytes as they arrive (<see cref="BlockFill"/>). A fill reserves its bytes first
+/// (waiting for eviction when no tier has room), writes the block file with <see cref="BlockFileWriter"/> under a
+/// temporary name, and renames it into place once no deletion of the key is in flight. Every fill is tracked, and
+/// disposing the coordinator cancels and awaits them, so nothing writes into a tier after its store is gone.
+/// </summary>
+public sealed partial class FillCoordinator : IAsyncDisposable
+{
+    private readonly TierIndex _index;
+    private readonly CacheOptions _options;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly HashSet<BlockFill> _running = [];
+    private int _disposed;
+
+    /// <summary>Creates the coordinator of an index.</summary>
+    public FillCoordinator(TierIndex index, CacheOptions options, TimeProvider time, ILogger logger)
+    {
+        _index = index;
+        _options = options;
+        _time = time;
+        _logger = logger;
+    }
+
+    /// <summary>Fills running now.</summary>
+    public int Running
+    {
+        get
+        {
+            lock (_running)
+            {
+                return _running.Count;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Starts filling a block from <paramref name="open"/> (a stream over exactly the block's bytes), or joins the fill
+    /// already running. Returns null when the block is already held. <paramref name="flags"/> and
+    /// <paramref name="expiresTicks"/> are applied to the block.
+    /// </summary>
+    public BlockFill? Start(BlockKey key, int length, Func<CancellationToken, ValueTask<Stream>> open, ushort flags = 0, long expiresTicks = 0)
+    {
+        if (length < 0 || length > BlockFile.MaxBlockSize)
+        {
+            throw new ArgumentOutOfRangeException(nameof(length), length, $"a block holds 0 to {BlockFile.MaxBlockSize} bytes");
+        }
+
+        var fill = _index.BeginFill(key, length, out var started);
+        if (started)
+        {
+            lock (_running)
+            {
+                if (_disposed != 0)
+                {
+                    var stopped = new ObjectDisposedException(nameof(FillCoordinator), "the tier store is stopping");
+                    _index.AbortFill(fill!, null, 0);
+                    fill!.Fail(stopped);
+                    throw stopped;
+                }
+
+                _running.Add(fill!);
+            }
+
+            // Tracked: the fill is in _running until RunAsync ends, and DisposeAsync waits for it.
+            _ = RunAsync(fill!, open, flags, expiresTicks);
+        }
+
+        return fill;
+    }
+
+    private async Task RunAsync(BlockFill fill, Func<CancellationToken, ValueTask<Stream>> open, ushort flags, long expiresTicks)
+    {
+        // Off the caller's thread (a grain turn, a data-port connection): the fill is the coordinator's work.
+        await Task.Yield();
+        var key = fill.Key;
+        var need = BlockFile.HeaderLength(fill.Length) + (long)fill.Length;
+        Tier? tier = null;
+        try
+        {
+            tier = await ReserveAsync(need, _stop.Token).ConfigureAwait(false);
+            fill.Place(tier);
+            BlockHeader header;
+            await using (var source = await open(_stop.Token).ConfigureAwait(false))
+            {
+                header = await BlockFileWriter.WriteAsync(fill.TempPath, key, fill.Length, source, flags, _time.GetUtcNow().UtcTicks, expiresTicks, fill.Publish, _stop.Token).ConfigureAwait(false);
+            }
+
+            var final = tier.BlockPath(key);
+            Directory.CreateDirectory(Path.GetDirectoryName(final)!);
+            await _index.WaitForRemovalsAsync(key, _stop.Token).ConfigureAwait(false);
+            File.Move(fill.TempPath, final, overwrite: true);
+            _index.CompleteFill(fill, tier, header, need);
+            fill.Complete();
+        }
+        catch (Exception e)
+        {
+            if (fill.TempPath.Length > 0)
+            {
+                TierFiles.TryDelete(fill.TempPath);
+            }
+
+            _index.AbortFill(fill, tier, need);
+            LogFillFailed(_logger, key.ToString(), e.Message);
+            fill.Fail(e);
+        }
+        finally
+        {
+            lock (_running)
+            {
+                _running.Remove(fill);
+            }
+        }
+    }
+
+    /// <summary>Reserves <paramref name="bytes"/> in the fastest tier with room, waiting for eviction when none has.</summary>
+    private async Task<Tier> ReserveAsync(long bytes, CancellationToken cancellationToken)
+    {
+        var deadline = _time.GetUtcNow() + _options.SpaceWait;
+        while (true)
+        {
+            var tier = _index.TryReserve(bytes, _options.HighWatermark, out var freed);
+            if (tier is not null)
+            {
+                return tier;
+            }
+
+            var left = deadline - _time.GetUtcNow();
+            if (left <= TimeSpan.Zero)
+            {
+                throw new IOException($"no tier has {ByteSize.Format(bytes)} free after {_options.SpaceWait.TotalSeconds:0} s of eviction (everything pinned or being read?)");
+            }
+
+            await Task.WhenAny(freed, Task.Delay(TimeSpan.FromMilliseconds(Math.Min(500, left.TotalMilliseconds)), _time, cancellationToken)).ConfigureAwait(false);
+            cancellationToken.ThrowIfCancellationRequested();
+        }
+    }
+
+    /// <summary>Cancels the fills still running and waits for every one of them to end (their files removed).</summary>
+    public async ValueTask DisposeAsync()
+    {
+        BlockFill[] running;
+        lock (_running)
+        {
+            if (_disposed != 0)
+            {
+                return;
+            }
+
+            _disposed = 1;
+            running = [.. _running];
+        }
+
+        await _stop.CancelAsync().ConfigureAwait(false);
+
+        foreach (var fill in running)
+        {
+            try
+            {
+                await fill.Completion.ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                // Cancelled or failed: its files are gone and its readers were told.
+            }
+        }
+
+        _stop.Dispose();
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Fill of block {Key} failed: {Reason}")]
+    private static partial void LogFillFailed(ILogger logger, string key, string reason);
+}
+
+/// <summary>File operations of the tier store, done outside the index lock.</summary>
+internal static class TierFiles
+{
+    /// <summary>Deletes files, then ends their removals (so fills of those keys may rename theirs into place).</summary>
+    public static void Delete(TierIndex index, List<(string Path, TierIndex.Removal Removal)> deletions)
+    {
+        foreach (var (path, removal) in deletions)
+        {
+            TryDelete(path);
+            index.EndRemoval(removal);
+        }
+    }
+
+    /// <summary>Frees blocks: out of the index at once, their files deleted on the thread pool. Returns how many were held and their bytes.</summary>
+    public static async Task<(int Freed, long Bytes)> FreeAsync(TierIndex index, IEnumerable<BlockKey> keys, bool evenUnpersisted)
+    {
+        var deletions = index.DetachForFree(keys, evenUnpersisted, out var freed, out var bytes);
+        if (deletions.Count > 0)
+        {
+            await Task.Run(() => Delete(index, deletions)).ConfigureAwait(false);
+        }
+        else if (freed > 0)
+        {
+            index.SignalSpaceFreed();
+        }
+
+        return (freed, bytes);
+    }
+
+    public static void TryDelete(string path)
+    {
+        try
+        {
+            File.Delete(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            System.Diagnostics.Debug.WriteLine($"could not delete {path}: {e.Message}");
+        }
+    }
+}

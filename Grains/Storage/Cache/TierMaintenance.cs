@@ -1,0 +1,138 @@
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace GrainFs.Storage.Cache;
+
+/// <summary>
+/// The tier store's background work, as a hosted service: TTL expiry, watermark eviction (slowest tier first, so a
+/// demotion finds room; a victim is demoted to the next tier when there is one and dropped from the last), and
+/// promotion of blocks hit in a lower tier. It runs when the index asks (a tier passed its high watermark, a fill
+/// waits for room, a promotion is due) and every <see cref="CacheOptions.MaintenanceInterval"/>; never inside a read.
+/// </summary>
+public sealed partial class TierMaintenance : BackgroundService
+{
+    private const int CopyBufferSize = 1 << 20;
+    private readonly TierIndex _index;
+    private readonly CacheOptions _options;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+
+    /// <summary>Creates the maintenance of an index.</summary>
+    public TierMaintenance(TierIndex index, CacheOptions options, TimeProvider time, ILogger logger)
+    {
+        _index = index;
+        _options = options;
+        _time = time;
+        _logger = logger;
+    }
+
+    /// <inheritdoc />
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                await _index.MaintenanceWanted.WaitAsync(_options.MaintenanceInterval, stoppingToken).ConfigureAwait(false);
+                await MaintainOnceAsync(stoppingToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                LogMaintenanceFailed(_logger, e.Message);
+            }
+        }
+    }
+
+    /// <summary>One pass: TTL expiry, eviction down to the low watermark, promotions.</summary>
+    public async Task MaintainOnceAsync(CancellationToken cancellationToken = default)
+    {
+        var expired = _index.Expired(_time.GetUtcNow().UtcTicks);
+        if (expired.Count > 0)
+        {
+            await TierFiles.FreeAsync(_index, expired, evenUnpersisted: false).ConfigureAwait(false);
+        }
+
+        for (var level = _index.Tiers.Count - 1; level >= 0; level--)
+        {
+            await EvictAsync(_index.Tiers[level], cancellationToken).ConfigureAwait(false);
+        }
+
+        await PromoteAsync(cancellationToken).ConfigureAwait(false);
+        _index.SignalSpaceFreed();
+    }
+
+    private async Task EvictAsync(Tier tier, CancellationToken cancellationToken)
+    {
+        while (!cancellationToken.IsCancellationRequested && _index.NextVictim(tier, _options.HighWatermark, _options.LowWatermark) is { } victim)
+        {
+            var to = _index.ReserveForMove(victim, _index.Tiers.Skip(tier.Level + 1), _options.HighWatermark);
+            if (to is null || await MoveAsync(victim, to, promotion: false, cancellationToken).ConfigureAwait(false) == MoveOutcome.Failed)
+            {
+                await Task.Run(() => TierFiles.Delete(_index, _index.Drop(victim)), CancellationToken.None).ConfigureAwait(false);
+            }
+
+            _index.SignalSpaceFreed();
+        }
+    }
+
+    private async Task PromoteAsync(CancellationToken cancellationToken)
+    {
+        foreach (var block in _index.TakePromotions())
+        {
+            var to = _index.ReserveForMove(block, _index.Tiers.Take(block.Tier.Level), _options.LowWatermark);
+            if (to is null)
+            {
+                TierFiles.Delete(_index, _index.Unclaim(block));
+                continue;
+            }
+
+            if (await MoveAsync(block, to, promotion: true, cancellationToken).ConfigureAwait(false) == MoveOutcome.Failed)
+            {
+                TierFiles.Delete(_index, _index.Unclaim(block));
+            }
+        }
+    }
+
+    /// <summary>
+    /// Copies a claimed block into <paramref name="to"/> (its room reserved) and moves its entry there. After a failed
+    /// copy the block stays claimed, for the caller to drop or unclaim; after a free that came meanwhile every copy is gone.
+    /// </summary>
+    private async Task<MoveOutcome> MoveAsync(CachedBlock block, Tier to, bool promotion, CancellationToken cancellationToken)
+    {
+        var temp = to.NewTempPath(block.Key);
+        var final = to.BlockPath(block.Key);
+        var copied = false;
+        try
+        {
+            await using (var source = new FileStream(block.Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, CopyBufferSize, FileOptions.Asynchronous | FileOptions.SequentialScan))
+            await using (var target = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, CopyBufferSize, FileOptions.Asynchronous))
+            {
+                await source.CopyToAsync(target, CopyBufferSize, cancellationToken).ConfigureAwait(false);
+            }
+
+            Directory.CreateDirectory(Path.GetDirectoryName(final)!);
+            File.Move(temp, final, overwrite: true);
+            copied = true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or OperationCanceledException)
+        {
+            // Stopped or failed half-way: the partial copy goes; the block stays where it was.
+            TierFiles.TryDelete(temp);
+        }
+
+        var (outcome, deletions) = _index.CompleteMove(block, to, copied, final, promotion);
+        if (deletions.Count > 0)
+        {
+            await Task.Run(() => TierFiles.Delete(_index, deletions), CancellationToken.None).ConfigureAwait(false);
+        }
+
+        return outcome;
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Tier maintenance failed: {Reason}")]
+    private static partial void LogMaintenanceFailed(ILogger logger, string reason);
+}

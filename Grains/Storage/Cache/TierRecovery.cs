@@ -1,0 +1,77 @@
+using GrainFs.DataPlane;
+using GrainFs.DataPlane.Blocks;
+using Microsoft.Extensions.Logging;
+
+namespace GrainFs.Storage.Cache;
+
+/// <summary>
+/// Brings a tier store back at start: creates the tier folders, drops the temporary files of an interrupted run, and
+/// indexes the block files already there (newest first, each checked against its header), so a restarted worker
+/// finds its blocks again. Files that are not valid blocks, or that no longer fit a (since shrunk) tier, are removed.
+/// </summary>
+public static partial class TierRecovery
+{
+    /// <summary>Recovers every tier of <paramref name="index"/>, on the thread pool.</summary>
+    public static Task RecoverAsync(TierIndex index, ILogger logger, CancellationToken cancellationToken = default) =>
+        Task.Run(
+            () =>
+            {
+                foreach (var tier in index.Tiers)
+                {
+                    Recover(index, tier, logger);
+                }
+            },
+            cancellationToken);
+
+    private static void Recover(TierIndex index, Tier tier, ILogger logger)
+    {
+        Directory.CreateDirectory(Path.Combine(tier.Root, "blocks"));
+        if (Directory.Exists(tier.TempRoot))
+        {
+            Directory.Delete(tier.TempRoot, recursive: true);
+        }
+
+        Directory.CreateDirectory(tier.TempRoot);
+        var found = 0;
+        var dropped = 0;
+        var files = new DirectoryInfo(Path.Combine(tier.Root, "blocks")).EnumerateFiles("*", SearchOption.AllDirectories)
+            .OrderByDescending(f => f.LastWriteTimeUtc)
+            .ToList();
+        foreach (var file in files)
+        {
+            if (ReadBlock(file) is { } header && index.TryRecover(tier, header))
+            {
+                found++;
+            }
+            else
+            {
+                dropped++;
+                TierFiles.TryDelete(file.FullName);
+            }
+        }
+
+        LogTierReady(logger, tier.Name, tier.Root, ByteSize.Format(tier.Capacity), found, ByteSize.Format(tier.Used), dropped);
+    }
+
+    private static BlockHeader? ReadBlock(FileInfo file)
+    {
+        if (!BlockKey.TryParse(file.Name, out var key))
+        {
+            return null;
+        }
+
+        try
+        {
+            using var handle = File.OpenHandle(file.FullName);
+            var header = BlockFile.ReadHeader(handle);
+            return header is not null && header.Key == key && header.FileLength == file.Length ? header : null;
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Tier {Tier} at {Path}: capacity {Capacity}, found {Blocks} blocks ({Used}), dropped {Dropped} invalid files")]
+    private static partial void LogTierReady(ILogger logger, string tier, string path, string capacity, int blocks, string used, int dropped);
+}
