@@ -1,3 +1,4 @@
+using GrainFs.DataPlane.Blocks;
 using Orleans.Placement;
 
 namespace GrainFs;
@@ -66,6 +67,10 @@ public interface IBlockGrain : IGrainWithStringKey
     [Alias("Replicate")]
     ValueTask<BlockLocation> ReplicateAsync(BlockSource source, string targetSilo);
 
+    /// <summary>Silo-internal: the worker of <paramref name="silo"/> finished copying a replica asked for by <see cref="ReplicateAsync"/>.</summary>
+    [Alias("ReplicaReady"), Orleans.Concurrency.OneWay]
+    Task ReplicaReadyAsync(string silo, bool copied);
+
     /// <summary>The most replicas a block gets besides its home copy.</summary>
     public const int MaxReplicas = 2;
 }
@@ -112,6 +117,22 @@ public sealed record TierUsage(
     [property: Id(4)] int Blocks,
     [property: Id(5)] long Hits);
 
+/// <summary>Where a load (pre-warm) started on a worker stands.</summary>
+/// <param name="Done">True once every block is filled or has failed.</param>
+/// <param name="Total">Blocks in the load.</param>
+/// <param name="Blocks">Blocks filled or found held so far.</param>
+/// <param name="Bytes">Bytes filled from under-storage so far.</param>
+/// <param name="Failures">Blocks that failed so far.</param>
+/// <param name="FirstError">The first failure's message, naming the path.</param>
+[GenerateSerializer, Immutable, Alias("grainfs.LoadStatus")]
+public sealed record LoadStatus(
+    [property: Id(0)] bool Done,
+    [property: Id(1)] int Total,
+    [property: Id(2)] int Blocks,
+    [property: Id(3)] long Bytes,
+    [property: Id(4)] int Failures,
+    [property: Id(5)] string? FirstError);
+
 /// <summary>A worker's report.</summary>
 [GenerateSerializer, Immutable, Alias("grainfs.WorkerReport")]
 public sealed record WorkerReport(
@@ -138,25 +159,35 @@ public interface IWorkerGrain : IGrainWithStringKey
     [Alias("Report")]
     ValueTask<WorkerReport> GetReportAsync();
 
-    /// <summary>Fills the blocks that are not held (in parallel, waiting for completion) and applies pin/TTL to all of them.</summary>
-    [Alias("Load")]
-    ValueTask<BatchResult> LoadAsync(BlockSource[] blocks, bool? pin, DateTime? expiresUtc);
+    /// <summary>
+    /// Starts loading blocks that are not held (several fills at once, in the background) and applying pin/TTL to all of
+    /// them; returns at once with the load's id, to follow with <see cref="WaitLoadAsync"/>.
+    /// </summary>
+    [Alias("StartLoad")]
+    ValueTask<long> StartLoadAsync(BlockSource[] blocks, bool? pin, DateTime? expiresUtc);
 
-    /// <summary>Removes blocks (by key text) from every tier of this worker.</summary>
+    /// <summary>Where a load stands, once it is done or after at most <paramref name="maxWaitMilliseconds"/> (capped at 10 s).</summary>
+    [Alias("WaitLoad")]
+    ValueTask<LoadStatus> WaitLoadAsync(long load, int maxWaitMilliseconds);
+
+    /// <summary>Removes blocks from every tier of this worker.</summary>
     [Alias("Free")]
-    ValueTask<BatchResult> FreeAsync(string[] keys);
+    ValueTask<BatchResult> FreeAsync(BlockKey[] keys);
 
-    /// <summary>Changes pin and TTL of held blocks (by key text); null leaves a setting as it is.</summary>
+    /// <summary>Changes pin and TTL of held blocks; null leaves a setting as it is.</summary>
     [Alias("SetFlags")]
-    ValueTask<BatchResult> SetFlagsAsync(string[] keys, bool? pin, DateTime? expiresUtc);
+    ValueTask<BatchResult> SetFlagsAsync(BlockKey[] keys, bool? pin, DateTime? expiresUtc);
 
-    /// <summary>Copies a block from another worker's data port into this worker's tiers (a replica).</summary>
+    /// <summary>
+    /// Starts copying a block from another worker's data port into this worker's tiers (a replica) and returns at once;
+    /// the block's grain hears the outcome (<see cref="IBlockGrain.ReplicaReadyAsync"/>).
+    /// </summary>
     [Alias("CopyBlock")]
-    ValueTask<BatchResult> CopyBlockAsync(string key, int length, string fromEndpoint);
+    ValueTask<BatchResult> CopyBlockAsync(BlockKey key, int length, string fromEndpoint);
 
     /// <summary>Counts reads a short-circuit client served itself, so eviction knows the blocks are hot.</summary>
     [Alias("RecordAccess"), Orleans.Concurrency.OneWay]
-    Task RecordAccessAsync(string[] keys);
+    Task RecordAccessAsync(BlockKey[] keys);
 }
 
 /// <summary>A silo as clients see it: where its worker's data port is, which tier folders it has, its roles.</summary>

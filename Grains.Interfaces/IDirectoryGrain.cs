@@ -8,7 +8,11 @@ namespace GrainFs;
 [Alias("grainfs.IDirectoryGrain")]
 public interface IDirectoryGrain : IGrainWithStringKey
 {
-    /// <summary>Looks up one child by name. One call resolves a path whose parent is this directory.</summary>
+    /// <summary>
+    /// Looks up one child by name. One call resolves a path whose parent is this directory. On the head of a sharded
+    /// directory the answer is <see cref="FsStatus.Stale"/> with the shard count: ask shard
+    /// <see cref="DirectoryKey.ShardOf"/>(name, count) instead.
+    /// </summary>
     [Alias("Lookup")]
     ValueTask<LookupResult> LookupAsync(string name);
 
@@ -18,8 +22,8 @@ public interface IDirectoryGrain : IGrainWithStringKey
 
     /// <summary>Silo-internal, on the head of a sharded directory: re-lists under-storage if the
     /// listing is older than <paramref name="maxAgeSeconds"/> (-1: only if never listed) and returns the current generation.
-    /// Interleaves with the head's other calls: a shard may ask while the head is waiting on that shard.</summary>
-    [Alias("EnsureSynced"), Orleans.Concurrency.AlwaysInterleave]
+    /// Shards call the head; the head never calls a shard.</summary>
+    [Alias("EnsureSynced")]
     ValueTask<SyncState> EnsureSyncedAsync(int maxAgeSeconds);
 }
 

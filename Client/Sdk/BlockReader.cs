@@ -375,11 +375,11 @@ internal sealed partial class BlockReader : IDisposable
             return;
         }
 
-        var keys = new List<string>();
+        var keys = new List<BlockKey>();
         while (keys.Count < 10_000 && _accessed.TryDequeue(out var key))
         {
             Interlocked.Decrement(ref _accessedCount);
-            keys.Add(key.ToString());
+            keys.Add(key);
         }
 
         var view = await _cluster.GetAsync(cancellationToken).ConfigureAwait(false);

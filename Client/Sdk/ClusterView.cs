@@ -52,8 +52,7 @@ internal sealed class ClusterView(IGrainFactory grains, TimeProvider time)
                 return _current;
             }
 
-            var gpu = Array.FindAll(silos, s => Array.Exists(s.Roles, r => r == "gpu"));
-            var homes = gpu.Length > 0 ? gpu : silos;
+            SiloInfo[] homes = [.. BlockHomes.Candidates(silos, s => s.Roles)];
             _current = new Snapshot(silos, homes, Array.ConvertAll(homes, h => h.Name), time.GetUtcNow().UtcTicks);
             return _current;
         }

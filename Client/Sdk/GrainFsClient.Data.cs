@@ -1,3 +1,5 @@
+using GrainFs.DataPlane.Blocks;
+
 namespace GrainFs.Client;
 
 /// <summary>Progress of a load (pre-warm).</summary>
@@ -25,6 +27,9 @@ public sealed partial class GrainFsClient
 
     /// <summary>Most bytes per batch sent to one worker, so a batch from a slow store finishes well within a grain call's timeout.</summary>
     public const long BatchBytes = 64L << 20;
+
+    /// <summary>How long one wait for a load on a worker lasts before it reports progress (well within a grain call's timeout).</summary>
+    private const int LoadWaitMilliseconds = 5_000;
 
     /// <summary>Opens a file for reading.</summary>
     public async ValueTask<FsResult<GrainFsFile>> OpenAsync(string path, CancellationToken cancellationToken = default)
@@ -177,7 +182,7 @@ public sealed partial class GrainFsClient
         await Parallel.ForEachAsync(batches, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, parallelBatches), CancellationToken = cancellationToken }, async (batch, ct) =>
         {
             var sources = batch.Blocks.ConvertAll(b => b.Source).ToArray();
-            var result = await CallAsync(() => _grains.GetGrain<IWorkerGrain>(batch.Silo).LoadAsync(sources, pin, expires), path).ConfigureAwait(false);
+            var result = await LoadBatchAsync(_grains.GetGrain<IWorkerGrain>(batch.Silo), sources, pin, expires, path).ConfigureAwait(false);
             lock (gate)
             {
                 if (!result.IsOk)
@@ -211,6 +216,25 @@ public sealed partial class GrainFsClient
             : new FsResult<CacheOperationResult>(FsStatus.IoError, outcome, $"{path}: {failures} block(s) failed to load: {firstError}");
     }
 
+    /// <summary>Runs one batch on its worker: started there in the background, then followed until it is done.</summary>
+    private async ValueTask<FsResult<LoadStatus>> LoadBatchAsync(IWorkerGrain worker, BlockSource[] sources, bool? pin, DateTime? expires, string path)
+    {
+        var started = await CallAsync(() => worker.StartLoadAsync(sources, pin, expires), path).ConfigureAwait(false);
+        if (!started.IsOk)
+        {
+            return FsResult<LoadStatus>.Fail(started.Status, started.Message);
+        }
+
+        while (true)
+        {
+            var status = await CallAsync(() => worker.WaitLoadAsync(started.Value, LoadWaitMilliseconds), path).ConfigureAwait(false);
+            if (!status.IsOk || status.Value!.Done)
+            {
+                return status;
+            }
+        }
+    }
+
     /// <summary>Removes a file's or a tree's blocks from every worker; returns once they are gone.</summary>
     public ValueTask<FsResult<CacheOperationResult>> FreeAsync(string path, CancellationToken cancellationToken = default) =>
         BroadcastAsync(path, (worker, keys) => worker.FreeAsync(keys), cancellationToken);
@@ -230,7 +254,7 @@ public sealed partial class GrainFsClient
         return BroadcastAsync(path, (worker, keys) => worker.SetFlagsAsync(keys, null, expires), cancellationToken);
     }
 
-    private async ValueTask<FsResult<CacheOperationResult>> BroadcastAsync(string path, Func<IWorkerGrain, string[], ValueTask<BatchResult>> action, CancellationToken cancellationToken)
+    private async ValueTask<FsResult<CacheOperationResult>> BroadcastAsync(string path, Func<IWorkerGrain, BlockKey[], ValueTask<BatchResult>> action, CancellationToken cancellationToken)
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var files = await FilesUnderAsync(path, cancellationToken).ConfigureAwait(false);
@@ -239,7 +263,7 @@ public sealed partial class GrainFsClient
             return FsResult<CacheOperationResult>.Fail(files.Status, files.Message);
         }
 
-        var keys = files.Value!.SelectMany(f => Enumerable.Range(0, f.BlockCount).Select(i => f.KeyOf(i).ToString())).ToArray();
+        var keys = files.Value!.SelectMany(f => Enumerable.Range(0, f.BlockCount).Select(f.KeyOf)).ToArray();
         var view = await _cluster.RefreshAsync(long.MaxValue, cancellationToken).ConfigureAwait(false);
         long handled = 0, bytes = 0;
         foreach (var silo in view.Silos)

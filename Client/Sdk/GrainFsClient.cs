@@ -381,7 +381,9 @@ public sealed partial class GrainFsClient : IAsyncDisposable
         GrainFsMetrics.ClientCacheLookups.Add(1, Miss);
         var mount = resolved.Mount!;
         var (parent, name) = FsPath.SplitRelative(resolved.Relative);
-        for (var attempt = 0; ; attempt++)
+        var redirects = 0;
+        var refreshed = false;
+        while (true)
         {
             var shards = _shards.TryGetValue((mount.Id, parent), out var known) ? known : 1;
             var key = new DirectoryKey(mount.Id, DirectoryKey.ShardOf(name, shards), parent);
@@ -393,8 +395,15 @@ public sealed partial class GrainFsClient : IAsyncDisposable
 
             var result = call.Value!;
             RememberShards(mount.Id, parent, result.ShardCount);
-            if (result.Status == FsStatus.Stale && attempt == 0)
+            if (result.Status == FsStatus.Stale && result.ShardCount != shards && redirects++ < 3)
             {
+                // Sharded (or re-split) since we last looked: the answer names the shard count, so ask the right shard.
+                continue;
+            }
+
+            if (result.Status == FsStatus.Stale && !refreshed)
+            {
+                refreshed = true;
                 await RefreshMountsAsync(force: true, cancellationToken).ConfigureAwait(false);
                 resolved = Match(resolved.Path);
                 if (resolved.Place != Place.InMount)

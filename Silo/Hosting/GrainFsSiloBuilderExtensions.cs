@@ -45,6 +45,7 @@ public static class GrainFsSiloBuilderExtensions
         services.AddSingleton(sp => new DataPortServer(listener, sp.GetRequiredService<TierStore>(), sp.GetRequiredService<ILoggerFactory>().CreateLogger("GrainFs.Cache.DataPort")));
         services.AddSingleton(new LocalSilo(settings.SiloName, settings.Host, dataEndpoint));
         services.AddSingleton<BlockFiller>();
+        services.AddSingleton<WorkerJobs>();
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, CacheLifecycle>();
         services.AddHostedService(sp => sp.GetRequiredService<TierStore>().Maintenance);
         builder.AddPlacementDirector<BlockHomePlacement, BlockHomePlacementDirector>();
@@ -83,7 +84,7 @@ public static class GrainFsSiloBuilderExtensions
 }
 
 /// <summary>Starts the tier store (indexing blocks already on disk) and the data port before the silo joins the cluster, and stops them after it leaves.</summary>
-internal sealed class CacheLifecycle(TierStore store, DataPortServer dataPort) : ILifecycleParticipant<ISiloLifecycle>
+internal sealed class CacheLifecycle(TierStore store, DataPortServer dataPort, WorkerJobs jobs) : ILifecycleParticipant<ISiloLifecycle>
 {
     public void Participate(ISiloLifecycle lifecycle) =>
         lifecycle.Subscribe<CacheLifecycle>(ServiceLifecycleStage.RuntimeInitialize, StartAsync, StopAsync);
@@ -97,7 +98,9 @@ internal sealed class CacheLifecycle(TierStore store, DataPortServer dataPort) :
     private async Task StopAsync(CancellationToken cancellationToken)
     {
         await dataPort.DisposeAsync();
+        // The store cancels the fills still running, so the worker's jobs then end quickly.
         await store.DisposeAsync();
+        await jobs.DisposeAsync();
     }
 }
 

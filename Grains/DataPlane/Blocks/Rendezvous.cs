@@ -38,3 +38,42 @@ public static class Rendezvous
         return XxHash3.HashToUInt64(bytes[..length], (long)keyHash);
     }
 }
+
+/// <summary>
+/// Which silos may be a block's home: those with the <see cref="Role"/> role (GPU hosts, so blocks sit where they are
+/// read), or every silo when none has it. The one rule the placement director and the clients both apply.
+/// </summary>
+public static class BlockHomes
+{
+    /// <summary>The role of silos that hold block homes.</summary>
+    public const string Role = "gpu";
+
+    /// <summary>The candidates among <paramref name="silos"/>, in their order.</summary>
+    public static List<T> Candidates<T>(IReadOnlyList<T> silos, Func<T, IEnumerable<string>> rolesOf)
+    {
+        var homes = new List<T>(silos.Count);
+        foreach (var silo in silos)
+        {
+            if (HasRole(rolesOf(silo)))
+            {
+                homes.Add(silo);
+            }
+        }
+
+        return homes.Count > 0 ? homes : [.. silos];
+    }
+
+    /// <summary>True when the roles include <see cref="Role"/>.</summary>
+    public static bool HasRole(IEnumerable<string> roles)
+    {
+        foreach (var role in roles)
+        {
+            if (string.Equals(role.Trim(), Role, StringComparison.OrdinalIgnoreCase))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+}

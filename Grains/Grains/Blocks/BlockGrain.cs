@@ -7,12 +7,26 @@ namespace GrainFs.Grains.Blocks;
 /// A block's placement state on its home silo. Fills are single-flight twice over: the grain handles one call at a
 /// time, and the tier store joins concurrent fills of a key. The grain holds no bytes and little state: what the
 /// local tier store holds is the truth, so a reactivation (or a restarted silo, whose store re-indexes its files)
-/// finds the block again.
+/// finds the block again. Each call is short: a fill is started, never awaited here, and a replica is copied by the
+/// target worker, which reports back.
 /// </summary>
 [BlockHomePlacement]
 internal sealed class BlockGrain(BlockFiller filler, LocalSilo silo) : Grain, IBlockGrain
 {
     private readonly List<string> _replicas = [];
+    private readonly List<string> _pending = [];
+    private BlockKey _key;
+
+    public override Task OnActivateAsync(CancellationToken cancellationToken)
+    {
+        var text = this.GetPrimaryKeyString();
+        if (!BlockKey.TryParse(text, out _key))
+        {
+            throw new ArgumentException($"'{text}' is not a block key (32 hex digits, '-', the block index in hex)");
+        }
+
+        return Task.CompletedTask;
+    }
 
     public async ValueTask<BlockLocation> FillAsync(BlockSource source)
     {
@@ -22,9 +36,9 @@ internal sealed class BlockGrain(BlockFiller filler, LocalSilo silo) : Grain, IB
             return Fail(start.Status, start.Message);
         }
 
-        if (start.Key.ToString() != this.GetPrimaryKeyString())
+        if (start.Key != _key)
         {
-            return Fail(FsStatus.InvalidArgument, $"block source {source.Path}#{source.Index} does not match block {this.GetPrimaryKeyString()}");
+            return Fail(FsStatus.InvalidArgument, $"block source {source.Path}#{source.Index} does not match block {_key}");
         }
 
         if (start.Fill is { } fill && fill.Completion.IsFaulted)
@@ -37,37 +51,32 @@ internal sealed class BlockGrain(BlockFiller filler, LocalSilo silo) : Grain, IB
 
     public async ValueTask<BlockLocation> RefillAsync(BlockSource source)
     {
-        if (BlockKey.TryParse(this.GetPrimaryKeyString(), out var key))
-        {
-            await filler.Store.DiscardAsync(key);
-        }
-
+        await filler.Store.DiscardAsync(_key);
         return await FillAsync(source);
     }
 
     public ValueTask<BlockState> GetStateAsync()
     {
-        var text = this.GetPrimaryKeyString();
-        if (BlockKey.TryParse(text, out var key) && filler.Store.TryPeek(key, out var block))
+        if (filler.Store.TryPeek(_key, out var block))
         {
             var header = block.Header;
-            return ValueTask.FromResult(new BlockState(text, silo.Name, block.Tier.Name, header.DataLength, header.Pinned,
+            return ValueTask.FromResult(new BlockState(_key.ToString(), silo.Name, block.Tier.Name, header.DataLength, header.Pinned,
                 header.ExpiresTicks == 0 ? null : new DateTime(header.ExpiresTicks, DateTimeKind.Utc), header.Checksums.Length, [.. _replicas]));
         }
 
-        return ValueTask.FromResult(new BlockState(text, silo.Name, null, 0, false, null, 0, [.. _replicas]));
+        return ValueTask.FromResult(new BlockState(_key.ToString(), silo.Name, null, 0, false, null, 0, [.. _replicas]));
     }
 
     public async ValueTask<BlockLocation> ReplicateAsync(BlockSource source, string targetSilo)
     {
-        if (targetSilo == silo.Name || _replicas.Contains(targetSilo))
+        if (targetSilo == silo.Name || _replicas.Contains(targetSilo) || _pending.Contains(targetSilo))
         {
-            return new BlockLocation(FsStatus.Ok, null, targetSilo, string.Empty, true);
+            return new BlockLocation(FsStatus.Ok, null, targetSilo, string.Empty, _replicas.Contains(targetSilo));
         }
 
-        if (_replicas.Count >= IBlockGrain.MaxReplicas)
+        if (_replicas.Count + _pending.Count >= IBlockGrain.MaxReplicas)
         {
-            return Fail(FsStatus.Busy, $"block {this.GetPrimaryKeyString()} already has {IBlockGrain.MaxReplicas} replicas");
+            return Fail(FsStatus.Busy, $"block {_key} already has {IBlockGrain.MaxReplicas} replicas");
         }
 
         var located = await FillAsync(source);
@@ -76,14 +85,32 @@ internal sealed class BlockGrain(BlockFiller filler, LocalSilo silo) : Grain, IB
             return located;
         }
 
-        var copy = await GrainFactory.GetGrain<IWorkerGrain>(targetSilo).CopyBlockAsync(this.GetPrimaryKeyString(), source.Length, silo.DataEndpoint);
+        var copy = await GrainFactory.GetGrain<IWorkerGrain>(targetSilo).CopyBlockAsync(_key, source.Length, silo.DataEndpoint);
         if (copy.Failures > 0)
         {
             return Fail(FsStatus.IoError, copy.FirstError);
         }
 
-        _replicas.Add(targetSilo);
-        return new BlockLocation(FsStatus.Ok, null, targetSilo, string.Empty, true);
+        if (copy.Blocks > 0)
+        {
+            // Held there already.
+            _replicas.Add(targetSilo);
+            return new BlockLocation(FsStatus.Ok, null, targetSilo, string.Empty, true);
+        }
+
+        _pending.Add(targetSilo);
+        return new BlockLocation(FsStatus.Ok, null, targetSilo, string.Empty, false);
+    }
+
+    public Task ReplicaReadyAsync(string replicaSilo, bool copied)
+    {
+        _pending.Remove(replicaSilo);
+        if (copied && !_replicas.Contains(replicaSilo))
+        {
+            _replicas.Add(replicaSilo);
+        }
+
+        return Task.CompletedTask;
     }
 
     private BlockLocation Fail(FsStatus status, string? message) => new(status, message, silo.Name, silo.DataEndpoint, false);

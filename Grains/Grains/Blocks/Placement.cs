@@ -5,9 +5,9 @@ using Orleans.Runtime.Placement;
 namespace GrainFs.Grains.Blocks;
 
 /// <summary>
-/// Places block grains on their home: rendezvous hashing of the block key over the compatible silos that carry
-/// the gpu role (over all of them when none does), by silo name. Decides from locally cached silo metadata, with
-/// no remote call, and gives the same answer as a client computing it from the cluster view.
+/// Places block grains on their home: rendezvous hashing of the block key over the compatible silos that may be
+/// homes (<see cref="BlockHomes"/>: the gpu role, all of them when none has it), by silo name. Decides from locally
+/// cached silo metadata, with no remote call, and gives the same answer as a client computing it from the cluster view.
 /// </summary>
 public sealed class BlockHomePlacementDirector(ISiloMetadataCache metadata) : IPlacementDirector
 {
@@ -20,40 +20,13 @@ public sealed class BlockHomePlacementDirector(ISiloMetadataCache metadata) : IP
             return Task.FromResult(silos.Length > 0 ? silos[0] : context.LocalSilo);
         }
 
-        var candidates = new List<(SiloAddress Silo, string Name)>(silos.Length);
-        foreach (var silo in silos)
-        {
-            var data = metadata.GetSiloMetadata(silo).Metadata;
-            if (data.TryGetValue(SiloMetadataKeys.Roles, out var roles) && HasRole(roles, "gpu"))
-            {
-                candidates.Add((silo, data.GetValueOrDefault(SiloMetadataKeys.Silo) ?? silo.ToString()));
-            }
-        }
-
-        if (candidates.Count == 0)
-        {
-            foreach (var silo in silos)
-            {
-                candidates.Add((silo, metadata.GetSiloMetadata(silo).Metadata.GetValueOrDefault(SiloMetadataKeys.Silo) ?? silo.ToString()));
-            }
-        }
-
-        var names = candidates.ConvertAll(c => c.Name);
-        return Task.FromResult(candidates[Rendezvous.Pick(key, names)].Silo);
+        var candidates = BlockHomes.Candidates(silos, s => RolesOf(metadata.GetSiloMetadata(s).Metadata));
+        var names = candidates.ConvertAll(s => metadata.GetSiloMetadata(s).Metadata.GetValueOrDefault(SiloMetadataKeys.Silo) ?? s.ToString());
+        return Task.FromResult(candidates[Rendezvous.Pick(key, names)]);
     }
 
-    internal static bool HasRole(string roles, string role)
-    {
-        foreach (var part in roles.Split(',', StringSplitOptions.TrimEntries))
-        {
-            if (string.Equals(part, role, StringComparison.OrdinalIgnoreCase))
-            {
-                return true;
-            }
-        }
-
-        return false;
-    }
+    private static string[] RolesOf(IReadOnlyDictionary<string, string> data) =>
+        data.TryGetValue(SiloMetadataKeys.Roles, out var roles) ? roles.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries) : [];
 }
 
 /// <summary>Places a grain keyed by a silo name on the silo of that name (the local silo when it is not in the cluster).</summary>

@@ -12,7 +12,8 @@ namespace GrainFs.Grains.Namespace;
 /// under-storage in pages (single-flight), keeps the entries in a compact <see cref="DirectoryTable"/>,
 /// and writes them to the metadata store; a directory with more than <see cref="NamespaceOptions.ShardThreshold"/>
 /// entries is split by name hash across shards 1..N, which load their part from the store. Data flows
-/// head → store → shards, so the head never calls a shard and no call cycle can form.
+/// head → store → shards, and callers route to shards themselves (the head answers a lookup in a sharded directory
+/// with the shard count), so the head never calls a shard and no call cycle can form.
 /// </summary>
 internal sealed partial class DirectoryGrain(
     IMetadataStore store,
@@ -96,8 +97,8 @@ internal sealed partial class DirectoryGrain(
         var snapshot = _snapshot!;
         if (IsHead && snapshot.ShardCount > 1)
         {
-            var shard = DirectoryKey.ShardOf(name, snapshot.ShardCount);
-            return await GrainFactory.GetGrain<IDirectoryGrain>((_key with { Shard = shard }).ToString()).LookupAsync(name);
+            // The head never calls a shard: the caller learns the shard count and asks the shard itself.
+            return new LookupResult(FsStatus.Stale, null, snapshot.ShardCount, $"{DisplayPath}: split into {snapshot.ShardCount} shards");
         }
 
         if (!IsHead && DirectoryKey.ShardOf(name, snapshot.ShardCount) != _key.Shard)

@@ -14,6 +14,9 @@ internal sealed partial class MountTableGrain(
     TimeProvider time,
     ILogger<MountTableGrain> logger) : Grain, IMountTableGrain
 {
+    /// <summary>How long a mount request waits for its under-storage to answer.</summary>
+    public static readonly TimeSpan ReachabilityTimeout = TimeSpan.FromSeconds(30);
+
     private StoredMountTable _stored = StoredMountTable.Empty;
     private MountInfo[] _mounts = [];
 
@@ -123,9 +126,11 @@ internal sealed partial class MountTableGrain(
 
         await using (storage)
         {
+            // Bounded: this grain serves every mount and unmount, so an endpoint that never answers must not hold it.
+            using var deadline = new CancellationTokenSource(ReachabilityTimeout);
             try
             {
-                var root = await storage.StatAsync(string.Empty);
+                var root = await storage.StatAsync(string.Empty, deadline.Token);
                 if (root is null)
                 {
                     return Fail(FsStatus.NotFound, $"{uri}: no such directory");
@@ -139,6 +144,10 @@ internal sealed partial class MountTableGrain(
             catch (UnderStorageException e)
             {
                 return Fail(Errors.ToStatus(e.Error), e.Message);
+            }
+            catch (OperationCanceledException) when (deadline.IsCancellationRequested)
+            {
+                return Fail(FsStatus.TimedOut, $"{uri}: no answer within {ReachabilityTimeout.TotalSeconds:0} s");
             }
         }
 

@@ -261,4 +261,163 @@ public sealed class BlockCacheClusterTests(GpuClusterFixture fixture) : IClassFi
         Assert.True((await reader.FreeAsync($"{m}/hot.bin")).IsOk);
         Assert.DoesNotContain(secondary.TierPaths, root => File.Exists(Path.Combine(root, BlockFile.RelativePath(key))));
     }
+
+    [Fact]
+    public async Task A_worker_answers_reports_and_frees_while_its_loads_wait_on_a_stalled_store()
+    {
+        var moto = fixture.Moto;
+        var bucket = await moto.CreateBucketAsync("stall");
+        for (var i = 0; i < 4; i++)
+        {
+            await moto.PutAsync(bucket, $"s/f{i}", RandomBytes(300_000, 40 + i));
+        }
+
+        await using var gate = new GatedProxy(moto.Endpoint);
+        var client = RemoteClient();
+        var m = Unique("stall");
+        Assert.True((await client.MountAsync(m, $"s3://{bucket}/s", new Dictionary<string, string>(moto.MountOptions) { ["endpoint"] = gate.Endpoint })).IsOk);
+        var files = new List<FileVersion>();
+        for (var i = 0; i < 4; i++)
+        {
+            files.Add((await client.OpenAsync($"{m}/f{i}")).GetValueOrThrow().Version);
+        }
+
+        var silos = await client.GetSilosAsync();
+        var worker = fixture.Cluster.Client.GetGrain<IWorkerGrain>(silos[0].Name);
+        gate.Close();
+        var load = await worker.StartLoadAsync([.. files.Select(f => f.SourceOf(0))], pin: null, expiresUtc: null);
+
+        // The store holds every request; the worker still answers at once.
+        var report = await worker.GetReportAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(silos[0].Name, report.Silo);
+        var freed = await worker.FreeAsync([files[0].KeyOf(0)]).AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(0, freed.Failures);
+        var running = await worker.WaitLoadAsync(load, 200).AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.False(running.Done);
+        Assert.Equal(4, running.Total);
+
+        gate.Open();
+        LoadStatus status;
+        do
+        {
+            status = await worker.WaitLoadAsync(load, 5_000);
+        }
+        while (!status.Done);
+
+        Assert.Equal((4, 0), (status.Blocks, status.Failures));
+        Assert.Equal(4 * 300_000, status.Bytes);
+        var again = await worker.WaitLoadAsync(load, 0);
+        Assert.True(again.Done && again.Failures == 1, "a load's outcome is given once, then forgotten");
+    }
+
+    [Fact]
+    public async Task A_block_grain_with_a_key_that_is_not_a_block_key_fails_the_call_naming_it()
+    {
+        var error = await Assert.ThrowsAnyAsync<Exception>(async () => await fixture.Cluster.Client.GetGrain<IBlockGrain>("not-a-block-key").GetStateAsync());
+        Assert.Contains("'not-a-block-key' is not a block key", error.ToString(), StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// A TCP proxy to an S3 server that can hold every byte from clients to the server (new and pooled connections
+    /// alike), so a test can stall the store under a running fill and let it go again.
+    /// </summary>
+    private sealed class GatedProxy : IAsyncDisposable
+    {
+        private readonly System.Net.Sockets.TcpListener _listener = new(System.Net.IPAddress.Loopback, 0);
+        private readonly Uri _target;
+        private readonly CancellationTokenSource _stop = new();
+        private readonly Task _accept;
+        private TaskCompletionSource _open = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public GatedProxy(string target)
+        {
+            _target = new Uri(target);
+            _open.SetResult();
+            _listener.Start();
+            Endpoint = $"http://127.0.0.1:{((System.Net.IPEndPoint)_listener.LocalEndpoint).Port}";
+            _accept = AcceptAsync();
+        }
+
+        public string Endpoint { get; }
+
+        public void Close()
+        {
+            if (_open.Task.IsCompleted)
+            {
+                _open = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            }
+        }
+
+        public void Open() => _open.TrySetResult();
+
+        private async Task AcceptAsync()
+        {
+            var connections = new List<Task>();
+            try
+            {
+                while (true)
+                {
+                    var client = await _listener.AcceptTcpClientAsync(_stop.Token);
+                    connections.Add(ServeAsync(client));
+                }
+            }
+            catch (Exception e) when (e is OperationCanceledException or System.Net.Sockets.SocketException or ObjectDisposedException)
+            {
+                await Task.WhenAll(connections);
+            }
+        }
+
+        private async Task ServeAsync(System.Net.Sockets.TcpClient client)
+        {
+            using (client)
+            using (var server = new System.Net.Sockets.TcpClient())
+            {
+                try
+                {
+                    await server.ConnectAsync(_target.Host, _target.Port, _stop.Token);
+                    await Task.WhenAny(PumpAsync(client.GetStream(), server.GetStream(), gated: true), PumpAsync(server.GetStream(), client.GetStream(), gated: false));
+                }
+                catch (Exception e) when (e is OperationCanceledException or System.Net.Sockets.SocketException or IOException)
+                {
+                    // Torn down with the test.
+                }
+            }
+        }
+
+        private async Task PumpAsync(Stream from, Stream to, bool gated)
+        {
+            var buffer = new byte[64 * 1024];
+            try
+            {
+                while (true)
+                {
+                    var read = await from.ReadAsync(buffer, _stop.Token);
+                    if (read == 0)
+                    {
+                        return;
+                    }
+
+                    if (gated)
+                    {
+                        await _open.Task.WaitAsync(_stop.Token);
+                    }
+
+                    await to.WriteAsync(buffer.AsMemory(0, read), _stop.Token);
+                }
+            }
+            catch (Exception e) when (e is OperationCanceledException or IOException or ObjectDisposedException)
+            {
+                // The other side closed, or the test ended.
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            Open();
+            await _stop.CancelAsync();
+            _listener.Stop();
+            await _accept;
+            _stop.Dispose();
+        }
+    }
 }

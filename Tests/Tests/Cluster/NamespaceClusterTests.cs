@@ -165,6 +165,15 @@ public sealed class NamespaceClusterTests(ClusterFixture fixture) : IClassFixtur
         }
 
         Assert.Equal(FsStatus.NotFound, (await Uncached().StatAsync($"{m}/n99999.JPEG")).Status);
+
+        // The head answers a lookup with the shard count instead of calling the shard: callers route to shards.
+        var mount = (await client.GetMountsAsync()).Value!.Mounts.Single(x => x.Path == m);
+        var head = await fixture.Cluster.Client.GetGrain<IDirectoryGrain>(new DirectoryKey(mount.Id, 0, string.Empty).ToString()).LookupAsync("n00777.JPEG");
+        Assert.Equal(FsStatus.Stale, head.Status);
+        Assert.True(head.ShardCount > 1);
+        var shard = await fixture.Cluster.Client.GetGrain<IDirectoryGrain>(new DirectoryKey(mount.Id, DirectoryKey.ShardOf("n00777.JPEG", head.ShardCount), string.Empty).ToString()).LookupAsync("n00777.JPEG");
+        Assert.Equal(FsStatus.Ok, shard.Status);
+        Assert.Equal(777 % 50, shard.Entry!.Size);
     }
 
     [Fact]
