@@ -23,8 +23,9 @@ internal static class MetadataBenchmark
         Console.WriteLine($"# metadata benchmark: {entries:N0} files in {directories:N0} directories under {folder}");
         var paths = CreateFiles(folder, entries, perDirectory);
 
-        // The silo's own default tiers: this benchmark caches entries, not blocks.
-        await using var silo = await SiloProcess.StartAsync("metadata", new SiloProcessOptions { Dll = args.TextOrNull("--silo"), Tiers = [], Dashboard = false, ForwardStandardError = true });
+        // The small test tiers under the silo's data folder: this benchmark caches entries, not blocks, and the
+        // silo's own default MEM tier would stay behind in /dev/shm.
+        await using var silo = await SiloProcess.StartAsync("metadata", new SiloProcessOptions { Dll = args.TextOrNull("--silo"), Dashboard = false, ForwardStandardError = true });
         var options = new GrainFsClientOptions { GatewayPort = silo.GatewayPort, MetadataCacheEntries = 0 };
         await using var client = await GrainFsClient.ConnectAsync(options);
         var diagnostics = client.Grains.GetGrain<IDiagnosticsGrain>(0);
