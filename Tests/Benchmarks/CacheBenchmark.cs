@@ -3,11 +3,10 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
-using Amazon.Runtime;
-using Amazon.S3;
 using Amazon.S3.Model;
 using GrainFs.Client;
 using GrainFs.DataPlane.Blocks;
+using GrainFs.Tests.Infrastructure;
 
 namespace GrainFs.Benchmarks;
 
@@ -33,18 +32,19 @@ internal static class CacheBenchmark
         var local = Path.Combine(root, "local");
         MakeData(local, bigBytes, smallCount);
 
-        await using var moto = await Moto.StartAsync();
+        await using var moto = await MotoServer.StartAsync();
         var bucket = "cold";
-        var coldKeys = await moto.UploadAsync(bucket, coldCount, 100 * 1024);
-        var env = new Dictionary<string, string>
-        {
-            ["AWS_ACCESS_KEY_ID"] = "bench",
-            ["AWS_SECRET_ACCESS_KEY"] = "bench",
-            ["AWS_REGION"] = "us-east-1",
-            ["AWS_ENDPOINT_URL_S3"] = moto.Endpoint,
-        };
+        var coldKeys = await UploadAsync(moto, bucket, coldCount, 100 * 1024);
         var memCapacity = bigBytes + (smallCount * 110_000L) + (256L << 20);
-        await using var silo = await SiloHandle.StartAsync(args, ["--host", "bench-host", "--tier", $"MEM={shm}:{memCapacity}", "--tier", $"SSD={Path.Combine(root, "ssd")}:{memCapacity}"], env);
+        await using var silo = await SiloProcess.StartAsync("cache", new SiloProcessOptions
+        {
+            Dll = args.TextOrNull("--silo"),
+            Tiers = [$"MEM={shm}:{memCapacity}", $"SSD={Path.Combine(root, "ssd")}:{memCapacity}"],
+            ExtraArgs = ["--host", "bench-host"],
+            Environment = moto.Environment,
+            Dashboard = false,
+            ForwardStandardError = true,
+        });
         try
         {
             var baseOptions = new GrainFsClientOptions { GatewayPort = silo.GatewayPort, Host = "bench-host" };
@@ -292,7 +292,7 @@ internal static class CacheBenchmark
     }
 
     /// <summary>Cold reads and load of the moto objects vs direct parallel GETs of the same objects from the same server.</summary>
-    private static async Task ColdAsync(GrainFsClient client, Moto moto, string bucket, IReadOnlyList<string> keys, int repeats)
+    private static async Task ColdAsync(GrainFsClient client, MotoServer moto, string bucket, IReadOnlyList<string> keys, int repeats)
     {
         const int parallel = 8;
         var buffer = ArrayPool<byte>.Shared;
@@ -336,79 +336,19 @@ internal static class CacheBenchmark
         Row($"load of {keys.Count:N0} × 100 KB objects vs direct parallel GETs (moto)", Median(loads), Median(gets), "files/s", 0.9);
     }
 
-    /// <summary>moto's S3 server on a free loopback port.</summary>
-    private sealed class Moto : IAsyncDisposable
+    /// <summary>Creates <paramref name="bucket"/> on moto with <paramref name="count"/> objects of <paramref name="size"/> random bytes; returns their keys.</summary>
+    private static async Task<IReadOnlyList<string>> UploadAsync(MotoServer moto, string bucket, int count, int size)
     {
-        private readonly Process _process;
-
-        private Moto(Process process, string endpoint)
+        using var client = moto.Client();
+        await client.PutBucketAsync(bucket);
+        var keys = Enumerable.Range(0, count).Select(i => $"c{i / 100:D3}/obj{i:D6}.jpg").ToList();
+        var data = new byte[size];
+        new Random(2).NextBytes(data);
+        await Parallel.ForEachAsync(keys, new ParallelOptions { MaxDegreeOfParallelism = 4 }, async (key, ct) =>
         {
-            _process = process;
-            Endpoint = endpoint;
-        }
-
-        public string Endpoint { get; }
-
-        public static async Task<Moto> StartAsync()
-        {
-            var port = SiloHandle.FreePort();
-            var info = new ProcessStartInfo("python3", ["-m", "moto.server", "-H", "127.0.0.1", "-p", port.ToString(CultureInfo.InvariantCulture)])
-            {
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-            };
-            var process = Process.Start(info)!;
-            process.OutputDataReceived += (_, _) => { };
-            process.ErrorDataReceived += (_, _) => { };
-            process.BeginOutputReadLine();
-            process.BeginErrorReadLine();
-            var endpoint = $"http://127.0.0.1:{port}";
-            using var http = new HttpClient();
-            for (var i = 0; i < 100; i++)
-            {
-                try
-                {
-                    await http.GetAsync(endpoint);
-                    return new Moto(process, endpoint);
-                }
-                catch (HttpRequestException)
-                {
-                    await Task.Delay(200);
-                }
-            }
-
-            throw new InvalidOperationException("moto did not start");
-        }
-
-        public AmazonS3Client Client() => new(new BasicAWSCredentials("bench", "bench"), new AmazonS3Config
-        {
-            ServiceURL = Endpoint,
-            ForcePathStyle = true,
-            AuthenticationRegion = "us-east-1",
-            RequestChecksumCalculation = RequestChecksumCalculation.WHEN_REQUIRED,
-            ResponseChecksumValidation = ResponseChecksumValidation.WHEN_REQUIRED,
+            using var stream = new MemoryStream(data, writable: false);
+            await client.PutObjectAsync(new PutObjectRequest { BucketName = bucket, Key = key, InputStream = stream }, ct);
         });
-
-        public async Task<IReadOnlyList<string>> UploadAsync(string bucket, int count, int size)
-        {
-            using var client = Client();
-            await client.PutBucketAsync(bucket);
-            var keys = Enumerable.Range(0, count).Select(i => $"c{i / 100:D3}/obj{i:D6}.jpg").ToList();
-            var data = new byte[size];
-            new Random(2).NextBytes(data);
-            await Parallel.ForEachAsync(keys, new ParallelOptions { MaxDegreeOfParallelism = 4 }, async (key, ct) =>
-            {
-                using var stream = new MemoryStream(data, writable: false);
-                await client.PutObjectAsync(new PutObjectRequest { BucketName = bucket, Key = key, InputStream = stream }, ct);
-            });
-            return keys;
-        }
-
-        public ValueTask DisposeAsync()
-        {
-            _process.Kill(entireProcessTree: true);
-            _process.Dispose();
-            return ValueTask.CompletedTask;
-        }
+        return keys;
     }
 }

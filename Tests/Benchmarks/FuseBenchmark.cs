@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using GrainFs.Client;
+using GrainFs.Tests.Infrastructure;
 
 namespace GrainFs.Benchmarks;
 
@@ -25,10 +26,17 @@ internal static class FuseBenchmark
 
         var shm = $"/dev/shm/grainfs-bench-fuse-{Environment.ProcessId}";
         var capacity = bigBytes + (smallCount * 200_000L) + (512L << 20);
-        await using var silo = await SiloHandle.StartAsync(args, ["--host", "bench-host", "--tier", $"MEM={shm}:{capacity}"]);
+        await using var silo = await SiloProcess.StartAsync("fuse", new SiloProcessOptions
+        {
+            Dll = args.TextOrNull("--silo"),
+            Tiers = [$"MEM={shm}:{capacity}"],
+            ExtraArgs = ["--host", "bench-host"],
+            Dashboard = false,
+            ForwardStandardError = true,
+        });
         var mountPoint = Path.Combine(root, "mnt");
         Directory.CreateDirectory(mountPoint);
-        Process? fuse = null;
+        FuseProcess? fuse = null;
         try
         {
             await using (var client = await GrainFsClient.ConnectAsync(new GrainFsClientOptions { GatewayPort = silo.GatewayPort, Host = "bench-host" }))
@@ -44,7 +52,8 @@ internal static class FuseBenchmark
                 Console.WriteLine($"# FUSE benchmark: {smallCount:N0} JPEGs, {statCount:N0} files to stat, {bigBytes >> 20} MiB file; loaded {load.Value!.Files + loadBig.Value!.Files:N0} files into the MEM tier");
             }
 
-            fuse = StartMount(args, silo.GatewayPort, mountPoint);
+            var extra = args.Text("--mount-options", string.Empty).Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            fuse = await FuseProcess.StartAsync(silo, ["--host", "bench-host", .. extra], mountPoint, args.TextOrNull("--cli"));
             var fused = Path.Combine(mountPoint, "data");
             var only = args.Text("--only", "random,sequential,list,raw,decode").Split(',');
             if (only.Contains("random"))
@@ -76,12 +85,7 @@ internal static class FuseBenchmark
         {
             if (fuse is not null)
             {
-                using var umount = Process.Start("fusermount3", ["-u", "-z", mountPoint]);
-                await umount!.WaitForExitAsync();
-                if (!fuse.WaitForExit(10_000))
-                {
-                    fuse.Kill(entireProcessTree: true);
-                }
+                await fuse.DisposeAsync();
             }
 
             if (Directory.Exists(shm))
@@ -95,51 +99,6 @@ internal static class FuseBenchmark
         Console.WriteLine("| --- | --- | --- | --- | --- |");
         Rows.ForEach(Console.WriteLine);
         return 0;
-    }
-
-    private static Process StartMount(BenchArgs args, int gateway, string mountPoint)
-    {
-        var cli = args.Text("--cli", FindCli());
-        var extra = args.Text("--mount-options", string.Empty).Split(' ', StringSplitOptions.RemoveEmptyEntries);
-        var info = new ProcessStartInfo("dotnet", [cli, "--gateway-port", gateway.ToString(CultureInfo.InvariantCulture), "--host", "bench-host", "mount", mountPoint, .. extra])
-        {
-            RedirectStandardError = true,
-            RedirectStandardOutput = true,
-        };
-        var process = Process.Start(info)!;
-        process.OutputDataReceived += (_, _) => { };
-        process.ErrorDataReceived += (_, _) => { };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        var deadline = DateTime.UtcNow.AddSeconds(60);
-        while (!File.ReadLines("/proc/self/mountinfo").Any(l => l.Split(' ')[4] == mountPoint))
-        {
-            if (process.HasExited || DateTime.UtcNow > deadline)
-            {
-                throw new InvalidOperationException("grainfs mount did not mount");
-            }
-
-            Thread.Sleep(100);
-        }
-
-        return process;
-    }
-
-    private static string FindCli()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            foreach (var configuration in new[] { "Release", "Debug" })
-            {
-                var path = Path.Combine(dir.FullName, "Client", "Cli", "bin", configuration, "net10.0", "grainfs.dll");
-                if (File.Exists(path))
-                {
-                    return path;
-                }
-            }
-        }
-
-        throw new FileNotFoundException("grainfs.dll not found: build the solution or pass --cli <dll>");
     }
 
     private static void Row(string what, double grainfs, double local, string unit, double goal)

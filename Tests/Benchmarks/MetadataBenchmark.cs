@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using GrainFs.Client;
+using GrainFs.Tests.Infrastructure;
 
 namespace GrainFs.Benchmarks;
 
@@ -22,7 +23,9 @@ internal static class MetadataBenchmark
         Console.WriteLine($"# metadata benchmark: {entries:N0} files in {directories:N0} directories under {folder}");
         var paths = CreateFiles(folder, entries, perDirectory);
 
-        await using var silo = await SiloHandle.StartAsync(args);
+        // The small test tiers under the silo's data folder: this benchmark caches entries, not blocks, and the
+        // silo's own default MEM tier would stay behind in /dev/shm.
+        await using var silo = await SiloProcess.StartAsync("metadata", new SiloProcessOptions { Dll = args.TextOrNull("--silo"), Dashboard = false, ForwardStandardError = true });
         var options = new GrainFsClientOptions { GatewayPort = silo.GatewayPort, MetadataCacheEntries = 0 };
         await using var client = await GrainFsClient.ConnectAsync(options);
         var diagnostics = client.Grains.GetGrain<IDiagnosticsGrain>(0);
@@ -191,7 +194,7 @@ internal static class MetadataBenchmark
 
     private readonly record struct Memory(long Managed, long Rss, long Entries, long TableBytes);
 
-    private static async Task<Memory> SiloMemoryAsync(IDiagnosticsGrain diagnostics, SiloHandle silo)
+    private static async Task<Memory> SiloMemoryAsync(IDiagnosticsGrain diagnostics, SiloProcess silo)
     {
         var d = await diagnostics.GetSiloAsync(collect: true);
         return new Memory(d.ManagedHeapBytes, silo.ResidentBytes(), d.CachedEntries, d.TableBytes);

@@ -1,4 +1,5 @@
 using System.Globalization;
+using GrainFs.Tests.Infrastructure;
 
 namespace GrainFs.Benchmarks;
 
@@ -16,6 +17,9 @@ public static class Program
             return args.Length == 0 ? 2 : 0;
         }
 
+        // Silo data folders and other scratch folders go under a run root removed when the benchmark ends (unless
+        // GRAINFS_TEST_ROOT names one that the caller owns); data sets stay in their --folder, made once and reused.
+        using var runRoot = TestProcess.OwnRunRoot(Path.Combine(Path.GetTempPath(), "grainfs-bench"));
         var rest = new BenchArgs(args.Skip(1).ToArray());
         return args[0] switch
         {
@@ -41,6 +45,13 @@ internal sealed class BenchArgs(string[] args)
     {
         var i = Array.IndexOf(args, flag);
         return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
+    }
+
+    /// <summary>The flag's value, or null when it is not given (the library then picks its default, such as the silo built next to the repository).</summary>
+    public string? TextOrNull(string flag)
+    {
+        var i = Array.IndexOf(args, flag);
+        return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
     }
 
     public int Int(string flag, int fallback) => int.Parse(Text(flag, fallback.ToString(CultureInfo.InvariantCulture)), NumberStyles.None, CultureInfo.InvariantCulture);

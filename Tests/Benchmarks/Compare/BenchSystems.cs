@@ -1,8 +1,8 @@
 using System.Diagnostics;
-using System.Globalization;
 using Amazon.S3;
 using Amazon.S3.Model;
 using GrainFs.Client;
+using GrainFs.Tests.Infrastructure;
 
 namespace GrainFs.Benchmarks.Compare;
 
@@ -145,7 +145,7 @@ internal sealed class LocalDiskSystem(string folder) : FolderSystem
 }
 
 /// <summary>GETs straight from the object store, 8 in flight (the same parallelism the readers use).</summary>
-internal sealed class DirectS3System(S3Server server) : BenchSystem
+internal sealed class DirectS3System(S3rverServer server) : BenchSystem
 {
     private readonly AmazonS3Client _client = server.Client();
 
@@ -281,7 +281,15 @@ internal sealed class GrainFsFuseSystem(GrainFsDeployment grainfs, string mountP
     public override async Task StartAsync(CancellationToken cancellationToken)
     {
         Directory.CreateDirectory(mountPoint);
-        await children.MountAsync("GrainFS FUSE", "dotnet", [grainfs.CliDll, "--gateway-port", grainfs.GatewayPort.ToString(CultureInfo.InvariantCulture), "--host", GrainFsDeployment.Host, "mount", mountPoint], mountPoint, null, cancellationToken);
+        var log = children.LogOf(Name);
+        try
+        {
+            children.Track(Name, await FuseProcess.StartAsync(grainfs.Silo, ["--host", GrainFsDeployment.Host], mountPoint, grainfs.CliDll, log, cancellationToken), mountPoint);
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new HarnessException($"{Name} did not mount {mountPoint} ({e.Message.Split('\n')[0]}); see {log}");
+        }
     }
 
     public override async Task MakeColdAsync(CancellationToken cancellationToken)
@@ -329,7 +337,7 @@ internal abstract class CachingMountSystem(string tool, string work, ChildProces
 }
 
 /// <summary>`rclone mount` with its full VFS cache.</summary>
-internal sealed class RcloneSystem(S3Server server, string work, ChildProcesses children) : CachingMountSystem("rclone", work, children)
+internal sealed class RcloneSystem(S3rverServer server, string work, ChildProcesses children) : CachingMountSystem("rclone", work, children)
 {
     public override string Source => server.Name;
 
@@ -350,12 +358,12 @@ internal sealed class RcloneSystem(S3Server server, string work, ChildProcesses 
         Directory.CreateDirectory(MountPoint);
         Directory.CreateDirectory(CacheDir);
         // rclone refuses to start while AWS_CA_BUNDLE is set (PLATFORM.md): it is removed for this child only.
-        await Children.MountAsync("rclone", "rclone", ["mount", $"bench:{server.Bucket}", MountPoint, "--config", config, "--vfs-cache-mode", "full", "--cache-dir", CacheDir, "--read-only", "--dir-cache-time", "1h"], MountPoint, ["AWS_CA_BUNDLE"], cancellationToken);
+        await Children.MountAsync("rclone", "rclone", ["mount", $"bench:{server.Bucket}", MountPoint, "--config", config, "--vfs-cache-mode", "full", "--cache-dir", CacheDir, "--read-only", "--dir-cache-time", "1h"], MountPoint, new Dictionary<string, string?> { ["AWS_CA_BUNDLE"] = null }, cancellationToken);
     }
 }
 
 /// <summary>`s3fs` with its local cache.</summary>
-internal sealed class S3fsSystem(S3Server server, string work, ChildProcesses children) : CachingMountSystem("s3fs", work, children)
+internal sealed class S3fsSystem(S3rverServer server, string work, ChildProcesses children) : CachingMountSystem("s3fs", work, children)
 {
     public override string Source => server.Name;
 

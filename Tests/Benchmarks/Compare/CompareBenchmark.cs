@@ -5,6 +5,7 @@ using System.Text;
 using System.Text.Json;
 using System.Threading.Channels;
 using Amazon.S3.Model;
+using GrainFs.Tests.Infrastructure;
 
 namespace GrainFs.Benchmarks.Compare;
 
@@ -55,9 +56,10 @@ internal static class CompareBenchmark
 
     public static async Task<int> RunAsync(BenchArgs args)
     {
-        var repo = FindRepo();
+        var repo = Repo.Root;
         var settings = new Settings(
-            args.Text("--work", Path.Combine(Path.GetTempPath(), "grainfs-bench", "compare")),
+            // Absolute: mount points are compared with the kernel's mount table.
+            Path.GetFullPath(args.Text("--work", Path.Combine(Path.GetTempPath(), "grainfs-bench", "compare"))),
             args.Int("--images", 3000),
             args.Int("--large-mib", 256),
             args.Int("--large-files", 2),
@@ -109,19 +111,6 @@ internal static class CompareBenchmark
             // Every process has stopped by now; the silo's MEM tier would otherwise keep its RAM.
             GrainFsDeployment.RemoveMemoryTier();
         }
-    }
-
-    private static string FindRepo()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "Orleans.sln")))
-            {
-                return dir.FullName;
-            }
-        }
-
-        return Directory.GetCurrentDirectory();
     }
 
     private static void Progress(string message) =>
@@ -183,7 +172,7 @@ internal static class CompareBenchmark
         var (images, large) = await MakeDatasetAsync(s, dataset, ct);
         await using var children = new ChildProcesses(Path.Combine(s.Work, "logs"));
         Progress($"starting s3rver and uploading the dataset ({images.Count:N0} images, {large.Count} × {s.LargeMib} MiB)");
-        var server = await S3Server.StartAsync(children, s.S3rver, Path.Combine(s.Work, "s3rver"), "bench", ct);
+        var server = await StartS3rverAsync(children, s, ct);
         await UploadAsync(server, dataset, images.Concat(large).ToList(), ct);
         var memTier = (long)((images.Count * 120_000L) + ((long)s.LargeFiles * s.LargeMib << 20) + (256L << 20));
         await using var grainfs = s.Systems.Any(x => x.StartsWith("GrainFS", StringComparison.Ordinal))
@@ -226,6 +215,24 @@ internal static class CompareBenchmark
         }
 
         return rows;
+    }
+
+    private static async Task<S3rverServer> StartS3rverAsync(ChildProcesses children, Settings s, CancellationToken ct)
+    {
+        if (!File.Exists(s.S3rver))
+        {
+            throw new HarnessException($"s3rver is not installed at {s.S3rver} (infra/bench/run.sh installs it with npm)");
+        }
+
+        var log = children.LogOf("s3rver");
+        try
+        {
+            return children.Track("s3rver", await S3rverServer.StartAsync(s.S3rver, Path.Combine(s.Work, "s3rver"), "bench", log, ct));
+        }
+        catch (Exception e) when (e is InvalidOperationException or TimeoutException or System.ComponentModel.Win32Exception)
+        {
+            throw new HarnessException($"s3rver did not start ({e.Message.Split('\n')[0]}); see {log}");
+        }
     }
 
     private static async Task MeasureAsync(Settings s, BenchSystem system, Row row, List<string> images, List<string> large, CancellationToken ct)
@@ -517,7 +524,7 @@ internal static class CompareBenchmark
         return (images, large);
     }
 
-    private static async Task UploadAsync(S3Server server, string dataset, List<string> files, CancellationToken ct)
+    private static async Task UploadAsync(S3rverServer server, string dataset, List<string> files, CancellationToken ct)
     {
         using var client = server.Client();
         var existing = new HashSet<string>(StringComparer.Ordinal);

@@ -1,6 +1,6 @@
 namespace GrainFs.Tests.Infrastructure;
 
-/// <summary>Paths of the repository and of the programs it builds, found from the test assembly.</summary>
+/// <summary>Paths of the repository and of the programs it builds, found from the running assembly (the tests' or the benchmarks').</summary>
 public static class Repo
 {
     private static readonly Lazy<string> LazyRoot = new(() =>
@@ -19,7 +19,7 @@ public static class Repo
     /// <summary>The repository root.</summary>
     public static string Root => LazyRoot.Value;
 
-    /// <summary>Debug or Release, as this test assembly was built.</summary>
+    /// <summary>Debug or Release, as the running assembly was built: the programs it starts are taken from the same configuration.</summary>
     public static string Configuration =>
         AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Release{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Release" : "Debug";
 

@@ -12,9 +12,11 @@ public sealed class FaultProxy : IAsyncDisposable
     private readonly HttpClient _upstream = new();
     private readonly string _target;
     private readonly Task _loop;
+    private readonly List<Task> _handlers = [];
     private int _failuresLeft;
     private int _requests;
 
+    /// <summary>Listens on a free port at once, in front of <paramref name="target"/>, throttling its first <paramref name="failures"/> requests.</summary>
     public FaultProxy(string target, int failures)
     {
         _target = target.TrimEnd('/');
@@ -25,8 +27,10 @@ public sealed class FaultProxy : IAsyncDisposable
         _loop = Task.Run(LoopAsync);
     }
 
+    /// <summary>The proxy's port on 127.0.0.1.</summary>
     public int Port { get; }
 
+    /// <summary>The proxy's endpoint URL, given to a client in place of the server's.</summary>
     public string Endpoint => $"http://127.0.0.1:{Port}";
 
     /// <summary>Requests seen, throttled or not.</summary>
@@ -39,19 +43,26 @@ public sealed class FaultProxy : IAsyncDisposable
             HttpListenerContext context;
             try
             {
-                context = await _listener.GetContextAsync();
+                context = await _listener.GetContextAsync().ConfigureAwait(false);
             }
             catch (Exception e) when (e is HttpListenerException or ObjectDisposedException or InvalidOperationException)
             {
                 return;
             }
 
-            _ = Task.Run(() => HandleAsync(context));
+            // Requests are served concurrently, as a real server would; each is awaited on dispose.
+            lock (_handlers)
+            {
+                _handlers.RemoveAll(h => h.IsCompleted);
+                _handlers.Add(HandleAsync(context));
+            }
         }
     }
 
     private async Task HandleAsync(HttpListenerContext context)
     {
+        // Off the accept loop's thread before any work.
+        await Task.Yield();
         Interlocked.Increment(ref _requests);
         var response = context.Response;
         try
@@ -61,7 +72,7 @@ public sealed class FaultProxy : IAsyncDisposable
                 response.StatusCode = 503;
                 response.ContentType = "application/xml";
                 var body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"u8.ToArray();
-                await response.OutputStream.WriteAsync(body);
+                await response.OutputStream.WriteAsync(body).ConfigureAwait(false);
                 return;
             }
 
@@ -69,7 +80,7 @@ public sealed class FaultProxy : IAsyncDisposable
             if (context.Request.HasEntityBody)
             {
                 using var buffer = new MemoryStream();
-                await context.Request.InputStream.CopyToAsync(buffer);
+                await context.Request.InputStream.CopyToAsync(buffer).ConfigureAwait(false);
                 request.Content = new ByteArrayContent(buffer.ToArray());
             }
 
@@ -87,7 +98,7 @@ public sealed class FaultProxy : IAsyncDisposable
                 }
             }
 
-            using var upstream = await _upstream.SendAsync(request);
+            using var upstream = await _upstream.SendAsync(request).ConfigureAwait(false);
             response.StatusCode = (int)upstream.StatusCode;
             foreach (var header in upstream.Headers.Concat(upstream.Content.Headers))
             {
@@ -97,7 +108,7 @@ public sealed class FaultProxy : IAsyncDisposable
                 }
             }
 
-            var bytes = await upstream.Content.ReadAsByteArrayAsync();
+            var bytes = await upstream.Content.ReadAsByteArrayAsync().ConfigureAwait(false);
             if (context.Request.HttpMethod == "HEAD")
             {
                 // A HEAD reply carries the object's length and no body.
@@ -106,20 +117,39 @@ public sealed class FaultProxy : IAsyncDisposable
             else
             {
                 response.ContentLength64 = bytes.Length;
-                await response.OutputStream.WriteAsync(bytes);
+                await response.OutputStream.WriteAsync(bytes).ConfigureAwait(false);
             }
+        }
+        catch (Exception e) when (e is HttpListenerException or HttpRequestException or IOException or ObjectDisposedException)
+        {
+            // The client or the server went away mid-request: the client sees a broken reply, as it would without the proxy.
         }
         finally
         {
-            response.Close();
+            try
+            {
+                response.Close();
+            }
+            catch (Exception e) when (e is HttpListenerException or ObjectDisposedException)
+            {
+                // The proxy is stopping.
+            }
         }
     }
 
+    /// <summary>Stops listening and waits for the requests in flight.</summary>
     public async ValueTask DisposeAsync()
     {
         _listener.Stop();
         _listener.Close();
-        await _loop;
+        await _loop.ConfigureAwait(false);
+        Task[] handlers;
+        lock (_handlers)
+        {
+            handlers = [.. _handlers];
+        }
+
+        await Task.WhenAll(handlers).ConfigureAwait(false);
         _upstream.Dispose();
     }
 }

@@ -3,7 +3,10 @@ using System.Net.Sockets;
 
 namespace GrainFs.Tests.Infrastructure;
 
-/// <summary>Free loopback ports.</summary>
+/// <summary>
+/// Free loopback ports for every server the tests and benchmarks start. A port is handed out once per process,
+/// so two servers started one after the other never get the same port before the first has bound it.
+/// </summary>
 public static class Ports
 {
     private static readonly HashSet<int> Handed = [];

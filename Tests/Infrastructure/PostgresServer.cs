@@ -51,12 +51,12 @@ public sealed class PostgresServer : IAsyncDisposable
         var port = Ports.Free();
         if (IsRoot)
         {
-            await RunAsync("chown", ["-R", "postgres:postgres", folder]);
-            await RunAsync("chmod", ["755", TestProcess.RunRoot]);
+            await RunAsync("chown", ["-R", "postgres:postgres", folder]).ConfigureAwait(false);
+            await RunAsync("chmod", ["755", TestProcess.RunRoot]).ConfigureAwait(false);
         }
 
-        await AsPostgresAsync($"{Bin}/initdb -D {folder}/data -U postgres --auth=trust -E UTF8 --no-sync");
-        await AsPostgresAsync($"{Bin}/pg_ctl -D {folder}/data -l {folder}/pg.log -o \"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300\" -w start");
+        await AsPostgresAsync($"{Bin}/initdb -D {folder}/data -U postgres --auth=trust -E UTF8 --no-sync").ConfigureAwait(false);
+        await AsPostgresAsync($"{Bin}/pg_ctl -D {folder}/data -l {folder}/pg.log -o \"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300\" -w start").ConfigureAwait(false);
         return new PostgresServer(folder, port);
     }
 
@@ -65,7 +65,7 @@ public sealed class PostgresServer : IAsyncDisposable
 
     private static async Task RunAsync(string file, string[] args)
     {
-        var (code, stdout, stderr) = await TestProcess.RunAsync(file, args, timeout: TimeSpan.FromMinutes(2));
+        var (code, stdout, stderr) = await TestProcess.RunAsync(file, args, timeout: TimeSpan.FromMinutes(2)).ConfigureAwait(false);
         if (code != 0)
         {
             throw new InvalidOperationException($"{file} {string.Join(' ', args)} failed ({code}): {stdout}{stderr}");
@@ -79,15 +79,19 @@ public sealed class PostgresServer : IAsyncDisposable
     public async Task<string> CreateDatabaseAsync(string prefix)
     {
         var name = $"{prefix}_{Interlocked.Increment(ref _databases)}_{Guid.NewGuid().ToString("N")[..6]}".ToLowerInvariant();
-        await using (var connection = new NpgsqlConnection(ConnectionString("postgres")))
+        var connection = new NpgsqlConnection(ConnectionString("postgres"));
+        await using (connection.ConfigureAwait(false))
         {
-            await connection.OpenAsync();
-            await using var command = new NpgsqlCommand($"create database {name}", connection);
-            await command.ExecuteNonQueryAsync();
+            await connection.OpenAsync().ConfigureAwait(false);
+            var command = new NpgsqlCommand($"create database {name}", connection);
+            await using (command.ConfigureAwait(false))
+            {
+                await command.ExecuteNonQueryAsync().ConfigureAwait(false);
+            }
         }
 
         var connectionString = ConnectionString(name);
-        var (code, stdout, stderr) = await TestProcess.RunAsync("bash", [Path.Combine(Repo.Root, "infra", "db", "apply.sh"), connectionString]);
+        var (code, stdout, stderr) = await TestProcess.RunAsync("bash", [Path.Combine(Repo.Root, "infra", "db", "apply.sh"), connectionString]).ConfigureAwait(false);
         if (code != 0)
         {
             throw new InvalidOperationException($"infra/db/apply.sh failed ({code}): {stdout}{stderr}");

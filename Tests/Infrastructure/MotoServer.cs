@@ -6,7 +6,8 @@ namespace GrainFs.Tests.Infrastructure;
 
 /// <summary>
 /// moto's S3-compatible server (Python, on the machine) on a free loopback port: the slow object store
-/// GrainFS sits in front of. One is shared by the run; a test that stops the server starts its own.
+/// GrainFS sits in front of, and the closer copy of AWS's API. One is shared by a test run; a test that stops
+/// the server starts its own; the cache benchmark starts one.
 /// </summary>
 public sealed class MotoServer : IAsyncDisposable
 {
@@ -45,39 +46,26 @@ public sealed class MotoServer : IAsyncDisposable
     private static readonly Lazy<Task<MotoServer>> LazyAuthenticating = new(() => StartAsync(environment: new Dictionary<string, string?> { ["INITIAL_NO_AUTH_ACTION_COUNT"] = "0" }));
 
     /// <summary>Starts a private server (on <paramref name="port"/> when given, to restart one).</summary>
-    public static async Task<MotoServer> StartAsync(int? port = null, IReadOnlyDictionary<string, string?>? environment = null)
+    public static async Task<MotoServer> StartAsync(int? port = null, IReadOnlyDictionary<string, string?>? environment = null, CancellationToken cancellationToken = default)
     {
         var chosen = port ?? Ports.Free();
         var process = TestProcess.Start("python3", ["-m", "moto.server", "-H", "127.0.0.1", "-p", chosen.ToString(System.Globalization.CultureInfo.InvariantCulture)], environment);
-        var server = new MotoServer(process, chosen);
-        await server.WaitReadyAsync();
-        return server;
-    }
-
-    private async Task WaitReadyAsync()
-    {
-        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
-        var deadline = DateTime.UtcNow.AddSeconds(60);
-        while (true)
+        try
         {
-            try
-            {
-                using var response = await http.GetAsync(Endpoint);
-                return;
-            }
-            catch (HttpRequestException) when (DateTime.UtcNow < deadline && !_process.HasExited)
-            {
-                await Task.Delay(200);
-            }
-            catch (TaskCanceledException) when (DateTime.UtcNow < deadline && !_process.HasExited)
-            {
-                await Task.Delay(200);
-            }
+            // Werkzeug prints this once the socket listens, before it serves the first request.
+            await process.WaitForOutputAsync($"Running on http://127.0.0.1:{chosen}", TimeSpan.FromSeconds(60), cancellationToken).ConfigureAwait(false);
         }
+        catch
+        {
+            await process.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+
+        return new MotoServer(process, chosen);
     }
 
     /// <summary>Stops the server (its data is lost: moto keeps it in memory).</summary>
-    public async Task StopAsync() => await _process.DisposeAsync();
+    public async Task StopAsync() => await _process.DisposeAsync().ConfigureAwait(false);
 
     /// <summary>The environment a silo needs to reach this server with the standard AWS variables.</summary>
     public IReadOnlyDictionary<string, string?> Environment => new Dictionary<string, string?>
@@ -111,7 +99,7 @@ public sealed class MotoServer : IAsyncDisposable
     {
         var name = $"{prefix}-{Guid.NewGuid().ToString("N")[..8]}".ToLowerInvariant();
         using var client = Client();
-        await client.PutBucketAsync(new PutBucketRequest { BucketName = name });
+        await client.PutBucketAsync(new PutBucketRequest { BucketName = name }).ConfigureAwait(false);
         return name;
     }
 
@@ -120,7 +108,7 @@ public sealed class MotoServer : IAsyncDisposable
     {
         using var client = Client();
         using var stream = new MemoryStream(data);
-        await client.PutObjectAsync(new PutObjectRequest { BucketName = bucket, Key = key, InputStream = stream });
+        await client.PutObjectAsync(new PutObjectRequest { BucketName = bucket, Key = key, InputStream = stream }).ConfigureAwait(false);
     }
 
     /// <summary>Uploads every file under <paramref name="folder"/> to <paramref name="bucket"/>/<paramref name="prefix"/>.</summary>
@@ -130,7 +118,7 @@ public sealed class MotoServer : IAsyncDisposable
         foreach (var file in Directory.EnumerateFiles(folder, "*", SearchOption.AllDirectories))
         {
             var key = prefix.TrimEnd('/') + "/" + Path.GetRelativePath(folder, file).Replace(Path.DirectorySeparatorChar, '/');
-            await client.PutObjectAsync(new PutObjectRequest { BucketName = bucket, Key = key.TrimStart('/'), FilePath = file });
+            await client.PutObjectAsync(new PutObjectRequest { BucketName = bucket, Key = key.TrimStart('/'), FilePath = file }).ConfigureAwait(false);
         }
     }
 
