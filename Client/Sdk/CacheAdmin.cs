@@ -19,113 +19,32 @@ public readonly record struct LoadProgress(long Files, long TotalFiles, long Byt
 /// <param name="Elapsed">Wall time.</param>
 public sealed record CacheOperationResult(long Files, long Blocks, long Bytes, long Failures, string? FirstError, TimeSpan Elapsed);
 
-/// <summary>The block-cache side of the SDK: open, read, load, free, pin, TTL, report.</summary>
-public sealed partial class GrainFsClient
+/// <summary>
+/// Cache administration: load (pre-warm), free, pin, unpin, TTL and the workers' reports. Blocks are grouped by home
+/// worker and handled there in batches; bytes go from under-storage to the workers, never through this client.
+/// </summary>
+public sealed class CacheAdmin
 {
     /// <summary>Most blocks per batch sent to one worker.</summary>
     public const int BatchBlocks = 64;
 
-    /// <summary>Most bytes per batch sent to one worker, so a batch from a slow store finishes well within a grain call's timeout.</summary>
+    /// <summary>Most bytes per batch sent to one worker (a batch runs in the background there; this bounds its buffers and retries).</summary>
     public const long BatchBytes = 64L << 20;
 
     /// <summary>How long one wait for a load on a worker lasts before it reports progress (well within a grain call's timeout).</summary>
     private const int LoadWaitMilliseconds = 5_000;
 
-    /// <summary>Opens a file for reading.</summary>
-    public async ValueTask<FsResult<GrainFsFile>> OpenAsync(string path, CancellationToken cancellationToken = default)
+    private readonly GrainCalls _calls;
+    private readonly NamespaceClient _namespace;
+    private readonly ClusterView _cluster;
+    private readonly TimeProvider _time;
+
+    internal CacheAdmin(GrainCalls calls, NamespaceClient ns, ClusterView cluster, TimeProvider time)
     {
-        var version = await VersionOfAsync(path, cancellationToken).ConfigureAwait(false);
-        return version.IsOk
-            ? FsResult<GrainFsFile>.Ok(new GrainFsFile(version.Value!, _blocks, _grains, _options.ReadAheadBlocks))
-            : FsResult<GrainFsFile>.Fail(version.Status, version.Message);
-    }
-
-    /// <summary>Reads up to <c>destination.Length</c> bytes of a file at <paramref name="offset"/> into the caller's buffer.</summary>
-    public async ValueTask<FsResult<int>> ReadAsync(string path, long offset, Memory<byte> destination, CancellationToken cancellationToken = default)
-    {
-        var file = await OpenAsync(path, cancellationToken).ConfigureAwait(false);
-        return file.IsOk ? await file.Value!.ReadAsync(offset, destination, cancellationToken).ConfigureAwait(false) : FsResult<int>.Fail(file.Status, file.Message);
-    }
-
-    /// <summary>A read-only seekable stream over a file.</summary>
-    public async ValueTask<FsResult<Stream>> OpenReadStreamAsync(string path, CancellationToken cancellationToken = default)
-    {
-        var file = await OpenAsync(path, cancellationToken).ConfigureAwait(false);
-        return file.IsOk ? FsResult<Stream>.Ok(file.Value!.OpenStream()) : FsResult<Stream>.Fail(file.Status, file.Message);
-    }
-
-    private async ValueTask<FsResult<FileVersion>> VersionOfAsync(string path, CancellationToken cancellationToken)
-    {
-        var resolved = await ResolveAsync(path, cancellationToken).ConfigureAwait(false);
-        if (resolved.Place != Place.InMount)
-        {
-            return resolved.Place is Place.Invalid or Place.Missing
-                ? FsResult<FileVersion>.Fail(resolved.Status, resolved.Message)
-                : FsResult<FileVersion>.Fail(FsStatus.IsADirectory, $"{resolved.Path}: is a directory");
-        }
-
-        var stat = await StatAsync(resolved.Path, cancellationToken).ConfigureAwait(false);
-        if (!stat.IsOk)
-        {
-            return FsResult<FileVersion>.Fail(stat.Status, stat.Message);
-        }
-
-        return stat.Value!.IsDirectory
-            ? FsResult<FileVersion>.Fail(FsStatus.IsADirectory, $"{resolved.Path}: is a directory")
-            : FsResult<FileVersion>.Ok(new FileVersion(resolved.Mount!, resolved.Path, resolved.Relative, stat.Value));
-    }
-
-    /// <summary>Every file at or under <paramref name="path"/>, with its version.</summary>
-    private async Task<FsResult<List<FileVersion>>> FilesUnderAsync(string path, CancellationToken cancellationToken)
-    {
-        var files = new List<FileVersion>();
-        var stat = await StatAsync(path, cancellationToken).ConfigureAwait(false);
-        if (!stat.IsOk)
-        {
-            return FsResult<List<FileVersion>>.Fail(stat.Status, stat.Message);
-        }
-
-        if (!stat.Value!.IsDirectory)
-        {
-            var single = await VersionOfAsync(path, cancellationToken).ConfigureAwait(false);
-            return single.IsOk ? FsResult<List<FileVersion>>.Ok([single.Value!]) : FsResult<List<FileVersion>>.Fail(single.Status, single.Message);
-        }
-
-        var pending = new Stack<string>();
-        FsPath.TryNormalize(path, out var root, out _);
-        pending.Push(root);
-        while (pending.Count > 0)
-        {
-            var directory = pending.Pop();
-            var resolved = await ResolveAsync(directory, cancellationToken).ConfigureAwait(false);
-            string? cursor = null;
-            do
-            {
-                var page = await ListPageAsync(directory, cursor, 0, cancellationToken).ConfigureAwait(false);
-                if (!page.IsOk)
-                {
-                    return FsResult<List<FileVersion>>.Fail(page.Status, page.Message);
-                }
-
-                foreach (var entry in page.Value!.Entries)
-                {
-                    var full = FsPath.Combine(directory, entry.Name);
-                    if (entry.IsDirectory)
-                    {
-                        pending.Push(full);
-                    }
-                    else if (resolved.Mount is { } mount)
-                    {
-                        files.Add(new FileVersion(mount, full, FsPath.CombineRelative(resolved.Relative, entry.Name), entry));
-                    }
-                }
-
-                cursor = page.Value.NextCursor;
-            }
-            while (cursor is not null);
-        }
-
-        return FsResult<List<FileVersion>>.Ok(files);
+        _calls = calls;
+        _namespace = ns;
+        _cluster = cluster;
+        _time = time;
     }
 
     /// <summary>
@@ -136,7 +55,7 @@ public sealed partial class GrainFsClient
     public async ValueTask<FsResult<CacheOperationResult>> LoadAsync(string path, IProgress<LoadProgress>? progress = null, bool? pin = null, TimeSpan? ttl = null, int parallelBatches = 8, CancellationToken cancellationToken = default)
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        var files = await FilesUnderAsync(path, cancellationToken).ConfigureAwait(false);
+        var files = await _namespace.FilesUnderAsync(path, cancellationToken).ConfigureAwait(false);
         if (!files.IsOk)
         {
             return FsResult<CacheOperationResult>.Fail(files.Status, files.Message);
@@ -182,7 +101,7 @@ public sealed partial class GrainFsClient
         await Parallel.ForEachAsync(batches, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, parallelBatches), CancellationToken = cancellationToken }, async (batch, ct) =>
         {
             var sources = batch.Blocks.ConvertAll(b => b.Source).ToArray();
-            var result = await LoadBatchAsync(_grains.GetGrain<IWorkerGrain>(batch.Silo), sources, pin, expires, path).ConfigureAwait(false);
+            var result = await LoadBatchAsync(_calls.Grains.GetGrain<IWorkerGrain>(batch.Silo), sources, pin, expires, path).ConfigureAwait(false);
             lock (gate)
             {
                 if (!result.IsOk)
@@ -219,7 +138,7 @@ public sealed partial class GrainFsClient
     /// <summary>Runs one batch on its worker: started there in the background, then followed until it is done.</summary>
     private async ValueTask<FsResult<LoadStatus>> LoadBatchAsync(IWorkerGrain worker, BlockSource[] sources, bool? pin, DateTime? expires, string path)
     {
-        var started = await CallAsync(() => worker.StartLoadAsync(sources, pin, expires), path).ConfigureAwait(false);
+        var started = await _calls.CallAsync(() => worker.StartLoadAsync(sources, pin, expires), path).ConfigureAwait(false);
         if (!started.IsOk)
         {
             return FsResult<LoadStatus>.Fail(started.Status, started.Message);
@@ -227,7 +146,7 @@ public sealed partial class GrainFsClient
 
         while (true)
         {
-            var status = await CallAsync(() => worker.WaitLoadAsync(started.Value, LoadWaitMilliseconds), path).ConfigureAwait(false);
+            var status = await _calls.CallAsync(() => worker.WaitLoadAsync(started.Value, LoadWaitMilliseconds), path).ConfigureAwait(false);
             if (!status.IsOk || status.Value!.Done)
             {
                 return status;
@@ -257,7 +176,7 @@ public sealed partial class GrainFsClient
     private async ValueTask<FsResult<CacheOperationResult>> BroadcastAsync(string path, Func<IWorkerGrain, BlockKey[], ValueTask<BatchResult>> action, CancellationToken cancellationToken)
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        var files = await FilesUnderAsync(path, cancellationToken).ConfigureAwait(false);
+        var files = await _namespace.FilesUnderAsync(path, cancellationToken).ConfigureAwait(false);
         if (!files.IsOk)
         {
             return FsResult<CacheOperationResult>.Fail(files.Status, files.Message);
@@ -270,7 +189,7 @@ public sealed partial class GrainFsClient
         {
             foreach (var chunk in keys.Chunk(4096))
             {
-                var result = await CallAsync(() => action(_grains.GetGrain<IWorkerGrain>(silo.Name), chunk), path).ConfigureAwait(false);
+                var result = await _calls.CallAsync(() => action(_calls.Grains.GetGrain<IWorkerGrain>(silo.Name), chunk), path).ConfigureAwait(false);
                 if (!result.IsOk)
                 {
                     return FsResult<CacheOperationResult>.Fail(result.Status, result.Message);
@@ -291,7 +210,7 @@ public sealed partial class GrainFsClient
         var reports = new List<WorkerReport>();
         foreach (var silo in view.Silos)
         {
-            var report = await CallAsync(() => _grains.GetGrain<IWorkerGrain>(silo.Name).GetReportAsync(), $"report of {silo.Name}").ConfigureAwait(false);
+            var report = await _calls.CallAsync(() => _calls.Grains.GetGrain<IWorkerGrain>(silo.Name).GetReportAsync(), $"report of {silo.Name}").ConfigureAwait(false);
             if (!report.IsOk)
             {
                 return FsResult<WorkerReport[]>.Fail(report.Status, report.Message);
@@ -306,26 +225,4 @@ public sealed partial class GrainFsClient
     /// <summary>The silos as this client sees them.</summary>
     public async ValueTask<SiloInfo[]> GetSilosAsync(CancellationToken cancellationToken = default) =>
         (await _cluster.RefreshAsync(long.MaxValue, cancellationToken).ConfigureAwait(false)).Silos;
-
-    private async Task ReportAccessLoopAsync(CancellationToken cancellationToken)
-    {
-        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(2), _time);
-        try
-        {
-            while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false))
-            {
-                try
-                {
-                    await _blocks.ReportAccessAsync(cancellationToken).ConfigureAwait(false);
-                }
-                catch (Exception e) when (e is OrleansException or TimeoutException)
-                {
-                    LogRefreshFailed(_logger, e.Message);
-                }
-            }
-        }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-        {
-        }
-    }
 }

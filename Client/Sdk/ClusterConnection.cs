@@ -1,0 +1,140 @@
+using System.Diagnostics;
+using System.Globalization;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Orleans.Configuration;
+
+namespace GrainFs.Client;
+
+/// <summary>
+/// The connection to a GrainFS cluster and its hosting: an Orleans client host for the embedded localhost silo or a
+/// PostgreSQL cluster, started with a bounded retry, or a grain factory someone else owns (a test cluster).
+/// </summary>
+internal sealed class ClusterConnection : IAsyncDisposable
+{
+    private readonly IHost? _host;
+
+    private ClusterConnection(IGrainFactory grains, IHost? host, ILoggerFactory? loggers)
+    {
+        Grains = grains;
+        _host = host;
+        Loggers = loggers;
+    }
+
+    public IGrainFactory Grains { get; }
+
+    public ILoggerFactory? Loggers { get; }
+
+    /// <summary>True when this connection hosts its own client (and the SDK runs its background refreshes).</summary>
+    public bool Owned => _host is not null;
+
+    public static ClusterConnection Over(IGrainFactory grains) => new(grains, null, null);
+
+    /// <summary>Connects; throws <see cref="GrainFsConnectException"/> with a one-line reason when the cluster cannot be reached in time.</summary>
+    public static async Task<ClusterConnection> ConnectAsync(GrainFsClientOptions options, ILoggerFactory? loggerFactory, CancellationToken cancellationToken)
+    {
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        if (loggerFactory is not null)
+        {
+            builder.Services.AddSingleton(loggerFactory);
+        }
+
+        var deadline = Stopwatch.StartNew();
+        var attempts = 0;
+        builder.UseOrleansClient(client =>
+        {
+            client.Configure<ClusterOptions>(o =>
+            {
+                o.ClusterId = options.ClusterId;
+                o.ServiceId = options.ClusterId;
+            });
+            if (options.Cluster is { } cluster)
+            {
+                client.UseAdoNetClustering(o =>
+                {
+                    o.Invariant = "Npgsql";
+                    o.ConnectionString = cluster;
+                });
+                client.Configure<GatewayOptions>(o => o.GatewayListRefreshPeriod = TimeSpan.FromSeconds(5));
+            }
+            else
+            {
+                client.UseLocalhostClustering(options.GatewayPort, serviceId: options.ClusterId, clusterId: options.ClusterId);
+            }
+
+            client.UseConnectionRetryFilter(async (_, ct) =>
+            {
+                attempts++;
+                if (deadline.Elapsed >= options.ConnectTimeout)
+                {
+                    return false;
+                }
+
+                await Task.Delay(TimeSpan.FromMilliseconds(Math.Min(1000, 100 * attempts)), ct).ConfigureAwait(false);
+                return true;
+            });
+        });
+
+        var host = builder.Build();
+        try
+        {
+            await host.StartAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            host.Dispose();
+            var where = options.Cluster is null
+                ? string.Create(CultureInfo.InvariantCulture, $"the embedded silo at 127.0.0.1:{options.GatewayPort}")
+                : $"the cluster '{options.ClusterId}' in {DescribeConnection(options.Cluster)}";
+            throw new GrainFsConnectException($"cannot reach {where} within {options.ConnectTimeout.TotalSeconds:0} s: {Innermost(e).Message}", e);
+        }
+
+        return new ClusterConnection(host.Services.GetRequiredService<IClusterClient>(), host, loggerFactory ?? host.Services.GetService<ILoggerFactory>());
+    }
+
+    private static string DescribeConnection(string connection)
+    {
+        try
+        {
+            var b = new Npgsql.NpgsqlConnectionStringBuilder(connection);
+            return $"PostgreSQL {b.Host}:{b.Port}/{b.Database}";
+        }
+        catch (ArgumentException)
+        {
+            return "PostgreSQL (unparsable connection string)";
+        }
+    }
+
+    private static Exception Innermost(Exception e)
+    {
+        while (e.InnerException is not null)
+        {
+            e = e.InnerException;
+        }
+
+        return e;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_host is null)
+        {
+            return;
+        }
+
+        try
+        {
+            await _host.StopAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is OperationCanceledException or OrleansException)
+        {
+            // Stopping a client whose cluster is gone: nothing left to release but the host.
+        }
+
+        _host.Dispose();
+    }
+}
+
+/// <summary>The cluster could not be reached.</summary>
+public sealed class GrainFsConnectException(string message, Exception? inner) : Exception(message, inner);

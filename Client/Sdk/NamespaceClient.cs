@@ -1,0 +1,366 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.CompilerServices;
+using GrainFs.DataPlane;
+
+namespace GrainFs.Client;
+
+/// <summary>
+/// The namespace side of the SDK: mounts, stat and paged listings. A stat costs at most one grain call (to the
+/// parent directory, or the right shard of a sharded one), and none when the client's metadata cache holds the answer.
+/// </summary>
+public sealed class NamespaceClient
+{
+    private static readonly KeyValuePair<string, object?> Hit = new("result", "hit");
+    private static readonly KeyValuePair<string, object?> Miss = new("result", "miss");
+    private readonly GrainCalls _calls;
+    private readonly MountResolver _mounts;
+    private readonly GrainFsClientOptions _options;
+    private readonly MetadataCache _cache;
+    private readonly ConcurrentDictionary<(long Mount, string Path), int> _shards = new();
+
+    internal NamespaceClient(GrainCalls calls, MountResolver mounts, GrainFsClientOptions options, TimeProvider time)
+    {
+        _calls = calls;
+        _mounts = mounts;
+        _options = options;
+        _cache = new MetadataCache(options.MetadataCacheEntries, time);
+        mounts.MountGone += _cache.ForgetMount;
+    }
+
+    /// <summary>Entries in the client metadata cache.</summary>
+    public int CachedEntries => _cache.Count;
+
+    private IMountTableGrain Table => _calls.Grains.GetGrain<IMountTableGrain>(IMountTableGrain.Key);
+
+    // ---------------------------------------------------------------- mounts
+
+    /// <summary>The mount table; <paramref name="refresh"/> asks the cluster instead of the cached copy.</summary>
+    public async ValueTask<FsResult<MountTableSnapshot>> GetMountsAsync(bool refresh = false, CancellationToken cancellationToken = default)
+    {
+        var status = await _mounts.RefreshAsync(refresh, cancellationToken).ConfigureAwait(false);
+        return status.Status == FsStatus.Ok ? FsResult<MountTableSnapshot>.Ok(_mounts.Current) : FsResult<MountTableSnapshot>.Fail(status.Status, status.Message);
+    }
+
+    /// <summary>Mounts <paramref name="uri"/> at <paramref name="path"/> with raw key=value options (validated by the cluster).</summary>
+    public async ValueTask<FsResult<MountInfo>> MountAsync(string path, string uri, IReadOnlyDictionary<string, string>? options = null, CancellationToken cancellationToken = default)
+    {
+        var result = await _calls.CallAsync(() => Table.MountAsync(new MountRequest(path, uri, options ?? new Dictionary<string, string>())), $"mount {path}").ConfigureAwait(false);
+        if (!result.IsOk)
+        {
+            return FsResult<MountInfo>.Fail(result.Status, result.Message);
+        }
+
+        var outcome = result.Value!;
+        await _mounts.RefreshAsync(force: true, cancellationToken).ConfigureAwait(false);
+        return outcome.Status == FsStatus.Ok ? FsResult<MountInfo>.Ok(outcome.Mount!) : FsResult<MountInfo>.Fail(outcome.Status, outcome.Message);
+    }
+
+    /// <summary>Removes the mount at <paramref name="path"/>.</summary>
+    public async ValueTask<FsResult<MountInfo>> UnmountAsync(string path, CancellationToken cancellationToken = default)
+    {
+        var result = await _calls.CallAsync(() => Table.UnmountAsync(path), $"unmount {path}").ConfigureAwait(false);
+        if (!result.IsOk)
+        {
+            return FsResult<MountInfo>.Fail(result.Status, result.Message);
+        }
+
+        var outcome = result.Value!;
+        if (outcome.Mount is { } removed)
+        {
+            _cache.ForgetMount(removed.Id);
+        }
+
+        await _mounts.RefreshAsync(force: true, cancellationToken).ConfigureAwait(false);
+        return outcome.Status == FsStatus.Ok ? FsResult<MountInfo>.Ok(outcome.Mount!) : FsResult<MountInfo>.Fail(outcome.Status, outcome.Message);
+    }
+
+    // ---------------------------------------------------------------- stat and list
+
+    /// <summary>The inode at <paramref name="path"/>: one grain call at most (to its parent directory), none when cached.</summary>
+    public async ValueTask<FsResult<FsEntry>> StatAsync(string path, CancellationToken cancellationToken = default)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var resolved = await _mounts.ResolveAsync(path, cancellationToken).ConfigureAwait(false);
+        switch (resolved.Place)
+        {
+            case PathPlace.Invalid:
+            case PathPlace.Missing:
+                return FsResult<FsEntry>.Fail(resolved.Status, resolved.Message);
+            case PathPlace.Root:
+                return FsResult<FsEntry>.Ok(MountResolver.VirtualDirectory("/", DateTime.UnixEpoch));
+            case PathPlace.Virtual:
+                return FsResult<FsEntry>.Ok(MountResolver.VirtualDirectory(LastName(resolved.Path), DateTime.UnixEpoch));
+            case PathPlace.MountRoot:
+                return FsResult<FsEntry>.Ok(MountResolver.VirtualDirectory(LastName(resolved.Path), resolved.Mount!.CreatedUtc) with { Mode = resolved.Mount.Options.Mode ?? 0x1ED });
+        }
+
+        if (_cache.TryGet(resolved.Path, out var cachedStatus, out var cachedEntry))
+        {
+            GrainFsMetrics.ClientCacheLookups.Add(1, Hit);
+            return cachedStatus == FsStatus.Ok ? FsResult<FsEntry>.Ok(cachedEntry!) : FsResult<FsEntry>.Fail(cachedStatus, $"{resolved.Path}: {cachedStatus.Describe()}");
+        }
+
+        GrainFsMetrics.ClientCacheLookups.Add(1, Miss);
+        var mount = resolved.Mount!;
+        var (parent, name) = FsPath.SplitRelative(resolved.Relative);
+        var redirects = 0;
+        var refreshed = false;
+        while (true)
+        {
+            var shards = _shards.TryGetValue((mount.Id, parent), out var known) ? known : 1;
+            var key = new DirectoryKey(mount.Id, DirectoryKey.ShardOf(name, shards), parent);
+            var call = await _calls.CallAsync(() => _calls.Grains.GetGrain<IDirectoryGrain>(key.ToString()).LookupAsync(name), resolved.Path).ConfigureAwait(false);
+            if (!call.IsOk)
+            {
+                return FsResult<FsEntry>.Fail(call.Status, call.Message);
+            }
+
+            var result = call.Value!;
+            RememberShards(mount.Id, parent, result.ShardCount);
+            if (result.Status == FsStatus.Stale && result.ShardCount != shards && redirects++ < 3)
+            {
+                // Sharded (or re-split) since we last looked: the answer names the shard count, so ask the right shard.
+                continue;
+            }
+
+            if (result.Status == FsStatus.Stale && !refreshed)
+            {
+                refreshed = true;
+                await _mounts.RefreshAsync(force: true, cancellationToken).ConfigureAwait(false);
+                resolved = _mounts.Match(resolved.Path);
+                if (resolved.Place != PathPlace.InMount)
+                {
+                    return FsResult<FsEntry>.Fail(FsStatus.NotFound, $"{resolved.Path}: no such file or directory (unmounted)");
+                }
+
+                mount = resolved.Mount!;
+                continue;
+            }
+
+            GrainFsMetrics.MetadataLatency.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds, new KeyValuePair<string, object?>("op", "stat"));
+            if (result.Status is FsStatus.Ok or FsStatus.NotFound or FsStatus.NotADirectory)
+            {
+                _cache.Put(resolved.Path, result.Status, result.Entry, TtlFor(mount), mount.Id);
+            }
+
+            return result.Status == FsStatus.Ok
+                ? FsResult<FsEntry>.Ok(result.Entry!)
+                : FsResult<FsEntry>.Fail(result.Status, result.Message ?? $"{resolved.Path}: {result.Status.Describe()}");
+        }
+    }
+
+    /// <summary>
+    /// One page of the directory at <paramref name="path"/>. Pass the returned cursor back for the next page;
+    /// a null cursor in the result means the listing is complete. Entries come in name order within a shard.
+    /// </summary>
+    public async ValueTask<FsResult<DirectoryPage>> ListPageAsync(string path, string? cursor = null, int maxEntries = 0, CancellationToken cancellationToken = default)
+    {
+        var resolved = await _mounts.ResolveAsync(path, cancellationToken).ConfigureAwait(false);
+        switch (resolved.Place)
+        {
+            case PathPlace.Invalid:
+            case PathPlace.Missing:
+                return FsResult<DirectoryPage>.Fail(resolved.Status, resolved.Message);
+            case PathPlace.Root:
+            case PathPlace.Virtual:
+                return FsResult<DirectoryPage>.Ok(new DirectoryPage(_mounts.VirtualChildren(resolved.Path), null));
+        }
+
+        var mount = resolved.Mount!;
+        var max = maxEntries > 0 ? maxEntries : _options.ListPageSize;
+        var (shard, after) = ParseCursor(cursor);
+        var directory = resolved.Relative;
+        while (true)
+        {
+            var key = new DirectoryKey(mount.Id, shard, directory);
+            var call = await _calls.CallAsync(() => _calls.Grains.GetGrain<IDirectoryGrain>(key.ToString()).ListAsync(after, max), resolved.Path).ConfigureAwait(false);
+            if (!call.IsOk)
+            {
+                return FsResult<DirectoryPage>.Fail(call.Status, call.Message);
+            }
+
+            var page = call.Value!;
+            if (page.Status != FsStatus.Ok)
+            {
+                if (page.Status == FsStatus.Stale)
+                {
+                    await _mounts.RefreshAsync(force: true, cancellationToken).ConfigureAwait(false);
+                }
+
+                return FsResult<DirectoryPage>.Fail(page.Status, page.Message ?? $"{resolved.Path}: {page.Status.Describe()}");
+            }
+
+            RememberShards(mount.Id, directory, page.ShardCount);
+            var ttl = TtlFor(mount);
+            foreach (var entry in page.Entries)
+            {
+                _cache.Put(FsPath.Combine(resolved.Path, entry.Name), FsStatus.Ok, entry, ttl, mount.Id);
+            }
+
+            string? next;
+            if (page.NextAfter is not null)
+            {
+                next = FormatCursor(shard, page.NextAfter);
+            }
+            else if (page.ShardCount > 1 && shard < page.ShardCount)
+            {
+                // The head of a sharded directory (or a finished shard): continue with the next shard.
+                next = FormatCursor(shard + 1, null);
+            }
+            else
+            {
+                next = null;
+            }
+
+            if (page.Entries.Length == 0 && next is not null)
+            {
+                (shard, after) = ParseCursor(next);
+                continue;
+            }
+
+            return FsResult<DirectoryPage>.Ok(new DirectoryPage(page.Entries, next));
+        }
+    }
+
+    /// <summary>Every entry of a directory, page by page. Throws <see cref="GrainFsException"/> when a page fails.</summary>
+    public async IAsyncEnumerable<FsEntry> ListAsync(string path, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        string? cursor = null;
+        do
+        {
+            var page = await ListPageAsync(path, cursor, 0, cancellationToken).ConfigureAwait(false);
+            var value = page.GetValueOrThrow();
+            foreach (var entry in value.Entries)
+            {
+                yield return entry;
+            }
+
+            cursor = value.NextCursor;
+        }
+        while (cursor is not null);
+    }
+
+    // ---------------------------------------------------------------- file versions
+
+    /// <summary>The version of the file at <paramref name="path"/> (EISDIR for a directory), as the block layer needs it.</summary>
+    public async ValueTask<FsResult<FileVersion>> VersionOfAsync(string path, CancellationToken cancellationToken)
+    {
+        var resolved = await _mounts.ResolveAsync(path, cancellationToken).ConfigureAwait(false);
+        if (resolved.Place != PathPlace.InMount)
+        {
+            return resolved.Place is PathPlace.Invalid or PathPlace.Missing
+                ? FsResult<FileVersion>.Fail(resolved.Status, resolved.Message)
+                : FsResult<FileVersion>.Fail(FsStatus.IsADirectory, $"{resolved.Path}: is a directory");
+        }
+
+        var stat = await StatAsync(resolved.Path, cancellationToken).ConfigureAwait(false);
+        if (!stat.IsOk)
+        {
+            return FsResult<FileVersion>.Fail(stat.Status, stat.Message);
+        }
+
+        return stat.Value!.IsDirectory
+            ? FsResult<FileVersion>.Fail(FsStatus.IsADirectory, $"{resolved.Path}: is a directory")
+            : FsResult<FileVersion>.Ok(new FileVersion(resolved.Mount!, resolved.Path, resolved.Relative, stat.Value));
+    }
+
+    /// <summary>Every file at or under <paramref name="path"/>, with its version.</summary>
+    public async Task<FsResult<List<FileVersion>>> FilesUnderAsync(string path, CancellationToken cancellationToken)
+    {
+        var files = new List<FileVersion>();
+        var stat = await StatAsync(path, cancellationToken).ConfigureAwait(false);
+        if (!stat.IsOk)
+        {
+            return FsResult<List<FileVersion>>.Fail(stat.Status, stat.Message);
+        }
+
+        if (!stat.Value!.IsDirectory)
+        {
+            var single = await VersionOfAsync(path, cancellationToken).ConfigureAwait(false);
+            return single.IsOk ? FsResult<List<FileVersion>>.Ok([single.Value!]) : FsResult<List<FileVersion>>.Fail(single.Status, single.Message);
+        }
+
+        var pending = new Stack<string>();
+        FsPath.TryNormalize(path, out var root, out _);
+        pending.Push(root);
+        while (pending.Count > 0)
+        {
+            var directory = pending.Pop();
+            var resolved = await _mounts.ResolveAsync(directory, cancellationToken).ConfigureAwait(false);
+            string? cursor = null;
+            do
+            {
+                var page = await ListPageAsync(directory, cursor, 0, cancellationToken).ConfigureAwait(false);
+                if (!page.IsOk)
+                {
+                    return FsResult<List<FileVersion>>.Fail(page.Status, page.Message);
+                }
+
+                foreach (var entry in page.Value!.Entries)
+                {
+                    var full = FsPath.Combine(directory, entry.Name);
+                    if (entry.IsDirectory)
+                    {
+                        pending.Push(full);
+                    }
+                    else if (resolved.Mount is { } mount)
+                    {
+                        files.Add(new FileVersion(mount, full, FsPath.CombineRelative(resolved.Relative, entry.Name), entry));
+                    }
+                }
+
+                cursor = page.Value.NextCursor;
+            }
+            while (cursor is not null);
+        }
+
+        return FsResult<List<FileVersion>>.Ok(files);
+    }
+
+    private TimeSpan TtlFor(MountInfo mount)
+    {
+        var interval = mount.Options.SyncIntervalSeconds;
+        return interval switch
+        {
+            < 0 => _options.MetadataTtl,
+            0 => TimeSpan.Zero,
+            _ => TimeSpan.FromSeconds(Math.Min(interval, _options.MetadataTtl.TotalSeconds)),
+        };
+    }
+
+    private void RememberShards(long mount, string directory, int count)
+    {
+        if (count > 1)
+        {
+            _shards[(mount, directory)] = count;
+        }
+        else
+        {
+            _shards.TryRemove((mount, directory), out _);
+        }
+    }
+
+    private static string FormatCursor(int shard, string? after) =>
+        string.Create(CultureInfo.InvariantCulture, $"{shard}:{after}");
+
+    private static (int Shard, string? After) ParseCursor(string? cursor)
+    {
+        if (cursor is null)
+        {
+            return (0, null);
+        }
+
+        var colon = cursor.IndexOf(':');
+        if (colon < 0 || !int.TryParse(cursor.AsSpan(0, colon), NumberStyles.None, CultureInfo.InvariantCulture, out var shard))
+        {
+            throw new ArgumentException($"'{cursor}' is not a listing cursor returned by ListPageAsync", nameof(cursor));
+        }
+
+        var after = cursor[(colon + 1)..];
+        return (shard, after.Length == 0 ? null : after);
+    }
+
+    private static string LastName(string path) => path == FsPath.Root ? "/" : path[(path.LastIndexOf('/') + 1)..];
+}
