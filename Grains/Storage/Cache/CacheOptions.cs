@@ -6,6 +6,7 @@ namespace GrainFs.Storage.Cache;
 /// <param name="Name">MEM, SSD or HDD.</param>
 /// <param name="Path">The folder (created if missing).</param>
 /// <param name="Capacity">Bytes the tier may hold, block headers included.</param>
+[System.ComponentModel.TypeConverter(typeof(TierSpecConverter))]
 public sealed record TierSpec(string Name, string Path, long Capacity)
 {
     /// <summary>Tier names, fastest first.</summary>
