@@ -7,6 +7,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
 using Orleans.Configuration;
 using Orleans.Dashboard;
 
@@ -34,29 +35,34 @@ public static class Program
             return Fail(2, $"unknown argument '{rest[0]}' (see --help)");
         }
 
-        var dashboardRequested = true;
         var configuration = BuildConfiguration(flags);
-        if (!SiloSettings.Load(configuration, out var settings, out var errors))
+        SiloConfiguration settings;
+        try
         {
-            foreach (var error in errors)
+            settings = SiloConfiguration.Load(configuration);
+        }
+        catch (OptionsValidationException e)
+        {
+            foreach (var failure in e.Failures)
             {
-                Console.Error.WriteLine($"grainfs-silo: configuration error: {error}");
+                Console.Error.WriteLine($"grainfs-silo: configuration error: {failure}");
             }
 
             return 2;
         }
 
-        dashboardRequested = settings.DashboardPort > 0;
+        var silo = settings.Silo;
+        var dashboardRequested = silo.DashboardPort > 0;
         try
         {
-            Directory.CreateDirectory(settings.Data);
+            Directory.CreateDirectory(silo.Data);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            return Fail(2, $"GrainFs:Data = '{settings.Data}': cannot create the state folder ({e.Message})");
+            return Fail(2, $"GrainFs:Data = '{silo.Data}': cannot create the state folder ({e.Message})");
         }
 
-        IMetadataStore store = settings.Cluster is { } cluster ? new PostgresMetadataStore(cluster) : new InMemoryMetadataStore();
+        IMetadataStore store = silo.Cluster is { } cluster ? new PostgresMetadataStore(cluster) : new InMemoryMetadataStore();
         try
         {
             await store.InitializeAsync();
@@ -71,7 +77,7 @@ public static class Program
         if (dashboardRequested)
         {
             web = WebApplication.CreateBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory, Args = [] });
-            web.WebHost.UseUrls($"http://{settings.ListenAddress}:{settings.DashboardPort}");
+            web.WebHost.UseUrls($"http://{silo.ListenAddress}:{silo.DashboardPort}");
             builder = web;
         }
         else
@@ -94,7 +100,7 @@ public static class Program
         }
         catch (System.Net.Sockets.SocketException e)
         {
-            return Fail(1, $"GrainFs:DataPort = {settings.DataPort}: cannot listen ({e.Message})");
+            return Fail(1, $"GrainFs:DataPort = {silo.DataPort}: cannot listen ({e.Message})");
         }
 
         IHost host;
@@ -124,29 +130,31 @@ public static class Program
         return 0;
     }
 
-    private static void ConfigureOrleans(IHostApplicationBuilder builder, SiloSettings settings, IMetadataStore store, bool dashboardRequested)
+    private static void ConfigureOrleans(IHostApplicationBuilder builder, SiloConfiguration settings, IMetadataStore store, bool dashboardRequested)
     {
+        var options = settings.Silo;
         builder.UseOrleans(silo =>
         {
             silo.Configure<ClusterOptions>(o =>
             {
-                o.ClusterId = settings.ClusterId;
-                o.ServiceId = settings.ClusterId;
+                o.ClusterId = options.ClusterId;
+                o.ServiceId = options.ClusterId;
             });
-            silo.Configure<SiloOptions>(o => o.SiloName = settings.SiloName);
-            if (settings.Cluster is { } connection)
+            silo.Configure<SiloOptions>(o => o.SiloName = options.SiloName);
+            if (options.Cluster is { } connection)
             {
                 silo.UseAdoNetClustering(o =>
                 {
                     o.Invariant = "Npgsql";
                     o.ConnectionString = connection;
                 });
-                silo.ConfigureEndpoints(settings.AdvertisedAddress, settings.SiloPort, settings.GatewayPort, listenOnAnyHostAddress: !System.Net.IPAddress.IsLoopback(settings.AdvertisedAddress));
+                var advertised = options.AdvertisedIPAddress;
+                silo.ConfigureEndpoints(advertised, options.SiloPort, options.GatewayPort, listenOnAnyHostAddress: !System.Net.IPAddress.IsLoopback(advertised));
                 silo.UseFastFailureDetection();
             }
             else
             {
-                silo.UseLocalhostClustering(settings.SiloPort, settings.GatewayPort, serviceId: settings.ClusterId, clusterId: settings.ClusterId);
+                silo.UseLocalhostClustering(options.SiloPort, options.GatewayPort, serviceId: options.ClusterId, clusterId: options.ClusterId);
             }
 
             silo.AddActivityPropagation();

@@ -1,13 +1,24 @@
-using System.Globalization;
 using GrainFs.DataPlane;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Options;
 
 namespace GrainFs.Client;
 
-/// <summary>How a client reaches the cluster and caches metadata.</summary>
+/// <summary>
+/// How a client reaches the cluster and caches metadata. <see cref="FromEnvironment"/> binds it from configuration
+/// section <see cref="SECTION"/> (the keys the silo uses: GrainFs:Cluster, GrainFs:ClusterId, GrainFs:GatewayPort,
+/// GrainFs:Host, and the other properties by name) and checks it with <see cref="GrainFsClientOptionsValidator"/>.
+/// </summary>
 public sealed class GrainFsClientOptions
 {
+    /// <summary>The configuration section these options are bound from.</summary>
+    public const string SECTION = "GrainFs";
+
     /// <summary>Default gateway port of the embedded silo.</summary>
     public const int DEFAULT_GATEWAY_PORT = 30000;
+
+    /// <summary>Default cluster id.</summary>
+    public const string DEFAULT_CLUSTER_ID = "grainfs";
 
     /// <summary>Default client metadata cache size in entries.</summary>
     public const int DEFAULT_METADATA_CACHE_ENTRIES = 200_000;
@@ -22,7 +33,7 @@ public sealed class GrainFsClientOptions
     public string? Cluster { get; set; }
 
     /// <summary>Cluster id.</summary>
-    public string ClusterId { get; set; } = "grainfs";
+    public string ClusterId { get; set; } = DEFAULT_CLUSTER_ID;
 
     /// <summary>Gateway port of the embedded localhost silo.</summary>
     public int GatewayPort { get; set; } = DEFAULT_GATEWAY_PORT;
@@ -66,41 +77,122 @@ public sealed class GrainFsClientOptions
     /// <summary>Entries asked for per list page.</summary>
     public int ListPageSize { get; set; } = 1000;
 
-    /// <summary>Options from GRAINFS_CLUSTER, GRAINFS_CLUSTER_ID and GRAINFS_GATEWAY_PORT, then <paramref name="overrides"/> (configuration keys from flags).</summary>
-    public static GrainFsClientOptions FromEnvironment(IReadOnlyDictionary<string, string?>? overrides = null)
+    /// <summary>
+    /// Options from configuration keys under <see cref="SECTION"/>: <c>GrainFs__Key</c> environment variables, then the
+    /// short variables (GRAINFS_CLUSTER, GRAINFS_CLUSTER_ID, GRAINFS_GATEWAY_PORT, GRAINFS_HOST), then
+    /// <paramref name="overrides"/> (configuration keys from flags), in rising precedence, as the silo reads them.
+    /// Throws <see cref="ArgumentException"/> naming the flag, variable and key of every bad value.
+    /// </summary>
+    public static GrainFsClientOptions FromEnvironment(IReadOnlyDictionary<string, string?>? overrides = null) =>
+        FromConfiguration(new ConfigurationBuilder()
+            .AddEnvironmentVariables()
+            .AddInMemoryCollection(SettingNames.FromEnvironment(SettingNames.ClientSettings))
+            .AddInMemoryCollection(overrides ?? new Dictionary<string, string?>())
+            .Build());
+
+    /// <summary>
+    /// Options bound from section <see cref="SECTION"/> of <paramref name="configuration"/> and checked by
+    /// <see cref="GrainFsClientOptionsValidator"/>; throws <see cref="ArgumentException"/> naming the flag, variable and
+    /// key of every bad value.
+    /// </summary>
+    public static GrainFsClientOptions FromConfiguration(IConfiguration configuration)
     {
-        var values = SettingNames.FromEnvironment(SettingNames.ClientSettings);
-        foreach (var (key, value) in overrides ?? new Dictionary<string, string?>())
-        {
-            values[key] = value;
-        }
-
+        ArgumentNullException.ThrowIfNull(configuration);
         var options = new GrainFsClientOptions();
-        if (values.TryGetValue(SettingNames.Cluster.Key, out var cluster) && !string.IsNullOrWhiteSpace(cluster))
+        var failures = OptionsBinding.BindConvertible(configuration.GetSection(SECTION), options).ToList();
+        if (new GrainFsClientOptionsValidator().Validate(Options.DefaultName, options) is { Failed: true } result)
         {
-            options.Cluster = cluster;
+            failures.AddRange(result.Failures);
         }
 
-        if (values.TryGetValue(SettingNames.ClusterId.Key, out var id) && !string.IsNullOrWhiteSpace(id))
+        if (failures.Count > 0)
         {
-            options.ClusterId = id;
-        }
-
-        if (values.TryGetValue(SettingNames.Host.Key, out var host) && !string.IsNullOrWhiteSpace(host))
-        {
-            options.Host = host;
-        }
-
-        if (values.TryGetValue(SettingNames.GatewayPort.Key, out var port) && !string.IsNullOrWhiteSpace(port))
-        {
-            if (!int.TryParse(port, NumberStyles.None, CultureInfo.InvariantCulture, out var number) || number is < 1 or > 65535)
-            {
-                throw new ArgumentException($"{SettingNames.GatewayPort.Flag} / {SettingNames.GatewayPort.Env} = '{port}': not a port number (1-65535)");
-            }
-
-            options.GatewayPort = number;
+            throw new ArgumentException(string.Join("; ", failures.Select(NameTheFlag)));
         }
 
         return options;
+    }
+
+    /// <summary>A failure that begins with the key of a client setting, told by its flag and variable too (a command-line user types those).</summary>
+    private static string NameTheFlag(string failure)
+    {
+        foreach (var setting in SettingNames.ClientSettings)
+        {
+            if (failure.StartsWith(setting.Key, StringComparison.Ordinal) && failure.Length > setting.Key.Length && failure[setting.Key.Length] is ' ' or ':')
+            {
+                return $"{setting.Flag} / {setting.Env} / {failure}";
+            }
+        }
+
+        return failure;
+    }
+}
+
+/// <summary>Checks <see cref="GrainFsClientOptions"/> bound from configuration: one failure per bad value, naming its key.</summary>
+public sealed class GrainFsClientOptionsValidator : IValidateOptions<GrainFsClientOptions>
+{
+    /// <inheritdoc />
+    public ValidateOptionsResult Validate(string? name, GrainFsClientOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var failures = new List<string>();
+        if (options.GatewayPort is < 1 or > System.Net.IPEndPoint.MaxPort)
+        {
+            failures.Add($"{SettingNames.GatewayPort.Key} = '{options.GatewayPort}': not a port number (1-65535)");
+        }
+
+        if (options.Cluster is { } cluster)
+        {
+            try
+            {
+                _ = new Npgsql.NpgsqlConnectionStringBuilder(cluster);
+            }
+            catch (ArgumentException e)
+            {
+                // The message names the bad keyword, never the value (which may hold a password).
+                failures.Add($"{SettingNames.Cluster.Key}: not an Npgsql connection string ({e.Message})");
+            }
+        }
+
+        if (options.Host.Any(c => char.IsWhiteSpace(c) || c == ','))
+        {
+            failures.Add($"{SettingNames.Host.Key} = '{options.Host}': a host name has no spaces or commas");
+        }
+
+        foreach (var (key, value) in new[]
+        {
+            (nameof(options.MetadataCacheEntries), options.MetadataCacheEntries),
+            (nameof(options.ReadAheadBlocks), options.ReadAheadBlocks),
+            (nameof(options.ReplicateAfterReads), options.ReplicateAfterReads),
+        })
+        {
+            if (value < 0)
+            {
+                failures.Add($"{GrainFsClientOptions.SECTION}:{key} = '{value}': must not be negative");
+            }
+        }
+
+        if (options.ListPageSize < 1)
+        {
+            failures.Add($"{GrainFsClientOptions.SECTION}:{nameof(options.ListPageSize)} = '{options.ListPageSize}': at least 1");
+        }
+
+        foreach (var (key, value) in new[]
+        {
+            (nameof(options.ConnectTimeout), options.ConnectTimeout),
+            (nameof(options.MetadataTtl), options.MetadataTtl),
+            (nameof(options.MountTableRefresh), options.MountTableRefresh),
+            (nameof(options.DataTimeout), options.DataTimeout),
+            (nameof(options.FailoverTimeout), options.FailoverTimeout),
+            (nameof(options.FillTimeout), options.FillTimeout),
+        })
+        {
+            if (value < TimeSpan.Zero)
+            {
+                failures.Add($"{GrainFsClientOptions.SECTION}:{key} = '{value}': must not be negative");
+            }
+        }
+
+        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
 }

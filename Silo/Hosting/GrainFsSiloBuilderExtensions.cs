@@ -11,6 +11,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
 using Orleans.Configuration;
 using Orleans.Runtime.MembershipService.SiloMetadata;
 
@@ -20,30 +21,40 @@ namespace GrainFs.Silo.Hosting;
 public static class GrainFsSiloBuilderExtensions
 {
     /// <summary>
-    /// Adds GrainFS to a silo. <paramref name="store"/> overrides the metadata store the settings imply
-    /// (in-memory embedded, PostgreSQL in a cluster); tests pass one to share it.
+    /// Adds GrainFS to a silo with the options of <paramref name="settings"/> (bound and validated by
+    /// <see cref="SiloConfiguration.Load"/>; these same instances are registered as <see cref="IOptions{TOptions}"/>).
+    /// <paramref name="store"/> overrides the metadata store the settings imply (in-memory embedded, PostgreSQL in a
+    /// cluster); tests pass one to share it.
     /// </summary>
-    public static ISiloBuilder AddGrainFs(this ISiloBuilder builder, SiloSettings settings, IMetadataStore? store = null)
+    public static ISiloBuilder AddGrainFs(this ISiloBuilder builder, SiloConfiguration settings, IMetadataStore? store = null)
     {
+        ArgumentNullException.ThrowIfNull(settings);
         var services = builder.Services;
+        var silo = settings.Silo;
+        services.AddSingleton(Options.Create(silo));
+        services.AddSingleton(Options.Create(settings.Cache));
+        services.AddSingleton(Options.Create(settings.Namespace));
+        services.AddSingleton(Options.Create(settings.Telemetry));
+
         // The data port is bound now, so that its real port (0 picks one) is in the silo metadata from the start.
-        var bind = IPAddress.IsLoopback(settings.AdvertisedAddress) ? IPAddress.Loopback : IPAddress.Any;
-        var listener = DataPortServer.Bind(bind, settings.DataPort);
-        var dataEndpoint = $"{settings.AdvertisedAddress}:{((IPEndPoint)listener.LocalEndpoint).Port}";
+        var advertised = silo.AdvertisedIPAddress;
+        var bind = IPAddress.IsLoopback(advertised) ? IPAddress.Loopback : IPAddress.Any;
+        var listener = DataPortServer.Bind(bind, silo.DataPort);
+        var dataEndpoint = $"{advertised}:{((IPEndPoint)listener.LocalEndpoint).Port}";
         var metadata = new ConfigurationBuilder()
             .AddInMemoryCollection(new Dictionary<string, string?>
             {
-                ["Metadata:" + SiloMetadataKeys.Silo] = settings.SiloName,
-                ["Metadata:" + SiloMetadataKeys.Host] = settings.Host,
-                ["Metadata:" + SiloMetadataKeys.Roles] = string.Join(',', settings.Roles),
+                ["Metadata:" + SiloMetadataKeys.Silo] = silo.SiloName,
+                ["Metadata:" + SiloMetadataKeys.Host] = silo.Host,
+                ["Metadata:" + SiloMetadataKeys.Roles] = string.Join(',', silo.RoleList),
                 ["Metadata:" + SiloMetadataKeys.DataPort] = dataEndpoint,
                 ["Metadata:" + SiloMetadataKeys.Tiers] = string.Join('|', settings.Cache.Tiers.Select(t => Path.GetFullPath(t.Path))),
             })
             .Build();
         builder.UseSiloMetadata(metadata.GetSection("Metadata"));
-        services.AddSingleton(sp => new TierStore(settings.Cache, sp.GetRequiredService<ILoggerFactory>().CreateLogger("GrainFs.Cache.TierStore"), sp.GetService<TimeProvider>()));
+        services.AddSingleton(sp => new TierStore(sp.GetRequiredService<IOptions<CacheOptions>>().Value, sp.GetRequiredService<ILoggerFactory>().CreateLogger("GrainFs.Cache.TierStore"), sp.GetService<TimeProvider>()));
         services.AddSingleton(sp => new DataPortServer(listener, sp.GetRequiredService<TierStore>(), sp.GetRequiredService<ILoggerFactory>().CreateLogger("GrainFs.Cache.DataPort")));
-        services.AddSingleton(new LocalSilo(settings.SiloName, settings.Host, dataEndpoint));
+        services.AddSingleton(new LocalSilo(silo.SiloName, silo.Host, dataEndpoint));
         services.AddSingleton<BlockFiller>();
         services.AddSingleton<WorkerJobs>();
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, CacheLifecycle>();
@@ -52,19 +63,15 @@ public static class GrainFsSiloBuilderExtensions
         builder.AddPlacementDirector<SiloNamePlacement, SiloNamePlacementDirector>();
 
         services.TryAddSingleton(TimeProvider.System);
-        services.AddSingleton(store ?? (settings.Cluster is { } cluster ? new PostgresMetadataStore(cluster) : new InMemoryMetadataStore()));
+        services.AddSingleton(store ?? (silo.Cluster is { } cluster ? new PostgresMetadataStore(cluster) : new InMemoryMetadataStore()));
         services.AddSingleton(new UnderStorageFactory());
         services.AddSingleton<UnderStorageRegistry>();
         services.AddSingleton<NamespaceStats>();
-        services.AddOptions<NamespaceOptions>()
-            .BindConfiguration("GrainFs:Namespace")
-            .Validate(o => !o.Validate().Any(), "GrainFs:Namespace has invalid values")
-            .ValidateOnStart();
-        services.AddSingleton(new SiloIdentity(settings.Host, settings.Roles));
+        services.AddSingleton(new SiloIdentity(silo.Host, silo.RoleList));
         services.AddHostedService<SiloGauges>();
 
         builder.Configure<GrainCollectionOptions>(options =>
-            options.ClassSpecificCollectionAge[GrainTypes.Directory.FullName!] = settings.DirectoryIdleTimeout);
+            options.ClassSpecificCollectionAge[GrainTypes.Directory.FullName!] = silo.DirectoryIdleTimeout);
         return builder;
     }
 

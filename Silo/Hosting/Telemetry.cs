@@ -16,31 +16,34 @@ public static class Telemetry
     public static readonly string[] Sources = ["Microsoft.Orleans.Runtime", "Microsoft.Orleans.Application", GrainFsMetrics.Name];
 
     /// <summary>Adds OpenTelemetry with the configured exporter.</summary>
-    public static void AddGrainFsTelemetry(this IServiceCollection services, SiloSettings settings)
+    public static void AddGrainFsTelemetry(this IServiceCollection services, SiloConfiguration configuration)
     {
-        if (settings.TelemetryExporter == "none")
+        ArgumentNullException.ThrowIfNull(configuration);
+        var silo = configuration.Silo;
+        var telemetry = configuration.Telemetry;
+        if (telemetry.Exporter == "none")
         {
             return;
         }
 
         var otel = services.AddOpenTelemetry()
-            .ConfigureResource(r => r.AddService("grainfs-silo", serviceInstanceId: settings.SiloName)
-                .AddAttributes([new("host.name", settings.Host), new("grainfs.roles", string.Join(',', settings.Roles))]));
+            .ConfigureResource(r => r.AddService("grainfs-silo", serviceInstanceId: silo.SiloName)
+                .AddAttributes([new("host.name", silo.Host), new("grainfs.roles", string.Join(',', silo.RoleList))]));
 
         otel.WithMetrics(metrics =>
         {
             metrics.AddMeter(Meters);
-            switch (settings.TelemetryExporter)
+            switch (telemetry.Exporter)
             {
-                case "prometheus" when settings.MetricsPort > 0:
+                case "prometheus" when silo.MetricsPort > 0:
                     metrics.AddPrometheusHttpListener(o =>
                     {
-                        o.Host = settings.ListenAddress;
-                        o.Port = settings.MetricsPort;
+                        o.Host = silo.ListenAddress;
+                        o.Port = silo.MetricsPort;
                     });
                     break;
                 case "otlp":
-                    metrics.AddOtlpExporter(o => SetEndpoint(o, settings));
+                    metrics.AddOtlpExporter(o => SetEndpoint(o, telemetry));
                     break;
                 case "console":
                     metrics.AddConsoleExporter();
@@ -48,14 +51,14 @@ public static class Telemetry
             }
         });
 
-        if (settings.TelemetryExporter is "otlp" or "console")
+        if (telemetry.Exporter is "otlp" or "console")
         {
             otel.WithTracing(tracing =>
             {
                 tracing.AddSource(Sources);
-                if (settings.TelemetryExporter == "otlp")
+                if (telemetry.Exporter == "otlp")
                 {
-                    tracing.AddOtlpExporter(o => SetEndpoint(o, settings));
+                    tracing.AddOtlpExporter(o => SetEndpoint(o, telemetry));
                 }
                 else
                 {
@@ -65,11 +68,11 @@ public static class Telemetry
         }
     }
 
-    private static void SetEndpoint(OpenTelemetry.Exporter.OtlpExporterOptions options, SiloSettings settings)
+    private static void SetEndpoint(OpenTelemetry.Exporter.OtlpExporterOptions options, GrainFsTelemetryOptions telemetry)
     {
-        if (settings.OtlpEndpoint is not null)
+        if (telemetry.OtlpEndpoint is not null)
         {
-            options.Endpoint = settings.OtlpEndpoint;
+            options.Endpoint = telemetry.OtlpEndpoint;
         }
     }
 }

@@ -1,8 +1,14 @@
 namespace GrainFs.Grains.Namespace;
 
-/// <summary>How directory grains cache and split listings. Bound from configuration section GrainFs:Namespace.</summary>
+/// <summary>
+/// How directory grains cache and split listings. Bound from configuration section <see cref="SECTION"/> and checked at
+/// start-up by <see cref="NamespaceOptionsValidator"/>.
+/// </summary>
 public sealed class NamespaceOptions
 {
+    /// <summary>The configuration section these options are bound from.</summary>
+    public const string SECTION = "GrainFs:Namespace";
+
     /// <summary>Default for <see cref="ShardThreshold"/>.</summary>
     public const int DEFAULT_SHARD_THRESHOLD = 65_536;
 
@@ -26,28 +32,4 @@ public sealed class NamespaceOptions
 
     /// <summary>After a failed re-list with cached entries to fall back on, how long to serve them before trying again.</summary>
     public TimeSpan SyncRetryDelay { get; set; } = DEFAULT_SYNC_RETRY_DELAY;
-
-    /// <summary>Checks the values; returns the problems, each naming its key.</summary>
-    public IEnumerable<string> Validate()
-    {
-        if (ShardThreshold < 1)
-        {
-            yield return $"GrainFs:Namespace:ShardThreshold must be at least 1 (was {ShardThreshold})";
-        }
-
-        if (TargetShardEntries < 1)
-        {
-            yield return $"GrainFs:Namespace:TargetShardEntries must be at least 1 (was {TargetShardEntries})";
-        }
-
-        if (MaxPageEntries is < 1 or > 100_000)
-        {
-            yield return $"GrainFs:Namespace:MaxPageEntries must be between 1 and 100000 (was {MaxPageEntries})";
-        }
-
-        if (SyncRetryDelay < TimeSpan.Zero)
-        {
-            yield return "GrainFs:Namespace:SyncRetryDelay must not be negative";
-        }
-    }
 }

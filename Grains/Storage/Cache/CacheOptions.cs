@@ -7,6 +7,7 @@ namespace GrainFs.Storage.Cache;
 /// <param name="Kind">MEM, SSD or HDD.</param>
 /// <param name="Path">The folder (created if missing).</param>
 /// <param name="Capacity">Bytes the tier may hold, block headers included.</param>
+[System.ComponentModel.TypeConverter(typeof(TierSpecConverter))]
 public sealed record TierSpec(TierKind Kind, string Path, long Capacity)
 {
     /// <summary>The kind's name: MEM, SSD or HDD.</summary>

@@ -2,6 +2,7 @@ using GrainFs.Client;
 using GrainFs.Silo.Hosting;
 using GrainFs.Storage.Metadata;
 using GrainFs.Tests.Infrastructure;
+using Microsoft.Extensions.Configuration;
 using Orleans.TestingHost;
 
 namespace GrainFs.Tests.Cluster;
@@ -71,23 +72,21 @@ public sealed class GrainFsTestSiloConfigurator : ISiloConfigurator
         var name = configuration["Orleans:Name"] ?? "silo";
         var roles = configuration[$"GrainFsTest:Roles:{name}"] ?? "gpu,read,write";
         var tiers = TestProcess.NewFolder($"tiers-{name}");
-        var settings = new SiloSettings
-        {
-            Host = name,
-            SiloName = name,
-            Roles = roles.Split(','),
-            DirectoryIdleTimeout = TimeSpan.FromMinutes(2),
-            DataPort = 0,
-            AdvertisedAddress = System.Net.IPAddress.Loopback,
-            Cache = new GrainFs.Storage.Cache.CacheOptions
+        // The fixture's GrainFs:Namespace properties come with the silo's configuration; the rest is per silo.
+        var settings = SiloConfiguration.Load(new ConfigurationBuilder()
+            .AddConfiguration(configuration)
+            .AddInMemoryCollection(new Dictionary<string, string?>
             {
-                Tiers =
-                [
-                    new GrainFs.Storage.Cache.TierSpec(GrainFs.DataPlane.Blocks.TierKind.Mem, Path.Combine(tiers, "mem"), 96L << 20),
-                    new GrainFs.Storage.Cache.TierSpec(GrainFs.DataPlane.Blocks.TierKind.Ssd, Path.Combine(tiers, "ssd"), 256L << 20),
-                ],
-            },
-        };
+                ["GrainFs:Host"] = name,
+                ["GrainFs:SiloName"] = name,
+                ["GrainFs:Roles"] = roles,
+                ["GrainFs:DirectoryIdleTimeout"] = "00:02:00",
+                ["GrainFs:DataPort"] = "0",
+                ["GrainFs:AdvertisedAddress"] = "127.0.0.1",
+                ["GrainFs:Cache:Tiers:0"] = $"MEM={Path.Combine(tiers, "mem")}:96MiB",
+                ["GrainFs:Cache:Tiers:1"] = $"SSD={Path.Combine(tiers, "ssd")}:256MiB",
+            })
+            .Build());
         siloBuilder.UseFastFailureDetection();
         var connection = configuration["GrainFsTest:Metadata"] ?? throw new InvalidOperationException("GrainFsTest:Metadata not set");
         siloBuilder.AddGrainFs(settings, new PostgresMetadataStore(connection));

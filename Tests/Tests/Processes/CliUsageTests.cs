@@ -45,6 +45,20 @@ public sealed class CliUsageTests
         Assert.Single(stderr.Trim().Split('\n'));
     }
 
+    [Theory]
+    [InlineData("--gateway-port abc", null, null, "--gateway-port / GRAINFS_GATEWAY_PORT / GrainFs:GatewayPort = 'abc'")]
+    [InlineData("", "GRAINFS_GATEWAY_PORT", "70000", "--gateway-port / GRAINFS_GATEWAY_PORT / GrainFs:GatewayPort = '70000': not a port number (1-65535)")]
+    [InlineData("", "GrainFs__GatewayPort", "0", "--gateway-port / GRAINFS_GATEWAY_PORT / GrainFs:GatewayPort = '0': not a port number (1-65535)")]
+    [InlineData("", "GrainFs__MetadataCacheEntries", "many", "GrainFs:MetadataCacheEntries = 'many': not a whole number")]
+    public async Task A_bad_client_setting_exits_2_naming_its_flag_variable_and_key_before_connecting(string flags, string? variable, string? value, string words)
+    {
+        var environment = variable is null ? null : new Dictionary<string, string?> { [variable] = value };
+        var (code, _, stderr) = await Cli.RunAsync([.. flags.Split(' ', StringSplitOptions.RemoveEmptyEntries), "fs", "mounts"], environment);
+        Assert.Equal(2, code);
+        Assert.Contains($"grainfs: {words}", stderr, StringComparison.Ordinal);
+        Assert.Single(stderr.Trim().Split('\n'));
+    }
+
     [Fact]
     public async Task Bash_completion_completes_commands_and_options()
     {

@@ -32,6 +32,62 @@ public sealed class SiloConfigurationTests
         Assert.Contains("GrainFs:SiloPort = '-5'", stderr, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("GrainFs__Cache__Policy", "fifo", "GrainFs:Cache:Policy = 'fifo'")]
+    [InlineData("GrainFs__Namespace__MaxPageEntries", "abc", "GrainFs:Namespace:MaxPageEntries = 'abc'")]
+    [InlineData("GrainFs__Namespace__ShardThreshold", "0", "GrainFs:Namespace:ShardThreshold must be at least 1")]
+    [InlineData("GrainFs__DirectoryIdleTimeout", "soon", "GrainFs:DirectoryIdleTimeout = 'soon'")]
+    [InlineData("GrainFs__Cache__HighWatermark", "lots", "GrainFs:Cache:HighWatermark = 'lots'")]
+    [InlineData("GrainFs__Cache__Tiers__0", "MEM=/dev/shm/x:many", "GrainFs:Cache:Tiers:0: 'MEM=/dev/shm/x:many': capacity")]
+    [InlineData("GrainFs__Telemetry__OtlpEndpoint", "collector", "GrainFs:Telemetry:OtlpEndpoint = 'collector'")]
+    public async Task Bad_configuration_keys_stop_the_silo_naming_the_key(string variable, string value, string words)
+    {
+        var (code, stdout, stderr) = await TestProcess.RunAsync("dotnet", [Repo.SiloDll], new Dictionary<string, string?> { [variable] = value }, TimeSpan.FromSeconds(60));
+        Assert.Equal(2, code);
+        Assert.Contains($"grainfs-silo: configuration error: {words}", stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("GrainFS silo started", stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Every_bad_value_is_reported_at_once()
+    {
+        var (code, _, stderr) = await TestProcess.RunAsync(
+            "dotnet",
+            [Repo.SiloDll, "--silo-port", "abc", "--roles", "teapot", "--tier", "bogus"],
+            new Dictionary<string, string?> { ["GrainFs__Namespace__MaxPageEntries"] = "abc", ["GRAINFS_TELEMETRY"] = "smoke" },
+            TimeSpan.FromSeconds(60));
+        Assert.Equal(2, code);
+        foreach (var words in new[] { "GrainFs:SiloPort = 'abc'", "unknown role 'teapot'", "GrainFs:Cache:Tiers:0: 'bogus'", "GrainFs:Namespace:MaxPageEntries = 'abc'", "GrainFs:Telemetry:Exporter = 'smoke'" })
+        {
+            Assert.Contains(words, stderr, StringComparison.Ordinal);
+        }
+
+        Assert.DoesNotContain("   at ", stderr, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(null, null, "GrainFs:SiloPort = 'abc'")]
+    [InlineData("-5", null, "GrainFs:SiloPort = '-5'")]
+    [InlineData("-5", "70000", "GrainFs:SiloPort = '70000'")]
+    public async Task Flags_win_over_short_variables_which_win_over_configuration_keys(string? shortVariable, string? flag, string words)
+    {
+        var environment = new Dictionary<string, string?> { ["GrainFs__SiloPort"] = "abc", ["GRAINFS_SILO_PORT"] = shortVariable };
+        string[] args = flag is null ? [Repo.SiloDll] : [Repo.SiloDll, "--silo-port", flag];
+        var (code, _, stderr) = await TestProcess.RunAsync("dotnet", args, environment, TimeSpan.FromSeconds(60));
+        Assert.Equal(2, code);
+        Assert.Contains(words, stderr, StringComparison.Ordinal);
+        Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries), line => line.Contains("GrainFs:SiloPort", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task A_bad_cluster_connection_string_is_named_without_its_value()
+    {
+        var (code, _, stderr) = await TestProcess.RunAsync("dotnet", [Repo.SiloDll, "--cluster", "Host=db;Password=pw-not-shown;Colour=blue"], timeout: TimeSpan.FromSeconds(60));
+        Assert.Equal(2, code);
+        Assert.Contains("GrainFs:Cluster: not an Npgsql connection string", stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("pw-not-shown", stderr, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task A_cluster_database_without_the_schema_is_refused_with_the_fix_and_no_password()
     {
