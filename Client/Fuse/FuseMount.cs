@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Text;
 using GrainFs.Client;
+using GrainFs.Vfs;
 using Microsoft.Extensions.Logging;
 
 namespace GrainFs.Fuse;
@@ -68,7 +69,7 @@ public sealed unsafe partial class FuseMount : IDisposable
     public static FuseMount Mount(string mountPoint, GrainFsClient client, FuseOptions options, ILogger logger, bool allowNonEmpty = false)
     {
         var full = CheckMountPoint(mountPoint, allowNonEmpty);
-        if (Interlocked.CompareExchange(ref s_fs, new FuseFileSystem(client, options, logger), null) is not null)
+        if (Interlocked.CompareExchange(ref s_fs, new FuseFileSystem(new VirtualFileSystem(client, options.ToVfsOptions(), logger), options, logger), null) is not null)
         {
             throw new FuseMountException("this process already serves a mount");
         }
@@ -121,15 +122,15 @@ public sealed unsafe partial class FuseMount : IDisposable
         ops[Native.OpOpendir] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, IntPtr, void>)&OnOpendir;
         ops[Native.OpReaddir] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, nuint, long, IntPtr, void>)&OnReaddir;
         ops[Native.OpReaddirplus] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, nuint, long, IntPtr, void>)&OnReaddirplus;
-        ops[Native.OpReleasedir] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, IntPtr, void>)&OnRelease;
+        ops[Native.OpReleasedir] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, IntPtr, void>)&OnReleasedir;
         ops[Native.OpStatfs] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, void>)&OnStatfs;
         ops[Native.OpAccess] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, int, void>)&OnAccess;
-        // Every write operation answers EROFS until writes land.
+        // Write operations: the VFS's read-only policy answers them.
         ops[Native.OpSetattr] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, IntPtr, int, IntPtr, void>)&OnSetattr;
         ops[Native.OpMknod] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, byte*, uint, ulong, void>)&OnMknod;
         ops[Native.OpMkdir] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, byte*, uint, void>)&OnMkdir;
         ops[Native.OpUnlink] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, byte*, void>)&OnUnlink;
-        ops[Native.OpRmdir] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, byte*, void>)&OnUnlink;
+        ops[Native.OpRmdir] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, byte*, void>)&OnRmdir;
         ops[Native.OpSymlink] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, byte*, ulong, byte*, void>)&OnSymlink;
         ops[Native.OpRename] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, byte*, ulong, byte*, uint, void>)&OnRename;
         ops[Native.OpLink] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, ulong, byte*, void>)&OnLink;
@@ -245,57 +246,61 @@ public sealed unsafe partial class FuseMount : IDisposable
     private static void OnGetattr(IntPtr req, ulong ino, IntPtr fileInfo) => Fs.GetAttr(req, ino);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnOpen(IntPtr req, ulong ino, IntPtr fileInfo) => Fs.Open(req, ino, fileInfo, directory: false);
+    private static void OnOpen(IntPtr req, ulong ino, IntPtr fileInfo) => Fs.Open(req, ino, fileInfo);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnOpendir(IntPtr req, ulong ino, IntPtr fileInfo) => Fs.Open(req, ino, fileInfo, directory: true);
+    private static void OnOpendir(IntPtr req, ulong ino, IntPtr fileInfo) => Fs.OpenDirectory(req, ino, fileInfo);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnRelease(IntPtr req, ulong ino, IntPtr fileInfo) => Fs.Release(req);
+    private static void OnRelease(IntPtr req, ulong ino, IntPtr fileInfo) => Fs.Release(req, fileInfo);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnRead(IntPtr req, ulong ino, nuint size, long offset, IntPtr fileInfo) => Fs.Read(req, ino, size, offset);
+    private static void OnReleasedir(IntPtr req, ulong ino, IntPtr fileInfo) => Fs.ReleaseDirectory(req, fileInfo);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnReaddir(IntPtr req, ulong ino, nuint size, long offset, IntPtr fileInfo) => Fs.ReadDir(req, ino, size, offset, plus: false);
+    private static void OnRead(IntPtr req, ulong ino, nuint size, long offset, IntPtr fileInfo) => Fs.Read(req, ino, size, offset, fileInfo);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnReaddirplus(IntPtr req, ulong ino, nuint size, long offset, IntPtr fileInfo) => Fs.ReadDir(req, ino, size, offset, plus: true);
+    private static void OnReaddir(IntPtr req, ulong ino, nuint size, long offset, IntPtr fileInfo) => Fs.ReadDirectory(req, ino, size, offset, fileInfo, plus: false);
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static void OnReaddirplus(IntPtr req, ulong ino, nuint size, long offset, IntPtr fileInfo) => Fs.ReadDirectory(req, ino, size, offset, fileInfo, plus: true);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
     private static void OnStatfs(IntPtr req, ulong ino) => Fs.StatFs(req);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnAccess(IntPtr req, ulong ino, int mask) => Fs.Access(req, mask);
+    private static void OnAccess(IntPtr req, ulong ino, int mask) => Fs.Access(req, ino, mask);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnSetattr(IntPtr req, ulong ino, IntPtr attr, int toSet, IntPtr fileInfo) => ReadOnly(req);
+    private static void OnSetattr(IntPtr req, ulong ino, IntPtr attr, int toSet, IntPtr fileInfo) => Fs.Modify(req, ino, null);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnMknod(IntPtr req, ulong parent, byte* name, uint mode, ulong rdev) => ReadOnly(req);
+    private static void OnMknod(IntPtr req, ulong parent, byte* name, uint mode, ulong rdev) => Fs.Modify(req, parent, name);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnMkdir(IntPtr req, ulong parent, byte* name, uint mode) => ReadOnly(req);
+    private static void OnMkdir(IntPtr req, ulong parent, byte* name, uint mode) => Fs.Modify(req, parent, name);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnUnlink(IntPtr req, ulong parent, byte* name) => ReadOnly(req);
+    private static void OnUnlink(IntPtr req, ulong parent, byte* name) => Fs.Modify(req, parent, name);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnSymlink(IntPtr req, byte* link, ulong parent, byte* name) => ReadOnly(req);
+    private static void OnRmdir(IntPtr req, ulong parent, byte* name) => Fs.Modify(req, parent, name);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnRename(IntPtr req, ulong parent, byte* name, ulong newParent, byte* newName, uint flags) => ReadOnly(req);
+    private static void OnSymlink(IntPtr req, byte* link, ulong parent, byte* name) => Fs.Modify(req, parent, name);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnLink(IntPtr req, ulong ino, ulong newParent, byte* newName) => ReadOnly(req);
+    private static void OnRename(IntPtr req, ulong parent, byte* name, ulong newParent, byte* newName, uint flags) => Fs.Modify(req, parent, name);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnCreate(IntPtr req, ulong parent, byte* name, uint mode, IntPtr fileInfo) => ReadOnly(req);
+    private static void OnLink(IntPtr req, ulong ino, ulong newParent, byte* newName) => Fs.Modify(req, newParent, newName);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnWrite(IntPtr req, ulong ino, byte* buffer, nuint size, long offset, IntPtr fileInfo) => ReadOnly(req);
+    private static void OnCreate(IntPtr req, ulong parent, byte* name, uint mode, IntPtr fileInfo) => Fs.Modify(req, parent, name);
 
-    private static void ReadOnly(IntPtr req) => Native.ReplyErr(req, (int)FsStatus.ReadOnly);
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static void OnWrite(IntPtr req, ulong ino, byte* buffer, nuint size, long offset, IntPtr fileInfo) => Fs.Modify(req, ino, null);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Mounted GrainFS at {MountPoint} ({Options})")]
     private static partial void LogMounted(ILogger logger, string mountPoint, string options);

@@ -59,6 +59,7 @@ internal static unsafe partial class Native
     // fuse_file_info.
     public const int FileInfoFlags = 0;
     public const int FileInfoBits = 4;
+    public const int FileInfoFh = 16;
     public const uint FileInfoKeepCache = 0x4;
     public const uint FileInfoCacheReaddir = 0x40;
 

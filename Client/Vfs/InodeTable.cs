@@ -1,0 +1,197 @@
+using System.Collections.Concurrent;
+using GrainFs.Client;
+
+namespace GrainFs.Vfs;
+
+/// <summary>
+/// An inode the front end knows: a number of its own (not derived from the path, so a rename keeps it), its place
+/// (parent and name), the kernel's lookup count, and the last attributes seen. A file inode also keeps the reader of
+/// its current version for reads that come without a handle.
+/// </summary>
+public sealed class Inode
+{
+    private readonly Dictionary<string, Inode> _children = new(StringComparer.Ordinal);
+
+    internal Inode(ulong ino, Inode? parent, string name, FsEntry entry, string path, long pathGeneration)
+    {
+        Ino = ino;
+        Parent = parent;
+        Name = name;
+        Entry = entry;
+        CachedPath = path;
+        PathGeneration = pathGeneration;
+    }
+
+    /// <summary>The inode number.</summary>
+    public ulong Ino { get; }
+
+    /// <summary>The directory holding it (null for the root).</summary>
+    public Inode? Parent { get; internal set; }
+
+    /// <summary>Its name in <see cref="Parent"/>.</summary>
+    public string Name { get; internal set; }
+
+    /// <summary>The last attributes seen.</summary>
+    public FsEntry Entry { get; internal set; }
+
+    /// <summary>Lookups the front end holds (the kernel forgets them in batches).</summary>
+    public long Lookups => Interlocked.Read(ref LookupCount);
+
+    internal long LookupCount;
+
+    internal string CachedPath;
+
+    internal long PathGeneration;
+
+    /// <summary>The reader of the current version, for reads without a handle; dropped when the version changes.</summary>
+    internal GrainFsFile? Reader;
+
+    /// <summary>Children the front end knows, by name (guarded by this inode).</summary>
+    internal Dictionary<string, Inode> Children => _children;
+}
+
+/// <summary>
+/// The inodes a front end holds: numbered on first lookup, counted by lookups and dropped when the count returns to 0
+/// (FUSE forget), so memory follows what the kernel keeps, not what was ever listed. The root is inode 1 and is never
+/// dropped. A child is found by (parent, name) under the parent's lock, so a lookup and a forget of the same name never
+/// race into a lost or doubled inode.
+/// </summary>
+public sealed class InodeTable
+{
+    /// <summary>The root's inode number.</summary>
+    public const ulong RootIno = 1;
+
+    private readonly ConcurrentDictionary<ulong, Inode> _byIno = new();
+    private long _next = (long)RootIno;
+    private long _pathGeneration;
+
+    /// <summary>Creates the table with its root at <paramref name="rootPath"/>.</summary>
+    public InodeTable(string rootPath)
+    {
+        Root = new Inode(RootIno, null, string.Empty, new FsEntry("/", FsKind.Directory, 0, DateTime.UnixEpoch, string.Empty, 0x1ED), rootPath, 0)
+        {
+            LookupCount = long.MaxValue / 2,
+        };
+        _byIno[RootIno] = Root;
+    }
+
+    /// <summary>The root.</summary>
+    public Inode Root { get; }
+
+    /// <summary>Inodes held (the root included).</summary>
+    public int Count => _byIno.Count;
+
+    /// <summary>The inode of a number, or null when the front end forgot it (ESTALE).</summary>
+    public Inode? Find(ulong ino) => _byIno.TryGetValue(ino, out var inode) ? inode : null;
+
+    /// <summary>The GrainFS path of an inode (recomputed from its parents after a rename anywhere above it).</summary>
+    public string PathOf(Inode inode)
+    {
+        var generation = Interlocked.Read(ref _pathGeneration);
+        if (inode.PathGeneration == generation || inode.Parent is null)
+        {
+            return inode.CachedPath;
+        }
+
+        var path = FsPath.Combine(PathOf(inode.Parent), inode.Name);
+        inode.CachedPath = path;
+        inode.PathGeneration = generation;
+        return path;
+    }
+
+    /// <summary>The known child of a directory, without counting a lookup.</summary>
+    public Inode? Child(Inode parent, string name)
+    {
+        lock (parent.Children)
+        {
+            return parent.Children.GetValueOrDefault(name);
+        }
+    }
+
+    /// <summary>
+    /// The child <paramref name="name"/> of <paramref name="parent"/> with attributes <paramref name="entry"/>, numbered when
+    /// new, its lookup count raised by <paramref name="lookups"/>. A new version of a file (ETag or size changed) drops
+    /// the reader of the old one.
+    /// </summary>
+    public Inode Remember(Inode parent, string name, FsEntry entry, long lookups)
+    {
+        lock (parent.Children)
+        {
+            if (!parent.Children.TryGetValue(name, out var inode))
+            {
+                var ino = (ulong)Interlocked.Increment(ref _next);
+                inode = new Inode(ino, parent, name, entry, FsPath.Combine(PathOf(parent), name), Interlocked.Read(ref _pathGeneration));
+                parent.Children[name] = inode;
+                _byIno[ino] = inode;
+            }
+            else
+            {
+                Refresh(inode, entry);
+            }
+
+            inode.LookupCount += lookups;
+            return inode;
+        }
+    }
+
+    /// <summary>Records new attributes of an inode.</summary>
+    public static void Refresh(Inode inode, FsEntry entry)
+    {
+        var old = inode.Entry;
+        if (old.ETag != entry.ETag || old.Size != entry.Size || old.Kind != entry.Kind)
+        {
+            // A new version of the file: its blocks have new keys, so reads must open the new version.
+            inode.Reader = null;
+        }
+
+        inode.Entry = entry;
+    }
+
+    /// <summary>Drops <paramref name="count"/> lookups; the inode goes when none is left (the root never does).</summary>
+    public void Forget(ulong ino, ulong count)
+    {
+        if (ino == RootIno || Find(ino) is not { Parent: { } parent } inode)
+        {
+            return;
+        }
+
+        lock (parent.Children)
+        {
+            inode.LookupCount -= (long)count;
+            if (inode.LookupCount > 0)
+            {
+                return;
+            }
+
+            if (parent.Children.TryGetValue(inode.Name, out var current) && ReferenceEquals(current, inode))
+            {
+                parent.Children.Remove(inode.Name);
+            }
+
+            _byIno.TryRemove(new KeyValuePair<ulong, Inode>(ino, inode));
+        }
+    }
+
+    /// <summary>Moves an inode to a new parent and name (a rename): its number stays, and every path below it follows.</summary>
+    public void Move(Inode inode, Inode newParent, string newName)
+    {
+        var oldParent = inode.Parent ?? throw new InvalidOperationException("the root cannot move");
+        var first = oldParent.Ino <= newParent.Ino ? oldParent : newParent;
+        var second = ReferenceEquals(first, oldParent) ? newParent : oldParent;
+        lock (first.Children)
+        {
+            lock (second.Children)
+            {
+                if (oldParent.Children.TryGetValue(inode.Name, out var current) && ReferenceEquals(current, inode))
+                {
+                    oldParent.Children.Remove(inode.Name);
+                }
+
+                inode.Parent = newParent;
+                inode.Name = newName;
+                newParent.Children[newName] = inode;
+                Interlocked.Increment(ref _pathGeneration);
+            }
+        }
+    }
+}
