@@ -34,7 +34,7 @@ public sealed class CacheOptionsSetup(IOptionsMonitor<GrainFsSiloOptions> silo, 
             options.Tiers.AddRange(DefaultTiers(settings.Data, settings.SiloName));
         }
 
-        options.Tiers.Sort((a, b) => a.Kind.CompareTo(b.Kind));
+        options.Tiers.Sort((a, b) => a.Kind.Rank().CompareTo(b.Kind.Rank()));
         options.Policy = options.Policy.Trim().ToLowerInvariant();
     }
 

@@ -1,6 +1,9 @@
 namespace GrainFs.DataPlane.Blocks;
 
-/// <summary>The kind of a cache tier, fastest first. Its value is the tier's <see cref="DataSource"/> on the data port.</summary>
+/// <summary>
+/// The kind of a cache tier. Its value is the tier's <see cref="DataSource"/> on the data port (3 is taken there by
+/// under-storage, so a new kind takes 4 or more); its speed rank is its place in <see cref="TierKinds.All"/>.
+/// </summary>
 public enum TierKind : byte
 {
     /// <summary>Memory: a tmpfs folder such as /dev/shm.</summary>
@@ -18,6 +21,20 @@ public static class TierKinds
 {
     /// <summary>Every kind, fastest first.</summary>
     public static readonly IReadOnlyList<TierKind> All = [TierKind.Mem, TierKind.Ssd, TierKind.Hdd];
+
+    /// <summary>The kind's speed rank: 0 for the fastest.</summary>
+    public static int Rank(this TierKind kind)
+    {
+        for (var i = 0; i < All.Count; i++)
+        {
+            if (All[i] == kind)
+            {
+                return i;
+            }
+        }
+
+        throw new ArgumentOutOfRangeException(nameof(kind), kind, "not a tier kind");
+    }
 
     /// <summary>The kind's name in settings, reports and metrics: MEM, SSD, HDD.</summary>
     public static string Label(this TierKind kind) => kind switch
