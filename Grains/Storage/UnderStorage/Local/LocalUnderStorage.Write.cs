@@ -111,29 +111,16 @@ public sealed partial class LocalUnderStorage
     }
 
     /// <inheritdoc />
-    public async ValueTask DeleteAsync(string path, CancellationToken cancellationToken = default)
-    {
-        var started = Stopwatch.GetTimestamp();
-        var full = Full(path);
-        await Task.Run(() =>
+    public ValueTask DeleteAsync(string path, CancellationToken cancellationToken = default) =>
+        RunAsync("delete", path, full =>
         {
-            try
+            if (Directory.Exists(full))
             {
-                if (Directory.Exists(full))
-                {
-                    throw new UnderStorageException(UnderStorageError.IsADirectory, Describe(path), "is a directory");
-                }
+                throw new UnderStorageException(UnderStorageError.IsADirectory, Describe(path), "is a directory");
+            }
 
-                File.Delete(full);
-            }
-            catch (Exception e) when (e is not UnderStorageException)
-            {
-                Record("delete", "error", started);
-                throw Translate(e, path);
-            }
-        }, cancellationToken).ConfigureAwait(false);
-        Record("delete", "ok", started);
-    }
+            File.Delete(full);
+        }, cancellationToken);
 
     /// <inheritdoc />
     public async ValueTask<EntryRecord> CopyAsync(string source, string destination, CancellationToken cancellationToken = default)
@@ -214,61 +201,53 @@ public sealed partial class LocalUnderStorage
     }
 
     /// <inheritdoc />
-    public async ValueTask MakeDirectoryAsync(string path, CancellationToken cancellationToken = default)
-    {
-        var started = Stopwatch.GetTimestamp();
-        var full = Full(path);
-        await Task.Run(() =>
+    public ValueTask MakeDirectoryAsync(string path, CancellationToken cancellationToken = default) =>
+        RunAsync("mkdir", path, full =>
         {
-            try
+            if (File.Exists(full) || Directory.Exists(full))
             {
-                if (File.Exists(full) || Directory.Exists(full))
-                {
-                    throw new UnderStorageException(UnderStorageError.AlreadyExists, Describe(path), "already exists");
-                }
-
-                var parent = Path.GetDirectoryName(full);
-                if (parent is not null && !Directory.Exists(parent))
-                {
-                    throw new UnderStorageException(UnderStorageError.NotFound, Describe(path), "the parent directory does not exist");
-                }
-
-                Directory.CreateDirectory(full);
+                throw new UnderStorageException(UnderStorageError.AlreadyExists, Describe(path), "already exists");
             }
-            catch (Exception e) when (e is not UnderStorageException)
+
+            var parent = Path.GetDirectoryName(full);
+            if (parent is not null && !Directory.Exists(parent))
             {
-                Record("mkdir", "error", started);
-                throw Translate(e, path);
+                throw new UnderStorageException(UnderStorageError.NotFound, Describe(path), "the parent directory does not exist");
             }
-        }, cancellationToken).ConfigureAwait(false);
-        Record("mkdir", "ok", started);
-    }
+
+            Directory.CreateDirectory(full);
+        }, cancellationToken);
 
     /// <inheritdoc />
-    public async ValueTask RemoveDirectoryAsync(string path, CancellationToken cancellationToken = default)
+    public ValueTask RemoveDirectoryAsync(string path, CancellationToken cancellationToken = default) =>
+        RunAsync("rmdir", path, full =>
+        {
+            if (!Directory.Exists(full))
+            {
+                throw File.Exists(full)
+                    ? new UnderStorageException(UnderStorageError.NotADirectory, Describe(path), "not a directory")
+                    : new UnderStorageException(UnderStorageError.NotFound, Describe(path), "no such directory");
+            }
+
+            Directory.Delete(full, recursive: false);
+        }, cancellationToken);
+
+    /// <summary>Runs a blocking file-system operation on the thread pool, counted and with its errors translated.</summary>
+    private async ValueTask RunAsync(string op, string path, Action<string> action, CancellationToken cancellationToken)
     {
         var started = Stopwatch.GetTimestamp();
         var full = Full(path);
-        await Task.Run(() =>
+        try
         {
-            try
-            {
-                if (!Directory.Exists(full))
-                {
-                    throw File.Exists(full)
-                        ? new UnderStorageException(UnderStorageError.NotADirectory, Describe(path), "not a directory")
-                        : new UnderStorageException(UnderStorageError.NotFound, Describe(path), "no such directory");
-                }
+            await Task.Run(() => action(full), cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            Record(op, "error", started);
+            throw Translate(e, path);
+        }
 
-                Directory.Delete(full, recursive: false);
-            }
-            catch (Exception e) when (e is not UnderStorageException)
-            {
-                Record("rmdir", "error", started);
-                throw Translate(e, path);
-            }
-        }, cancellationToken).ConfigureAwait(false);
-        Record("rmdir", "ok", started);
+        Record(op, "ok", started);
     }
 
     /// <summary>A temporary name in the target's own folder (same file system, so the rename is atomic).</summary>
