@@ -1,7 +1,9 @@
 using System.Text.RegularExpressions;
 using GrainFs.Client;
 using GrainFs.DataPlane.Blocks;
+using GrainFs.Storage.Cache;
 using GrainFs.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace GrainFs.Tests.Cluster;
 
@@ -137,23 +139,29 @@ public sealed class BlockCacheClusterTests(GpuClusterFixture fixture) : IClassFi
         var state = await fixture.Cluster.Client.GetGrain<IBlockGrain>(key.ToString()).GetStateAsync();
         var home = (await client.GetSilosAsync()).Single(s => s.Name == state.Home);
         string BlockPath() => home.TierPaths.Select(root => Path.Combine(root, BlockFile.RelativePath(key))).Single(File.Exists);
-        void Corrupt()
+
+        // A read can be answered from a fill that is still writing the block: its file is in place once that fill ends.
+        var homeStore = fixture.SiloServices[home.Name].GetRequiredService<TierStore>();
+        Task FilledAsync() => homeStore.FindFill(key) is { } fill ? fill.Completion.WaitAsync(TimeSpan.FromSeconds(30)) : Task.CompletedTask;
+        async Task CorruptAsync()
         {
+            await FilledAsync();
             using var stream = new FileStream(BlockPath(), FileMode.Open, FileAccess.Write);
             stream.Position = BlockFile.HeaderLength(data.Length) + 400_000;
             stream.WriteByte((byte)(data[400_000] ^ 0x5A));
         }
 
-        Corrupt();
+        await CorruptAsync();
         Assert.Equal(data, await ReadAll(RemoteClient(), $"{m}/c.bin"));
         var report = (await client.GetReportAsync()).GetValueOrThrow();
         Assert.Equal(1, report.Single(w => w.Silo == home.Name).Corrupt);
 
         // On the block's own host the client reads the tier file itself: it checks, asks for a refill, and reads good bytes.
-        Corrupt();
+        await CorruptAsync();
         var local = GrainFsClient.Create(fixture.Cluster.Client, new GrainFsClientOptions { Host = home.Host });
         Assert.Equal(data, await ReadAll(local, $"{m}/c.bin"));
-        Assert.Equal(data, await File.ReadAllBytesAsync(BlockPath()).ContinueWith(t => t.Result[BlockFile.HeaderLength(data.Length)..]));
+        await FilledAsync();
+        Assert.Equal(data, (await File.ReadAllBytesAsync(BlockPath()))[BlockFile.HeaderLength(data.Length)..]);
     }
 
     [Fact]
