@@ -24,7 +24,8 @@ public static class GrainFsSiloBuilderExtensions
     /// Adds GrainFS to a silo with the options of <paramref name="settings"/> (bound and validated by
     /// <see cref="SiloConfiguration.Load"/>; these same instances are registered as <see cref="IOptions{TOptions}"/>).
     /// <paramref name="store"/> overrides the metadata store the settings imply (in-memory embedded, PostgreSQL in a
-    /// cluster); tests pass one to share it.
+    /// cluster); tests pass one to share it. GrainFS's components read the <see cref="GrainFsClock"/> registered before
+    /// this call, else the system clock; Orleans keeps its own <see cref="TimeProvider"/>.
     /// </summary>
     public static ISiloBuilder AddGrainFs(this ISiloBuilder builder, SiloConfiguration settings, IMetadataStore? store = null)
     {
@@ -52,7 +53,7 @@ public static class GrainFsSiloBuilderExtensions
             })
             .Build();
         builder.UseSiloMetadata(metadata.GetSection("Metadata"));
-        services.AddSingleton(sp => new TierStore(sp.GetRequiredService<IOptions<CacheOptions>>().Value, sp.GetRequiredService<ILoggerFactory>().CreateLogger("GrainFs.Cache.TierStore"), sp.GetService<TimeProvider>()));
+        services.AddSingleton(sp => new TierStore(sp.GetRequiredService<IOptions<CacheOptions>>().Value, sp.GetRequiredService<ILoggerFactory>().CreateLogger("GrainFs.Cache.TierStore"), sp.GetRequiredService<GrainFsClock>()));
         services.AddSingleton(sp => new DataPortServer(listener, sp.GetRequiredService<TierStore>(), sp.GetRequiredService<ILoggerFactory>().CreateLogger("GrainFs.Cache.DataPort")));
         services.AddSingleton(new LocalSilo(silo.SiloName, silo.Host, dataEndpoint));
         services.AddSingleton<BlockFiller>();
@@ -62,7 +63,7 @@ public static class GrainFsSiloBuilderExtensions
         builder.AddPlacementDirector<BlockHomePlacement, BlockHomePlacementDirector>();
         builder.AddPlacementDirector<SiloNamePlacement, SiloNamePlacementDirector>();
 
-        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton(GrainFsClock.System);
         services.AddSingleton(store ?? (silo.Cluster is { } cluster ? new PostgresMetadataStore(cluster) : new InMemoryMetadataStore()));
         services.AddSingleton(new UnderStorageFactory());
         services.AddSingleton<UnderStorageRegistry>();

@@ -14,7 +14,7 @@ public readonly record struct FillStart(FsStatus Status, string? Message, BlockK
 /// (cached for a few seconds), derives the block key from the file version, and opens exactly the block's range
 /// with the version checked, so a changed object is never stored under its old key.
 /// </summary>
-public sealed class BlockFiller(TierStore store, UnderStorageRegistry registry, IGrainFactory grains, TimeProvider time)
+public sealed class BlockFiller(TierStore store, UnderStorageRegistry registry, IGrainFactory grains, GrainFsClock time)
 {
     private static readonly TimeSpan MountCacheTime = TimeSpan.FromSeconds(5);
     private readonly ConcurrentDictionary<long, (MountInfo? Mount, long Until)> _mounts = new();

@@ -1,5 +1,6 @@
 using GrainFs.DataPlane.Blocks;
 using GrainFs.Storage.UnderStorage;
+using Microsoft.Extensions.Logging;
 
 namespace GrainFs.Grains.Blocks;
 
@@ -11,7 +12,7 @@ namespace GrainFs.Grains.Blocks;
 /// target worker, which reports back.
 /// </summary>
 [BlockHomePlacement]
-internal sealed class BlockGrain(BlockFiller filler, LocalSilo silo) : Grain, IBlockGrain
+internal sealed partial class BlockGrain(BlockFiller filler, LocalSilo silo, ILogger<BlockGrain> logger) : Grain, IBlockGrain
 {
     private readonly List<string> _replicas = [];
     private readonly List<string> _pending = [];
@@ -95,6 +96,7 @@ internal sealed class BlockGrain(BlockFiller filler, LocalSilo silo) : Grain, IB
         {
             // Held there already.
             _replicas.Add(targetSilo);
+            LogReplicaRecorded(logger, _key.ToString(), targetSilo, _replicas.Count, IBlockGrain.MaxReplicas);
             return new BlockLocation(FsStatus.Ok, null, targetSilo, string.Empty, true);
         }
 
@@ -108,6 +110,7 @@ internal sealed class BlockGrain(BlockFiller filler, LocalSilo silo) : Grain, IB
         if (copied && !_replicas.Contains(replicaSilo))
         {
             _replicas.Add(replicaSilo);
+            LogReplicaRecorded(logger, _key.ToString(), replicaSilo, _replicas.Count, IBlockGrain.MaxReplicas);
         }
 
         return Task.CompletedTask;
@@ -117,4 +120,8 @@ internal sealed class BlockGrain(BlockFiller filler, LocalSilo silo) : Grain, IB
 
     internal static string Describe(AggregateException? error) =>
         error?.InnerException is UnderStorageException u ? u.Message : error?.InnerException?.Message ?? "fill failed";
+
+    // Once per replica of a hot block (at most MaxReplicas each): Debug, so a large dataset read remotely does not flood the log.
+    [LoggerMessage(Level = LogLevel.Debug, EventName = "ReplicaRecorded", Message = "Block {Key} has a replica on {Silo} ({Replicas} of at most {MaxReplicas}); that host now reads it short-circuit")]
+    private static partial void LogReplicaRecorded(ILogger logger, string key, string silo, int replicas, int maxReplicas);
 }

@@ -11,7 +11,7 @@ namespace GrainFs.Grains.Blocks;
 /// follows, and replica copies whose outcome goes to the block's grain. Every job is tracked and awaited when the silo
 /// stops; a finished load nobody asked about again is forgotten after <see cref="Retention"/>.
 /// </summary>
-public sealed partial class WorkerJobs(BlockFiller filler, IGrainFactory grains, LocalSilo silo, TimeProvider time, ILogger<WorkerJobs> logger) : IAsyncDisposable
+public sealed partial class WorkerJobs(BlockFiller filler, IGrainFactory grains, LocalSilo silo, GrainFsClock time, ILogger<WorkerJobs> logger) : IAsyncDisposable
 {
     /// <summary>Fills one load runs at once (several loads run at once; an object store serves a bounded number of streams well).</summary>
     public const int MaxParallelFills = 8;

@@ -20,7 +20,7 @@ internal sealed partial class DirectoryGrain(
     UnderStorageRegistry registry,
     NamespaceStats stats,
     IOptions<NamespaceOptions> namespaceOptions,
-    TimeProvider time,
+    GrainFsClock time,
     ILogger<DirectoryGrain> logger) : Grain, IDirectoryGrain
 {
     private static readonly KeyValuePair<string, object?> OpLookup = new("op", "lookup");

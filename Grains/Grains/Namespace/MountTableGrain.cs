@@ -11,7 +11,7 @@ namespace GrainFs.Grains.Namespace;
 internal sealed partial class MountTableGrain(
     IMetadataStore store,
     UnderStorageRegistry registry,
-    TimeProvider time,
+    GrainFsClock time,
     ILogger<MountTableGrain> logger) : Grain, IMountTableGrain
 {
     /// <summary>How long a mount request waits for its under-storage to answer.</summary>

@@ -16,6 +16,8 @@ public sealed partial class TierMaintenance : BackgroundService
     private readonly CacheOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
+    private TaskCompletionSource _nextPass = NewPass();
+    private bool _stopped;
 
     /// <summary>Creates the maintenance of an index.</summary>
     public TierMaintenance(TierIndex index, CacheOptions options, TimeProvider time, ILogger logger)
@@ -26,26 +28,65 @@ public sealed partial class TierMaintenance : BackgroundService
         _logger = logger;
     }
 
+    /// <summary>
+    /// Asks for a pass now and completes when a pass that began after this call has finished, for a caller that changed
+    /// what a pass acts on and wants its outcome rather than the next <see cref="CacheOptions.MaintenanceInterval"/>: a
+    /// TTL set to a time already past, room wanted now, a clock moved forward in a test. The pass runs in the service
+    /// (never beside another pass), so this works only while the service runs. Fails with the error a failed pass logged;
+    /// canceled when the service stops first.
+    /// </summary>
+    public Task RequestPassAsync(CancellationToken cancellationToken = default)
+    {
+        var pass = Volatile.Read(ref _nextPass);
+        if (Volatile.Read(ref _stopped))
+        {
+            pass.TrySetCanceled(CancellationToken.None);
+        }
+
+        _index.MaintenanceWanted.Release();
+        return pass.Task.WaitAsync(cancellationToken);
+    }
+
     /// <inheritdoc />
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        while (!stoppingToken.IsCancellationRequested)
+        try
         {
-            try
+            while (!stoppingToken.IsCancellationRequested)
             {
                 await _index.MaintenanceWanted.WaitAsync(_options.MaintenanceInterval, stoppingToken).ConfigureAwait(false);
-                await MaintainOnceAsync(stoppingToken).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-            {
-                return;
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                LogMaintenanceFailed(_logger, e.Message);
+
+                // Callers that asked before this point are answered by this pass; later ones by the next.
+                var waiters = Interlocked.Exchange(ref _nextPass, NewPass());
+                try
+                {
+                    await MaintainOnceAsync(stoppingToken).ConfigureAwait(false);
+                    waiters.TrySetResult();
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    LogMaintenanceFailed(_logger, e.Message);
+                    waiters.TrySetException(e);
+                }
+                finally
+                {
+                    // Stopped (or failed unexpectedly) half-way.
+                    waiters.TrySetCanceled(CancellationToken.None);
+                }
             }
         }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            // Stopping.
+        }
+        finally
+        {
+            Volatile.Write(ref _stopped, true);
+            Volatile.Read(ref _nextPass).TrySetCanceled(CancellationToken.None);
+        }
     }
+
+    private static TaskCompletionSource NewPass() => new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <summary>One pass: TTL expiry, eviction down to the low watermark, promotions.</summary>
     public async Task MaintainOnceAsync(CancellationToken cancellationToken = default)

@@ -22,12 +22,12 @@ public sealed class TierStoreTests
         return ValueTask.FromResult<Stream>(new MemoryStream(data, writable: false));
     };
 
-    private static async Task<TierStore> StoreAsync(string root, long mem, long ssd, string policy = "tinylfu", CacheOptions? template = null)
+    private static async Task<TierStore> StoreAsync(string root, long mem, long ssd, string policy = "tinylfu", CacheOptions? template = null, TimeProvider? time = null)
     {
         var options = template ?? new CacheOptions();
         options.Tiers = [new TierSpec(TierKind.Mem, Path.Combine(root, "mem"), mem), new TierSpec(TierKind.Ssd, Path.Combine(root, "ssd"), ssd)];
         options.Policy = policy;
-        var store = new TierStore(options, NullLogger.Instance);
+        var store = new TierStore(options, NullLogger.Instance, time);
         await store.InitializeAsync();
         await store.Maintenance.StartAsync(CancellationToken.None);
         return store;
@@ -206,6 +206,27 @@ public sealed class TierStoreTests
         Assert.Equal(1, await store.SetFlagsAsync([demoted.Key], pinned: null, expiresTicks: DateTime.UtcNow.AddSeconds(-1).Ticks));
         await store.MaintainOnceAsync();
         Assert.False(store.TryPeek(demoted.Key, out _));
+    }
+
+    [Fact]
+    public async Task A_requested_maintenance_pass_reads_the_clock_after_the_request_and_ends_when_the_service_stops()
+    {
+        var root = TestProcess.NewFolder("ts-pass");
+        var clock = new TestClock();
+        // No pass comes from the interval during the test: every pass here is one the test asked for.
+        var store = await StoreAsync(root, 16 << 20, 16 << 20, template: new CacheOptions { MaintenanceInterval = TimeSpan.FromHours(1) }, time: clock);
+        var key = new BlockKey(9, 9, 0);
+        await store.StartFill(key, 1000, Source(Bytes(1000, 9)), expiresTicks: (clock.GetUtcNow() + TimeSpan.FromMinutes(10)).UtcTicks)!.Completion;
+
+        await store.Maintenance.RequestPassAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.True(store.TryPeek(key, out _), "a block freed before its TTL ran out");
+
+        clock.Advance(TimeSpan.FromMinutes(10));
+        await store.Maintenance.RequestPassAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.False(store.TryPeek(key, out _), "the pass asked for after the TTL ran out left the block");
+
+        await store.DisposeAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => store.Maintenance.RequestPassAsync().WaitAsync(TimeSpan.FromSeconds(30)));
     }
 
     [Fact]

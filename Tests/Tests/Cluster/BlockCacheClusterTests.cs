@@ -1,7 +1,9 @@
 using System.Text.RegularExpressions;
 using GrainFs.Client;
 using GrainFs.DataPlane.Blocks;
+using GrainFs.Storage.Cache;
 using GrainFs.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace GrainFs.Tests.Cluster;
 
@@ -111,16 +113,14 @@ public sealed class BlockCacheClusterTests(GpuClusterFixture fixture) : IClassFi
         Assert.Equal(before, await ReadAll(client, $"{m}/obj"));
 
         await moto.PutAsync(bucket, "x/obj", after);
-        var deadline = DateTime.UtcNow.AddSeconds(20);
-        byte[] seen;
-        while (!(seen = await ReadAll(client, $"{m}/obj")).AsSpan().SequenceEqual(after) && DateTime.UtcNow < deadline)
-        {
-            // Until the listing is re-read the old version (old ETag, old block keys) is what the namespace names.
-            Assert.Equal(before, seen);
-            await Task.Delay(200);
-        }
+        // Until the listing is re-read the old version (old ETag, old block keys) is what the namespace names; the
+        // interval may already have passed in real time, so a read now gives one whole version or the other.
+        var between = await ReadAll(client, $"{m}/obj");
+        Assert.True(between.AsSpan().SequenceEqual(before) || between.AsSpan().SequenceEqual(after), "a read during the rewrite gave neither version");
 
-        Assert.Equal(after, seen);
+        // One sync interval passes: the next open re-lists and names the new version.
+        fixture.Clock.Advance(TimeSpan.FromSeconds(1));
+        Assert.Equal(after, await ReadAll(client, $"{m}/obj"));
     }
 
     [Fact]
@@ -139,23 +139,29 @@ public sealed class BlockCacheClusterTests(GpuClusterFixture fixture) : IClassFi
         var state = await fixture.Cluster.Client.GetGrain<IBlockGrain>(key.ToString()).GetStateAsync();
         var home = (await client.GetSilosAsync()).Single(s => s.Name == state.Home);
         string BlockPath() => home.TierPaths.Select(root => Path.Combine(root, BlockFile.RelativePath(key))).Single(File.Exists);
-        void Corrupt()
+
+        // A read can be answered from a fill that is still writing the block: its file is in place once that fill ends.
+        var homeStore = fixture.SiloServices[home.Name].GetRequiredService<TierStore>();
+        Task FilledAsync() => homeStore.FindFill(key) is { } fill ? fill.Completion.WaitAsync(TimeSpan.FromSeconds(30)) : Task.CompletedTask;
+        async Task CorruptAsync()
         {
+            await FilledAsync();
             using var stream = new FileStream(BlockPath(), FileMode.Open, FileAccess.Write);
             stream.Position = BlockFile.HeaderLength(data.Length) + 400_000;
             stream.WriteByte((byte)(data[400_000] ^ 0x5A));
         }
 
-        Corrupt();
+        await CorruptAsync();
         Assert.Equal(data, await ReadAll(RemoteClient(), $"{m}/c.bin"));
         var report = (await client.GetReportAsync()).GetValueOrThrow();
         Assert.Equal(1, report.Single(w => w.Silo == home.Name).Corrupt);
 
         // On the block's own host the client reads the tier file itself: it checks, asks for a refill, and reads good bytes.
-        Corrupt();
+        await CorruptAsync();
         var local = GrainFsClient.Create(fixture.Cluster.Client, new GrainFsClientOptions { Host = home.Host });
         Assert.Equal(data, await ReadAll(local, $"{m}/c.bin"));
-        Assert.Equal(data, await File.ReadAllBytesAsync(BlockPath()).ContinueWith(t => t.Result[BlockFile.HeaderLength(data.Length)..]));
+        await FilledAsync();
+        Assert.Equal(data, (await File.ReadAllBytesAsync(BlockPath()))[BlockFile.HeaderLength(data.Length)..]);
     }
 
     [Fact]
@@ -193,7 +199,7 @@ public sealed class BlockCacheClusterTests(GpuClusterFixture fixture) : IClassFi
     public async Task Pin_free_and_ttl_act_on_every_block_of_a_tree()
     {
         var folder = TestProcess.NewFolder("pin");
-        TestData.ImageFolder(folder, classes: 2, perClass: 10, maxSize: 200_000);
+        var files = TestData.ImageFolder(folder, classes: 2, perClass: 10, maxSize: 200_000);
         var client = RemoteClient();
         var m = Unique("pin");
         Assert.True((await client.MountAsync(m, $"file://{folder}")).IsOk);
@@ -210,10 +216,13 @@ public sealed class BlockCacheClusterTests(GpuClusterFixture fixture) : IClassFi
 
         var ttl = await client.SetTtlAsync($"{m}/class00", TimeSpan.FromSeconds(1));
         Assert.Equal(10, ttl.Value!.Blocks);
-        var deadline = DateTime.UtcNow.AddSeconds(15);
-        while (DateTime.UtcNow < deadline && (await client.GetReportAsync()).Value!.Sum(w => w.Tiers.Sum(t => t.Blocks)) > 10)
+        // The TTL runs out on the workers' clock, and the next maintenance pass of each worker frees those blocks.
+        fixture.Clock.Advance(TimeSpan.FromSeconds(1));
+        await fixture.MaintainAllAsync();
+        foreach (var expired in files.Keys.Where(f => f.StartsWith("class00/", StringComparison.Ordinal)))
         {
-            await Task.Delay(200);
+            var version = (await client.OpenAsync($"{m}/{expired}")).GetValueOrThrow().Version;
+            Assert.Null((await fixture.Cluster.Client.GetGrain<IBlockGrain>(version.KeyOf(0).ToString()).GetStateAsync()).Tier);
         }
 
         var freed = await client.FreeAsync(m);
@@ -241,13 +250,12 @@ public sealed class BlockCacheClusterTests(GpuClusterFixture fixture) : IClassFi
         var file = (await reader.OpenAsync($"{m}/hot.bin")).GetValueOrThrow();
         var key = file.Version.KeyOf(0);
         var grain = fixture.Cluster.Client.GetGrain<IBlockGrain>(key.ToString());
-        var deadline = DateTime.UtcNow.AddSeconds(20);
-        BlockState state;
-        while (!(state = await grain.GetStateAsync()).Replicas.Contains("Secondary_2") && DateTime.UtcNow < deadline)
-        {
-            await Task.Delay(100);
-        }
 
+        // The third remote read asked for a replica; Secondary_2's worker copies it and reports back, and the block's
+        // grain, on its home silo, logs that it recorded it.
+        var home = (await grain.GetStateAsync()).Home;
+        await fixture.LogOf(home).WaitForAsync("ReplicaRecorded", e => e["Key"] == key.ToString() && e["Silo"] == "Secondary_2", TimeSpan.FromSeconds(20));
+        var state = await grain.GetStateAsync();
         Assert.Contains("Secondary_2", state.Replicas);
         var secondary = (await reader.GetSilosAsync()).Single(s => s.Name == "Secondary_2");
         Assert.Contains(secondary.TierPaths, root => File.Exists(Path.Combine(root, BlockFile.RelativePath(key))));
