@@ -207,7 +207,9 @@ internal sealed partial class FuseFileSystem(VirtualFileSystem vfs, FuseOptions 
                 return;
             }
 
-            ReplyOpen(request, op.Info, opened.Value, 0, () => vfs.ReleaseDirectory(opened.Value));
+            // The kernel keeps the listing in its page cache across opens (cache_readdir + keep_cache), as it does for a
+            // daemon without opendir; new attributes of the directory invalidate it.
+            ReplyOpen(request, op.Info, opened.Value, Native.FileInfoCacheReaddir | Native.FileInfoKeepCache, () => vfs.ReleaseDirectory(opened.Value));
         });
 
     public void Release(IntPtr req, IntPtr fileInfo)
