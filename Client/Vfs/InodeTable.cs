@@ -10,8 +10,6 @@ namespace GrainFs.Vfs;
 /// </summary>
 public sealed class Inode
 {
-    private readonly Dictionary<string, Inode> _children = new(StringComparer.Ordinal);
-
     internal Inode(ulong ino, Inode? parent, string name, FsEntry entry, string path, long pathGeneration)
     {
         Ino = ino;
@@ -46,8 +44,8 @@ public sealed class Inode
     /// <summary>The reader of the current version, for reads without a handle; dropped when the version changes.</summary>
     internal GrainFsFile? Reader;
 
-    /// <summary>Children the front end knows, by name (guarded by this inode).</summary>
-    internal Dictionary<string, Inode> Children => _children;
+    /// <summary>Children the front end knows, by name, made with the first one (most inodes are files); guarded by locking this inode.</summary>
+    internal Dictionary<string, Inode>? Children;
 }
 
 /// <summary>
@@ -102,9 +100,9 @@ public sealed class InodeTable
     /// <summary>The known child of a directory, without counting a lookup.</summary>
     public Inode? Child(Inode parent, string name)
     {
-        lock (parent.Children)
+        lock (parent)
         {
-            return parent.Children.GetValueOrDefault(name);
+            return parent.Children?.GetValueOrDefault(name);
         }
     }
 
@@ -115,8 +113,9 @@ public sealed class InodeTable
     /// </summary>
     public Inode Remember(Inode parent, string name, FsEntry entry, long lookups)
     {
-        lock (parent.Children)
+        lock (parent)
         {
+            parent.Children ??= new Dictionary<string, Inode>(StringComparer.Ordinal);
             if (!parent.Children.TryGetValue(name, out var inode))
             {
                 var ino = (ulong)Interlocked.Increment(ref _next);
@@ -155,7 +154,7 @@ public sealed class InodeTable
             return;
         }
 
-        lock (parent.Children)
+        lock (parent)
         {
             inode.LookupCount -= (long)count;
             if (inode.LookupCount > 0)
@@ -163,9 +162,9 @@ public sealed class InodeTable
                 return;
             }
 
-            if (parent.Children.TryGetValue(inode.Name, out var current) && ReferenceEquals(current, inode))
+            if (parent.Children is { } children && children.TryGetValue(inode.Name, out var current) && ReferenceEquals(current, inode))
             {
-                parent.Children.Remove(inode.Name);
+                children.Remove(inode.Name);
             }
 
             _byIno.TryRemove(new KeyValuePair<ulong, Inode>(ino, inode));
@@ -178,18 +177,18 @@ public sealed class InodeTable
         var oldParent = inode.Parent ?? throw new InvalidOperationException("the root cannot move");
         var first = oldParent.Ino <= newParent.Ino ? oldParent : newParent;
         var second = ReferenceEquals(first, oldParent) ? newParent : oldParent;
-        lock (first.Children)
+        lock (first)
         {
-            lock (second.Children)
+            lock (second)
             {
-                if (oldParent.Children.TryGetValue(inode.Name, out var current) && ReferenceEquals(current, inode))
+                if (oldParent.Children is { } children && children.TryGetValue(inode.Name, out var current) && ReferenceEquals(current, inode))
                 {
-                    oldParent.Children.Remove(inode.Name);
+                    children.Remove(inode.Name);
                 }
 
                 inode.Parent = newParent;
                 inode.Name = newName;
-                newParent.Children[newName] = inode;
+                (newParent.Children ??= new Dictionary<string, Inode>(StringComparer.Ordinal))[newName] = inode;
                 Interlocked.Increment(ref _pathGeneration);
             }
         }
