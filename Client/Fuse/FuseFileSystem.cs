@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Text;
+using GrainFs.Client;
 using GrainFs.Vfs;
 using Microsoft.Extensions.Logging;
 
@@ -197,20 +198,32 @@ internal sealed partial class FuseFileSystem(VirtualFileSystem vfs, FuseOptions 
         });
     }
 
-    public void OpenDirectory(IntPtr req, ulong ino, IntPtr fileInfo) =>
-        Dispatch(req, (Ino: ino, Info: fileInfo), async (request, op, ct) =>
+    public void OpenDirectory(IntPtr req, ulong ino, IntPtr fileInfo)
+    {
+        // A directory the VFS knows opens without any I/O: answered here, on libfuse's thread, as cheaply as a no-op.
+        var opening = vfs.OpenDirectoryAsync(ino, CancellationToken.None);
+        if (opening.IsCompletedSuccessfully)
         {
-            var opened = await vfs.OpenDirectoryAsync(op.Ino, ct).ConfigureAwait(false);
-            if (!opened.IsOk)
-            {
-                Reply(request, opened.Status);
-                return;
-            }
+            ReplyOpenDirectory(new Request(req), fileInfo, opening.Result);
+            return;
+        }
 
-            // The kernel keeps the listing in its page cache across opens (cache_readdir + keep_cache), as it does for a
-            // daemon without opendir; new attributes of the directory invalidate it.
-            ReplyOpen(request, op.Info, opened.Value, Native.FileInfoCacheReaddir | Native.FileInfoKeepCache, () => vfs.ReleaseDirectory(opened.Value));
-        });
+        Dispatch(req, (Ino: ino, Info: fileInfo), async (request, op, ct) =>
+            ReplyOpenDirectory(request, op.Info, await vfs.OpenDirectoryAsync(op.Ino, ct).ConfigureAwait(false)));
+    }
+
+    private void ReplyOpenDirectory(Request request, IntPtr fileInfo, FsResult<ulong> opened)
+    {
+        if (!opened.IsOk)
+        {
+            Reply(request, opened.Status);
+            return;
+        }
+
+        // The kernel keeps the listing in its page cache across opens (cache_readdir + keep_cache), as it does for a
+        // daemon without opendir; new attributes of the directory invalidate it.
+        ReplyOpen(request, fileInfo, opened.Value, Native.FileInfoCacheReaddir | Native.FileInfoKeepCache, () => vfs.ReleaseDirectory(opened.Value));
+    }
 
     public void Release(IntPtr req, IntPtr fileInfo)
     {
