@@ -10,6 +10,10 @@ namespace GrainFs;
 /// <param name="Properties">Under-storage settings (endpoint, region, path-style, credentials). Secret values are replaced by
 /// <see cref="MountOptions.Redacted"/> before they leave the cluster.</param>
 /// <param name="BlockSize">Bytes per cached block of this mount's files (a smaller file is one block of its own size).</param>
+/// <param name="WriteType">How writes through this mount reach under-storage unless a call says otherwise.</param>
+/// <param name="QuotaBytes">The most bytes of files written through GrainFS the mount may hold (0: no limit); over it, EDQUOT.</param>
+/// <param name="QuotaFiles">The most files written through GrainFS the mount may hold (0: no limit).</param>
+/// <param name="WriteReplicas">Synced copies of an ASYNC_THROUGH file's blocks, on write workers of different hosts, before a close returns (1 or 2).</param>
 [GenerateSerializer, Immutable, Alias("grainfs.MountOptions")]
 public sealed record MountOptions(
     [property: Id(0)] bool ReadOnly,
@@ -18,7 +22,11 @@ public sealed record MountOptions(
     [property: Id(3)] int? Group,
     [property: Id(4)] int? Mode,
     [property: Id(5)] IReadOnlyDictionary<string, string> Properties,
-    [property: Id(6)] int BlockSize = MountOptions.DEFAULT_BLOCK_SIZE)
+    [property: Id(6)] int BlockSize = MountOptions.DEFAULT_BLOCK_SIZE,
+    [property: Id(7)] WriteType WriteType = WriteType.AsyncThrough,
+    [property: Id(8)] long QuotaBytes = 0,
+    [property: Id(9)] long QuotaFiles = 0,
+    [property: Id(10)] int WriteReplicas = 1)
 {
     /// <summary>The default block size: 4 MiB.</summary>
     public const int DEFAULT_BLOCK_SIZE = 4 * 1024 * 1024;

@@ -1,0 +1,101 @@
+namespace GrainFs;
+
+/// <summary>How a write reaches under-storage (per mount, option <c>write-type</c>; per call in the SDK and CLI).</summary>
+public enum WriteType : byte
+{
+    /// <summary>ASYNC_THROUGH (the default): the close returns once the bytes are synced on the write worker's disk and
+    /// journaled; the file is persisted in the background.</summary>
+    AsyncThrough = 0,
+
+    /// <summary>MUST_CACHE: kept in the cache only, never persisted (lost with the worker's disk).</summary>
+    MustCache = 1,
+
+    /// <summary>CACHE_THROUGH: persisted before the close returns, and kept in the cache.</summary>
+    CacheThrough = 2,
+
+    /// <summary>THROUGH: persisted before the close returns, not kept in the cache.</summary>
+    Through = 3,
+}
+
+/// <summary>Where a file stands with under-storage.</summary>
+public enum Persistence : byte
+{
+    /// <summary>In under-storage (every file listed from it, and written files once uploaded).</summary>
+    Persisted = 0,
+
+    /// <summary>Written to the cache, queued for upload.</summary>
+    Pending = 1,
+
+    /// <summary>The last upload failed (the reason is in <see cref="FsEntry.PersistError"/>); it is retried.</summary>
+    Failed = 2,
+
+    /// <summary>Written with MUST_CACHE: never uploaded.</summary>
+    CacheOnly = 3,
+}
+
+/// <summary>Names of <see cref="WriteType"/> and <see cref="Persistence"/> as users write them.</summary>
+public static class WriteTypes
+{
+    /// <summary>Every write type's name, for help texts and errors.</summary>
+    public const string Names = "MUST_CACHE, CACHE_THROUGH, THROUGH, ASYNC_THROUGH";
+
+    /// <summary>The name: MUST_CACHE, CACHE_THROUGH, THROUGH or ASYNC_THROUGH.</summary>
+    public static string Name(this WriteType type) => type switch
+    {
+        WriteType.MustCache => "MUST_CACHE",
+        WriteType.CacheThrough => "CACHE_THROUGH",
+        WriteType.Through => "THROUGH",
+        _ => "ASYNC_THROUGH",
+    };
+
+    /// <summary>Parses a name (case and '-' / '_' insensitive).</summary>
+    public static bool TryParse(string? text, out WriteType type)
+    {
+        type = WriteType.AsyncThrough;
+        var key = text?.Trim().Replace('-', '_').ToUpperInvariant();
+        switch (key)
+        {
+            case "ASYNC_THROUGH":
+                type = WriteType.AsyncThrough;
+                return true;
+            case "MUST_CACHE":
+                type = WriteType.MustCache;
+                return true;
+            case "CACHE_THROUGH":
+                type = WriteType.CacheThrough;
+                return true;
+            case "THROUGH":
+                type = WriteType.Through;
+                return true;
+            default:
+                return false;
+        }
+    }
+
+    /// <summary>The name shown by stat: persisted, pending, failed, cache-only.</summary>
+    public static string Name(this Persistence persistence) => persistence switch
+    {
+        Persistence.Pending => "pending",
+        Persistence.Failed => "failed",
+        Persistence.CacheOnly => "cache-only",
+        _ => "persisted",
+    };
+}
+
+/// <summary>A change of a file's or directory's attributes (setattr); null leaves one as it is.</summary>
+/// <param name="Mode">Permission bits (07777).</param>
+/// <param name="Uid">Owner.</param>
+/// <param name="Gid">Group.</param>
+/// <param name="MtimeUtc">Modification time.</param>
+/// <param name="Size">A new size: only 0 (truncate) is supported on a closed file.</param>
+[GenerateSerializer, Immutable, Alias("grainfs.AttributeChange")]
+public sealed record AttributeChange(
+    [property: Id(0)] int? Mode = null,
+    [property: Id(1)] int? Uid = null,
+    [property: Id(2)] int? Gid = null,
+    [property: Id(3)] DateTime? MtimeUtc = null,
+    [property: Id(4)] long? Size = null)
+{
+    /// <summary>Nothing to change.</summary>
+    public bool IsEmpty => Mode is null && Uid is null && Gid is null && MtimeUtc is null && Size is null;
+}
