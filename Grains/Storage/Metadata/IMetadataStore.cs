@@ -34,6 +34,41 @@ public sealed record StoredMountTable(long Version, long NextId, IReadOnlyList<S
     public static StoredMountTable Empty { get; } = new(0, 1, []);
 }
 
+/// <summary>
+/// What GrainFS itself knows of one name in a directory, on top of the under-storage listing: a file or directory
+/// written through GrainFS (with its owner, its holders and whether it is persisted), the attributes set on a listed
+/// entry, or a tombstone hiding a listed entry that was removed. Few per directory (the writes), so kept apart from the
+/// compact listing. The name "." marks a directory GrainFS made (it exists even where under-storage has no trace of it).
+/// </summary>
+/// <param name="Name">The name in the directory.</param>
+/// <param name="Kind">File or directory.</param>
+/// <param name="Size">Bytes.</param>
+/// <param name="MtimeTicks">Modification time, UTC ticks.</param>
+/// <param name="ETag">The version tag (a write tag "gfs:…" for written files).</param>
+/// <param name="Mode">Permission bits, 0 when none were set.</param>
+/// <param name="Uid">Owner, or -1.</param>
+/// <param name="Gid">Group, or -1.</param>
+/// <param name="Holders">Silos holding a written file's blocks (empty when none).</param>
+/// <param name="Persistence">0 persisted, 1 pending, 2 failed, 3 cache-only (the values of the grain-facing Persistence).</param>
+/// <param name="Error">Why the last upload failed, or null.</param>
+/// <param name="Deleted">A tombstone: the listed entry of this name was removed.</param>
+public sealed record OverlayEntry(
+    string Name,
+    EntryKind Kind,
+    long Size,
+    long MtimeTicks,
+    string ETag,
+    int Mode,
+    int Uid,
+    int Gid,
+    string[] Holders,
+    byte Persistence,
+    string? Error,
+    bool Deleted);
+
+/// <summary>Bytes and files written through GrainFS that a mount holds, against its quota.</summary>
+public readonly record struct MountUsage(long Bytes, long Files);
+
 /// <summary>Thrown when a write lost an optimistic-concurrency race (another silo wrote first).</summary>
 public sealed class MetadataConflictException(string message) : Exception(message);
 
@@ -70,6 +105,21 @@ public interface IMetadataStore
     /// <summary>Removes one entry of a stored listing; false when there is no such listing or no such entry.</summary>
     ValueTask<bool> DeleteEntryAsync(string key, string name, CancellationToken cancellationToken = default);
 
-    /// <summary>Forgets every directory listing of a mount.</summary>
+    /// <summary>The overlay entries of a directory (or shard) key, in any order; empty when none.</summary>
+    ValueTask<IReadOnlyList<OverlayEntry>> LoadOverlayAsync(string key, CancellationToken cancellationToken = default);
+
+    /// <summary>Adds or replaces (by name) one overlay entry of <paramref name="key"/>.</summary>
+    ValueTask PutOverlayAsync(string key, long mountId, OverlayEntry entry, CancellationToken cancellationToken = default);
+
+    /// <summary>Removes one overlay entry; false when there was none.</summary>
+    ValueTask<bool> RemoveOverlayAsync(string key, string name, CancellationToken cancellationToken = default);
+
+    /// <summary>A mount's usage (zero when never saved).</summary>
+    ValueTask<MountUsage> LoadUsageAsync(long mountId, CancellationToken cancellationToken = default);
+
+    /// <summary>Adds <paramref name="delta"/> (either sign) to a mount's usage and returns the new usage; the sum never goes below zero.</summary>
+    ValueTask<MountUsage> AddUsageAsync(long mountId, MountUsage delta, CancellationToken cancellationToken = default);
+
+    /// <summary>Forgets every directory listing of a mount (overlay entries and usage too).</summary>
     ValueTask DeleteMountDataAsync(long mountId, CancellationToken cancellationToken = default);
 }

@@ -10,6 +10,8 @@ namespace GrainFs.Storage.Metadata;
 public sealed class InMemoryMetadataStore : IMetadataStore
 {
     private readonly ConcurrentDictionary<string, (long MountId, DirectorySnapshot Snapshot)> _directories = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, (long MountId, ConcurrentDictionary<string, OverlayEntry> Entries)> _overlays = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<long, MountUsage> _usage = new();
     private readonly Lock _mountLock = new();
     private StoredMountTable _mounts = StoredMountTable.Empty;
 
@@ -86,8 +88,43 @@ public sealed class InMemoryMetadataStore : IMetadataStore
     }
 
     /// <inheritdoc />
+    public ValueTask<IReadOnlyList<OverlayEntry>> LoadOverlayAsync(string key, CancellationToken cancellationToken = default) =>
+        ValueTask.FromResult<IReadOnlyList<OverlayEntry>>(_overlays.TryGetValue(key, out var found) ? [.. found.Entries.Values] : []);
+
+    /// <inheritdoc />
+    public ValueTask PutOverlayAsync(string key, long mountId, OverlayEntry entry, CancellationToken cancellationToken = default)
+    {
+        _overlays.GetOrAdd(key, _ => (mountId, new ConcurrentDictionary<string, OverlayEntry>(StringComparer.Ordinal))).Entries[entry.Name] = entry;
+        return ValueTask.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    public ValueTask<bool> RemoveOverlayAsync(string key, string name, CancellationToken cancellationToken = default) =>
+        ValueTask.FromResult(_overlays.TryGetValue(key, out var found) && found.Entries.TryRemove(name, out _));
+
+    /// <inheritdoc />
+    public ValueTask<MountUsage> LoadUsageAsync(long mountId, CancellationToken cancellationToken = default) =>
+        ValueTask.FromResult(_usage.TryGetValue(mountId, out var usage) ? usage : default);
+
+    /// <inheritdoc />
+    public ValueTask<MountUsage> AddUsageAsync(long mountId, MountUsage delta, CancellationToken cancellationToken = default) =>
+        ValueTask.FromResult(_usage.AddOrUpdate(
+            mountId,
+            _ => new MountUsage(Math.Max(0, delta.Bytes), Math.Max(0, delta.Files)),
+            (_, old) => new MountUsage(Math.Max(0, old.Bytes + delta.Bytes), Math.Max(0, old.Files + delta.Files))));
+
+    /// <inheritdoc />
     public ValueTask DeleteMountDataAsync(long mountId, CancellationToken cancellationToken = default)
     {
+        _usage.TryRemove(mountId, out _);
+        foreach (var (key, value) in _overlays)
+        {
+            if (value.MountId == mountId)
+            {
+                _overlays.TryRemove(key, out _);
+            }
+        }
+
         foreach (var (key, value) in _directories)
         {
             if (value.MountId == mountId)
