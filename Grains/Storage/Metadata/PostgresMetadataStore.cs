@@ -7,7 +7,7 @@ namespace GrainFs.Storage.Metadata;
 /// Metadata in PostgreSQL (the schema of infra/db, applied by infra/db/apply.sh): the mount table, and one
 /// row per cached entry written in bulk with binary COPY. Silo memory then holds only active directories.
 /// </summary>
-public sealed class PostgresMetadataStore : IMetadataStore, IAsyncDisposable
+public sealed partial class PostgresMetadataStore : IMetadataStore, IAsyncDisposable
 {
     /// <summary>The schema version this code expects (grainfs_schema.version).</summary>
     public const int SchemaVersion = 2;
