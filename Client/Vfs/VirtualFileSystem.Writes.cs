@@ -11,6 +11,12 @@ public sealed partial class VirtualFileSystem
     /// <summary>Raised when an inode's attributes or data changed elsewhere: the front end tells its kernel (inval_inode, whole range).</summary>
     public event Action<ulong>? InodeInvalidated;
 
+    private void RaiseInvalidated(ulong parent, string name, ulong ino)
+    {
+        EntryInvalidated?.Invoke(parent, name);
+        InodeInvalidated?.Invoke(ino);
+    }
+
     /// <summary>creat/open(O_CREAT): a new file open for writing; the inode's lookup count goes up by one. <paramref name="flags"/> are open(2) flags (O_EXCL, O_TRUNC, access mode).</summary>
     public ValueTask<FsResult<(Attr Attr, ulong Fh)>> CreateAsync(ulong parent, string name, int flags, int mode, uint uid, uint gid, CancellationToken cancellationToken) =>
         throw new NotImplementedException();
