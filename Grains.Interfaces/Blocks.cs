@@ -185,10 +185,49 @@ public interface IWorkerGrain : IGrainWithStringKey
     [Alias("CopyBlock")]
     ValueTask<BatchResult> CopyBlockAsync(BlockKey key, int length, string fromEndpoint);
 
+    /// <summary>
+    /// Makes a written file durable on this worker before its close is acknowledged: every block is held (synced as it
+    /// arrived), and a journal entry records the file (ASYNC_THROUGH, CACHE_THROUGH, THROUGH). CACHE_THROUGH and THROUGH are
+    /// uploaded before this returns (THROUGH's blocks then freed); ASYNC_THROUGH is queued once committed.
+    /// </summary>
+    [Alias("Seal")]
+    ValueTask<WriteOutcome> SealAsync(WriteSeal seal);
+
+    /// <summary>The sealed file is committed (visible) at <paramref name="path"/>: its persist may start.</summary>
+    [Alias("Committed"), Orleans.Concurrency.OneWay]
+    Task CommittedAsync(string writeTag, string path);
+
+    /// <summary>A written file was renamed before it was persisted: it is uploaded to <paramref name="path"/> instead.</summary>
+    [Alias("Retarget")]
+    ValueTask<WriteOutcome> RetargetAsync(string writeTag, string path);
+
+    /// <summary>A written file was removed, replaced or aborted: its blocks go (unpersisted ones too) and its persist is cancelled;
+    /// with <paramref name="deleteObject"/> an upload that completes anyway is removed from under-storage.</summary>
+    [Alias("DropWritten")]
+    ValueTask<WriteOutcome> DropWrittenAsync(string writeTag, BlockKey[] keys, bool deleteObject);
+
+    /// <summary>Where this worker's persist queue stands: files and bytes waiting, and the configured rate.</summary>
+    [Alias("PersistStatus")]
+    ValueTask<PersistStatus> GetPersistStatusAsync();
+
     /// <summary>Counts reads a short-circuit client served itself, so eviction knows the blocks are hot.</summary>
     [Alias("RecordAccess"), Orleans.Concurrency.OneWay]
     Task RecordAccessAsync(BlockKey[] keys);
 }
+
+/// <summary>A worker's persist queue.</summary>
+/// <param name="Files">Files waiting or uploading.</param>
+/// <param name="Bytes">Their bytes.</param>
+/// <param name="Failing">Files whose last attempt failed.</param>
+/// <param name="RateBytesPerSecond">The configured persist rate (0: unlimited).</param>
+/// <param name="PersistedBytes">Bytes uploaded since the silo started.</param>
+[GenerateSerializer, Immutable, Alias("grainfs.PersistStatus")]
+public sealed record PersistStatus(
+    [property: Id(0)] int Files,
+    [property: Id(1)] long Bytes,
+    [property: Id(2)] int Failing,
+    [property: Id(3)] long RateBytesPerSecond,
+    [property: Id(4)] long PersistedBytes);
 
 /// <summary>A silo as clients see it: where its worker's data port is, which tier folders it has, its roles.</summary>
 [GenerateSerializer, Immutable, Alias("grainfs.SiloInfo")]

@@ -25,6 +25,63 @@ public interface IDirectoryGrain : IGrainWithStringKey
     /// Shards call the head; the head never calls a shard.</summary>
     [Alias("EnsureSynced")]
     ValueTask<SyncState> EnsureSyncedAsync(int maxAgeSeconds);
+
+    // Writes. Each names one child and, like a lookup, is answered Stale with the shard count on the head of a sharded
+    // directory (send it to the shard). Refused with EROFS on a read-only mount. Results carry the child's entry.
+
+    /// <summary>A writer is about to create <paramref name="name"/>: checks it can (EISDIR, EEXIST when <paramref name="exclusive"/>
+    /// and it exists or another exclusive creator holds it) and, when exclusive, holds the name for <paramref name="writer"/> until its commit.
+    /// The entry is the existing one, if any.</summary>
+    [Alias("Reserve")]
+    ValueTask<LookupResult> ReserveAsync(string name, string writer, bool exclusive);
+
+    /// <summary>Makes a written file visible: from now on every lookup returns <paramref name="entry"/> (the last commit wins; an exclusive
+    /// commit wins only if its writer holds the name). The version it replaces is freed.</summary>
+    [Alias("Commit")]
+    ValueTask<LookupResult> CommitAsync(string name, FsEntry entry, string writer, bool exclusive);
+
+    /// <summary>Drops a reservation of <paramref name="writer"/> (the write was aborted).</summary>
+    [Alias("Unreserve")]
+    ValueTask UnreserveAsync(string name, string writer);
+
+    /// <summary>Makes the child directory <paramref name="name"/> (and its "dir/" marker on an object store).</summary>
+    [Alias("MakeDirectory")]
+    ValueTask<LookupResult> MakeDirectoryAsync(string name, int mode, int uid, int gid);
+
+    /// <summary>Removes a file (<paramref name="directory"/> false, unlink) or an empty directory (rmdir) from GrainFS and under-storage.</summary>
+    [Alias("Remove")]
+    ValueTask<LookupResult> RemoveAsync(string name, bool directory);
+
+    /// <summary>Sets mode, owner, group or mtime (kept in GrainFS metadata), or truncates to 0 (a new, empty version).</summary>
+    [Alias("SetAttributes")]
+    ValueTask<LookupResult> SetAttributesAsync(string name, AttributeChange change);
+
+    /// <summary>Renames the child <paramref name="name"/> to <paramref name="newName"/> in the directory <paramref name="target"/> (a
+    /// <see cref="DirectoryKey"/> of the same mount, already routed to the shard of <paramref name="newName"/>).</summary>
+    [Alias("Rename")]
+    ValueTask<LookupResult> RenameAsync(string name, string target, string newName, bool noReplace);
+
+    /// <summary>Silo-internal, rename's target side: checks <paramref name="name"/> may take an entry of <paramref name="kind"/> (EEXIST with
+    /// <paramref name="noReplace"/>, EISDIR, ENOTDIR, ENOTEMPTY).</summary>
+    [Alias("CheckAdopt"), Orleans.Concurrency.AlwaysInterleave]
+    ValueTask<LookupResult> CheckAdoptAsync(string name, FsKind kind, bool noReplace);
+
+    /// <summary>Silo-internal, rename's target side: takes <paramref name="entry"/> as the child <paramref name="name"/>, replacing what is there.</summary>
+    [Alias("Adopt"), Orleans.Concurrency.AlwaysInterleave]
+    ValueTask<LookupResult> AdoptAsync(string name, FsEntry entry);
+
+    /// <summary>Silo-internal, from the persist queue: the written file <paramref name="name"/> of write tag <paramref name="writeTag"/> is in
+    /// under-storage with <paramref name="underStorageETag"/>, or (with <paramref name="error"/>) its upload failed and is retried.</summary>
+    [Alias("Persisted")]
+    ValueTask<LookupResult> PersistedAsync(string name, string writeTag, string? underStorageETag, string? error);
+
+    /// <summary>Silo-internal: this directory was made by GrainFS (it exists even where under-storage keeps no trace of it).</summary>
+    [Alias("MarkCreated")]
+    ValueTask MarkCreatedAsync();
+
+    /// <summary>Silo-internal, for rmdir and rename: whether the directory has no children (and how it stands).</summary>
+    [Alias("IsEmpty")]
+    ValueTask<LookupResult> IsEmptyAsync();
 }
 
 /// <summary>The result of a lookup.</summary>

@@ -99,3 +99,53 @@ public sealed record AttributeChange(
     /// <summary>Nothing to change.</summary>
     public bool IsEmpty => Mode is null && Uid is null && Gid is null && MtimeUtc is null && Size is null;
 }
+
+/// <summary>A written file whose blocks a write worker holds, to be made durable there at close.</summary>
+/// <param name="WriteTag">The file version's write tag.</param>
+/// <param name="MountId">The mount.</param>
+/// <param name="Path">The path relative to the mount root.</param>
+/// <param name="Size">Bytes in the file.</param>
+/// <param name="BlockSize">The mount's block size.</param>
+/// <param name="WriteType">How it reaches under-storage.</param>
+[GenerateSerializer, Immutable, Alias("grainfs.WriteSeal")]
+public sealed record WriteSeal(
+    [property: Id(0)] string WriteTag,
+    [property: Id(1)] long MountId,
+    [property: Id(2)] string Path,
+    [property: Id(3)] long Size,
+    [property: Id(4)] int BlockSize,
+    [property: Id(5)] WriteType WriteType);
+
+/// <summary>The outcome of a write-side call.</summary>
+/// <param name="Status">Ok, or the errno (ENOSPC, EDQUOT, EIO, …).</param>
+/// <param name="Message">The reason, naming the path.</param>
+/// <param name="UnderStorageETag">For a seal that persisted the file (CACHE_THROUGH, THROUGH): the object's ETag.</param>
+[GenerateSerializer, Immutable, Alias("grainfs.WriteOutcome")]
+public sealed record WriteOutcome(
+    [property: Id(0)] FsStatus Status,
+    [property: Id(1)] string? Message,
+    [property: Id(2)] string? UnderStorageETag = null)
+{
+    /// <summary>Success.</summary>
+    public static WriteOutcome Ok { get; } = new(FsStatus.Ok, null);
+}
+
+/// <summary>
+/// The bytes and files written through GrainFS that one mount holds, against its quota (options quota-bytes, quota-files).
+/// Writers reserve as they write, so a write over quota fails at once with EDQUOT. Keyed by the mount id.
+/// </summary>
+[Alias("grainfs.IMountUsageGrain")]
+public interface IMountUsageGrain : IGrainWithIntegerKey
+{
+    /// <summary>Takes <paramref name="bytes"/> and <paramref name="files"/> of the quota; EDQUOT (nothing taken) when they do not fit.</summary>
+    [Alias("Reserve")]
+    ValueTask<WriteOutcome> ReserveAsync(long bytes, long files);
+
+    /// <summary>Gives back bytes and files (a write aborted, a written file removed or replaced).</summary>
+    [Alias("Release")]
+    ValueTask ReleaseAsync(long bytes, long files);
+
+    /// <summary>Bytes and files held now.</summary>
+    [Alias("Get")]
+    ValueTask<(long Bytes, long Files)> GetAsync();
+}

@@ -73,4 +73,28 @@ public static class GrainFsMetrics
     /// <summary>Client metadata cache lookups, tagged hit/miss.</summary>
     public static readonly Counter<long> ClientCacheLookups =
         Meter.CreateCounter<long>("grainfs.client.metadata_cache", "{lookup}", "Client metadata cache lookups");
+
+    /// <summary>Bytes of written blocks stored by the data port (synced on the write tier).</summary>
+    public static readonly Counter<long> BytesWritten =
+        Meter.CreateCounter<long>("grainfs.write.bytes", "By", "Bytes of written blocks stored on write tiers");
+
+    /// <summary>Writes refused, tagged by reason (no-space, quota).</summary>
+    public static readonly Counter<long> WritesRefused =
+        Meter.CreateCounter<long>("grainfs.write.refused", "{write}", "Writes refused, by reason (no-space, quota)");
+
+    /// <summary>Files committed (closed) by writers.</summary>
+    public static readonly Counter<long> FilesCommitted =
+        Meter.CreateCounter<long>("grainfs.write.files", "{file}", "Files committed by writers, by write type");
+
+    /// <summary>Bytes uploaded to under-storage by the persist queue.</summary>
+    public static readonly Counter<long> PersistedBytes =
+        Meter.CreateCounter<long>("grainfs.persist.bytes", "By", "Bytes persisted to under-storage");
+
+    /// <summary>Files persisted to under-storage.</summary>
+    public static readonly Counter<long> PersistedFiles =
+        Meter.CreateCounter<long>("grainfs.persist.files", "{file}", "Files persisted to under-storage");
+
+    /// <summary>Persist attempts that failed (retried with backoff).</summary>
+    public static readonly Counter<long> PersistFailures =
+        Meter.CreateCounter<long>("grainfs.persist.failures", "{attempt}", "Persist attempts that failed");
 }

@@ -73,9 +73,21 @@ public static class SettingNames
     public static readonly Setting CachePolicy = new("--cache-policy", "GrainFs:Cache:Policy", "GRAINFS_CACHE_POLICY",
         "eviction policy: tinylfu (default; keeps a stable subset under epoch-random access) or lru");
 
+    /// <summary>The tier written blocks go to.</summary>
+    public static readonly Setting WriteTier = new("--write-tier", "GrainFs:Cache:WriteTier", "GRAINFS_WRITE_TIER",
+        "tier that takes the blocks of files written through this silo: MEM, SSD or HDD (default SSD when configured, else the first tier)");
+
+    /// <summary>The persist queue's rate.</summary>
+    public static readonly Setting PersistRate = new("--persist-rate", "GrainFs:Persist:Rate", "GRAINFS_PERSIST_RATE",
+        "bytes per second this silo uploads written files at most, e.g. 200MiB (default 0: unlimited)");
+
+    /// <summary>The persist queue's parallelism.</summary>
+    public static readonly Setting PersistParallel = new("--persist-parallel", "GrainFs:Persist:Parallel", "GRAINFS_PERSIST_PARALLEL",
+        "written files uploaded at once (default 2; each large file also uploads several parts at once)");
+
     /// <summary>Settings the silo reads.</summary>
     public static readonly IReadOnlyList<Setting> SiloSettings =
-        [Cluster, ClusterId, Data, SiloPort, GatewayPort, DashboardPort, MetricsPort, Host, Roles, Advertise, SiloName, Telemetry, DataPort, Tier, CachePolicy];
+        [Cluster, ClusterId, Data, SiloPort, GatewayPort, DashboardPort, MetricsPort, Host, Roles, Advertise, SiloName, Telemetry, DataPort, Tier, CachePolicy, WriteTier, PersistRate, PersistParallel];
 
     /// <summary>Settings every client command reads.</summary>
     public static readonly IReadOnlyList<Setting> ClientSettings = [Cluster, ClusterId, GatewayPort, Host];

@@ -1,3 +1,4 @@
+using GrainFs.Storage.Persist;
 using GrainFs.DataPlane;
 using GrainFs.Grains.Namespace;
 using GrainFs.Storage.Cache;
@@ -28,6 +29,9 @@ public static class GrainFsOptionsExtensions
         services.AddSingleton<IPostConfigureOptions<CacheOptions>>(sp =>
             new CacheOptionsSetup(sp.GetRequiredService<IOptionsMonitor<GrainFsSiloOptions>>(), configuration.GetSection(GrainFsSiloOptions.SECTION)));
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<CacheOptions>, CacheOptionsValidator>());
+
+        services.AddOptions<PersistOptions>().BindChecked(configuration, PersistOptions.SECTION).ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<PersistOptions>, PersistOptionsValidator>());
 
         services.AddOptions<NamespaceOptions>().BindChecked(configuration, NamespaceOptions.SECTION).ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<NamespaceOptions>, NamespaceOptionsValidator>());

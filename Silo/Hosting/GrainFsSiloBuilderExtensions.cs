@@ -36,6 +36,7 @@ public static class GrainFsSiloBuilderExtensions
         services.AddSingleton(Options.Create(settings.Cache));
         services.AddSingleton(Options.Create(settings.Namespace));
         services.AddSingleton(Options.Create(settings.Telemetry));
+        services.AddSingleton(Options.Create(settings.Persist));
 
         // The data port is bound now, so that its real port (0 picks one) is in the silo metadata from the start.
         var advertised = silo.AdvertisedIPAddress;
@@ -58,6 +59,8 @@ public static class GrainFsSiloBuilderExtensions
         services.AddSingleton(new LocalSilo(silo.SiloName, silo.Host, dataEndpoint));
         services.AddSingleton<BlockFiller>();
         services.AddSingleton<WorkerJobs>();
+        services.AddSingleton<GrainFs.Grains.Writes.PersistQueue>();
+        services.AddHostedService(sp => sp.GetRequiredService<GrainFs.Grains.Writes.PersistQueue>());
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, CacheLifecycle>();
         services.AddHostedService(sp => sp.GetRequiredService<TierStore>().Maintenance);
         builder.AddPlacementDirector<BlockHomePlacement, BlockHomePlacementDirector>();

@@ -1,3 +1,6 @@
+using GrainFs.DataPlane.Blocks;
+using GrainFs.DataPlane;
+using GrainFs.Storage.Persist;
 using System.Globalization;
 using GrainFs.Grains.Namespace;
 using GrainFs.Storage.Cache;
@@ -16,13 +19,17 @@ namespace GrainFs.Silo.Hosting;
 /// </summary>
 public sealed class SiloConfiguration
 {
-    private SiloConfiguration(GrainFsSiloOptions silo, CacheOptions cache, NamespaceOptions @namespace, GrainFsTelemetryOptions telemetry)
+    private SiloConfiguration(GrainFsSiloOptions silo, CacheOptions cache, NamespaceOptions @namespace, GrainFsTelemetryOptions telemetry, PersistOptions persist)
     {
         Silo = silo;
         Cache = cache;
         Namespace = @namespace;
         Telemetry = telemetry;
+        Persist = persist;
     }
+
+    /// <summary>The persist queue (section GrainFs:Persist).</summary>
+    public PersistOptions Persist { get; }
 
     /// <summary>The silo itself and its cluster (section GrainFs).</summary>
     public GrainFsSiloOptions Silo { get; }
@@ -73,7 +80,8 @@ public sealed class SiloConfiguration
             services.GetRequiredService<IOptionsMonitor<GrainFsSiloOptions>>().CurrentValue,
             services.GetRequiredService<IOptionsMonitor<CacheOptions>>().CurrentValue,
             services.GetRequiredService<IOptionsMonitor<NamespaceOptions>>().CurrentValue,
-            services.GetRequiredService<IOptionsMonitor<GrainFsTelemetryOptions>>().CurrentValue);
+            services.GetRequiredService<IOptionsMonitor<GrainFsTelemetryOptions>>().CurrentValue,
+            services.GetRequiredService<IOptionsMonitor<PersistOptions>>().CurrentValue);
     }
 
     /// <summary>A one-line description for the start-up log (no credentials).</summary>
@@ -81,5 +89,5 @@ public sealed class SiloConfiguration
         $"{Silo.SiloName} on {Silo.Host} roles={string.Join(',', Silo.RoleList)} cluster={(Silo.Cluster is null ? "embedded localhost" : PostgresMetadataStore.Describe(Silo.Cluster))} " +
         $"silo={Silo.AdvertisedAddress}:{Silo.SiloPort} gateway={Silo.GatewayPort} dashboard={(Silo.DashboardPort == 0 ? "off" : Silo.DashboardPort.ToString(CultureInfo.InvariantCulture))} " +
         $"metrics={(Silo.MetricsPort == 0 ? "off" : Silo.MetricsPort.ToString(CultureInfo.InvariantCulture))} data={Silo.Data} " +
-        $"tiers={string.Join(' ', Cache.Tiers)} policy={Cache.Policy}";
+        $"tiers={string.Join(' ', Cache.Tiers)} policy={Cache.Policy} write-tier={Cache.WriteTierKind.Label()} persist-rate={(Persist.RateBytesPerSecond == 0 ? "unlimited" : ByteSize.Format(Persist.RateBytesPerSecond) + "/s")}";
 }

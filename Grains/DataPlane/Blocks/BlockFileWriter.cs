@@ -28,7 +28,8 @@ public static class BlockFileWriter
         long createdTicks,
         long expiresTicks,
         Action<long>? progress,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken,
+        bool durable = false)
     {
         var headerLength = BlockFile.HeaderLength(length);
         var checksums = new ulong[BlockFile.ChunkCount(length)];
@@ -80,6 +81,12 @@ public static class BlockFileWriter
 
             var header = new BlockHeader(key, length, flags, createdTicks, expiresTicks, checksums);
             await RandomAccess.WriteAsync(file, BlockFile.EncodeHeader(header), 0, cancellationToken).ConfigureAwait(false);
+            if (durable)
+            {
+                // fsync(2) of the data and the header: the block survives a crash from here on.
+                RandomAccess.FlushToDisk(file);
+            }
+
             return header;
         }
         finally

@@ -54,6 +54,35 @@ public sealed class DataPortClient : IDisposable
         }
     }
 
+    /// <summary>
+    /// Sends a written block (all of <paramref name="data"/>) to the worker at <paramref name="endpoint"/>; the answer comes
+    /// once the block is synced on its write tier: Ok, NoSpace or Error with the worker's message.
+    /// </summary>
+    public async ValueTask<DataPortResult> WriteAsync(string endpoint, BlockKey key, ReadOnlyMemory<byte> data, TimeSpan timeout, CancellationToken cancellationToken = default)
+    {
+        var pool = _pools.GetOrAdd(endpoint, static _ => []);
+        if (!pool.TryTake(out var connection))
+        {
+            connection = await Connection.OpenAsync(endpoint, cancellationToken).ConfigureAwait(false);
+        }
+
+        try
+        {
+            var result = await connection.WriteAsync(key, data, timeout, cancellationToken).ConfigureAwait(false);
+            if (pool.Count < _maxIdlePerEndpoint)
+            {
+                pool.Add(connection);
+                connection = null;
+            }
+
+            return result;
+        }
+        finally
+        {
+            connection?.Dispose();
+        }
+    }
+
     /// <summary>Drops the idle connections to a worker (after it failed).</summary>
     public void Forget(string endpoint)
     {
@@ -151,6 +180,50 @@ public sealed class DataPortClient : IDisposable
             catch (OperationCanceledException) when (_deadline.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
             {
                 throw new TimeoutException($"the data port did not answer within {timeout.TotalSeconds:0.#} s");
+            }
+        }
+
+        public async ValueTask<DataPortResult> WriteAsync(BlockKey key, ReadOnlyMemory<byte> data, TimeSpan timeout, CancellationToken cancellationToken)
+        {
+            if (data.Length > DataPortProtocol.MaxLength)
+            {
+                throw new ArgumentOutOfRangeException(nameof(data), data.Length, $"a written block holds at most {DataPortProtocol.MaxLength} bytes");
+            }
+
+            if (!_deadline.TryReset())
+            {
+                _deadline.Dispose();
+                _deadline = new CancellationTokenSource();
+            }
+
+            _deadline.CancelAfter(timeout);
+            using var link = cancellationToken.CanBeCanceled ? CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _deadline.Token) : null;
+            var token = link?.Token ?? _deadline.Token;
+            try
+            {
+                DataPortProtocol.WriteRequest(_request, key, 0, data.Length, 0, DataPortProtocol.OpWrite);
+                await _socket.SendAsync(_request, SocketFlags.None, token).ConfigureAwait(false);
+                while (!data.IsEmpty)
+                {
+                    var sent = await _socket.SendAsync(data, SocketFlags.None, token).ConfigureAwait(false);
+                    data = data[sent..];
+                }
+
+                await ReceiveExactlyAsync(_reply, token).ConfigureAwait(false);
+                var (status, source, payload) = DataPortProtocol.ReadReplyHeader(_reply);
+                string? message = null;
+                if (payload > 0)
+                {
+                    var text = new byte[payload];
+                    await ReceiveExactlyAsync(text, token).ConfigureAwait(false);
+                    message = Encoding.UTF8.GetString(text);
+                }
+
+                return new DataPortResult(status, 0, source, message);
+            }
+            catch (OperationCanceledException) when (_deadline.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+            {
+                throw new TimeoutException($"the data port did not store the block within {timeout.TotalSeconds:0.#} s");
             }
         }
 

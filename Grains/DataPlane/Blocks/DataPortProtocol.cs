@@ -19,6 +19,9 @@ public enum DataPortStatus : byte
 
     /// <summary>The request was malformed or of an unknown version; a UTF-8 message follows.</summary>
     BadRequest = 4,
+
+    /// <summary>A write found no room on the write tier; a UTF-8 message follows.</summary>
+    NoSpace = 5,
 }
 
 /// <summary>Where served bytes came from.</summary>
@@ -43,6 +46,8 @@ public enum DataSource : byte
 /// block key (20) · offset in the block (8) · length (4) · reserved (4). A reply is a 12-byte header: magic "GFDR"
 /// (4) · status (1) · source (1) · reserved (2) · payload length (4), then the payload: data for Ok, a UTF-8
 /// message for Error and BadRequest. Requests on one connection are answered in order.
+/// A write (op 2) carries a whole block: the request's length is the block's data length, offset 0, and that many bytes
+/// follow the request; the reply (no payload when Ok) comes once the block is synced on the write tier.
 /// </summary>
 public static class DataPortProtocol
 {
@@ -58,6 +63,9 @@ public static class DataPortProtocol
     /// <summary>Read block bytes.</summary>
     public const byte OpRead = 1;
 
+    /// <summary>Store a written block (its bytes follow the request).</summary>
+    public const byte OpWrite = 2;
+
     /// <summary>Flag: the caller has had the block's fill started and expects to wait for it. Workers wait for a fill in
     /// progress whether or not it is set; without a fill they answer Miss.</summary>
     public const ushort FlagWaitForFill = 1;
@@ -71,12 +79,12 @@ public static class DataPortProtocol
     /// <summary>The largest range one request may ask for.</summary>
     public const int MaxLength = 16 * 1024 * 1024;
 
-    /// <summary>Writes a read request.</summary>
-    public static void WriteRequest(Span<byte> destination, BlockKey key, long offset, int length, ushort flags)
+    /// <summary>Writes a request (a read unless <paramref name="op"/> says otherwise).</summary>
+    public static void WriteRequest(Span<byte> destination, BlockKey key, long offset, int length, ushort flags, byte op = OpRead)
     {
         BinaryPrimitives.WriteUInt32LittleEndian(destination, RequestMagic);
         destination[4] = Version;
-        destination[5] = OpRead;
+        destination[5] = op;
         BinaryPrimitives.WriteUInt16LittleEndian(destination[6..], flags);
         key.Write(destination[8..28]);
         BinaryPrimitives.WriteInt64LittleEndian(destination[28..], offset);
@@ -85,7 +93,7 @@ public static class DataPortProtocol
     }
 
     /// <summary>Reads a request; null with a reason when it is not one this version understands.</summary>
-    public static (BlockKey Key, long Offset, int Length, ushort Flags)? ReadRequest(ReadOnlySpan<byte> source, out string? error)
+    public static (BlockKey Key, long Offset, int Length, ushort Flags, byte Op)? ReadRequest(ReadOnlySpan<byte> source, out string? error)
     {
         if (BinaryPrimitives.ReadUInt32LittleEndian(source) != RequestMagic)
         {
@@ -93,7 +101,7 @@ public static class DataPortProtocol
             return null;
         }
 
-        if (source[4] != Version || source[5] != OpRead)
+        if (source[4] != Version || source[5] is not (OpRead or OpWrite))
         {
             error = $"unsupported protocol version {source[4]} or op {source[5]} (this worker speaks version {Version})";
             return null;
@@ -108,7 +116,7 @@ public static class DataPortProtocol
         }
 
         error = null;
-        return (BlockKey.Read(source[8..28]), offset, length, BinaryPrimitives.ReadUInt16LittleEndian(source[6..]));
+        return (BlockKey.Read(source[8..28]), offset, length, BinaryPrimitives.ReadUInt16LittleEndian(source[6..]), source[5]);
     }
 
     /// <summary>Writes a reply header.</summary>

@@ -24,7 +24,7 @@ public sealed class BlockFiller(TierStore store, UnderStorageRegistry registry, 
 
     /// <summary>The key of a block of a mount's file version.</summary>
     public static BlockKey KeyOf(MountInfo mount, BlockSource source) =>
-        BlockKey.For(BlockKey.FileId(mount.Uri, source.Path, source.ETag, source.FileSize, source.BlockSize), source.Index);
+        BlockKey.For(WriteTag.FileId(mount.Uri, source.Path, source.ETag, source.FileSize, source.BlockSize), source.Index);
 
     /// <summary>The mount of a block source, or null when it no longer exists.</summary>
     public async ValueTask<MountInfo?> ResolveAsync(long mountId)
@@ -55,6 +55,12 @@ public sealed class BlockFiller(TierStore store, UnderStorageRegistry registry, 
         }
 
         var key = KeyOf(mount, source);
+        if (WriteTag.IsWritten(source.ETag) && WriteTag.UnderStorageETag(source.ETag) is null)
+        {
+            // Not persisted yet: under-storage holds no copy (or an older version), so only the write worker can serve it.
+            return new FillStart(FsStatus.IoError, $"{mount.Path}/{source.Path}: block {source.Index} is not persisted yet and the write worker holding it does not have it", key, null);
+        }
+
         IUnderStorage storage;
         try
         {
@@ -65,7 +71,7 @@ public sealed class BlockFiller(TierStore store, UnderStorageRegistry registry, 
             return new FillStart(FsStatus.IoError, e.Message, key, null);
         }
 
-        var fill = store.StartFill(key, source.Length, ct => storage.OpenReadAsync(source.Path, source.Offset, source.Length, source.ETag, ct), flags, expiresTicks);
+        var fill = store.StartFill(key, source.Length, ct => storage.OpenReadAsync(source.Path, source.Offset, source.Length, WriteTag.UnderStorageETag(source.ETag), ct), flags, expiresTicks);
         return new FillStart(FsStatus.Ok, null, key, fill);
     }
 }

@@ -11,7 +11,7 @@ namespace GrainFs.Grains.Blocks;
 /// </summary>
 [SiloNamePlacement]
 [Reentrant]
-internal sealed class WorkerGrain(BlockFiller filler, WorkerJobs jobs, LocalSilo silo) : Grain, IWorkerGrain
+internal sealed class WorkerGrain(BlockFiller filler, WorkerJobs jobs, LocalSilo silo, GrainFs.Grains.Writes.PersistQueue persist) : Grain, IWorkerGrain
 {
     /// <summary>The longest a <see cref="WaitLoadAsync"/> call waits before it reports progress.</summary>
     public static readonly TimeSpan MaxLoadWait = TimeSpan.FromSeconds(10);
@@ -54,6 +54,24 @@ internal sealed class WorkerGrain(BlockFiller filler, WorkerJobs jobs, LocalSilo
         var changed = await Store.SetFlagsAsync(keys, pin, expiresUtc?.ToUniversalTime().Ticks);
         return new BatchResult(changed, 0, 0, null);
     }
+
+    public async ValueTask<WriteOutcome> SealAsync(WriteSeal seal) =>
+        Misplaced
+            ? new WriteOutcome(FsStatus.IoError, $"write worker {this.GetPrimaryKeyString()} is gone (answered by {silo.Name}): the blocks are lost, write the file again")
+            : await persist.SealAsync(seal, CancellationToken.None);
+
+    public Task CommittedAsync(string writeTag, string path)
+    {
+        persist.Committed(writeTag, path);
+        return Task.CompletedTask;
+    }
+
+    public ValueTask<WriteOutcome> RetargetAsync(string writeTag, string path) => ValueTask.FromResult(persist.Retarget(writeTag, path));
+
+    public async ValueTask<WriteOutcome> DropWrittenAsync(string writeTag, BlockKey[] keys, bool deleteObject) =>
+        await persist.DropAsync(writeTag, keys, deleteObject);
+
+    public ValueTask<PersistStatus> GetPersistStatusAsync() => ValueTask.FromResult(persist.Status());
 
     public ValueTask<BatchResult> CopyBlockAsync(BlockKey key, int length, string fromEndpoint) =>
         ValueTask.FromResult(jobs.StartCopy(key, length, fromEndpoint)

@@ -48,6 +48,7 @@ internal sealed partial class DirectoryGrain(
         if (_mount is not null)
         {
             Hold(await store.LoadDirectoryAsync(_key.ToString(), cancellationToken));
+            LoadOverlay(await store.LoadOverlayAsync(_key.ToString(), cancellationToken));
         }
     }
 
@@ -107,12 +108,11 @@ internal sealed partial class DirectoryGrain(
             return new LookupResult(FsStatus.Stale, null, snapshot.ShardCount, $"{DisplayPath}: shard layout changed");
         }
 
-        var index = snapshot.Table.IndexOf(name);
-        var status = index < 0 ? FsStatus.NotFound : FsStatus.Ok;
-        Count(OpLookup, status);
-        return index < 0
+        var found = Find(name);
+        Count(OpLookup, found is null ? FsStatus.NotFound : FsStatus.Ok);
+        return found is null
             ? new LookupResult(FsStatus.NotFound, null, snapshot.ShardCount, null)
-            : new LookupResult(FsStatus.Ok, ToEntry(snapshot.Table[index]), snapshot.ShardCount, null);
+            : new LookupResult(FsStatus.Ok, found, snapshot.ShardCount, null);
     }
 
     private async ValueTask<LookupResult> LookupInUnderStorageAsync(string name)
@@ -157,18 +157,10 @@ internal sealed partial class DirectoryGrain(
             return new ListPage(FsStatus.Ok, [], null, snapshot.ShardCount, null);
         }
 
-        var table = snapshot.Table;
-        var start = table.IndexAfter(after);
         var count = Math.Clamp(maxEntries, 1, _options.MaxPageEntries);
-        var end = Math.Min(table.Count, start + count);
-        var entries = new FsEntry[Math.Max(0, end - start)];
-        for (var i = start; i < end; i++)
-        {
-            entries[i - start] = ToEntry(table[i]);
-        }
-
+        var (entries, more) = _overlay.Count == 0 ? PageOfTable(snapshot.Table, after, count) : MergedPage(snapshot.Table, after, count);
         Count(OpList, FsStatus.Ok);
-        var next = end < table.Count && entries.Length > 0 ? entries[^1].Name : null;
+        var next = more && entries.Length > 0 ? entries[^1].Name : null;
         return new ListPage(FsStatus.Ok, entries, next, snapshot.ShardCount, null);
     }
 
@@ -218,6 +210,11 @@ internal sealed partial class DirectoryGrain(
     private SyncState Current()
     {
         var snapshot = _snapshot!;
+        if (snapshot.State == DirectoryState.NotFound && IsCreated)
+        {
+            return new SyncState(FsStatus.Ok, snapshot.Generation, snapshot.ShardCount, null);
+        }
+
         return snapshot.State switch
         {
             DirectoryState.NotFound => new SyncState(FsStatus.NotFound, snapshot.Generation, 1, $"{DisplayPath}: no such directory"),
@@ -336,6 +333,7 @@ internal sealed partial class DirectoryGrain(
         var snapshot = new DirectorySnapshot(state, table, now, generation, shardCount);
         await store.SaveDirectoryAsync(_key.ToString(), _key.MountId, snapshot);
         Hold(snapshot);
+        await ReconcileOverlayAsync(table);
         _retryAfterUtc = default;
         GrainFsMetrics.DirectorySyncs.Add(1, new KeyValuePair<string, object?>("outcome", "ok"));
         GrainFsMetrics.EntriesListed.Add(table.Count);

@@ -13,6 +13,10 @@ internal static class Errors
         UnderStorageError.IsADirectory => FsStatus.IsADirectory,
         UnderStorageError.AccessDenied => FsStatus.AccessDenied,
         UnderStorageError.InvalidArgument => FsStatus.InvalidArgument,
+        UnderStorageError.AlreadyExists => FsStatus.Exists,
+        UnderStorageError.NotEmpty => FsStatus.NotEmpty,
+        UnderStorageError.NotSupported => FsStatus.NotSupported,
+        UnderStorageError.NoSpace => FsStatus.NoSpace,
         _ => FsStatus.IoError,
     };
 }

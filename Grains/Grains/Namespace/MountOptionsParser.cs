@@ -8,7 +8,7 @@ namespace GrainFs.Grains.Namespace;
 public static class MountOptionsParser
 {
     /// <summary>Option keys every mount understands.</summary>
-    public static readonly IReadOnlyList<string> CommonKeys = ["readonly", "sync-interval", "owner", "group", "mode", "block-size"];
+    public static readonly IReadOnlyList<string> CommonKeys = ["readonly", "sync-interval", "owner", "group", "mode", "block-size", "write-type", "quota-bytes", "quota-files", "write-replicas"];
 
     /// <summary>Parses options for a mount of <paramref name="scheme"/> (a built-in under-storage); false with a message naming the option and value.</summary>
     public static bool TryParse(string scheme, IReadOnlyDictionary<string, string> raw, out MountOptions options, out string? error) =>
@@ -22,6 +22,9 @@ public static class MountOptionsParser
         var sync = MountOptions.DEFAULT_SYNC_INTERVAL_SECONDS;
         int? owner = null, group = null, mode = null;
         var blockSize = MountOptions.DEFAULT_BLOCK_SIZE;
+        var writeType = WriteType.AsyncThrough;
+        long quotaBytes = 0, quotaFiles = 0;
+        var writeReplicas = 1;
         var properties = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var (rawKey, rawValue) in raw)
         {
@@ -77,6 +80,38 @@ public static class MountOptionsParser
 
                     blockSize = (int)size;
                     break;
+                case "write-type":
+                    if (!WriteTypes.TryParse(value, out writeType))
+                    {
+                        error = $"option write-type: '{value}' is not one of {WriteTypes.Names}";
+                        return false;
+                    }
+
+                    break;
+                case "quota-bytes":
+                    if (!GrainFs.DataPlane.ByteSize.TryParse(value, out quotaBytes, out var quotaError) || quotaBytes < 0)
+                    {
+                        error = $"option quota-bytes: '{value}' {quotaError ?? "is not a size such as 500GiB (0: no limit)"}";
+                        return false;
+                    }
+
+                    break;
+                case "quota-files":
+                    if (!long.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out quotaFiles))
+                    {
+                        error = $"option quota-files: '{value}' is not a number of files (0: no limit)";
+                        return false;
+                    }
+
+                    break;
+                case "write-replicas":
+                    if (!int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out writeReplicas) || writeReplicas is < 1 or > 2)
+                    {
+                        error = $"option write-replicas: '{value}' is not 1 or 2";
+                        return false;
+                    }
+
+                    break;
                 case "mode":
                     if (!TryParseMode(value, out var bits))
                     {
@@ -105,7 +140,7 @@ public static class MountOptionsParser
             }
         }
 
-        options = new MountOptions(readOnly, sync, owner, group, mode, properties, blockSize);
+        options = new MountOptions(readOnly, sync, owner, group, mode, properties, blockSize, writeType, quotaBytes, quotaFiles, writeReplicas);
         error = null;
         return true;
     }

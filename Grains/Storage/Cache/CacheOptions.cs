@@ -83,9 +83,33 @@ public sealed class CacheOptions
     /// <summary>How long a fill waits for eviction to make room before it fails.</summary>
     public TimeSpan SpaceWait { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>The tier that takes the blocks of files written through this silo (MEM, SSD or HDD); null: SSD when the silo has one, else its first tier.</summary>
+    public string? WriteTier { get; set; }
+
+    /// <summary>How long a write waits for room on the write tier (eviction of persisted blocks) before it fails with ENOSPC.</summary>
+    public TimeSpan WriteSpaceWait { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>The write tier's kind: <see cref="WriteTier"/> when set, else SSD when configured, else the first tier's.</summary>
+    public TierKind WriteTierKind =>
+        WriteTier is { Length: > 0 } named && TierKinds.TryParse(named, out var kind)
+            ? kind
+            : Tiers.Any(t => t.Kind == TierKind.Ssd) ? TierKind.Ssd : Tiers.Count > 0 ? Tiers[0].Kind : TierKind.Ssd;
+
     /// <summary>Checks the values; one message per problem, naming the key.</summary>
     public IEnumerable<string> Validate()
     {
+        if (WriteTier is { Length: > 0 } writeTier)
+        {
+            if (!TierKinds.TryParse(writeTier, out var kind))
+            {
+                yield return $"GrainFs:Cache:WriteTier = '{writeTier}': use MEM, SSD or HDD";
+            }
+            else if (Tiers.Count > 0 && Tiers.All(t => t.Kind != kind))
+            {
+                yield return $"GrainFs:Cache:WriteTier = '{writeTier}': this silo has no {kind.Label()} tier (tiers: {string.Join(", ", Tiers.Select(t => t.Name))})";
+            }
+        }
+
         if (Tiers.Count == 0)
         {
             yield return "GrainFs:Cache:Tiers: at least one tier is needed";

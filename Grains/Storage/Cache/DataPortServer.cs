@@ -96,7 +96,13 @@ public sealed partial class DataPortServer : IAsyncDisposable
                         return;
                     }
 
-                    var (key, offset, length, _) = parsed.Value;
+                    var (key, offset, length, _, op) = parsed.Value;
+                    if (op == DataPortProtocol.OpWrite)
+                    {
+                        await HandleWriteAsync(socket, key, length).ConfigureAwait(false);
+                        continue;
+                    }
+
                     await HandleReadAsync(socket, key, offset, length).ConfigureAwait(false);
                 }
             }
@@ -202,6 +208,141 @@ public sealed partial class DataPortServer : IAsyncDisposable
         {
             ArrayPool<byte>.Shared.Return(buffer);
         }
+    }
+
+    /// <summary>
+    /// Stores a written block whose <paramref name="length"/> bytes follow on the socket: streamed into a block file on the
+    /// write tier, synced, then acknowledged. A block that finds no room is answered NoSpace once its bytes are drained,
+    /// so the connection stays usable.
+    /// </summary>
+    private async Task HandleWriteAsync(Socket socket, BlockKey key, int length)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var body = new SocketBody(socket, length, _stop.Token);
+        string? failure = null;
+        var status = DataPortStatus.Ok;
+        try
+        {
+            var fill = await _store.StartWriteAsync(key, length, _ => ValueTask.FromResult<Stream>(body)).ConfigureAwait(false);
+            if (fill is not null)
+            {
+                await fill.Completion.ConfigureAwait(false);
+            }
+        }
+        catch (TierFullException e)
+        {
+            status = DataPortStatus.NoSpace;
+            failure = e.Message;
+            GrainFsMetrics.WritesRefused.Add(1, new KeyValuePair<string, object?>("reason", "no-space"));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidOperationException && body.Healthy)
+        {
+            status = DataPortStatus.Error;
+            failure = $"storing block {key} failed: {e.Message}";
+        }
+
+        if (!body.Healthy)
+        {
+            throw new IOException("the writer's connection failed inside a block");
+        }
+
+        await body.DrainAsync().ConfigureAwait(false);
+        if (status == DataPortStatus.Ok)
+        {
+            await SendStatusAsync(socket, DataPortStatus.Ok).ConfigureAwait(false);
+            GrainFsMetrics.BytesWritten.Add(length);
+            GrainFsMetrics.DataPortLatency.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds, new KeyValuePair<string, object?>("source", "write"));
+            return;
+        }
+
+        await SendMessageAsync(socket, status, failure!).ConfigureAwait(false);
+    }
+
+    /// <summary>The body of a write request: exactly its length of bytes from the socket, read as the block file is written.</summary>
+    private sealed class SocketBody(Socket socket, int length, CancellationToken stop) : Stream
+    {
+        private readonly int _length = length;
+        private int _left = length;
+
+        /// <summary>False once the socket failed or closed inside the body (the connection is then unusable).</summary>
+        public bool Healthy { get; private set; } = true;
+
+        public override bool CanRead => true;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => false;
+
+        public override long Length => _length;
+
+        public override long Position
+        {
+            get => _length - _left;
+            set => throw new NotSupportedException();
+        }
+
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            if (_left == 0 || buffer.IsEmpty)
+            {
+                return 0;
+            }
+
+            using var link = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, stop);
+            int read;
+            try
+            {
+                read = await socket.ReceiveAsync(buffer[..Math.Min(buffer.Length, _left)], SocketFlags.None, link.Token).ConfigureAwait(false);
+            }
+            catch
+            {
+                Healthy = false;
+                throw;
+            }
+
+            if (read == 0)
+            {
+                Healthy = false;
+                throw new IOException("the writer closed the connection inside a block");
+            }
+
+            _left -= read;
+            return read;
+        }
+
+        public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
+
+        /// <summary>Reads and drops what the block file did not take (a refused or failed write).</summary>
+        public async Task DrainAsync()
+        {
+            if (_left == 0)
+            {
+                return;
+            }
+
+            var scratch = ArrayPool<byte>.Shared.Rent(256 * 1024);
+            try
+            {
+                while (_left > 0)
+                {
+                    await ReadAsync(scratch).ConfigureAwait(false);
+                }
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(scratch);
+            }
+        }
+
+        public override void Flush()
+        {
+        }
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 
     /// <summary>Serves a held block; false when its file is gone (the caller answers Miss).</summary>

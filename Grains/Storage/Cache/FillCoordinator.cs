@@ -47,7 +47,15 @@ public sealed partial class FillCoordinator : IAsyncDisposable
     /// already running. Returns null when the block is already held. <paramref name="flags"/> and
     /// <paramref name="expiresTicks"/> are applied to the block.
     /// </summary>
-    public BlockFill? Start(BlockKey key, int length, Func<CancellationToken, ValueTask<Stream>> open, ushort flags = 0, long expiresTicks = 0)
+    public BlockFill? Start(BlockKey key, int length, Func<CancellationToken, ValueTask<Stream>> open, ushort flags = 0, long expiresTicks = 0) =>
+        Start(key, length, open, flags, expiresTicks, null);
+
+    /// <summary>
+    /// As <see cref="Start(BlockKey, int, Func{CancellationToken, ValueTask{Stream}}, ushort, long)"/>, placed as
+    /// <paramref name="placement"/> says: on one tier only (written blocks go to the write tier), synced to disk before
+    /// the fill completes (a writer's acknowledgement means the bytes survive a crash).
+    /// </summary>
+    public BlockFill? Start(BlockKey key, int length, Func<CancellationToken, ValueTask<Stream>> open, ushort flags, long expiresTicks, FillPlacement? placement)
     {
         if (length < 0 || length > BlockFile.MaxBlockSize)
         {
@@ -71,13 +79,13 @@ public sealed partial class FillCoordinator : IAsyncDisposable
             }
 
             // Tracked: the fill is in _running until RunAsync ends, and DisposeAsync waits for it.
-            _ = RunAsync(fill!, open, flags, expiresTicks);
+            _ = RunAsync(fill!, open, flags, expiresTicks, placement);
         }
 
         return fill;
     }
 
-    private async Task RunAsync(BlockFill fill, Func<CancellationToken, ValueTask<Stream>> open, ushort flags, long expiresTicks)
+    private async Task RunAsync(BlockFill fill, Func<CancellationToken, ValueTask<Stream>> open, ushort flags, long expiresTicks, FillPlacement? placement)
     {
         // Off the caller's thread (a grain turn, a data-port connection): the fill is the coordinator's work.
         await Task.Yield();
@@ -86,18 +94,23 @@ public sealed partial class FillCoordinator : IAsyncDisposable
         Tier? tier = null;
         try
         {
-            tier = await ReserveAsync(need, _stop.Token).ConfigureAwait(false);
+            tier = await ReserveAsync(need, placement?.Tier, _stop.Token).ConfigureAwait(false);
             fill.Place(tier);
             BlockHeader header;
             await using (var source = await open(_stop.Token).ConfigureAwait(false))
             {
-                header = await BlockFileWriter.WriteAsync(fill.TempPath, key, fill.Length, source, flags, _time.GetUtcNow().UtcTicks, expiresTicks, fill.Publish, _stop.Token).ConfigureAwait(false);
+                header = await BlockFileWriter.WriteAsync(fill.TempPath, key, fill.Length, source, flags, _time.GetUtcNow().UtcTicks, expiresTicks, fill.Publish, _stop.Token, durable: placement?.Durable == true).ConfigureAwait(false);
             }
 
             var final = tier.BlockPath(key);
             Directory.CreateDirectory(Path.GetDirectoryName(final)!);
             await _index.WaitForRemovalsAsync(key, _stop.Token).ConfigureAwait(false);
             File.Move(fill.TempPath, final, overwrite: true);
+            if (placement?.Durable == true)
+            {
+                // The rename is durable once its directory is synced.
+                DiskSync.Directory(Path.GetDirectoryName(final)!);
+            }
             _index.CompleteFill(fill, tier, header, need);
             fill.Complete();
         }
@@ -121,13 +134,13 @@ public sealed partial class FillCoordinator : IAsyncDisposable
         }
     }
 
-    /// <summary>Reserves <paramref name="bytes"/> in the fastest tier with room, waiting for eviction when none has.</summary>
-    private async Task<Tier> ReserveAsync(long bytes, CancellationToken cancellationToken)
+    /// <summary>Reserves <paramref name="bytes"/> in the fastest tier with room (or on <paramref name="only"/>), waiting for eviction when none has.</summary>
+    private async Task<Tier> ReserveAsync(long bytes, Tier? only, CancellationToken cancellationToken)
     {
-        var deadline = _time.GetUtcNow() + _options.SpaceWait;
+        var deadline = _time.GetUtcNow() + (only is null ? _options.SpaceWait : _options.WriteSpaceWait);
         while (true)
         {
-            var tier = _index.TryReserve(bytes, _options.HighWatermark, out var freed);
+            var tier = _index.TryReserve(bytes, _options.HighWatermark, out var freed, only);
             if (tier is not null)
             {
                 return tier;
@@ -136,7 +149,9 @@ public sealed partial class FillCoordinator : IAsyncDisposable
             var left = deadline - _time.GetUtcNow();
             if (left <= TimeSpan.Zero)
             {
-                throw new IOException($"no tier has {ByteSize.Format(bytes)} free after {_options.SpaceWait.TotalSeconds:0} s of eviction (everything pinned or being read?)");
+                throw only is null
+                    ? new TierFullException($"no tier has {ByteSize.Format(bytes)} free after {_options.SpaceWait.TotalSeconds:0} s of eviction (everything pinned or being read?)")
+                    : new TierFullException($"the write tier {only.Name} ({only.Root}) has no {ByteSize.Format(bytes)} free after {_options.WriteSpaceWait.TotalSeconds:0} s: it holds {ByteSize.Format(only.Used)} of {ByteSize.Format(only.Capacity)}, files not yet persisted are never evicted");
             }
 
             await Task.WhenAny(freed, Task.Delay(TimeSpan.FromMilliseconds(Math.Min(500, left.TotalMilliseconds)), _time, cancellationToken)).ConfigureAwait(false);
@@ -178,6 +193,46 @@ public sealed partial class FillCoordinator : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Fill of block {Key} failed: {Reason}")]
     private static partial void LogFillFailed(ILogger logger, string key, string reason);
+}
+
+/// <summary>Where a fill goes: one tier only, synced to disk.</summary>
+/// <param name="Tier">The only tier the block may go to (null: the fastest with room).</param>
+/// <param name="Durable">Sync the block file and its directory before the fill completes.</param>
+public sealed record FillPlacement(Tier? Tier, bool Durable);
+
+/// <summary>No tier (or not the one required) has room, and nothing can be evicted to make it.</summary>
+public sealed class TierFullException(string message) : IOException(message);
+
+/// <summary>fsync of folders (files are synced through their handles).</summary>
+public static partial class DiskSync
+{
+    /// <summary>Syncs a directory's entries (a rename or create inside it becomes durable).</summary>
+    public static void Directory(string path)
+    {
+        var fd = Open(path, 0x10000 /* O_RDONLY | O_DIRECTORY */);
+        if (fd < 0)
+        {
+            return;
+        }
+
+        try
+        {
+            _ = Fsync(fd);
+        }
+        finally
+        {
+            _ = Close(fd);
+        }
+    }
+
+    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "open", StringMarshalling = System.Runtime.InteropServices.StringMarshalling.Utf8)]
+    private static partial int Open(string path, int flags);
+
+    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "fsync")]
+    private static partial int Fsync(int fd);
+
+    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "close")]
+    private static partial int Close(int fd);
 }
 
 /// <summary>File operations of the tier store, done outside the index lock.</summary>

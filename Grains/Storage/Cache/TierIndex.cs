@@ -274,7 +274,7 @@ public sealed class TierIndex
     /// Reserves <paramref name="bytes"/> in the fastest tier with room; null when none has room now (the caller waits on
     /// <paramref name="freed"/>, and maintenance is asked to make room). Throws when no tier could ever hold the bytes.
     /// </summary>
-    public Tier? TryReserve(long bytes, double highWatermark, out Task freed)
+    public Tier? TryReserve(long bytes, double highWatermark, out Task freed, Tier? only = null)
     {
         var wantMaintenance = false;
         try
@@ -284,6 +284,11 @@ public sealed class TierIndex
                 freed = _spaceFreed.Task;
                 foreach (var tier in Tiers)
                 {
+                    if (only is not null && tier != only)
+                    {
+                        continue;
+                    }
+
                     if (tier.Capacity >= bytes && tier.Used + bytes <= tier.Capacity)
                     {
                         tier.Used += bytes;
@@ -292,7 +297,7 @@ public sealed class TierIndex
                     }
                 }
 
-                if (Tiers.All(t => t.Capacity < bytes))
+                if (only is not null ? only.Capacity < bytes : Tiers.All(t => t.Capacity < bytes))
                 {
                     throw new IOException($"a block of {GrainFs.DataPlane.ByteSize.Format(bytes)} is larger than every tier");
                 }

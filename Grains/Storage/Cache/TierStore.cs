@@ -31,6 +31,8 @@ public sealed partial class TierStore : IAsyncDisposable
         var sketch = new FrequencySketch((int)Math.Min(int.MaxValue / 4, options.Tiers.Sum(t => t.Capacity) / (64 * 1024)));
         Index = new TierIndex([.. options.Tiers.Select((spec, level) => new Tier(level, spec, EvictionPolicies.Create(options.Policy, spec.Capacity, sketch)))], options.Policy);
         _fills = new FillCoordinator(Index, options, clock, logger);
+        var writeKind = options.WriteTierKind;
+        WriteTier = Index.Tiers.FirstOrDefault(t => t.Kind == writeKind) ?? Index.Tiers[0];
         Maintenance = new TierMaintenance(Index, options, clock, logger);
     }
 
@@ -39,6 +41,9 @@ public sealed partial class TierStore : IAsyncDisposable
 
     /// <summary>The background maintenance; a silo runs it as a hosted service.</summary>
     public TierMaintenance Maintenance { get; }
+
+    /// <summary>The tier written blocks go to.</summary>
+    public Tier WriteTier { get; }
 
     /// <summary>The tiers, fastest first.</summary>
     public IReadOnlyList<Tier> Tiers => Index.Tiers;
@@ -64,9 +69,22 @@ public sealed partial class TierStore : IAsyncDisposable
     /// <inheritdoc cref="TierIndex.FindFill"/>
     public BlockFill? FindFill(BlockKey key) => Index.FindFill(key);
 
-    /// <inheritdoc cref="FillCoordinator.Start"/>
+    /// <inheritdoc cref="FillCoordinator.Start(BlockKey, int, Func{CancellationToken, ValueTask{Stream}}, ushort, long)"/>
     public BlockFill? StartFill(BlockKey key, int length, Func<CancellationToken, ValueTask<Stream>> open, ushort flags = 0, long expiresTicks = 0) =>
         _fills.Start(key, length, open, flags, expiresTicks);
+
+    /// <summary>
+    /// Starts storing a written block from <paramref name="open"/> on the write tier, synced to disk, never evicted until
+    /// persisted; an earlier copy of the key (a block sent again) is replaced.
+    /// </summary>
+    public async Task<BlockFill?> StartWriteAsync(BlockKey key, int length, Func<CancellationToken, ValueTask<Stream>> open)
+    {
+        await TierFiles.FreeAsync(Index, [key], evenUnpersisted: true).ConfigureAwait(false);
+        return _fills.Start(key, length, open, BlockFile.FlagUnpersisted, 0, new FillPlacement(WriteTier, Durable: true));
+    }
+
+    /// <summary>Removes blocks, unpersisted ones too (a written file deleted, replaced or aborted).</summary>
+    public Task<(int Freed, long Bytes)> FreeWrittenAsync(IEnumerable<BlockKey> keys) => TierFiles.FreeAsync(Index, keys, evenUnpersisted: true);
 
     /// <inheritdoc cref="TierMaintenance.MaintainOnceAsync"/>
     public Task MaintainOnceAsync(CancellationToken cancellationToken = default) => Maintenance.MaintainOnceAsync(cancellationToken);

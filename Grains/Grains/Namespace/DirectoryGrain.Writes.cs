@@ -1,0 +1,791 @@
+using GrainFs.DataPlane;
+using GrainFs.DataPlane.Blocks;
+using GrainFs.Storage.Metadata;
+using GrainFs.Storage.UnderStorage;
+using Microsoft.Extensions.Logging;
+
+namespace GrainFs.Grains.Namespace;
+
+/// <summary>
+/// The write side of a directory: what GrainFS wrote or changed on top of the under-storage listing (the overlay:
+/// written files with their owners, holders and persistence, attributes set on listed entries, tombstones of removed
+/// ones), stored next to the listing in the metadata store, and the namespace operations that change it. Under-storage
+/// is changed first (a directory, a removal, a rename of a persisted file), then the overlay, so a failure leaves the
+/// namespace as it was.
+/// </summary>
+internal sealed partial class DirectoryGrain
+{
+    private const string CreatedMarker = ".";
+    private static readonly TimeSpan ReservationTime = TimeSpan.FromHours(1);
+    private readonly Dictionary<string, OverlayEntry> _overlay = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, (string Writer, DateTime Until)> _reservations = new(StringComparer.Ordinal);
+    private string[]? _overlayOrder;
+
+    /// <summary>This directory was made by GrainFS (it exists even where under-storage has no trace of it).</summary>
+    private bool IsCreated => _overlay.ContainsKey(CreatedMarker);
+
+    private void LoadOverlay(IReadOnlyList<OverlayEntry> entries)
+    {
+        _overlay.Clear();
+        foreach (var entry in entries)
+        {
+            _overlay[entry.Name] = entry;
+        }
+
+        _overlayOrder = null;
+    }
+
+    /// <summary>The child <paramref name="name"/>: the overlay's word first (a tombstone hides the listing's), then the listing.</summary>
+    private FsEntry? Find(string name)
+    {
+        if (_overlay.TryGetValue(name, out var written))
+        {
+            return written.Deleted ? null : ToEntry(written);
+        }
+
+        var table = _snapshot?.Table;
+        var index = table?.IndexOf(name) ?? -1;
+        return index < 0 ? null : ToEntry(table![index]);
+    }
+
+    private static (FsEntry[] Entries, bool More) PageOfTable(DirectoryTable table, string? after, int count)
+    {
+        var start = table.IndexAfter(after);
+        var end = Math.Min(table.Count, start + count);
+        var entries = new FsEntry[Math.Max(0, end - start)];
+        for (var i = start; i < end; i++)
+        {
+            entries[i - start] = ToEntry(table[i]);
+        }
+
+        return (entries, end < table.Count);
+    }
+
+    /// <summary>A page of the listing with the overlay merged in, both in UTF-8 name order.</summary>
+    private (FsEntry[] Entries, bool More) MergedPage(DirectoryTable table, string? after, int count)
+    {
+        var order = _overlayOrder ??= [.. _overlay.Keys.Where(n => n != CreatedMarker).Order(Utf8Order.Instance)];
+        var ti = table.IndexAfter(after);
+        var oi = 0;
+        if (after is not null)
+        {
+            while (oi < order.Length && Utf8Order.Instance.Compare(order[oi], after) <= 0)
+            {
+                oi++;
+            }
+        }
+
+        var page = new List<FsEntry>(Math.Min(count, 1024));
+        while (page.Count < count)
+        {
+            var tableName = ti < table.Count ? table.NameAt(ti) : null;
+            var overlayName = oi < order.Length ? order[oi] : null;
+            if (tableName is null && overlayName is null)
+            {
+                break;
+            }
+
+            var cmp = tableName is null ? 1 : overlayName is null ? -1 : Utf8Order.Instance.Compare(tableName, overlayName);
+            if (cmp < 0)
+            {
+                page.Add(ToEntry(table[ti++]));
+                continue;
+            }
+
+            var written = _overlay[overlayName!];
+            if (!written.Deleted)
+            {
+                page.Add(ToEntry(written));
+            }
+
+            oi++;
+            if (cmp == 0)
+            {
+                ti++;
+            }
+        }
+
+        return ([.. page], ti < table.Count || oi < order.Length);
+    }
+
+    /// <summary>
+    /// After a re-list: tombstones go (the removal reached under-storage), entries of files not yet persisted stay, and
+    /// attributes kept for a persisted file stay only while under-storage still holds that version.
+    /// </summary>
+    private async ValueTask ReconcileOverlayAsync(DirectoryTable table)
+    {
+        foreach (var (name, written) in _overlay.ToList())
+        {
+            if (name == CreatedMarker)
+            {
+                continue;
+            }
+
+            bool keep;
+            if (written.Deleted)
+            {
+                keep = false;
+            }
+            else if ((EntryKind)written.Kind == EntryKind.Directory)
+            {
+                var index = table.IndexOf(name);
+                keep = index < 0 || table[index].Kind == EntryKind.Directory;
+            }
+            else if ((Persistence)written.Persistence != Persistence.Persisted)
+            {
+                keep = true;
+            }
+            else
+            {
+                var index = table.IndexOf(name);
+                keep = index >= 0 && string.Equals(table[index].ETag, WriteTag.UnderStorageETag(written.ETag), StringComparison.Ordinal);
+            }
+
+            if (!keep)
+            {
+                _overlay.Remove(name);
+                await store.RemoveOverlayAsync(_key.ToString(), name);
+            }
+        }
+
+        _overlayOrder = null;
+    }
+
+    private async ValueTask PutAsync(FsEntry entry, bool deleted = false)
+    {
+        var record = new OverlayEntry(entry.Name, (EntryKind)entry.Kind, entry.Size, entry.MtimeUtc.Ticks, entry.ETag, entry.Mode, entry.Uid, entry.Gid,
+            entry.Holders ?? [], (byte)entry.Persistence, entry.PersistError, deleted);
+        await store.PutOverlayAsync(_key.ToString(), _key.MountId, record);
+        _overlay[entry.Name] = record;
+        _overlayOrder = null;
+    }
+
+    /// <summary>The child is gone: a tombstone hides the listing's entry, or the overlay entry goes.</summary>
+    private async ValueTask ForgetChildAsync(FsEntry entry)
+    {
+        if (_snapshot?.Table.IndexOf(entry.Name) >= 0)
+        {
+            await PutAsync(entry, deleted: true);
+            return;
+        }
+
+        if (_overlay.Remove(entry.Name))
+        {
+            _overlayOrder = null;
+            await store.RemoveOverlayAsync(_key.ToString(), entry.Name);
+        }
+    }
+
+    private static FsEntry ToEntry(OverlayEntry e) =>
+        new(e.Name, (FsKind)e.Kind, e.Size, new DateTime(e.MtimeTicks, DateTimeKind.Utc), e.ETag, e.Mode, e.Uid, e.Gid,
+            e.Holders.Length == 0 ? null : e.Holders, (Persistence)e.Persistence, e.Error);
+
+    // ------------------------------------------------------------------ operations
+
+    /// <summary>The checks every write makes before it changes anything; null when it may go on.</summary>
+    private async ValueTask<LookupResult?> PrepareWriteAsync(string name)
+    {
+        if (_mount is null)
+        {
+            return new LookupResult(FsStatus.Stale, null, 1, $"mount {_key.MountId} no longer exists");
+        }
+
+        var nameStatus = FsPath.CheckName(name, out var nameError);
+        if (nameStatus != FsStatus.Ok)
+        {
+            return new LookupResult(nameStatus, null, 1, $"{DisplayPath}: {nameError}");
+        }
+
+        if (_mount.Options.ReadOnly)
+        {
+            return new LookupResult(FsStatus.ReadOnly, null, 1, $"{FsPath.Combine(DisplayPath, name)}: the mount {_mount.Path} is read-only");
+        }
+
+        var state = await EnsureFreshAsync();
+        if (state.Status != FsStatus.Ok)
+        {
+            return new LookupResult(state.Status, null, state.ShardCount, state.Message);
+        }
+
+        var snapshot = _snapshot!;
+        if (IsHead && snapshot.ShardCount > 1)
+        {
+            return new LookupResult(FsStatus.Stale, null, snapshot.ShardCount, $"{DisplayPath}: split into {snapshot.ShardCount} shards");
+        }
+
+        if (!IsHead && DirectoryKey.ShardOf(name, snapshot.ShardCount) != _key.Shard)
+        {
+            return new LookupResult(FsStatus.Stale, null, snapshot.ShardCount, $"{DisplayPath}: shard layout changed");
+        }
+
+        return null;
+    }
+
+    private LookupResult Done(FsEntry? entry) => new(FsStatus.Ok, entry, _snapshot?.ShardCount ?? 1, null);
+
+    private LookupResult Refused(FsStatus status, string name, string reason) =>
+        new(status, null, _snapshot?.ShardCount ?? 1, $"{FsPath.Combine(DisplayPath, name)}: {reason}");
+
+    private LookupResult Failed(string name, UnderStorageException e)
+    {
+        LogUnderStorageFailed(logger, FsPath.Combine(DisplayPath, name), e.Message);
+        return new LookupResult(Errors.ToStatus(e.Error), null, _snapshot?.ShardCount ?? 1, $"{FsPath.Combine(DisplayPath, name)}: {e.Message}");
+    }
+
+    private string RelativeOf(string name) => FsPath.CombineRelative(_key.Path, name);
+
+    private IMountUsageGrain? Usage =>
+        _mount!.Options.QuotaBytes > 0 || _mount.Options.QuotaFiles > 0 ? GrainFactory.GetGrain<IMountUsageGrain>(_key.MountId) : null;
+
+    public async ValueTask<LookupResult> ReserveAsync(string name, string writer, bool exclusive)
+    {
+        if (await PrepareWriteAsync(name) is { } refused)
+        {
+            return refused;
+        }
+
+        var existing = Find(name);
+        if (existing is { IsDirectory: true })
+        {
+            return Refused(FsStatus.IsADirectory, name, "is a directory");
+        }
+
+        if (exclusive)
+        {
+            var now = time.GetUtcNow().UtcDateTime;
+            if (existing is not null || (_reservations.TryGetValue(name, out var held) && held.Writer != writer && held.Until > now))
+            {
+                return Refused(FsStatus.Exists, name, "already exists");
+            }
+
+            _reservations[name] = (writer, now + ReservationTime);
+        }
+
+        return Done(existing);
+    }
+
+    public ValueTask UnreserveAsync(string name, string writer)
+    {
+        if (_reservations.TryGetValue(name, out var held) && held.Writer == writer)
+        {
+            _reservations.Remove(name);
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
+    public async ValueTask<LookupResult> CommitAsync(string name, FsEntry entry, string writer, bool exclusive)
+    {
+        if (await PrepareWriteAsync(name) is { } refused)
+        {
+            return refused;
+        }
+
+        var existing = Find(name);
+        if (exclusive)
+        {
+            var ours = _reservations.TryGetValue(name, out var held) && held.Writer == writer;
+            if (!ours && (existing is not null || held.Writer is not null))
+            {
+                return Refused(FsStatus.Exists, name, "already exists (another writer created it first)");
+            }
+        }
+
+        if (existing is { IsDirectory: true })
+        {
+            return Refused(FsStatus.IsADirectory, name, "is a directory");
+        }
+
+        var committed = entry with { Name = name, Kind = FsKind.File };
+        await PutAsync(committed);
+        _reservations.Remove(name);
+        if (existing is not null && !SameVersion(existing, committed))
+        {
+            DropVersion(existing, deleteObject: false);
+        }
+
+        if (committed.Persistence is Persistence.Pending or Persistence.Failed && committed.Holders is [var primary, ..])
+        {
+            await GrainFactory.GetGrain<IWorkerGrain>(primary).CommittedAsync(WriteTag.IdOf(committed.ETag), RelativeOf(name));
+        }
+
+        GrainFsMetrics.FilesCommitted.Add(1, new KeyValuePair<string, object?>("persistence", committed.Persistence.Name()));
+        LogCommitted(logger, FsPath.Combine(DisplayPath, name), committed.Size, committed.Persistence.Name());
+        return Done(committed);
+    }
+
+    private static bool SameVersion(FsEntry a, FsEntry b) =>
+        string.Equals(WriteTag.IdOf(a.ETag), WriteTag.IdOf(b.ETag), StringComparison.Ordinal);
+
+    /// <summary>A written version is replaced or removed: its blocks go from its holders, its persist is cancelled, its quota returned.</summary>
+    private void DropVersion(FsEntry old, bool deleteObject)
+    {
+        if (!WriteTag.IsWritten(old.ETag) || old.IsDirectory)
+        {
+            return;
+        }
+
+        if (Usage is { } usage)
+        {
+            Forget(usage.ReleaseAsync(old.Size, 1), "release quota");
+        }
+
+        if (old.Holders is not { Length: > 0 } holders)
+        {
+            return;
+        }
+
+        var blockSize = _mount!.Options.BlockSize;
+        var file = WriteTag.FileId(_mount.Uri, string.Empty, old.ETag, old.Size, blockSize);
+        var count = (int)((old.Size + blockSize - 1) / blockSize);
+        var keys = new BlockKey[count];
+        for (var i = 0; i < count; i++)
+        {
+            keys[i] = BlockKey.For(file, i);
+        }
+
+        foreach (var holder in holders)
+        {
+            Forget(GrainFactory.GetGrain<IWorkerGrain>(holder).DropWrittenAsync(WriteTag.IdOf(old.ETag), keys, deleteObject), $"free {old.Name} on {holder}");
+        }
+    }
+
+    private void Forget(ValueTask task, string what) => Forget(task.AsTask(), what);
+
+    private void Forget<T>(ValueTask<T> task, string what) => Forget(task.AsTask(), what);
+
+    private void Forget(Task task, string what)
+    {
+        if (!task.IsCompleted)
+        {
+            // Best effort and off this turn: a holder that is gone has lost the blocks anyway.
+            _ = task.ContinueWith(t => LogBestEffortFailed(logger, DisplayPath, what, t.Exception!.GetBaseException().Message), CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+        }
+    }
+
+    public async ValueTask<LookupResult> MakeDirectoryAsync(string name, int mode, int uid, int gid)
+    {
+        if (await PrepareWriteAsync(name) is { } refused)
+        {
+            return refused;
+        }
+
+        if (Find(name) is not null)
+        {
+            return Refused(FsStatus.Exists, name, "already exists");
+        }
+
+        var cacheOnly = _mount!.Options.WriteType == WriteType.MustCache;
+        if (!cacheOnly)
+        {
+            try
+            {
+                await Storage().MakeDirectoryAsync(RelativeOf(name));
+            }
+            catch (UnderStorageException e)
+            {
+                return Failed(name, e);
+            }
+        }
+
+        var entry = new FsEntry(name, FsKind.Directory, 0, time.GetUtcNow().UtcDateTime, string.Empty, mode & 0xFFF, uid, gid, null,
+            cacheOnly ? Persistence.CacheOnly : Persistence.Persisted);
+        await PutAsync(entry);
+        await GrainFactory.GetGrain<IDirectoryGrain>(new DirectoryKey(_key.MountId, 0, RelativeOf(name)).ToString()).MarkCreatedAsync();
+        return Done(entry);
+    }
+
+    public async ValueTask<LookupResult> RemoveAsync(string name, bool directory)
+    {
+        if (await PrepareWriteAsync(name) is { } refused)
+        {
+            return refused;
+        }
+
+        if (Find(name) is not { } existing)
+        {
+            return Refused(FsStatus.NotFound, name, "no such file or directory");
+        }
+
+        if (directory != existing.IsDirectory)
+        {
+            return directory ? Refused(FsStatus.NotADirectory, name, "not a directory") : Refused(FsStatus.IsADirectory, name, "is a directory");
+        }
+
+        var relative = RelativeOf(name);
+        try
+        {
+            if (directory)
+            {
+                var child = GrainFactory.GetGrain<IDirectoryGrain>(new DirectoryKey(_key.MountId, 0, relative).ToString());
+                var empty = await child.IsEmptyAsync();
+                if (empty.Status != FsStatus.Ok)
+                {
+                    return empty.Status == FsStatus.NotFound ? Done(existing) : empty;
+                }
+
+                if (existing.Persistence != Persistence.CacheOnly)
+                {
+                    await RemoveDirectoryInStorageAsync(relative);
+                }
+            }
+            else if (!WriteTag.IsWritten(existing.ETag) || existing.Persistence == Persistence.Persisted)
+            {
+                await Storage().DeleteAsync(relative);
+            }
+        }
+        catch (UnderStorageException e)
+        {
+            return Failed(name, e);
+        }
+
+        DropVersion(existing, deleteObject: true);
+        await ForgetChildAsync(existing);
+        return Done(existing);
+    }
+
+    private async ValueTask RemoveDirectoryInStorageAsync(string relative)
+    {
+        try
+        {
+            await Storage().RemoveDirectoryAsync(relative);
+        }
+        catch (UnderStorageException e) when (e.Error == UnderStorageError.NotFound)
+        {
+            // An object store keeps no trace of a directory whose marker is gone: nothing to remove.
+        }
+    }
+
+    public async ValueTask<LookupResult> SetAttributesAsync(string name, AttributeChange change)
+    {
+        if (await PrepareWriteAsync(name) is { } refused)
+        {
+            return refused;
+        }
+
+        if (Find(name) is not { } existing)
+        {
+            return Refused(FsStatus.NotFound, name, "no such file or directory");
+        }
+
+        var updated = existing;
+        if (change.Size is { } size && size != existing.Size)
+        {
+            if (existing.IsDirectory)
+            {
+                return Refused(FsStatus.IsADirectory, name, "is a directory");
+            }
+
+            if (size != 0)
+            {
+                return Refused(FsStatus.NotPermitted, name, $"a closed file can only be truncated to 0 bytes, not to {size} (write a new version instead)");
+            }
+
+            var tag = WriteTag.New();
+            if (_mount!.Options.WriteType == WriteType.MustCache)
+            {
+                updated = updated with { ETag = tag, Persistence = Persistence.CacheOnly };
+            }
+            else
+            {
+                try
+                {
+                    var put = await Storage().PutAsync(RelativeOf(name), Stream.Null, 0);
+                    updated = updated with { ETag = WriteTag.Persisted(tag, put.ETag), Persistence = Persistence.Persisted };
+                }
+                catch (UnderStorageException e)
+                {
+                    return Failed(name, e);
+                }
+            }
+
+            DropVersion(existing, deleteObject: false);
+            updated = updated with { Size = 0, Holders = null, PersistError = null, MtimeUtc = time.GetUtcNow().UtcDateTime };
+        }
+
+        updated = updated with
+        {
+            Mode = change.Mode is { } mode ? mode & 0xFFF : updated.Mode,
+            Uid = change.Uid ?? updated.Uid,
+            Gid = change.Gid ?? updated.Gid,
+            MtimeUtc = change.MtimeUtc?.ToUniversalTime() ?? updated.MtimeUtc,
+        };
+        await PutAsync(updated);
+        return Done(updated);
+    }
+
+    public async ValueTask<LookupResult> RenameAsync(string name, string target, string newName, bool noReplace)
+    {
+        if (await PrepareWriteAsync(name) is { } refused)
+        {
+            return refused;
+        }
+
+        if (Find(name) is not { } source)
+        {
+            return Refused(FsStatus.NotFound, name, "no such file or directory");
+        }
+
+        var targetKey = DirectoryKey.Parse(target);
+        if (targetKey.MountId != _key.MountId)
+        {
+            return Refused(FsStatus.CrossDevice, name, "a rename cannot cross mounts (copy, then remove)");
+        }
+
+        var local = targetKey == _key;
+        if (local && newName == name)
+        {
+            return Done(source);
+        }
+
+        var from = RelativeOf(name);
+        var to = FsPath.CombineRelative(targetKey.Path, newName);
+        if (source.IsDirectory && FsPath.IsSameOrBelow("/" + targetKey.Path, "/" + from))
+        {
+            return Refused(FsStatus.InvalidArgument, name, $"cannot move a directory into itself ({to})");
+        }
+
+        var targetGrain = local ? null : GrainFactory.GetGrain<IDirectoryGrain>(target);
+        var check = targetGrain is null ? await CheckAdoptAsync(newName, source.Kind, noReplace) : await targetGrain.CheckAdoptAsync(newName, source.Kind, noReplace);
+        if (check.Status != FsStatus.Ok)
+        {
+            return check;
+        }
+
+        FsEntry? inStorage;
+        try
+        {
+            inStorage = await MoveInStorageAsync(source, from, to);
+        }
+        catch (UnderStorageException e)
+        {
+            return Failed(name, e);
+        }
+
+        if (inStorage is null)
+        {
+            return Refused(FsStatus.NotSupported, name, $"renaming a directory is not supported on {_mount!.Uri.Split(':')[0]} under-storage (copy it, then remove the old one)");
+        }
+
+        var moved = inStorage with { Name = newName };
+        var adopted = targetGrain is null ? await AdoptAsync(newName, moved) : await targetGrain.AdoptAsync(newName, moved);
+        if (adopted.Status != FsStatus.Ok)
+        {
+            return adopted;
+        }
+
+        await ForgetChildAsync(source);
+        return Done(moved);
+    }
+
+    /// <summary>Moves the child in under-storage, as far as it is there; the entry it has after the move, or null when the
+    /// under-storage cannot rename a directory.</summary>
+    private async ValueTask<FsEntry?> MoveInStorageAsync(FsEntry source, string from, string to)
+    {
+        var storage = Storage();
+        if (source.IsDirectory)
+        {
+            if (source.Persistence == Persistence.CacheOnly)
+            {
+                return source;
+            }
+
+            if (!storage.Capabilities.HasFlag(UnderStorageCapabilities.DirectoryRename))
+            {
+                return null;
+            }
+
+            await storage.RenameAsync(from, to);
+            return source;
+        }
+
+        var written = WriteTag.IsWritten(source.ETag);
+        if (written && source.Persistence != Persistence.Persisted)
+        {
+            if (source.Persistence is Persistence.Pending or Persistence.Failed && source.Holders is [var primary, ..])
+            {
+                var retarget = await GrainFactory.GetGrain<IWorkerGrain>(primary).RetargetAsync(WriteTag.IdOf(source.ETag), to);
+                if (retarget.Status != FsStatus.Ok)
+                {
+                    throw new UnderStorageException(UnderStorageError.Other, to, retarget.Message ?? "the write worker could not retarget the upload");
+                }
+            }
+
+            return source;
+        }
+
+        EntryRecord record;
+        if (storage.Capabilities.HasFlag(UnderStorageCapabilities.AtomicRename))
+        {
+            record = await storage.RenameAsync(from, to);
+        }
+        else
+        {
+            record = await storage.CopyAsync(from, to);
+            await storage.DeleteAsync(from);
+        }
+
+        return written
+            ? source with { ETag = WriteTag.Persisted(source.ETag, record.ETag) }
+            : source with { ETag = record.ETag, Size = record.Size, MtimeUtc = new DateTime(record.MtimeTicks, DateTimeKind.Utc) };
+    }
+
+    public async ValueTask<LookupResult> CheckAdoptAsync(string name, FsKind kind, bool noReplace)
+    {
+        if (await PrepareWriteAsync(name) is { } refused)
+        {
+            return refused;
+        }
+
+        if (Find(name) is not { } existing)
+        {
+            return Done(null);
+        }
+
+        if (noReplace)
+        {
+            return Refused(FsStatus.Exists, name, "already exists");
+        }
+
+        if (existing.IsDirectory && kind == FsKind.File)
+        {
+            return Refused(FsStatus.IsADirectory, name, "is a directory");
+        }
+
+        if (!existing.IsDirectory && kind == FsKind.Directory)
+        {
+            return Refused(FsStatus.NotADirectory, name, "not a directory");
+        }
+
+        if (existing.IsDirectory)
+        {
+            var empty = await GrainFactory.GetGrain<IDirectoryGrain>(new DirectoryKey(_key.MountId, 0, RelativeOf(name)).ToString()).IsEmptyAsync();
+            if (empty.Status != FsStatus.Ok)
+            {
+                return empty;
+            }
+        }
+
+        return Done(existing);
+    }
+
+    public async ValueTask<LookupResult> AdoptAsync(string name, FsEntry entry)
+    {
+        if (await PrepareWriteAsync(name) is { } refused)
+        {
+            return refused;
+        }
+
+        var existing = Find(name);
+        await PutAsync(entry with { Name = name });
+        if (existing is not null && !existing.IsDirectory && !SameVersion(existing, entry))
+        {
+            DropVersion(existing, deleteObject: false);
+        }
+
+        return Done(entry);
+    }
+
+    public async ValueTask<LookupResult> PersistedAsync(string name, string writeTag, string? underStorageETag, string? error)
+    {
+        if (_mount is null)
+        {
+            return new LookupResult(FsStatus.Stale, null, 1, $"mount {_key.MountId} no longer exists");
+        }
+
+        if (!_overlay.TryGetValue(name, out var written) || written.Deleted || WriteTag.IdOf(written.ETag) != WriteTag.IdOf(writeTag))
+        {
+            return Refused(FsStatus.NotFound, name, "this version is no longer there (replaced, renamed or removed)");
+        }
+
+        var entry = ToEntry(written);
+        entry = underStorageETag is not null
+            ? entry with { ETag = WriteTag.Persisted(entry.ETag, underStorageETag), Persistence = Persistence.Persisted, PersistError = null }
+            : entry with { Persistence = Persistence.Failed, PersistError = error };
+        await PutAsync(entry);
+        return Done(entry);
+    }
+
+    public async ValueTask MarkCreatedAsync()
+    {
+        if (_mount is null)
+        {
+            return;
+        }
+
+        var marker = new OverlayEntry(CreatedMarker, EntryKind.Directory, 0, time.GetUtcNow().UtcTicks, string.Empty, 0, -1, -1, [], 0, null, false);
+        await store.PutOverlayAsync(_key.ToString(), _key.MountId, marker);
+        _overlay[CreatedMarker] = marker;
+        if (_snapshot is null || _snapshot.State != DirectoryState.Listed)
+        {
+            var snapshot = new DirectorySnapshot(DirectoryState.Listed, DirectoryTable.Empty, time.GetUtcNow().UtcDateTime, (_snapshot?.Generation ?? 0) + 1, 1);
+            await store.SaveDirectoryAsync(_key.ToString(), _key.MountId, snapshot);
+            Hold(snapshot);
+        }
+    }
+
+    public async ValueTask<LookupResult> IsEmptyAsync()
+    {
+        if (_mount is null)
+        {
+            return new LookupResult(FsStatus.Stale, null, 1, $"mount {_key.MountId} no longer exists");
+        }
+
+        var state = await EnsureFreshAsync();
+        if (state.Status != FsStatus.Ok)
+        {
+            return new LookupResult(state.Status, null, state.ShardCount, state.Message);
+        }
+
+        var table = _snapshot!.Table;
+        var empty = _snapshot.ShardCount <= 1
+            && _overlay.All(o => o.Key == CreatedMarker || o.Value.Deleted)
+            && Enumerable.Range(0, table.Count).All(i => _overlay.TryGetValue(table.NameAt(i), out var o) && o.Deleted);
+        return empty
+            ? new LookupResult(FsStatus.Ok, null, 1, null)
+            : new LookupResult(FsStatus.NotEmpty, null, _snapshot.ShardCount, $"{DisplayPath}: directory not empty");
+    }
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Committed {Path}: {Size} bytes, {Persistence}")]
+    private static partial void LogCommitted(ILogger logger, string path, long size, string persistence);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Path}: could not {What}: {Reason}")]
+    private static partial void LogBestEffortFailed(ILogger logger, string path, string what, string reason);
+}
+
+/// <summary>Names in UTF-8 byte order (the order of listings and of PostgreSQL's C collation), by code point.</summary>
+internal sealed class Utf8Order : IComparer<string>
+{
+    public static Utf8Order Instance { get; } = new();
+
+    public int Compare(string? x, string? y)
+    {
+        if (ReferenceEquals(x, y))
+        {
+            return 0;
+        }
+
+        if (x is null || y is null)
+        {
+            return x is null ? -1 : 1;
+        }
+
+        var a = x.EnumerateRunes();
+        var b = y.EnumerateRunes();
+        while (true)
+        {
+            var hasA = a.MoveNext();
+            var hasB = b.MoveNext();
+            if (!hasA || !hasB)
+            {
+                return hasA == hasB ? 0 : hasA ? 1 : -1;
+            }
+
+            var cmp = a.Current.Value.CompareTo(b.Current.Value);
+            if (cmp != 0)
+            {
+                return cmp;
+            }
+        }
+    }
+}
