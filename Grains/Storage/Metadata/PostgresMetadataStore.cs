@@ -10,7 +10,7 @@ namespace GrainFs.Storage.Metadata;
 public sealed partial class PostgresMetadataStore : IMetadataStore, IAsyncDisposable
 {
     /// <summary>The schema version this code expects (grainfs_schema.version).</summary>
-    public const int SchemaVersion = 2;
+    public const int SchemaVersion = 3;
 
     private readonly NpgsqlDataSource _dataSource;
     private readonly string _safeConnection;
