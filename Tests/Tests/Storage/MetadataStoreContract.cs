@@ -329,4 +329,22 @@ public sealed class PostgresMetadataStoreTests : MetadataStoreContract
         Assert.Contains("infra/db/apply.sh", error.Message, StringComparison.Ordinal);
         Assert.DoesNotContain("hunter2", error.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task A_database_at_an_older_schema_version_is_refused_with_the_fix()
+    {
+        var server = await Infrastructure.PostgresServer.Shared;
+        var connectionString = await server.CreateDatabaseAsync("oldschema");
+        await using (var connection = new Npgsql.NpgsqlConnection(connectionString))
+        {
+            await connection.OpenAsync();
+            await using var command = new Npgsql.NpgsqlCommand($"update grainfs_schema set version = {PostgresMetadataStore.SchemaVersion - 1}", connection);
+            Assert.Equal(1, await command.ExecuteNonQueryAsync());
+        }
+
+        var store = new PostgresMetadataStore(connectionString);
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(async () => await store.InitializeAsync());
+        Assert.Contains($"version {PostgresMetadataStore.SchemaVersion - 1}, this build needs {PostgresMetadataStore.SchemaVersion}", error.Message, StringComparison.Ordinal);
+        Assert.Contains("infra/db/apply.sh", error.Message, StringComparison.Ordinal);
+    }
 }
