@@ -6,11 +6,12 @@ namespace GrainFs.Storage.Metadata;
 /// <summary>
 /// Metadata in PostgreSQL (the schema of infra/db, applied by infra/db/apply.sh): the mount table, and one
 /// row per cached entry written in bulk with binary COPY. Silo memory then holds only active directories.
+/// Overlay entries and mount usage are in PostgresMetadataStore.Overlay.cs.
 /// </summary>
 public sealed partial class PostgresMetadataStore : IMetadataStore, IAsyncDisposable
 {
     /// <summary>The schema version this code expects (grainfs_schema.version).</summary>
-    public const int SchemaVersion = 2;
+    public const int SchemaVersion = 3;
 
     private readonly NpgsqlDataSource _dataSource;
     private readonly string _safeConnection;
@@ -291,6 +292,18 @@ public sealed partial class PostgresMetadataStore : IMetadataStore, IAsyncDispos
         }
 
         await using (var command = new NpgsqlCommand("delete from grainfs_directories where mount_id = @mount", connection, transaction))
+        {
+            command.Parameters.AddWithValue("mount", mountId);
+            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        await using (var command = new NpgsqlCommand("delete from grainfs_overlay where mount_id = @mount", connection, transaction))
+        {
+            command.Parameters.AddWithValue("mount", mountId);
+            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        await using (var command = new NpgsqlCommand("delete from grainfs_mount_usage where mount_id = @mount", connection, transaction))
         {
             command.Parameters.AddWithValue("mount", mountId);
             await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);

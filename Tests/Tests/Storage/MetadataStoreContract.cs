@@ -128,6 +128,163 @@ public abstract class MetadataStoreContract
         Assert.NotNull(await store.LoadDirectoryAsync("10:0:"));
     }
 
+    private static OverlayEntry Written(string name, long size = 4096, string[]? holders = null, byte persistence = 1, string? error = null) =>
+        new(name, EntryKind.File, size, new DateTime(2026, 3, 4, 5, 6, 7, DateTimeKind.Utc).Ticks + size, $"gfs:{size:x16}", 0x1A4, 1000, 100,
+            holders ?? ["silo-a:11111", "silo-b:22222"], persistence, error, Deleted: false);
+
+    // Records compare arrays by reference, so the holders are compared by content here.
+    private static void AssertSameOverlay(OverlayEntry expected, OverlayEntry actual)
+    {
+        Assert.Equal(expected with { Holders = [] }, actual with { Holders = [] });
+        Assert.Equal(expected.Holders, actual.Holders);
+    }
+
+    private static async Task<List<OverlayEntry>> OverlayByNameAsync(IMetadataStore store, string key) =>
+        [.. (await store.LoadOverlayAsync(key)).OrderBy(e => e.Name, StringComparer.Ordinal)];
+
+    [Fact]
+    public async Task Overlay_entries_round_trip_with_every_field()
+    {
+        var store = await CreateStoreAsync();
+        OverlayEntry[] entries =
+        [
+            Written("failed.bin", 123_456_789_012, persistence: 2, error: "upload failed: s3 answered 503 SlowDown"),
+            new("gone", EntryKind.Directory, 0, 42, string.Empty, 0, -1, -1, [], 0, null, Deleted: true),
+            new(".", EntryKind.Directory, 0, 7, string.Empty, 0x1ED, 0, 0, [], 3, null, Deleted: false),
+            Written("naïve 日本語 'q\"\\ \t\n%*?.txt", 1, holders: ["silo-c:33333"], persistence: 0),
+        ];
+        foreach (var entry in entries)
+        {
+            await store.PutOverlayAsync("30:0:a/b", 30, entry);
+        }
+
+        var loaded = await OverlayByNameAsync(store, "30:0:a/b");
+        var expected = entries.OrderBy(e => e.Name, StringComparer.Ordinal).ToList();
+        Assert.Equal(expected.Count, loaded.Count);
+        for (var i = 0; i < expected.Count; i++)
+        {
+            AssertSameOverlay(expected[i], loaded[i]);
+        }
+
+        Assert.Equal(2, loaded.Single(e => e.Name == "failed.bin").Holders.Length);
+        Assert.Empty(loaded.Single(e => e.Name == "gone").Holders);
+        Assert.Null(loaded.Single(e => e.Name == "gone").Error);
+        Assert.True(loaded.Single(e => e.Name == "gone").Deleted);
+    }
+
+    [Fact]
+    public async Task Putting_an_overlay_entry_again_replaces_the_one_of_that_name()
+    {
+        var store = await CreateStoreAsync();
+        await store.PutOverlayAsync("31:0:d", 31, Written("f", 10, holders: ["silo-a:1"], persistence: 2, error: "disk full"));
+        await store.PutOverlayAsync("31:0:d", 31, Written("other", 5));
+        var replacement = Written("f", 20, holders: [], persistence: 0) with { Mode = 0x180, Uid = 7, Gid = 8 };
+        await store.PutOverlayAsync("31:0:d", 31, replacement);
+
+        var loaded = await OverlayByNameAsync(store, "31:0:d");
+        Assert.Equal(["f", "other"], loaded.Select(e => e.Name));
+        AssertSameOverlay(replacement, loaded[0]);
+        AssertSameOverlay(Written("other", 5), loaded[1]);
+
+        // A tombstone replaces the written file of its name.
+        await store.PutOverlayAsync("31:0:d", 31, replacement with { Deleted = true });
+        Assert.True((await OverlayByNameAsync(store, "31:0:d"))[0].Deleted);
+    }
+
+    [Fact]
+    public async Task Removing_an_overlay_entry_is_true_once_then_false()
+    {
+        var store = await CreateStoreAsync();
+        await store.PutOverlayAsync("32:0:d", 32, Written("a"));
+        await store.PutOverlayAsync("32:0:d", 32, Written("b"));
+        Assert.True(await store.RemoveOverlayAsync("32:0:d", "a"));
+        Assert.False(await store.RemoveOverlayAsync("32:0:d", "a"));
+        Assert.False(await store.RemoveOverlayAsync("32:0:d", "never-there"));
+        Assert.False(await store.RemoveOverlayAsync("32:0:never-used", "b"));
+        Assert.Equal(["b"], (await OverlayByNameAsync(store, "32:0:d")).Select(e => e.Name));
+        Assert.True(await store.RemoveOverlayAsync("32:0:d", "b"));
+        Assert.Empty(await store.LoadOverlayAsync("32:0:d"));
+    }
+
+    [Fact]
+    public async Task Overlay_keys_are_independent_of_each_other_and_of_listings()
+    {
+        var store = await CreateStoreAsync();
+        await store.SaveDirectoryAsync("33:0:a", 33, new DirectorySnapshot(DirectoryState.Listed, DirectoryTable.Build([File("f", 1)]), DateTime.UtcNow, 1, 1));
+        await store.PutOverlayAsync("33:0:a", 33, Written("f", 111));
+        await store.PutOverlayAsync("33:0:b", 33, Written("f", 222));
+        await store.PutOverlayAsync("33:1:a", 33, Written("f", 333));
+
+        Assert.True(await store.RemoveOverlayAsync("33:0:a", "f"));
+        Assert.Empty(await store.LoadOverlayAsync("33:0:a"));
+        Assert.Equal(222, Assert.Single(await store.LoadOverlayAsync("33:0:b")).Size);
+        Assert.Equal(333, Assert.Single(await store.LoadOverlayAsync("33:1:a")).Size);
+        Assert.Empty(await store.LoadOverlayAsync("33:0:never-used"));
+
+        // The overlay is not the listing: neither changes the other.
+        var listing = (await store.LoadDirectoryAsync("33:0:a"))!;
+        Assert.Equal(File("f", 1), listing.Table[listing.Table.IndexOf("f")]);
+        await store.SaveDirectoryAsync("33:0:b", 33, new DirectorySnapshot(DirectoryState.Listed, DirectoryTable.Empty, DateTime.UtcNow, 2, 1));
+        Assert.Single(await store.LoadOverlayAsync("33:0:b"));
+    }
+
+    [Fact]
+    public async Task The_usage_of_a_mount_never_added_to_is_zero()
+    {
+        var store = await CreateStoreAsync();
+        Assert.Equal(new MountUsage(0, 0), await store.LoadUsageAsync(34));
+    }
+
+    [Fact]
+    public async Task Usage_adds_either_sign_returns_the_new_value_and_stops_at_zero()
+    {
+        var store = await CreateStoreAsync();
+        Assert.Equal(new MountUsage(100, 2), await store.AddUsageAsync(35, new MountUsage(100, 2)));
+        Assert.Equal(new MountUsage(150, 3), await store.AddUsageAsync(35, new MountUsage(50, 1)));
+        Assert.Equal(new MountUsage(120, 2), await store.AddUsageAsync(35, new MountUsage(-30, -1)));
+        Assert.Equal(new MountUsage(120, 2), await store.LoadUsageAsync(35));
+
+        // Each field is clamped on its own, and a clamp leaves no debt behind.
+        Assert.Equal(new MountUsage(0, 5), await store.AddUsageAsync(35, new MountUsage(-1_000, 3)));
+        Assert.Equal(new MountUsage(10, 0), await store.AddUsageAsync(35, new MountUsage(10, -9)));
+        Assert.Equal(new MountUsage(10, 0), await store.LoadUsageAsync(35));
+
+        // A first add below zero starts at zero too; other mounts are untouched.
+        Assert.Equal(new MountUsage(0, 4), await store.AddUsageAsync(36, new MountUsage(-5, 4)));
+        Assert.Equal(new MountUsage(10, 0), await store.LoadUsageAsync(35));
+        Assert.Equal(new MountUsage(0, 0), await store.LoadUsageAsync(37));
+    }
+
+    [Fact]
+    public async Task Concurrent_usage_adds_are_all_counted()
+    {
+        var store = await CreateStoreAsync();
+        await Task.WhenAll(Enumerable.Range(0, 40).Select(_ => store.AddUsageAsync(38, new MountUsage(4096, 1)).AsTask()));
+        Assert.Equal(new MountUsage(40 * 4096, 40), await store.LoadUsageAsync(38));
+    }
+
+    [Fact]
+    public async Task Deleting_a_mount_forgets_its_overlay_entries_and_usage_only()
+    {
+        var store = await CreateStoreAsync();
+        await store.PutOverlayAsync("39:0:", 39, Written("a"));
+        await store.PutOverlayAsync("39:2:big", 39, Written("b"));
+        await store.PutOverlayAsync("40:0:", 40, Written("c", 77));
+        await store.AddUsageAsync(39, new MountUsage(1_000, 2));
+        await store.AddUsageAsync(40, new MountUsage(77, 1));
+
+        await store.DeleteMountDataAsync(39);
+
+        Assert.Empty(await store.LoadOverlayAsync("39:0:"));
+        Assert.Empty(await store.LoadOverlayAsync("39:2:big"));
+        Assert.Equal(new MountUsage(0, 0), await store.LoadUsageAsync(39));
+        AssertSameOverlay(Written("c", 77), Assert.Single(await store.LoadOverlayAsync("40:0:")));
+        Assert.Equal(new MountUsage(77, 1), await store.LoadUsageAsync(40));
+
+        // Usage of the deleted mount starts again from zero.
+        Assert.Equal(new MountUsage(5, 1), await store.AddUsageAsync(39, new MountUsage(5, 1)));
+    }
+
     [Fact]
     public async Task A_large_directory_is_stored_and_loaded_whole()
     {
@@ -171,5 +328,23 @@ public sealed class PostgresMetadataStoreTests : MetadataStoreContract
         var error = await Assert.ThrowsAsync<InvalidOperationException>(async () => await store.InitializeAsync());
         Assert.Contains("infra/db/apply.sh", error.Message, StringComparison.Ordinal);
         Assert.DoesNotContain("hunter2", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_database_at_an_older_schema_version_is_refused_with_the_fix()
+    {
+        var server = await Infrastructure.PostgresServer.Shared;
+        var connectionString = await server.CreateDatabaseAsync("oldschema");
+        await using (var connection = new Npgsql.NpgsqlConnection(connectionString))
+        {
+            await connection.OpenAsync();
+            await using var command = new Npgsql.NpgsqlCommand($"update grainfs_schema set version = {PostgresMetadataStore.SchemaVersion - 1}", connection);
+            Assert.Equal(1, await command.ExecuteNonQueryAsync());
+        }
+
+        var store = new PostgresMetadataStore(connectionString);
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(async () => await store.InitializeAsync());
+        Assert.Contains($"version {PostgresMetadataStore.SchemaVersion - 1}, this build needs {PostgresMetadataStore.SchemaVersion}", error.Message, StringComparison.Ordinal);
+        Assert.Contains("infra/db/apply.sh", error.Message, StringComparison.Ordinal);
     }
 }
