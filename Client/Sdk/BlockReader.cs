@@ -50,6 +50,9 @@ internal sealed partial class BlockReader : IDisposable
     private readonly ConcurrentDictionary<BlockKey, int> _remoteReads = new();
     private int _accessedCount;
 
+    /// <summary>The data-port connections, shared with writers.</summary>
+    internal DataPortClient DataPort => _dataPort;
+
     public BlockReader(IGrainFactory grains, ClusterView cluster, GrainFsClientOptions options, ILogger logger)
     {
         _grains = grains;
@@ -79,7 +82,8 @@ internal sealed partial class BlockReader : IDisposable
         var backoff = TimeSpan.FromMilliseconds(100);
         for (var attempt = 1; ; attempt++)
         {
-            var home = _cluster.Home(view, key);
+            // A file written through GrainFS is read from the worker that took its blocks first (its home may never have had them).
+            var home = (attempt == 1 ? HolderOf(view, file) : null) ?? _cluster.Home(view, key);
             if (home is null)
             {
                 return FsResult<int>.Fail(FsStatus.IoError, $"{file.Path}: no silo is available");
@@ -157,6 +161,24 @@ internal sealed partial class BlockReader : IDisposable
             await Task.Delay(backoff, cancellationToken).ConfigureAwait(false);
             backoff = TimeSpan.FromMilliseconds(Math.Min(2000, backoff.TotalMilliseconds * 2));
         }
+    }
+
+    private static SiloInfo? HolderOf(ClusterView.Snapshot view, FileVersion file)
+    {
+        if (file.Entry.Holders is not { Length: > 0 } holders)
+        {
+            return null;
+        }
+
+        foreach (var silo in view.Silos)
+        {
+            if (Array.IndexOf(holders, silo.Name) >= 0)
+            {
+                return silo;
+            }
+        }
+
+        return null;
     }
 
     /// <summary>

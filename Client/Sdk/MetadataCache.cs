@@ -63,6 +63,23 @@ internal sealed class MetadataCache(int capacity, TimeProvider time)
 
     public void Clear() => _items.Clear();
 
+    /// <summary>Forgets one path (this client changed it).</summary>
+    public void Forget(string path) => _items.TryRemove(path, out _);
+
+    /// <summary>Forgets a path and everything under it (a directory renamed or removed).</summary>
+    public void ForgetUnder(string path)
+    {
+        _items.TryRemove(path, out _);
+        var prefix = path.EndsWith('/') ? path : path + "/";
+        foreach (var key in _items.Keys)
+        {
+            if (key.StartsWith(prefix, StringComparison.Ordinal))
+            {
+                _items.TryRemove(key, out _);
+            }
+        }
+    }
+
     private void Sweep()
     {
         if (!_sweepLock.TryEnter())

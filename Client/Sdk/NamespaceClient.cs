@@ -319,6 +319,56 @@ public sealed class NamespaceClient
         return FsResult<List<FileVersion>>.Ok(files);
     }
 
+    // ---------------------------------------------------------------- writes (routing and cache upkeep)
+
+    /// <summary>Forgets what this client cached of <paramref name="path"/> (and, for a directory, under it): it changed it.</summary>
+    internal void Changed(string path, bool subtree = false)
+    {
+        if (subtree)
+        {
+            _cache.ForgetUnder(path);
+        }
+        else
+        {
+            _cache.Forget(path);
+        }
+    }
+
+    /// <summary>
+    /// Calls the directory grain holding the child <paramref name="relative"/> of <paramref name="mount"/> (the right shard of a
+    /// sharded directory, learning the shard count from a Stale answer as lookups do); cluster failures come back as EIO.
+    /// </summary>
+    internal async ValueTask<LookupResult> CallDirectoryAsync(MountInfo mount, string relative, string display, Func<IDirectoryGrain, string, ValueTask<LookupResult>> call)
+    {
+        var (parent, name) = FsPath.SplitRelative(relative);
+        for (var redirects = 0; ; redirects++)
+        {
+            var key = DirectoryKeyOf(mount.Id, parent, name);
+            var result = await _calls.CallAsync(() => call(_calls.Grains.GetGrain<IDirectoryGrain>(key.ToString()), name), display).ConfigureAwait(false);
+            if (!result.IsOk)
+            {
+                return new LookupResult(result.Status, null, 1, result.Message);
+            }
+
+            var answer = result.Value!;
+            var known = _shards.TryGetValue((mount.Id, parent), out var count) ? count : 1;
+            RememberShards(mount.Id, parent, answer.ShardCount);
+            if (answer.Status == FsStatus.Stale && answer.ShardCount != known && redirects < 3)
+            {
+                continue;
+            }
+
+            return answer;
+        }
+    }
+
+    /// <summary>The key of the directory grain (shard) that holds <paramref name="name"/> of <paramref name="parent"/>, as far as this client knows.</summary>
+    internal DirectoryKey DirectoryKeyOf(long mountId, string parent, string name)
+    {
+        var shards = _shards.TryGetValue((mountId, parent), out var known) ? known : 1;
+        return new DirectoryKey(mountId, DirectoryKey.ShardOf(name, shards), parent);
+    }
+
     private TimeSpan TtlFor(MountInfo mount)
     {
         var interval = mount.Options.SyncIntervalSeconds;

@@ -171,6 +171,16 @@ public sealed class InodeTable
         }
     }
 
+    /// <summary>The name <paramref name="name"/> of <paramref name="parent"/> is gone (unlink, rmdir, a rename over it): a later lookup makes a new inode;
+    /// the old one lives until the kernel forgets it.</summary>
+    public void Detach(Inode parent, string name)
+    {
+        lock (parent)
+        {
+            parent.Children?.Remove(name);
+        }
+    }
+
     /// <summary>Moves an inode to a new parent and name (a rename): its number stays, and every path below it follows.</summary>
     public void Move(Inode inode, Inode newParent, string newName)
     {

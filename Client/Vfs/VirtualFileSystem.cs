@@ -49,8 +49,8 @@ public sealed partial class VirtualFileSystem
     /// <summary>Directories open.</summary>
     public int OpenDirectories => _directories.Count;
 
-    /// <summary>The read-only policy: GrainFS serves its mounts read-only until the write path lands, so every change is EROFS.</summary>
-    public bool ReadOnly => true;
+    /// <summary>The read-only policy (<see cref="VfsOptions.ReadOnly"/>): every change is EROFS.</summary>
+    public bool ReadOnly => _options.ReadOnly;
 
     /// <summary>A directory handle (to look at its state; null when not open).</summary>
     public DirectoryHandle? FindDirectory(ulong fh) => _directories.Find(fh);
@@ -92,6 +92,11 @@ public sealed partial class VirtualFileSystem
             return Stale(ino);
         }
 
+        if (WritingAttr(inode) is { } writing)
+        {
+            return FsResult<Attr>.Ok(writing);
+        }
+
         var path = Inodes.PathOf(inode);
         var stat = await _client.StatAsync(path, cancellationToken).ConfigureAwait(false);
         if (!stat.IsOk)
@@ -116,7 +121,9 @@ public sealed partial class VirtualFileSystem
         }
 
         var type = entry.IsDirectory ? Attr.TypeDirectory : Attr.TypeFile;
-        return new Attr(ino, entry.IsDirectory, entry.Size, entry.MtimeUtc, type | (uint)permissions, _options.Uid, _options.Gid);
+        var uid = entry.Uid >= 0 ? (uint)entry.Uid : _options.Uid;
+        var gid = entry.Gid >= 0 ? (uint)entry.Gid : _options.Gid;
+        return new Attr(ino, entry.IsDirectory, entry.Size, entry.MtimeUtc, type | (uint)permissions, uid, gid);
     }
 
     // ------------------------------------------------------------------ files
@@ -133,9 +140,11 @@ public sealed partial class VirtualFileSystem
             return FsResult<ulong>.Fail(FsStatus.Stale, $"inode {ino} is not known (forgotten)");
         }
 
-        if (ReadOnly && ((flags & OpenAccessMode) != 0 || (flags & OpenTruncate) != 0))
+        if ((flags & OpenAccessMode) != 0 || (flags & OpenTruncate) != 0)
         {
-            return FsResult<ulong>.Fail(FsStatus.ReadOnly, $"{Inodes.PathOf(inode)}: read-only file system");
+            return ReadOnly
+                ? FsResult<ulong>.Fail(FsStatus.ReadOnly, $"{Inodes.PathOf(inode)}: read-only file system")
+                : await OpenForWriteAsync(inode, flags, cancellationToken).ConfigureAwait(false);
         }
 
         if (!handle)
@@ -160,6 +169,11 @@ public sealed partial class VirtualFileSystem
     /// </summary>
     public async ValueTask<FsResult<int>> ReadAsync(ulong ino, ulong fh, long offset, Memory<byte> destination, CancellationToken cancellationToken)
     {
+        if (FindWrite(fh) is { } writing)
+        {
+            return await ReadWritingAsync(writing, offset, destination, cancellationToken).ConfigureAwait(false);
+        }
+
         GrainFsFile file;
         string path;
         if (_files.Find(fh) is { } open)
@@ -200,7 +214,7 @@ public sealed partial class VirtualFileSystem
         return read.IsOk ? read : Failed<int>(read.Status, read.Message, path);
     }
 
-    /// <summary>Closes a file handle.</summary>
+    /// <summary>Closes a read handle (write handles close with <see cref="ReleaseAsync"/>).</summary>
     public void Release(ulong fh) => _files.Remove(fh);
 
     // ------------------------------------------------------------------ directories
@@ -393,8 +407,8 @@ public sealed partial class VirtualFileSystem
         Inodes.Find(ino) is null ? FsStatus.Stale : ReadOnly && (mask & AccessWrite) != 0 ? FsStatus.ReadOnly : FsStatus.Ok;
 
     /// <summary>
-    /// Any change to the namespace or to file contents (create, mkdir, unlink, rmdir, rename, link, symlink, mknod, write,
-    /// setattr): refused while the read-only policy holds. Names are checked first, as POSIX checks them.
+    /// A change GrainFS does not support (link, symlink, mknod of a device): EPERM, or EROFS on a read-only mount. Names are
+    /// checked first, as POSIX checks them.
     /// </summary>
     public FsStatus Modify(ulong ino, string? name = null)
     {
@@ -408,7 +422,8 @@ public sealed partial class VirtualFileSystem
             return status;
         }
 
-        return FsStatus.ReadOnly;
+        // What GrainFS does not keep (symlinks, hard links, device nodes) is not permitted; on a read-only mount nothing is.
+        return ReadOnly ? FsStatus.ReadOnly : FsStatus.NotPermitted;
     }
 
     // ------------------------------------------------------------------ errors
