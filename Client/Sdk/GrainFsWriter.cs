@@ -218,6 +218,27 @@ public sealed partial class GrainFsWriter
             await CompleteOldestAsync().ConfigureAwait(false);
         }
 
+        // The quota is taken in order, before the bytes leave: a write over it fails here and sends nothing more.
+        var grow = ((long)index * _blockSize) + block.Filled - _reserved;
+        if (_quota && grow > 0 && _failed == FsStatus.Ok)
+        {
+            var reserved = await Usage.ReserveAsync(grow, 0).ConfigureAwait(false);
+            if (reserved.Status == FsStatus.Ok)
+            {
+                _reserved += grow;
+            }
+            else
+            {
+                Fail(reserved.Status, $"{Path}: {reserved.Message}");
+            }
+        }
+
+        if (_failed != FsStatus.Ok)
+        {
+            ArrayPool<byte>.Shared.Return(block.Data);
+            return;
+        }
+
         _sent[index] = block.Filled;
         _inFlight.Add((index, UploadAsync(index, block, cancellationToken)));
     }
@@ -226,18 +247,6 @@ public sealed partial class GrainFsWriter
     {
         try
         {
-            var grow = ((long)index * _blockSize) + block.Filled - _reserved;
-            if (_quota && grow > 0)
-            {
-                var reserved = await Usage.ReserveAsync(grow, 0).ConfigureAwait(false);
-                if (reserved.Status != FsStatus.Ok)
-                {
-                    return (reserved.Status, reserved.Message);
-                }
-
-                _reserved += grow;
-            }
-
             var result = await _client.DataPort.WriteAsync(_worker.DataEndpoint, KeyOf(index), block.Data.AsMemory(0, block.Filled), _client.Options.FillTimeout, cancellationToken).ConfigureAwait(false);
             return result.Status switch
             {
