@@ -14,8 +14,8 @@ internal sealed class FsCommands(GrainFsClient client, Terminal terminal)
     {
         var path = Commands.Positional("path", "the GrainFS path of the mount point, e.g. /imagenet");
         var uri = Commands.Positional("uri", "file:///absolute/folder or s3://bucket/prefix");
-        var option = new Option<string[]>("--option", "-o") { Description = "a mount option key=value (repeatable): readonly, sync-interval, owner, group, mode, block-size; for s3 endpoint, region, path-style, access-key, secret-key, session-token, part-size", HelpName = "key=value", Arity = ArgumentArity.ZeroOrMore };
-        var readOnly = Commands.Switch("--readonly", "refuse writes through this mount (EROFS); same as --option readonly=true");
+        var option = new Option<string[]>("--option", "-o") { Description = "a mount option key=value (repeatable): readonly, sync-interval, owner, group, mode, block-size, write-type, quota-bytes, quota-files, write-replicas; for s3 endpoint, region, path-style, access-key, secret-key, session-token, part-size", HelpName = "key=value", Arity = ArgumentArity.ZeroOrMore };
+        var readOnly = Commands.Switch("--readonly", "refuse writes through this mount (EROFS); same as --option readonly=true", "--read-only");
         var syncInterval = Commands.Valued("--sync-interval", "S", "re-list cached directories from under-storage: -1/never, 0/always, or seconds (30, 5m, 2h)");
         var mount = new Command("mount", "attach an under-storage URI at a GrainFS path") { path, uri, option, readOnly, syncInterval };
         mount.SetAction((parse, _) => Commands.WithClientAsync(parse, (c, t) => new FsCommands(c, t).MountAsync(parse.GetValue(path)!, parse.GetValue(uri)!, parse.GetValue(option) ?? [], parse.GetValue(readOnly), parse.GetValue(syncInterval))));
@@ -35,14 +35,14 @@ internal sealed class FsCommands(GrainFsClient client, Terminal terminal)
         var lsPath = Commands.Positional("path", "a directory or file");
         var longFormat = Commands.Switch("-l", "long format: mode, size, mtime, name");
         var recursive = Commands.Switch("-R", "list subdirectories too, depth first", "--recursive");
-        var lsJson = Commands.Switch("--json", "one JSON array of entries: path, kind, size, mtime, etag, mode");
+        var lsJson = Commands.Switch("--json", "one JSON array of entries: path, kind, size, mtime, etag, mode, persistence (persistError, uid, gid when set)");
         var ls = new Command("ls", "list a directory") { lsPath, longFormat, recursive, lsJson };
         ls.SetAction((parse, _) => Commands.WithClientAsync(parse, (c, t) => new FsCommands(c, t).LsAsync(parse.GetValue(lsPath)!, parse.GetValue(longFormat), parse.GetValue(recursive), parse.GetValue(lsJson))));
         yield return ls;
 
         var statPath = Commands.Positional("path", "a file or directory");
         var statJson = Commands.Switch("--json", "a JSON array with one entry");
-        var stat = new Command("stat", "show a file's or directory's inode: kind, size, mtime, ETag, mode") { statPath, statJson };
+        var stat = new Command("stat", "show a file's or directory's inode: kind, size, mtime, ETag, mode, owner, persistence") { statPath, statJson };
         stat.SetAction((parse, _) => Commands.WithClientAsync(parse, (c, t) => new FsCommands(c, t).StatAsync(parse.GetValue(statPath)!, parse.GetValue(statJson))));
         yield return stat;
     }
@@ -154,12 +154,7 @@ internal sealed class FsCommands(GrainFsClient client, Terminal terminal)
         var full = Normalized(path);
         if (asJson)
         {
-            await using var json = Output.JsonWriter(stdoutStream);
-            json.WriteStartArray();
-            Output.WriteEntry(json, full, result.Value!);
-            json.WriteEndArray();
-            await json.FlushAsync();
-            stdoutStream.WriteByte((byte)'\n');
+            await Output.WriteEntryArrayAsync(stdoutStream, full, result.Value!);
         }
         else
         {
