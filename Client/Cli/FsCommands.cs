@@ -116,6 +116,10 @@ internal sealed class FsCommands(GrainFsClient client, Terminal terminal)
                 json.WriteNumber("id", m.Id);
                 json.WriteBoolean("readOnly", m.Options.ReadOnly);
                 json.WriteNumber("syncIntervalSeconds", m.Options.SyncIntervalSeconds);
+                json.WriteString("writeType", m.Options.WriteType.Name());
+                json.WriteNumber("quotaBytes", m.Options.QuotaBytes);
+                json.WriteNumber("quotaFiles", m.Options.QuotaFiles);
+                json.WriteNumber("writeReplicas", m.Options.WriteReplicas);
                 json.WriteString("created", m.CreatedUtc.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture));
                 json.WriteStartObject("options");
                 foreach (var (key, value) in m.Options.Properties)
@@ -135,7 +139,22 @@ internal sealed class FsCommands(GrainFsClient client, Terminal terminal)
 
         foreach (var m in table.Mounts)
         {
-            var flags = new List<string> { m.Options.ReadOnly ? "readonly" : "readwrite", $"sync-interval={m.Options.SyncIntervalSeconds}" };
+            var flags = new List<string> { m.Options.ReadOnly ? "readonly" : "readwrite", $"sync-interval={m.Options.SyncIntervalSeconds}", $"write-type={m.Options.WriteType.Name()}" };
+            if (m.Options.QuotaBytes > 0)
+            {
+                flags.Add(string.Create(CultureInfo.InvariantCulture, $"quota-bytes={m.Options.QuotaBytes}"));
+            }
+
+            if (m.Options.QuotaFiles > 0)
+            {
+                flags.Add(string.Create(CultureInfo.InvariantCulture, $"quota-files={m.Options.QuotaFiles}"));
+            }
+
+            if (m.Options.WriteReplicas != 1)
+            {
+                flags.Add(string.Create(CultureInfo.InvariantCulture, $"write-replicas={m.Options.WriteReplicas}"));
+            }
+
             flags.AddRange(m.Options.Properties.Select(p => $"{p.Key}={p.Value}"));
             stdout.WriteLine($"{m.Path}  {m.Uri}  ({string.Join(", ", flags)})");
         }
