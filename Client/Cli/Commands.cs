@@ -7,8 +7,8 @@ using GrainFs.DataPlane;
 namespace GrainFs.Cli;
 
 /// <summary>
-/// The command tree. A new command is a <see cref="Command"/> built in its group's file (FsCommands, CacheCommands,
-/// MountCommands) and added to its group here.
+/// The command tree. A new command is a <see cref="Command"/> built in its group's file (FsCommands, WriteCommands,
+/// CacheCommands, MountCommands) and added to its group here.
 /// </summary>
 internal static class Commands
 {
@@ -24,8 +24,13 @@ internal static class Commands
             root.Add(option);
         }
 
-        var fs = new Command("fs", "the GrainFS namespace and its cache: mounts, listings, files, load, free, pin, TTL");
+        var fs = new Command("fs", "the GrainFS namespace and its cache: mounts, listings, files in and out, cp, mkdir, rm, mv, persist, load, free, pin, TTL");
         foreach (var command in FsCommands.Build())
+        {
+            fs.Add(command);
+        }
+
+        foreach (var command in WriteCommands.Build())
         {
             fs.Add(command);
         }
