@@ -128,6 +128,8 @@ internal static class Commands
                 return null;
             },
         };
+        // Not the enum's own member names, which are no values here.
+        option.CompletionSources.Clear();
         option.CompletionSources.Add(completions);
         return option;
     }
