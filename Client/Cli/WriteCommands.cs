@@ -273,13 +273,13 @@ internal sealed class WriteCommands(GrainFsClient client, Terminal terminal)
         var entry = stat.Value!;
         if (entry.IsDirectory && !recursive)
         {
-            return Program.Fail(FsStatus.IsADirectory, $"cannot copy '{from}': is a directory (cp -r copies it and everything under it)");
+            return Program.Fail(FsStatus.IsADirectory, $"cannot copy '{from}': is a directory; cp -r copies it and everything under it");
         }
 
         var target = await IntoAsync(from, to);
         if (target == from || (entry.IsDirectory && FsPath.IsSameOrBelow(target, from)))
         {
-            return Program.Fail(FsStatus.InvalidArgument, target == from ? $"'{from}' and '{target}' are the same file" : $"cannot copy '{from}' into itself ('{target}')");
+            return Program.Fail(FsStatus.InvalidArgument, target == from ? $"'{from}' and '{target}' are the same file" : $"cannot copy '{from}' into itself, '{target}'");
         }
 
         if (!entry.IsDirectory)
@@ -389,7 +389,7 @@ internal sealed class WriteCommands(GrainFsClient client, Terminal terminal)
                 if (!stat.IsOk || stat.Value!.IsDirectory)
                 {
                     failures += stat.IsOk
-                        ? Report(FsStatus.IsADirectory, $"cannot remove '{full}': is a directory (rm -r removes it and everything under it)")
+                        ? Report(FsStatus.IsADirectory, $"cannot remove '{full}': is a directory; rm -r removes it and everything under it")
                         : Report(stat.Status, stat.Describe());
                     continue;
                 }
@@ -415,7 +415,7 @@ internal sealed class WriteCommands(GrainFsClient client, Terminal terminal)
         var target = await IntoAsync(from, to);
         if (target != from && FsPath.IsSameOrBelow(target, from))
         {
-            return Program.Fail(FsStatus.InvalidArgument, $"cannot move '{from}' into itself ('{target}')");
+            return Program.Fail(FsStatus.InvalidArgument, $"cannot move '{from}' into itself, '{target}'");
         }
 
         var renamed = await client.RenameAsync(from, target);
