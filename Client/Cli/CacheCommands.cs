@@ -72,31 +72,9 @@ internal sealed class CacheCommands(GrainFsClient client, Terminal terminal)
             return Program.Fail(opened.Status, opened.Describe());
         }
 
-        var file = opened.Value!;
-        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(4 << 20);
-        try
-        {
-            long offset = 0;
-            while (offset < file.Length)
-            {
-                var read = await file.ReadAsync(offset, buffer.AsMemory(0, (int)Math.Min(buffer.Length, file.Length - offset)));
-                if (!read.IsOk)
-                {
-                    await stdoutStream.FlushAsync();
-                    return Program.Fail(read.Status, read.Describe());
-                }
-
-                await stdoutStream.WriteAsync(buffer.AsMemory(0, read.Value));
-                offset += read.Value;
-            }
-
-            await stdoutStream.FlushAsync();
-            return 0;
-        }
-        finally
-        {
-            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
-        }
+        var copied = await WriteCommands.ReadToAsync(opened.Value!, stdoutStream, CancellationToken.None);
+        await stdoutStream.FlushAsync();
+        return copied.IsOk ? 0 : Program.Fail(copied.Status, copied.Describe());
     }
 
     private static int ParseParallel(string? text)

@@ -7,8 +7,8 @@ using GrainFs.DataPlane;
 namespace GrainFs.Cli;
 
 /// <summary>
-/// The command tree. A new command is a <see cref="Command"/> built in its group's file (FsCommands, CacheCommands,
-/// MountCommands) and added to its group here.
+/// The command tree. A new command is a <see cref="Command"/> built in its group's file (FsCommands, WriteCommands,
+/// CacheCommands, MountCommands) and added to its group here.
 /// </summary>
 internal static class Commands
 {
@@ -24,8 +24,13 @@ internal static class Commands
             root.Add(option);
         }
 
-        var fs = new Command("fs", "the GrainFS namespace and its cache: mounts, listings, files, load, free, pin, TTL");
+        var fs = new Command("fs", "the GrainFS namespace and its cache: mounts, listings, files in and out, cp, mkdir, rm, mv, persist, load, free, pin, TTL");
         foreach (var command in FsCommands.Build())
+        {
+            fs.Add(command);
+        }
+
+        foreach (var command in WriteCommands.Build())
         {
             fs.Add(command);
         }
@@ -95,6 +100,45 @@ internal static class Commands
     /// <summary>An option with a value, checked by the command itself so its message can say what a good value looks like.</summary>
     public static Option<string> Valued(string name, string helpName, string description) => new(name) { Description = description, HelpName = helpName };
 
+    /// <summary>
+    /// An option whose value is checked while the line is parsed, so a bad value is a usage error (exit 2) before any
+    /// connection: "<paramref name="name"/> 'VALUE': <paramref name="expected"/>".
+    /// </summary>
+    public static Option<T?> Checked<T>(string name, string helpName, string description, TryParser<T> tryParse, string expected, params string[] completions)
+        where T : struct
+    {
+        var option = new Option<T?>(name)
+        {
+            Description = description,
+            HelpName = helpName,
+            CustomParser = result =>
+            {
+                if (result.Tokens.Count == 0)
+                {
+                    return null;
+                }
+
+                var text = result.Tokens[0].Value;
+                if (tryParse(text, out var value))
+                {
+                    return value;
+                }
+
+                result.AddError($"{name} '{text}': {expected}");
+                return null;
+            },
+        };
+        // Not the enum's own member names, which are no values here.
+        option.CompletionSources.Clear();
+        option.CompletionSources.Add(completions);
+        return option;
+    }
+
+    /// <summary>--write-type: how the written files reach under-storage, by name.</summary>
+    public static Option<WriteType?> WriteTypeOption() =>
+        Checked<WriteType>("--write-type", "TYPE", $"how the written files reach under-storage: {WriteTypes.Names}; default: the mount's write-type",
+            WriteTypes.TryParse, $"not a write type; one of {WriteTypes.Names}", WriteTypes.Names.Split(", "));
+
     private static Command Completion()
     {
         var shell = new Argument<string>("shell") { Description = "bash or zsh" };
@@ -121,6 +165,9 @@ internal static class Commands
 
         """;
 }
+
+/// <summary>Parses an option's text; false when it is not a valid value.</summary>
+internal delegate bool TryParser<T>(string text, out T value);
 
 /// <summary>A command's stdout, as text and as bytes (for JSON and file contents).</summary>
 internal sealed record Terminal(TextWriter Out, Stream Stream);

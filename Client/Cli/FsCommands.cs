@@ -14,8 +14,8 @@ internal sealed class FsCommands(GrainFsClient client, Terminal terminal)
     {
         var path = Commands.Positional("path", "the GrainFS path of the mount point, e.g. /imagenet");
         var uri = Commands.Positional("uri", "file:///absolute/folder or s3://bucket/prefix");
-        var option = new Option<string[]>("--option", "-o") { Description = "a mount option key=value (repeatable): readonly, sync-interval, owner, group, mode, block-size; for s3 endpoint, region, path-style, access-key, secret-key, session-token, part-size", HelpName = "key=value", Arity = ArgumentArity.ZeroOrMore };
-        var readOnly = Commands.Switch("--readonly", "refuse writes through this mount (EROFS); same as --option readonly=true");
+        var option = new Option<string[]>("--option", "-o") { Description = "a mount option key=value (repeatable): readonly, sync-interval, owner, group, mode, block-size, write-type, quota-bytes, quota-files, write-replicas; for s3 endpoint, region, path-style, access-key, secret-key, session-token, part-size", HelpName = "key=value", Arity = ArgumentArity.ZeroOrMore };
+        var readOnly = Commands.Switch("--readonly", "refuse writes through this mount (EROFS); same as --option readonly=true", "--read-only");
         var syncInterval = Commands.Valued("--sync-interval", "S", "re-list cached directories from under-storage: -1/never, 0/always, or seconds (30, 5m, 2h)");
         var mount = new Command("mount", "attach an under-storage URI at a GrainFS path") { path, uri, option, readOnly, syncInterval };
         mount.SetAction((parse, _) => Commands.WithClientAsync(parse, (c, t) => new FsCommands(c, t).MountAsync(parse.GetValue(path)!, parse.GetValue(uri)!, parse.GetValue(option) ?? [], parse.GetValue(readOnly), parse.GetValue(syncInterval))));
@@ -35,14 +35,14 @@ internal sealed class FsCommands(GrainFsClient client, Terminal terminal)
         var lsPath = Commands.Positional("path", "a directory or file");
         var longFormat = Commands.Switch("-l", "long format: mode, size, mtime, name");
         var recursive = Commands.Switch("-R", "list subdirectories too, depth first", "--recursive");
-        var lsJson = Commands.Switch("--json", "one JSON array of entries: path, kind, size, mtime, etag, mode");
+        var lsJson = Commands.Switch("--json", "one JSON array of entries: path, kind, size, mtime, etag, mode, persistence (persistError, uid, gid when set)");
         var ls = new Command("ls", "list a directory") { lsPath, longFormat, recursive, lsJson };
         ls.SetAction((parse, _) => Commands.WithClientAsync(parse, (c, t) => new FsCommands(c, t).LsAsync(parse.GetValue(lsPath)!, parse.GetValue(longFormat), parse.GetValue(recursive), parse.GetValue(lsJson))));
         yield return ls;
 
         var statPath = Commands.Positional("path", "a file or directory");
         var statJson = Commands.Switch("--json", "a JSON array with one entry");
-        var stat = new Command("stat", "show a file's or directory's inode: kind, size, mtime, ETag, mode") { statPath, statJson };
+        var stat = new Command("stat", "show a file's or directory's inode: kind, size, mtime, ETag, mode, owner, persistence") { statPath, statJson };
         stat.SetAction((parse, _) => Commands.WithClientAsync(parse, (c, t) => new FsCommands(c, t).StatAsync(parse.GetValue(statPath)!, parse.GetValue(statJson))));
         yield return stat;
     }
@@ -116,6 +116,10 @@ internal sealed class FsCommands(GrainFsClient client, Terminal terminal)
                 json.WriteNumber("id", m.Id);
                 json.WriteBoolean("readOnly", m.Options.ReadOnly);
                 json.WriteNumber("syncIntervalSeconds", m.Options.SyncIntervalSeconds);
+                json.WriteString("writeType", m.Options.WriteType.Name());
+                json.WriteNumber("quotaBytes", m.Options.QuotaBytes);
+                json.WriteNumber("quotaFiles", m.Options.QuotaFiles);
+                json.WriteNumber("writeReplicas", m.Options.WriteReplicas);
                 json.WriteString("created", m.CreatedUtc.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture));
                 json.WriteStartObject("options");
                 foreach (var (key, value) in m.Options.Properties)
@@ -135,7 +139,22 @@ internal sealed class FsCommands(GrainFsClient client, Terminal terminal)
 
         foreach (var m in table.Mounts)
         {
-            var flags = new List<string> { m.Options.ReadOnly ? "readonly" : "readwrite", $"sync-interval={m.Options.SyncIntervalSeconds}" };
+            var flags = new List<string> { m.Options.ReadOnly ? "readonly" : "readwrite", $"sync-interval={m.Options.SyncIntervalSeconds}", $"write-type={m.Options.WriteType.Name()}" };
+            if (m.Options.QuotaBytes > 0)
+            {
+                flags.Add(string.Create(CultureInfo.InvariantCulture, $"quota-bytes={m.Options.QuotaBytes}"));
+            }
+
+            if (m.Options.QuotaFiles > 0)
+            {
+                flags.Add(string.Create(CultureInfo.InvariantCulture, $"quota-files={m.Options.QuotaFiles}"));
+            }
+
+            if (m.Options.WriteReplicas != 1)
+            {
+                flags.Add(string.Create(CultureInfo.InvariantCulture, $"write-replicas={m.Options.WriteReplicas}"));
+            }
+
             flags.AddRange(m.Options.Properties.Select(p => $"{p.Key}={p.Value}"));
             stdout.WriteLine($"{m.Path}  {m.Uri}  ({string.Join(", ", flags)})");
         }
@@ -154,12 +173,7 @@ internal sealed class FsCommands(GrainFsClient client, Terminal terminal)
         var full = Normalized(path);
         if (asJson)
         {
-            await using var json = Output.JsonWriter(stdoutStream);
-            json.WriteStartArray();
-            Output.WriteEntry(json, full, result.Value!);
-            json.WriteEndArray();
-            await json.FlushAsync();
-            stdoutStream.WriteByte((byte)'\n');
+            await Output.WriteEntryArrayAsync(stdoutStream, full, result.Value!);
         }
         else
         {

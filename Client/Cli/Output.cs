@@ -5,7 +5,10 @@ using GrainFs.DataPlane;
 
 namespace GrainFs.Cli;
 
-/// <summary>How the CLI prints entries: plain lines like ls, or JSON objects (path, kind, size, mtime, etag, mode).</summary>
+/// <summary>
+/// How the CLI prints entries: plain lines like ls, or JSON objects (path, kind, size, mtime, etag, mode, persistence;
+/// persistError when the upload failed; uid and gid when GrainFS keeps an owner).
+/// </summary>
 internal static class Output
 {
     public static Utf8JsonWriter JsonWriter(Stream stream) =>
@@ -20,7 +23,34 @@ internal static class Output
         json.WriteString("mtime", entry.MtimeUtc.ToString("yyyy-MM-ddTHH:mm:ss.fffZ", CultureInfo.InvariantCulture));
         json.WriteString("etag", entry.ETag);
         json.WriteString("mode", Convert.ToString(EffectiveMode(entry), 8).PadLeft(4, '0'));
+        json.WriteString("persistence", entry.Persistence.Name());
+        if (entry.Persistence == Persistence.Failed)
+        {
+            json.WriteString("persistError", entry.PersistError ?? string.Empty);
+        }
+
+        if (entry.Uid >= 0)
+        {
+            json.WriteNumber("uid", entry.Uid);
+        }
+
+        if (entry.Gid >= 0)
+        {
+            json.WriteNumber("gid", entry.Gid);
+        }
+
         json.WriteEndObject();
+    }
+
+    /// <summary>One entry as `fs stat --json` prints it: a JSON array holding it, and a newline.</summary>
+    public static async Task WriteEntryArrayAsync(Stream stream, string path, FsEntry entry)
+    {
+        await using var json = JsonWriter(stream);
+        json.WriteStartArray();
+        WriteEntry(json, path, entry);
+        json.WriteEndArray();
+        await json.FlushAsync();
+        stream.WriteByte((byte)'\n');
     }
 
     public static int EffectiveMode(FsEntry entry) =>
@@ -41,14 +71,30 @@ internal static class Output
             $"{text} {entry.Size,14} {entry.MtimeUtc:yyyy-MM-dd HH:mm:ss} {name}");
     }
 
-    public static string StatText(string path, FsEntry entry) =>
-        string.Create(CultureInfo.InvariantCulture,
+    public static string StatText(string path, FsEntry entry)
+    {
+        var text = new StringBuilder(string.Create(CultureInfo.InvariantCulture,
             $"""
-              path:  {path}
-              kind:  {(entry.IsDirectory ? "directory" : "file")}
-              size:  {entry.Size} ({ByteSize.Format(entry.Size)})
-              mtime: {entry.MtimeUtc:yyyy-MM-ddTHH:mm:ss.fffZ}
-              etag:  {(entry.ETag.Length == 0 ? "-" : entry.ETag)}
-              mode:  {Convert.ToString(EffectiveMode(entry), 8).PadLeft(4, '0')}
-            """);
+              path:        {path}
+              kind:        {(entry.IsDirectory ? "directory" : "file")}
+              size:        {entry.Size} ({ByteSize.Format(entry.Size)})
+              mtime:       {entry.MtimeUtc:yyyy-MM-ddTHH:mm:ss.fffZ}
+              etag:        {(entry.ETag.Length == 0 ? "-" : entry.ETag)}
+              mode:        {Convert.ToString(EffectiveMode(entry), 8).PadLeft(4, '0')}
+            """));
+        if (entry.Uid >= 0 || entry.Gid >= 0)
+        {
+            text.Append(CultureInfo.InvariantCulture, $"\n  owner:       {Id(entry.Uid)}:{Id(entry.Gid)}");
+        }
+
+        text.Append("\n  persistence: ").Append(entry.Persistence.Name());
+        if (entry.Persistence == Persistence.Failed)
+        {
+            text.Append(" (").Append(entry.PersistError ?? "no reason given").Append(')');
+        }
+
+        return text.ToString();
+
+        static string Id(int id) => id >= 0 ? id.ToString(CultureInfo.InvariantCulture) : "-";
+    }
 }

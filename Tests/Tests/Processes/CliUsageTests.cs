@@ -17,7 +17,7 @@ public sealed class CliUsageTests
 
         (code, stdout, _) = await Cli.RunAsync(["fs", "--help"]);
         Assert.Equal(0, code);
-        foreach (var command in new[] { "mount", "unmount", "mounts", "ls", "stat", "cat", "load", "pin", "free", "unpin", "ttl", "report" })
+        foreach (var command in new[] { "mount", "unmount", "mounts", "ls", "stat", "put", "get", "cp", "mkdir", "rm", "mv", "persist", "cat", "load", "pin", "free", "unpin", "ttl", "report" })
         {
             Assert.Matches($@"(?m)^\s+(\w+, )?{command}\b", stdout);
         }
@@ -26,6 +26,20 @@ public sealed class CliUsageTests
         Assert.Equal(0, code);
         Assert.Contains("--json", stdout, StringComparison.Ordinal);
         Assert.Contains("-R", stdout, StringComparison.Ordinal);
+
+        (code, stdout, _) = await Cli.RunAsync(["fs", "put", "--help"]);
+        Assert.Equal(0, code);
+        Assert.Contains("--write-type", stdout, StringComparison.Ordinal);
+        Assert.Contains("MUST_CACHE, CACHE_THROUGH, THROUGH, ASYNC_THROUGH", stdout, StringComparison.Ordinal);
+        Assert.Contains("--exclusive", stdout, StringComparison.Ordinal);
+
+        (code, stdout, _) = await Cli.RunAsync(["fs", "mount", "--help"]);
+        Assert.Equal(0, code);
+        Assert.Contains("--read-only, --readonly", stdout, StringComparison.Ordinal);
+        foreach (var option in new[] { "write-type", "quota-bytes", "quota-files", "write-replicas" })
+        {
+            Assert.Contains(option, stdout, StringComparison.Ordinal);
+        }
     }
 
     [Theory]
@@ -36,6 +50,20 @@ public sealed class CliUsageTests
     [InlineData("fs", "missing command")]
     [InlineData("mount", "missing arguments")]
     [InlineData("teleport", "unknown command 'teleport'")]
+    [InlineData("fs put --write-type FAST local /w/a", "--write-type 'FAST': not a write type; one of MUST_CACHE, CACHE_THROUGH, THROUGH, ASYNC_THROUGH (see grainfs fs put --help)")]
+    [InlineData("fs cp -r --write-type sometimes /w/a /w/b", "--write-type 'sometimes': not a write type; one of MUST_CACHE")]
+    [InlineData("fs put local /w/a --write-type", "--write-type needs a value")]
+    [InlineData("fs persist /w/a --timeout forever", "--timeout 'forever': not a duration")]
+    [InlineData("fs put local", "missing arguments; usage: grainfs fs put [--write-type <TYPE>] [--exclusive] [--json] <local> <path>")]
+    [InlineData("fs get /w/a", "missing arguments; usage: grainfs fs get <path> <local>")]
+    [InlineData("fs cp /w/a", "missing arguments; usage: grainfs fs cp [-r] [--write-type <TYPE>] <src> <dst>")]
+    [InlineData("fs mv /w/a", "missing arguments; usage: grainfs fs mv <src> <dst>")]
+    [InlineData("fs mkdir -p", "missing arguments; usage: grainfs fs mkdir [-p] <path>")]
+    [InlineData("fs rm", "missing arguments; usage: grainfs fs rm [-r] <path>")]
+    [InlineData("fs persist", "missing arguments; usage: grainfs fs persist [--timeout <DURATION>] [--json] <path>")]
+    [InlineData("fs rm --force /w/a", "unknown option '--force' (see grainfs fs rm --help)")]
+    [InlineData("fs put --no-clobber local /w/a", "unknown option '--no-clobber' (see grainfs fs put --help)")]
+    [InlineData("fs mv /w/a /w/b /w/c", "unexpected argument '/w/c'")]
     public async Task A_usage_error_exits_2_with_one_line_naming_the_problem_before_connecting(string command, string words)
     {
         // No silo listens on this port: a usage error must not even try to connect (that would exit 3 after a timeout).
@@ -43,6 +71,30 @@ public sealed class CliUsageTests
         Assert.Equal(2, code);
         Assert.Contains(words, stderr, StringComparison.Ordinal);
         Assert.Single(stderr.Trim().Split('\n'));
+    }
+
+    [Theory]
+    [InlineData("fs put {missing} /w/a", "grainfs: local file {missing}: no such file or directory (ENOENT)")]
+    [InlineData("fs put --write-type must-cache {missing} /w/a", "grainfs: local file {missing}: no such file or directory (ENOENT)")]
+    [InlineData("fs put {folder} /w/a", "grainfs: local file {folder}: is a directory (EISDIR)")]
+    [InlineData("fs get /w/a {missing}/a.bin", "grainfs: local folder {missing}: no such file or directory (ENOENT)")]
+    public async Task A_local_file_put_cannot_read_or_get_cannot_write_fails_with_its_errno_before_connecting(string command, string words)
+    {
+        // The write type's name is accepted in any case and with '-' (the second line gets past parsing to the local file).
+        var folder = Directory.CreateTempSubdirectory("grainfs-cli-").FullName;
+        try
+        {
+            var missing = Path.Combine(folder, "no-such-file");
+            string[] args = [.. command.Split(' ').Select(a => a.Replace("{missing}", missing, StringComparison.Ordinal).Replace("{folder}", folder, StringComparison.Ordinal))];
+            var (code, stdout, stderr) = await Cli.RunAsync(["--gateway-port", Ports.Free().ToString(System.Globalization.CultureInfo.InvariantCulture), .. args]);
+            Assert.Equal(1, code);
+            Assert.Equal(words.Replace("{missing}", missing, StringComparison.Ordinal).Replace("{folder}", folder, StringComparison.Ordinal), stderr.Trim());
+            Assert.Empty(stdout);
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
     }
 
     [Theory]
@@ -71,5 +123,10 @@ public sealed class CliUsageTests
         Assert.Equal(["load"], commands.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
         var (_, options, _) = await Cli.RunAsync(["[suggest:16]", "grainfs fs ls --j"]);
         Assert.Contains("--json", options, StringComparison.Ordinal);
+
+        // Write types complete by the names --write-type accepts.
+        var line = "grainfs fs put --write-type ";
+        var (_, types, _) = await Cli.RunAsync([$"[suggest:{line.Length}]", line]);
+        Assert.Equal(["ASYNC_THROUGH", "CACHE_THROUGH", "MUST_CACHE", "THROUGH"], types.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Order(StringComparer.Ordinal));
     }
 }
