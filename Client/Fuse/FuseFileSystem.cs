@@ -185,7 +185,7 @@ internal sealed partial class FuseFileSystem(VirtualFileSystem vfs, FuseOptions 
             return;
         }
 
-        Dispatch(req, (Ino: ino, Flags: flags, Info: fileInfo), async (request, op, ct) =>
+        Dispatch(req, (Ino: ino, Flags: flags), async (request, op, ct) =>
         {
             var opened = await vfs.OpenAsync(op.Ino, op.Flags, handle: true, ct).ConfigureAwait(false);
             if (!opened.IsOk)
@@ -194,25 +194,28 @@ internal sealed partial class FuseFileSystem(VirtualFileSystem vfs, FuseOptions 
                 return;
             }
 
-            ReplyOpen(request, op.Info, opened.Value, Native.FileInfoKeepCache, () => vfs.Release(opened.Value));
+            if (!ReplyOpen(request, opened.Value, Native.FileInfoKeepCache))
+            {
+                vfs.Release(opened.Value);
+            }
         });
     }
 
-    public void OpenDirectory(IntPtr req, ulong ino, IntPtr fileInfo)
+    public void OpenDirectory(IntPtr req, ulong ino)
     {
         // A directory the VFS knows opens without any I/O: answered here, on libfuse's thread, as cheaply as a no-op.
         var opening = vfs.OpenDirectoryAsync(ino, CancellationToken.None);
         if (opening.IsCompletedSuccessfully)
         {
-            ReplyOpenDirectory(new Request(req), fileInfo, opening.Result);
+            ReplyOpenDirectory(new Request(req), opening.Result);
             return;
         }
 
-        Dispatch(req, (Ino: ino, Info: fileInfo), async (request, op, ct) =>
-            ReplyOpenDirectory(request, op.Info, await vfs.OpenDirectoryAsync(op.Ino, ct).ConfigureAwait(false)));
+        Dispatch(req, ino, async (request, node, ct) =>
+            ReplyOpenDirectory(request, await vfs.OpenDirectoryAsync(node, ct).ConfigureAwait(false)));
     }
 
-    private void ReplyOpenDirectory(Request request, IntPtr fileInfo, FsResult<ulong> opened)
+    private void ReplyOpenDirectory(Request request, FsResult<ulong> opened)
     {
         if (!opened.IsOk)
         {
@@ -222,7 +225,10 @@ internal sealed partial class FuseFileSystem(VirtualFileSystem vfs, FuseOptions 
 
         // The kernel keeps the listing in its page cache across opens (cache_readdir + keep_cache), as it does for a
         // daemon without opendir; new attributes of the directory invalidate it.
-        ReplyOpen(request, fileInfo, opened.Value, Native.FileInfoCacheReaddir | Native.FileInfoKeepCache, () => vfs.ReleaseDirectory(opened.Value));
+        if (!ReplyOpen(request, opened.Value, Native.FileInfoCacheReaddir | Native.FileInfoKeepCache))
+        {
+            vfs.ReleaseDirectory(opened.Value);
+        }
     }
 
     public void Release(IntPtr req, IntPtr fileInfo)
@@ -301,9 +307,10 @@ internal sealed partial class FuseFileSystem(VirtualFileSystem vfs, FuseOptions 
     public unsafe void Modify(IntPtr req, ulong ino, byte* name) =>
         Native.ReplyErr(req, (int)vfs.Modify(ino, name is null ? null : System.Runtime.InteropServices.Marshal.PtrToStringUTF8((IntPtr)name)));
 
-    private static unsafe ulong Handle(IntPtr fileInfo) => fileInfo == IntPtr.Zero ? 0 : *(ulong*)(fileInfo + Native.FileInfoFh);
+    // The fuse_file_info libfuse passes lives on its worker's stack: read in the callback, never after it.
+    private static unsafe ulong Handle(IntPtr fileInfo) => fileInfo == IntPtr.Zero ? 0 : ((Native.FileInfo*)fileInfo)->Fh;
 
-    private static unsafe int FlagsOf(IntPtr fileInfo) => *(int*)(fileInfo + Native.FileInfoFlags);
+    private static unsafe int FlagsOf(IntPtr fileInfo) => ((Native.FileInfo*)fileInfo)->Flags;
 
     // ------------------------------------------------------------------ replies (synchronous, so pointers stay on the stack)
 
@@ -340,18 +347,22 @@ internal sealed partial class FuseFileSystem(VirtualFileSystem vfs, FuseOptions 
         }
     }
 
-    /// <summary>Replies an open with its handle; a handle the kernel never got (the deadline answered first) is closed again.</summary>
-    private static unsafe void ReplyOpen(Request request, IntPtr fileInfo, ulong fh, uint bits, Action close)
+    /// <summary>
+    /// Replies an open with its handle, from a fuse_file_info of our own (libfuse's is gone once the callback returned).
+    /// False when the kernel never got the handle (the deadline answered first, or the open was interrupted): the caller
+    /// closes it again.
+    /// </summary>
+    private static unsafe bool ReplyOpen(Request request, ulong fh, uint bits)
     {
         if (!request.Claim())
         {
-            close();
-            return;
+            return false;
         }
 
-        *(ulong*)(fileInfo + Native.FileInfoFh) = fh;
-        *(uint*)(fileInfo + Native.FileInfoBits) |= bits;
-        Native.ReplyOpen(request.Handle, fileInfo);
+        Native.FileInfo info = default;
+        info.Fh = fh;
+        info.Bits = bits;
+        return Native.ReplyOpen(request.Handle, &info) != -Native.ENOENT;
     }
 
     private static unsafe void ReplyStatFs(Request request, in StatFs s)

@@ -249,7 +249,7 @@ public sealed unsafe partial class FuseMount : IDisposable
     private static void OnOpen(IntPtr req, ulong ino, IntPtr fileInfo) => Fs.Open(req, ino, fileInfo);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnOpendir(IntPtr req, ulong ino, IntPtr fileInfo) => Fs.OpenDirectory(req, ino, fileInfo);
+    private static void OnOpendir(IntPtr req, ulong ino, IntPtr fileInfo) => Fs.OpenDirectory(req, ino);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
     private static void OnRelease(IntPtr req, ulong ino, IntPtr fileInfo) => Fs.Release(req, fileInfo);

@@ -56,17 +56,16 @@ internal static unsafe partial class Native
     public const int ConnWant = 24;
     public const int ConnMaxBackground = 28;
 
-    // fuse_file_info.
-    public const int FileInfoFlags = 0;
-    public const int FileInfoBits = 4;
-    public const int FileInfoFh = 16;
+    // fuse_file_info bit word: writepage, direct_io, keep_cache, flush, nonseekable, flock_release, cache_readdir, noflush.
     public const uint FileInfoKeepCache = 0x4;
     public const uint FileInfoCacheReaddir = 0x40;
 
     public const int StatSize = 144;
     public const int EntryParamSize = 176;
+    public const int FileInfoSize = 40;
 
-    // errno values not in FsStatus.
+    // errno values: ENOENT from a reply means the kernel dropped the request (interrupted); ENOSYS is not in FsStatus.
+    public const int ENOENT = 2;
     public const int ENOSYS = 38;
 
     [StructLayout(LayoutKind.Sequential)]
@@ -106,6 +105,20 @@ internal static unsafe partial class Native
         [FieldOffset(16)] public Stat Attr;
         [FieldOffset(160)] public double AttrTimeout;
         [FieldOffset(168)] public double EntryTimeout;
+    }
+
+    /// <summary>
+    /// struct fuse_file_info. libfuse passes one that lives on its worker's stack for the length of the callback only:
+    /// read what is needed in the callback, and reply from a copy of our own.
+    /// </summary>
+    [StructLayout(LayoutKind.Explicit, Size = FileInfoSize)]
+    public struct FileInfo
+    {
+        [FieldOffset(0)] public int Flags;
+        [FieldOffset(4)] public uint Bits;
+        [FieldOffset(16)] public ulong Fh;
+        [FieldOffset(24)] public ulong LockOwner;
+        [FieldOffset(32)] public uint PollEvents;
     }
 
     [StructLayout(LayoutKind.Explicit, Size = 112)]
@@ -177,7 +190,7 @@ internal static unsafe partial class Native
     public static partial int ReplyAttr(IntPtr req, Stat* attr, double timeout);
 
     [LibraryImport(Lib, EntryPoint = "fuse_reply_open")]
-    public static partial int ReplyOpen(IntPtr req, IntPtr fileInfo);
+    public static partial int ReplyOpen(IntPtr req, FileInfo* fileInfo);
 
     [LibraryImport(Lib, EntryPoint = "fuse_reply_buf")]
     public static partial int ReplyBuf(IntPtr req, byte* buffer, nuint size);
