@@ -69,7 +69,7 @@ public sealed unsafe partial class FuseMount : IDisposable
     public static FuseMount Mount(string mountPoint, GrainFsClient client, FuseOptions options, ILogger logger, bool allowNonEmpty = false)
     {
         var full = CheckMountPoint(mountPoint, allowNonEmpty);
-        if (Interlocked.CompareExchange(ref s_fs, new FuseFileSystem(new VirtualFileSystem(client, options.ToVfsOptions(), logger), options, logger), null) is not null)
+        if (Interlocked.CompareExchange(ref s_fs, new FuseFileSystem(new VirtualFileSystem(client, options.ToVfsOptions(), logger), options, logger, TimeProvider.System), null) is not null)
         {
             throw new FuseMountException("this process already serves a mount");
         }
@@ -90,7 +90,12 @@ public sealed unsafe partial class FuseMount : IDisposable
 
     private void Start(FuseOptions options)
     {
-        var mountOptions = new List<string> { "ro", "default_permissions", "fsname=grainfs", "subtype=grainfs", $"max_read={options.MaxRead}" };
+        var mountOptions = new List<string> { "default_permissions", "fsname=grainfs", "subtype=grainfs", $"max_read={options.MaxRead}" };
+        if (options.ReadOnly)
+        {
+            mountOptions.Insert(0, "ro");
+        }
+
         if (options.AllowOther)
         {
             mountOptions.Add("allow_other");
@@ -119,14 +124,15 @@ public sealed unsafe partial class FuseMount : IDisposable
         ops[Native.OpOpen] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, IntPtr, void>)&OnOpen;
         ops[Native.OpRead] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, nuint, long, IntPtr, void>)&OnRead;
         ops[Native.OpRelease] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, IntPtr, void>)&OnRelease;
+        ops[Native.OpFlush] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, IntPtr, void>)&OnFlush;
+        ops[Native.OpFsync] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, int, IntPtr, void>)&OnFsync;
         ops[Native.OpOpendir] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, IntPtr, void>)&OnOpendir;
         ops[Native.OpReaddir] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, nuint, long, IntPtr, void>)&OnReaddir;
         ops[Native.OpReaddirplus] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, nuint, long, IntPtr, void>)&OnReaddirplus;
         ops[Native.OpReleasedir] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, IntPtr, void>)&OnReleasedir;
         ops[Native.OpStatfs] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, void>)&OnStatfs;
         ops[Native.OpAccess] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, int, void>)&OnAccess;
-        // Write operations: the VFS's read-only policy answers them.
-        ops[Native.OpSetattr] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, IntPtr, int, IntPtr, void>)&OnSetattr;
+        ops[Native.OpSetattr] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, Native.Stat*, int, IntPtr, void>)&OnSetattr;
         ops[Native.OpMknod] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, byte*, uint, ulong, void>)&OnMknod;
         ops[Native.OpMkdir] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, byte*, uint, void>)&OnMkdir;
         ops[Native.OpUnlink] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, byte*, void>)&OnUnlink;
@@ -222,7 +228,7 @@ public sealed unsafe partial class FuseMount : IDisposable
     private static void OnInit(IntPtr userdata, IntPtr conn) => Fs.Init(conn);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnLookup(IntPtr req, ulong parent, byte* name) => Fs.Lookup(req, parent, Marshal.PtrToStringUTF8((IntPtr)name) ?? string.Empty);
+    private static void OnLookup(IntPtr req, ulong parent, byte* name) => Fs.Lookup(req, parent, Name(name));
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
     private static void OnForget(IntPtr req, ulong ino, ulong nlookup)
@@ -273,34 +279,44 @@ public sealed unsafe partial class FuseMount : IDisposable
     private static void OnAccess(IntPtr req, ulong ino, int mask) => Fs.Access(req, ino, mask);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnSetattr(IntPtr req, ulong ino, IntPtr attr, int toSet, IntPtr fileInfo) => Fs.Modify(req, ino, null);
+    private static void OnFlush(IntPtr req, ulong ino, IntPtr fileInfo) => Fs.Flush(req, ino, fileInfo);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnMknod(IntPtr req, ulong parent, byte* name, uint mode, ulong rdev) => Fs.Modify(req, parent, name);
+    private static void OnFsync(IntPtr req, ulong ino, int dataSync, IntPtr fileInfo) => Fs.Sync(req, ino, fileInfo);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnMkdir(IntPtr req, ulong parent, byte* name, uint mode) => Fs.Modify(req, parent, name);
+    private static void OnSetattr(IntPtr req, ulong ino, Native.Stat* attr, int toSet, IntPtr fileInfo) => Fs.SetAttributes(req, ino, in *attr, toSet, fileInfo);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnUnlink(IntPtr req, ulong parent, byte* name) => Fs.Modify(req, parent, name);
+    private static void OnMknod(IntPtr req, ulong parent, byte* name, uint mode, ulong rdev) => Fs.MakeNode(req, parent, Name(name), mode);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnRmdir(IntPtr req, ulong parent, byte* name) => Fs.Modify(req, parent, name);
+    private static void OnMkdir(IntPtr req, ulong parent, byte* name, uint mode) => Fs.MakeDirectory(req, parent, Name(name), mode);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnSymlink(IntPtr req, byte* link, ulong parent, byte* name) => Fs.Modify(req, parent, name);
+    private static void OnUnlink(IntPtr req, ulong parent, byte* name) => Fs.Unlink(req, parent, Name(name));
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnRename(IntPtr req, ulong parent, byte* name, ulong newParent, byte* newName, uint flags) => Fs.Modify(req, parent, name);
+    private static void OnRmdir(IntPtr req, ulong parent, byte* name) => Fs.RemoveDirectory(req, parent, Name(name));
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnLink(IntPtr req, ulong ino, ulong newParent, byte* newName) => Fs.Modify(req, newParent, newName);
+    private static void OnSymlink(IntPtr req, byte* link, ulong parent, byte* name) => FuseFileSystem.Refuse(req);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnCreate(IntPtr req, ulong parent, byte* name, uint mode, IntPtr fileInfo) => Fs.Modify(req, parent, name);
+    private static void OnRename(IntPtr req, ulong parent, byte* name, ulong newParent, byte* newName, uint flags) =>
+        Fs.Rename(req, parent, Name(name), newParent, Name(newName), flags);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnWrite(IntPtr req, ulong ino, byte* buffer, nuint size, long offset, IntPtr fileInfo) => Fs.Modify(req, ino, null);
+    private static void OnLink(IntPtr req, ulong ino, ulong newParent, byte* newName) => FuseFileSystem.Refuse(req);
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static void OnCreate(IntPtr req, ulong parent, byte* name, uint mode, IntPtr fileInfo) => Fs.Create(req, parent, Name(name), mode, fileInfo);
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static void OnWrite(IntPtr req, ulong ino, byte* buffer, nuint size, long offset, IntPtr fileInfo) =>
+        Fs.Write(req, ino, new ReadOnlySpan<byte>(buffer, (int)size), offset, fileInfo);
+
+    private static string Name(byte* name) => Marshal.PtrToStringUTF8((IntPtr)name) ?? string.Empty;
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Mounted GrainFS at {MountPoint} ({Options})")]
     private static partial void LogMounted(ILogger logger, string mountPoint, string options);
