@@ -72,6 +72,9 @@ public sealed class FuseOptions
 /// </summary>
 internal sealed partial class FuseFileSystem(VirtualFileSystem vfs, FuseOptions options, ILogger logger, TimeProvider time)
 {
+    /// <summary>Largest write request: 1 MiB, libfuse's request buffer (the kernel's max_pages follows from it).</summary>
+    private const uint MaxWrite = 1 << 20;
+
     private int _inFlight;
 
     /// <summary>Requests in flight, for a clean shutdown.</summary>
@@ -140,13 +143,21 @@ internal sealed partial class FuseFileSystem(VirtualFileSystem vfs, FuseOptions 
     {
         var capable = *(uint*)(conn + Native.ConnCapable);
         var want = (uint*)(conn + Native.ConnWant);
-        var wanted = Native.CapAsyncRead | Native.CapAutoInvalData | Native.CapReaddirplus | Native.CapReaddirplusAuto | Native.CapParallelDirops;
+        // O_TRUNC arrives with the open (one request, not open + setattr).
+        var wanted = Native.CapAsyncRead | Native.CapAutoInvalData | Native.CapReaddirplus | Native.CapReaddirplusAuto | Native.CapParallelDirops | Native.CapAtomicOTrunc;
         *want |= wanted & capable;
+        // No writeback cache: close-to-open needs every byte written to reach the daemon before close(2)'s flush, not
+        // when the kernel gets round to its dirty pages.
+        *want &= ~Native.CapWritebackCache;
         // Must equal the max_read mount option, or libfuse refuses the connection.
         *(uint*)(conn + Native.ConnMaxRead) = (uint)options.MaxRead;
         *(uint*)(conn + Native.ConnMaxReadahead) = (uint)options.MaxRead;
+        // libfuse 3.14 reads requests into a buffer of FUSE_MAX_MAX_PAGES (256 pages, 1 MiB + header) and already starts
+        // max_write there; said explicitly because more is not clamped after this callback: tried with 2 MiB, the
+        // kernel refused libfuse's reads (EINVAL) and the session ended.
+        *(uint*)(conn + Native.ConnMaxWrite) = MaxWrite;
         *(uint*)(conn + Native.ConnMaxBackground) = 64;
-        LogInit(logger, capable, *want);
+        LogInit(logger, capable, *want, MaxWrite);
     }
 
     public void Lookup(IntPtr req, ulong parent, string name) =>
@@ -666,8 +677,8 @@ internal sealed partial class FuseFileSystem(VirtualFileSystem vfs, FuseOptions 
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "FUSE connection: kernel capabilities 0x{Capable:x}, wanted 0x{Want:x}")]
-    private static partial void LogInit(ILogger logger, uint capable, uint want);
+    [LoggerMessage(Level = LogLevel.Information, Message = "FUSE connection: kernel capabilities 0x{Capable:x}, wanted 0x{Want:x}, max_write {MaxWrite}")]
+    private static partial void LogInit(ILogger logger, uint capable, uint want, uint maxWrite);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "EIO for {What}: no answer within {Seconds} s")]
     private static partial void LogDeadline(ILogger logger, string what, double seconds);
