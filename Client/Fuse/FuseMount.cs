@@ -13,23 +13,28 @@ public sealed class FuseMountException(string message) : Exception(message);
 /// <summary>
 /// A FUSE mount of GrainFS: checks the mount point, mounts with libfuse's low-level API, serves requests on
 /// libfuse's multithreaded loop until unmounted (by <see cref="Unmount"/>, a signal, or fusermount3 -u), and
-/// unmounts cleanly. One mount per process: libfuse calls back into static functions.
+/// unmounts cleanly. One mount per process: libfuse calls back into static functions. What the VFS learns changed
+/// elsewhere goes to the kernel (inval_entry, inval_inode) through an <see cref="InvalidationQueue"/>.
 /// </summary>
 public sealed unsafe partial class FuseMount : IDisposable
 {
     private static FuseFileSystem? s_fs;
     private readonly string _mountPoint;
+    private readonly VirtualFileSystem _vfs;
     private readonly ILogger _logger;
     // Unmount runs on the signal thread while Run's loop winds down on another; Dispose must not free the session
-    // under a signal thread still inside fuse_session_unmount, so both take this lock.
+    // under a signal thread still inside fuse_session_unmount, and no notification may use it once it is gone, so all
+    // three take this lock.
     private readonly Lock _gate = new();
+    private InvalidationQueue? _invalidations;
     private IntPtr _session;
     private IntPtr _ops;
     private bool _unmounted;
 
-    private FuseMount(string mountPoint, ILogger logger)
+    private FuseMount(string mountPoint, VirtualFileSystem vfs, ILogger logger)
     {
         _mountPoint = mountPoint;
+        _vfs = vfs;
         _logger = logger;
     }
 
@@ -69,12 +74,13 @@ public sealed unsafe partial class FuseMount : IDisposable
     public static FuseMount Mount(string mountPoint, GrainFsClient client, FuseOptions options, ILogger logger, bool allowNonEmpty = false)
     {
         var full = CheckMountPoint(mountPoint, allowNonEmpty);
-        if (Interlocked.CompareExchange(ref s_fs, new FuseFileSystem(new VirtualFileSystem(client, options.ToVfsOptions(), logger), options, logger, TimeProvider.System), null) is not null)
+        var vfs = new VirtualFileSystem(client, options.ToVfsOptions(), logger);
+        if (Interlocked.CompareExchange(ref s_fs, new FuseFileSystem(vfs, options, logger, TimeProvider.System), null) is not null)
         {
             throw new FuseMountException("this process already serves a mount");
         }
 
-        var mount = new FuseMount(full, logger);
+        var mount = new FuseMount(full, vfs, logger);
         try
         {
             mount.Start(options);
@@ -162,6 +168,9 @@ public sealed unsafe partial class FuseMount : IDisposable
         }
 
         LogMounted(_logger, _mountPoint, string.Join(',', mountOptions));
+        _invalidations = new InvalidationQueue(Notify, _logger);
+        _vfs.EntryInvalidated += _invalidations.Entry;
+        _vfs.InodeInvalidated += _invalidations.Inode;
     }
 
     /// <summary>Serves requests until the mount goes away; returns libfuse's exit status.</summary>
@@ -202,6 +211,7 @@ public sealed unsafe partial class FuseMount : IDisposable
     public void Dispose()
     {
         Unmount();
+        StopInvalidations();
         lock (_gate)
         {
             if (_session != IntPtr.Zero)
@@ -218,6 +228,47 @@ public sealed unsafe partial class FuseMount : IDisposable
         }
 
         s_fs = null;
+    }
+
+    // ------------------------------------------------------------------ kernel cache invalidation
+
+    /// <summary>Tells the kernel to drop a name (<paramref name="name"/> set, <paramref name="ino"/> its parent) or an inode's attributes and data; 0 or -errno; nothing once unmounted.</summary>
+    private int Notify(ulong ino, string? name)
+    {
+        lock (_gate)
+        {
+            if (_unmounted || _session == IntPtr.Zero)
+            {
+                return 0;
+            }
+
+            return name is null ? Native.NotifyInvalidateInode(_session, ino, 0, 0) : NotifyEntry(ino, name);
+        }
+    }
+
+    private int NotifyEntry(ulong parent, string name)
+    {
+        // The kernel checks that the byte after the name is NUL.
+        var length = Encoding.UTF8.GetByteCount(name);
+        Span<byte> bytes = length < 1024 ? stackalloc byte[length + 1] : new byte[length + 1];
+        Encoding.UTF8.GetBytes(name, bytes);
+        bytes[length] = 0;
+        fixed (byte* text = bytes)
+        {
+            return Native.NotifyInvalidateEntry(_session, parent, text, (nuint)length);
+        }
+    }
+
+    /// <summary>Stops passing invalidations on; what is still queued is dropped (the mount is gone).</summary>
+    private void StopInvalidations()
+    {
+        if (_invalidations is { } invalidations)
+        {
+            _vfs.EntryInvalidated -= invalidations.Entry;
+            _vfs.InodeInvalidated -= invalidations.Inode;
+            invalidations.Dispose();
+            _invalidations = null;
+        }
     }
 
     // ------------------------------------------------------------------ callbacks (libfuse threads)
