@@ -130,8 +130,15 @@ public sealed unsafe partial class FuseMount : IDisposable
         ops[Native.OpOpen] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, IntPtr, void>)&OnOpen;
         ops[Native.OpRead] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, nuint, long, IntPtr, void>)&OnRead;
         ops[Native.OpRelease] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, IntPtr, void>)&OnRelease;
-        ops[Native.OpFlush] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, IntPtr, void>)&OnFlush;
-        ops[Native.OpFsync] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, int, IntPtr, void>)&OnFsync;
+        if (!options.ReadOnly)
+        {
+            // A read-only mount has nothing to flush or sync. Without the ops libfuse answers ENOSYS, and the kernel stops
+            // sending them for the connection: no round trip per close(2) of a file opened without open (no-open files
+            // cannot be given noflush).
+            ops[Native.OpFlush] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, IntPtr, void>)&OnFlush;
+            ops[Native.OpFsync] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, int, IntPtr, void>)&OnFsync;
+        }
+
         ops[Native.OpOpendir] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, IntPtr, void>)&OnOpendir;
         ops[Native.OpReaddir] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, nuint, long, IntPtr, void>)&OnReaddir;
         ops[Native.OpReaddirplus] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, nuint, long, IntPtr, void>)&OnReaddirplus;
