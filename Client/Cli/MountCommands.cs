@@ -26,10 +26,10 @@ internal static class MountCommands
         var gid = Commands.Valued("--gid", "G", "group reported for every entry (default: the mounting user's)");
         var mode = Commands.Valued("--mode", "OCTAL", "permission bits reported for every entry (directories get x where r is set)");
         var allowOther = Commands.Switch("--allow-other", "let other users use the mount (non-root needs user_allow_other in /etc/fuse.conf)");
-        var readOnly = Commands.Switch("--read-only", "accepted: the mount is read-only until writes land");
+        var readOnly = Commands.Switch("--read-only", "mount read-only: every change is EROFS (and opens skip a round trip per file)");
         var opTimeout = Commands.Valued("--op-timeout", "S", "deadline of every request, EIO after it (default 60)");
         var nonEmpty = Commands.Switch("--nonempty", "allow mounting over a non-empty folder");
-        var command = new Command("mount", "serve GrainFS through FUSE at a local folder, in the foreground (Ctrl-C or SIGTERM unmounts)")
+        var command = new Command("mount", "serve GrainFS through FUSE at a local folder, read-write unless --read-only, in the foreground (Ctrl-C or SIGTERM unmounts)")
         {
             mountPoint, root, entryTimeout, attrTimeout, negativeTimeout, metadataCache, readAhead, maxRead, uid, gid, mode, allowOther, readOnly, opTimeout, nonEmpty,
         };
@@ -38,6 +38,7 @@ internal static class MountCommands
             var fuse = new FuseOptions
             {
                 AllowOther = parse.GetValue(allowOther),
+                ReadOnly = parse.GetValue(readOnly),
                 EntryTimeout = Seconds(parse.GetValue(entryTimeout), "--entry-timeout", 60),
                 AttrTimeout = Seconds(parse.GetValue(attrTimeout), "--attr-timeout", 60),
                 NegativeTimeout = Seconds(parse.GetValue(negativeTimeout), "--negative-timeout", 10),

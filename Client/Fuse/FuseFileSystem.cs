@@ -39,8 +39,18 @@ public sealed class FuseOptions
     /// <summary>Largest read request the kernel sends, and its read-ahead window.</summary>
     public int MaxRead { get; set; } = 1 << 20;
 
-    /// <summary>Let the kernel skip open/release for files opened read-only when it supports it (one round trip less per file).</summary>
+    /// <summary>Mount read-only: the kernel refuses every change (EROFS) before it reaches the daemon, and the VFS refuses any that does.</summary>
+    public bool ReadOnly { get; set; }
+
+    /// <summary>
+    /// On a read-only mount, let the kernel skip open/release for files when it supports it (one round trip less per
+    /// file). Not on a read-write mount: once the kernel skips open it skips it for every file, so a file opened for
+    /// writing would get no handle and no release.
+    /// </summary>
     public bool NoOpen { get; set; } = true;
+
+    /// <summary>Whether opens are answered ENOSYS (<see cref="NoOpen"/> on a read-only mount).</summary>
+    internal bool SkipsOpen => NoOpen && ReadOnly;
 
     /// <summary>The VFS options these FUSE options imply.</summary>
     public VfsOptions ToVfsOptions() => new()
@@ -49,16 +59,22 @@ public sealed class FuseOptions
         Uid = Uid ?? Native.GetUid(),
         Gid = Gid ?? Native.GetGid(),
         Mode = Mode,
+        ReadOnly = ReadOnly,
     };
 }
 
 /// <summary>
 /// The FUSE adapter, thin: each kernel request decodes its arguments, makes one <see cref="VirtualFileSystem"/> call on
-/// the thread pool and replies; the VFS owns inodes, handles, listings and policy, and its statuses are the errno
-/// values replied. Every request is answered within <see cref="FuseOptions.OperationTimeout"/>.
+/// the thread pool and replies; the VFS owns inodes, handles, listings and policy (read-only included), and its
+/// statuses are the errno values replied. Every request is answered within <see cref="FuseOptions.OperationTimeout"/>.
+/// Whatever libfuse passes by pointer (names, the written bytes, struct stat, fuse_file_info) lives only for the
+/// callback, so it is decoded or copied before the work is dispatched.
 /// </summary>
-internal sealed partial class FuseFileSystem(VirtualFileSystem vfs, FuseOptions options, ILogger logger)
+internal sealed partial class FuseFileSystem(VirtualFileSystem vfs, FuseOptions options, ILogger logger, TimeProvider time)
 {
+    /// <summary>Largest write request: 1 MiB, libfuse's request buffer (the kernel's max_pages follows from it).</summary>
+    private const uint MaxWrite = 1 << 20;
+
     private int _inFlight;
 
     /// <summary>Requests in flight, for a clean shutdown.</summary>
@@ -127,13 +143,21 @@ internal sealed partial class FuseFileSystem(VirtualFileSystem vfs, FuseOptions 
     {
         var capable = *(uint*)(conn + Native.ConnCapable);
         var want = (uint*)(conn + Native.ConnWant);
-        var wanted = Native.CapAsyncRead | Native.CapAutoInvalData | Native.CapReaddirplus | Native.CapReaddirplusAuto | Native.CapParallelDirops;
+        // O_TRUNC arrives with the open (one request, not open + setattr).
+        var wanted = Native.CapAsyncRead | Native.CapAutoInvalData | Native.CapReaddirplus | Native.CapReaddirplusAuto | Native.CapParallelDirops | Native.CapAtomicOTrunc;
         *want |= wanted & capable;
+        // No writeback cache: close-to-open needs every byte written to reach the daemon before close(2)'s flush, not
+        // when the kernel gets round to its dirty pages.
+        *want &= ~Native.CapWritebackCache;
         // Must equal the max_read mount option, or libfuse refuses the connection.
         *(uint*)(conn + Native.ConnMaxRead) = (uint)options.MaxRead;
         *(uint*)(conn + Native.ConnMaxReadahead) = (uint)options.MaxRead;
+        // libfuse 3.14 reads requests into a buffer of FUSE_MAX_MAX_PAGES (256 pages, 1 MiB + header) and already starts
+        // max_write there; said explicitly because more is not clamped after this callback: tried with 2 MiB, the
+        // kernel refused libfuse's reads (EINVAL) and the session ended.
+        *(uint*)(conn + Native.ConnMaxWrite) = MaxWrite;
         *(uint*)(conn + Native.ConnMaxBackground) = 64;
-        LogInit(logger, capable, *want);
+        LogInit(logger, capable, *want, MaxWrite);
     }
 
     public void Lookup(IntPtr req, ulong parent, string name) =>
@@ -175,7 +199,7 @@ internal sealed partial class FuseFileSystem(VirtualFileSystem vfs, FuseOptions 
     public void Open(IntPtr req, ulong ino, IntPtr fileInfo)
     {
         var flags = FlagsOf(fileInfo);
-        if (options.NoOpen)
+        if (options.SkipsOpen)
         {
             // The read-only no-open path: the VFS checks the access mode, then ENOSYS tells a kernel that supports it
             // to stop sending open/release (one round trip less per file, and the page cache is kept).
@@ -185,7 +209,7 @@ internal sealed partial class FuseFileSystem(VirtualFileSystem vfs, FuseOptions 
             return;
         }
 
-        Dispatch(req, (Ino: ino, Flags: flags, Info: fileInfo), async (request, op, ct) =>
+        Dispatch(req, (Ino: ino, Flags: flags), async (request, op, ct) =>
         {
             var opened = await vfs.OpenAsync(op.Ino, op.Flags, handle: true, ct).ConfigureAwait(false);
             if (!opened.IsOk)
@@ -194,25 +218,130 @@ internal sealed partial class FuseFileSystem(VirtualFileSystem vfs, FuseOptions 
                 return;
             }
 
-            ReplyOpen(request, op.Info, opened.Value, Native.FileInfoKeepCache, () => vfs.Release(opened.Value));
+            if (!ReplyOpen(request, opened.Value, OpenBits(op.Flags)))
+            {
+                await vfs.ReleaseAsync(opened.Value).ConfigureAwait(false);
+            }
         });
     }
 
-    public void OpenDirectory(IntPtr req, ulong ino, IntPtr fileInfo)
+    /// <summary>
+    /// A handle that cannot write keeps the kernel's page cache (its version is pinned) and is closed without a flush
+    /// (one round trip less per close(2)); a handle that writes starts from a fresh page cache, and its close(2) is the
+    /// flush that commits the file.
+    /// </summary>
+    private static uint OpenBits(int flags) =>
+        (flags & Native.OpenAccessMode) == 0 && (flags & Native.OpenTruncate) == 0 ? Native.FileInfoKeepCache | Native.FileInfoNoFlush : 0;
+
+    public void Create(IntPtr req, ulong parent, string name, uint mode, IntPtr fileInfo)
+    {
+        var (uid, gid) = Caller(req);
+        Dispatch(req, (Parent: parent, Name: name, Flags: FlagsOf(fileInfo), Mode: (int)(mode & 0xFFF), Uid: uid, Gid: gid), async (request, op, ct) =>
+        {
+            var created = await vfs.CreateAsync(op.Parent, op.Name, op.Flags, op.Mode, op.Uid, op.Gid, ct).ConfigureAwait(false);
+            if (!created.IsOk)
+            {
+                Reply(request, created.Status);
+                return;
+            }
+
+            // A new file is always flushed on close(2): that is where it is committed.
+            var (attr, fh) = created.Value;
+            if (!ReplyCreate(request, attr, fh, bits: 0))
+            {
+                // The kernel holds neither the handle nor the lookup.
+                await vfs.ReleaseAsync(fh).ConfigureAwait(false);
+                vfs.Forget(attr.Ino, 1);
+            }
+        });
+    }
+
+    /// <summary>
+    /// mknod(2): a regular file is created empty and closed (the kernel sends mknod for it when it does not go through
+    /// create, as mknod(2) itself does); other node types are refused.
+    /// </summary>
+    public void MakeNode(IntPtr req, ulong parent, string name, uint mode)
+    {
+        if ((mode & Native.TypeMask) != Native.TypeRegular)
+        {
+            Refuse(req);
+            return;
+        }
+
+        var (uid, gid) = Caller(req);
+        Dispatch(req, (Parent: parent, Name: name, Mode: (int)(mode & 0xFFF), Uid: uid, Gid: gid), async (request, op, ct) =>
+        {
+            var created = await vfs.CreateAsync(op.Parent, op.Name, Native.OpenWriteOnly | Native.OpenCreate | Native.OpenExclusive, op.Mode, op.Uid, op.Gid, ct).ConfigureAwait(false);
+            if (!created.IsOk)
+            {
+                Reply(request, created.Status);
+                return;
+            }
+
+            await vfs.ReleaseAsync(created.Value.Fh).ConfigureAwait(false);
+            if (!ReplyEntry(request, created.Value.Attr))
+            {
+                vfs.Forget(created.Value.Attr.Ino, 1);
+            }
+        });
+    }
+
+    /// <summary>
+    /// What GrainFS has no object for (symbolic and hard links, device, FIFO and socket nodes): EPERM, the errno of a file
+    /// system that cannot make that kind of object. Refusals of a read-only mount are the kernel's and the VFS's (EROFS).
+    /// </summary>
+    public static void Refuse(IntPtr req) => Native.ReplyErr(req, (int)FsStatus.NotPermitted);
+
+    /// <summary>A write of <paramref name="data"/>, which is in libfuse's request buffer: the next request reuses it, so the bytes are copied before the callback returns.</summary>
+    public void Write(IntPtr req, ulong ino, ReadOnlySpan<byte> data, long offset, IntPtr fileInfo)
+    {
+        var count = data.Length;
+        var buffer = ArrayPool<byte>.Shared.Rent(count);
+        data.CopyTo(buffer);
+        Dispatch(req, (Ino: ino, Fh: Handle(fileInfo), Offset: offset, Count: count, Buffer: buffer), async (request, op, ct) =>
+        {
+            try
+            {
+                var written = await vfs.WriteAsync(op.Ino, op.Fh, op.Offset, op.Buffer.AsMemory(0, op.Count), ct).ConfigureAwait(false);
+                if (written.IsOk)
+                {
+                    ReplyWrite(request, written.Value);
+                }
+                else
+                {
+                    Reply(request, written.Status);
+                }
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(op.Buffer);
+            }
+        });
+    }
+
+    public void Flush(IntPtr req, ulong ino, IntPtr fileInfo) =>
+        Dispatch(req, (Ino: ino, Fh: Handle(fileInfo)), async (request, op, ct) =>
+            Reply(request, await vfs.FlushAsync(op.Ino, op.Fh, ct).ConfigureAwait(false)));
+
+    public void Sync(IntPtr req, ulong ino, IntPtr fileInfo) =>
+        Dispatch(req, (Ino: ino, Fh: Handle(fileInfo)), async (request, op, ct) =>
+            Reply(request, await vfs.FsyncAsync(op.Ino, op.Fh, ct).ConfigureAwait(false)));
+
+    public void OpenDirectory(IntPtr req, ulong ino)
     {
         // A directory the VFS knows opens without any I/O: answered here, on libfuse's thread, as cheaply as a no-op.
         var opening = vfs.OpenDirectoryAsync(ino, CancellationToken.None);
         if (opening.IsCompletedSuccessfully)
         {
-            ReplyOpenDirectory(new Request(req), fileInfo, opening.Result);
+            ReplyOpenDirectory(new Request(req), opening.Result);
             return;
         }
 
-        Dispatch(req, (Ino: ino, Info: fileInfo), async (request, op, ct) =>
-            ReplyOpenDirectory(request, op.Info, await vfs.OpenDirectoryAsync(op.Ino, ct).ConfigureAwait(false)));
+        Dispatch(req, ino, async (request, node, ct) =>
+            ReplyOpenDirectory(request, await vfs.OpenDirectoryAsync(node, ct).ConfigureAwait(false)));
     }
 
-    private void ReplyOpenDirectory(Request request, IntPtr fileInfo, FsResult<ulong> opened)
+    private void ReplyOpenDirectory(Request request, FsResult<ulong> opened)
     {
         if (!opened.IsOk)
         {
@@ -222,14 +351,19 @@ internal sealed partial class FuseFileSystem(VirtualFileSystem vfs, FuseOptions 
 
         // The kernel keeps the listing in its page cache across opens (cache_readdir + keep_cache), as it does for a
         // daemon without opendir; new attributes of the directory invalidate it.
-        ReplyOpen(request, fileInfo, opened.Value, Native.FileInfoCacheReaddir | Native.FileInfoKeepCache, () => vfs.ReleaseDirectory(opened.Value));
+        if (!ReplyOpen(request, opened.Value, Native.FileInfoCacheReaddir | Native.FileInfoKeepCache))
+        {
+            vfs.ReleaseDirectory(opened.Value);
+        }
     }
 
-    public void Release(IntPtr req, IntPtr fileInfo)
-    {
-        vfs.Release(Handle(fileInfo));
-        Native.ReplyErr(req, 0);
-    }
+    /// <summary>The last close of a handle: a write handle still uncommitted is committed, which takes time, so it is dispatched.</summary>
+    public void Release(IntPtr req, IntPtr fileInfo) =>
+        Dispatch(req, Handle(fileInfo), async (request, fh, _) =>
+        {
+            await vfs.ReleaseAsync(fh).ConfigureAwait(false);
+            Reply(request, FsStatus.Ok);
+        });
 
     public void ReleaseDirectory(IntPtr req, IntPtr fileInfo)
     {
@@ -297,13 +431,71 @@ internal sealed partial class FuseFileSystem(VirtualFileSystem vfs, FuseOptions 
 
     public void Access(IntPtr req, ulong ino, int mask) => Native.ReplyErr(req, (int)vfs.Access(ino, mask));
 
-    /// <summary>A write operation (create, mkdir, unlink, rename, write, setattr, …) on an inode, with the name it concerns.</summary>
-    public unsafe void Modify(IntPtr req, ulong ino, byte* name) =>
-        Native.ReplyErr(req, (int)vfs.Modify(ino, name is null ? null : System.Runtime.InteropServices.Marshal.PtrToStringUTF8((IntPtr)name)));
+    public void MakeDirectory(IntPtr req, ulong parent, string name, uint mode)
+    {
+        var (uid, gid) = Caller(req);
+        Dispatch(req, (Parent: parent, Name: name, Mode: (int)(mode & 0xFFF), Uid: uid, Gid: gid), async (request, op, ct) =>
+        {
+            var made = await vfs.MakeDirectoryAsync(op.Parent, op.Name, op.Mode, op.Uid, op.Gid, ct).ConfigureAwait(false);
+            if (!made.IsOk)
+            {
+                Reply(request, made.Status);
+            }
+            else if (!ReplyEntry(request, made.Value))
+            {
+                vfs.Forget(made.Value.Ino, 1);
+            }
+        });
+    }
 
-    private static unsafe ulong Handle(IntPtr fileInfo) => fileInfo == IntPtr.Zero ? 0 : *(ulong*)(fileInfo + Native.FileInfoFh);
+    public void Unlink(IntPtr req, ulong parent, string name) =>
+        Dispatch(req, (Parent: parent, Name: name), async (request, op, ct) =>
+            Reply(request, await vfs.UnlinkAsync(op.Parent, op.Name, ct).ConfigureAwait(false)));
 
-    private static unsafe int FlagsOf(IntPtr fileInfo) => *(int*)(fileInfo + Native.FileInfoFlags);
+    public void RemoveDirectory(IntPtr req, ulong parent, string name) =>
+        Dispatch(req, (Parent: parent, Name: name), async (request, op, ct) =>
+            Reply(request, await vfs.RemoveDirectoryAsync(op.Parent, op.Name, ct).ConfigureAwait(false)));
+
+    public void Rename(IntPtr req, ulong parent, string name, ulong newParent, string newName, uint flags) =>
+        Dispatch(req, (Parent: parent, Name: name, NewParent: newParent, NewName: newName, Flags: flags), async (request, op, ct) =>
+            Reply(request, await vfs.RenameAsync(op.Parent, op.Name, op.NewParent, op.NewName, op.Flags, ct).ConfigureAwait(false)));
+
+    /// <summary>setattr (chmod, chown, truncate, utimes): <paramref name="toSet"/> says which fields of <paramref name="attr"/> to apply.</summary>
+    public void SetAttributes(IntPtr req, ulong ino, in Native.Stat attr, int toSet, IntPtr fileInfo)
+    {
+        var decoded = SetAttr.Decode(toSet, attr, time.GetUtcNow().UtcDateTime, out var change);
+        if (decoded != FsStatus.Ok)
+        {
+            Native.ReplyErr(req, (int)decoded);
+            return;
+        }
+
+        // fileInfo is null unless the change comes through an open file (ftruncate, fchmod …).
+        Dispatch(req, (Ino: ino, Fh: Handle(fileInfo), Change: change), async (request, op, ct) =>
+        {
+            var set = await vfs.SetAttrAsync(op.Ino, op.Fh, op.Change, ct).ConfigureAwait(false);
+            if (set.IsOk)
+            {
+                ReplyAttr(request, set.Value);
+            }
+            else
+            {
+                Reply(request, set.Status);
+            }
+        });
+    }
+
+    // The fuse_file_info libfuse passes lives on its worker's stack: read in the callback, never after it.
+    private static unsafe ulong Handle(IntPtr fileInfo) => fileInfo == IntPtr.Zero ? 0 : ((Native.FileInfo*)fileInfo)->Fh;
+
+    private static unsafe int FlagsOf(IntPtr fileInfo) => ((Native.FileInfo*)fileInfo)->Flags;
+
+    /// <summary>The uid and gid of the process that made the request, owner of what it creates.</summary>
+    private static unsafe (uint Uid, uint Gid) Caller(IntPtr req)
+    {
+        var context = Native.RequestContext(req);
+        return (context->Uid, context->Gid);
+    }
 
     // ------------------------------------------------------------------ replies (synchronous, so pointers stay on the stack)
 
@@ -317,6 +509,7 @@ internal sealed partial class FuseFileSystem(VirtualFileSystem vfs, FuseOptions 
         }
     }
 
+    /// <summary>Replies an entry; false when the kernel never got it (the deadline answered first, or the request was interrupted): the caller forgets the lookup.</summary>
     private unsafe bool ReplyEntry(Request request, in Attr attr)
     {
         if (!request.Claim())
@@ -326,8 +519,31 @@ internal sealed partial class FuseFileSystem(VirtualFileSystem vfs, FuseOptions 
 
         Native.EntryParam entry;
         FillEntry(&entry, attr, options);
-        Native.ReplyEntry(request.Handle, &entry);
-        return true;
+        return Native.ReplyEntry(request.Handle, &entry) != -Native.ENOENT;
+    }
+
+    /// <summary>Replies a create with the new entry and its handle; false when the kernel never got them (see <see cref="ReplyOpen"/>).</summary>
+    private unsafe bool ReplyCreate(Request request, in Attr attr, ulong fh, uint bits)
+    {
+        if (!request.Claim())
+        {
+            return false;
+        }
+
+        Native.EntryParam entry;
+        FillEntry(&entry, attr, options);
+        Native.FileInfo info = default;
+        info.Fh = fh;
+        info.Bits = bits;
+        return Native.ReplyCreate(request.Handle, &entry, &info) != -Native.ENOENT;
+    }
+
+    private static void ReplyWrite(Request request, int count)
+    {
+        if (request.Claim())
+        {
+            Native.ReplyWrite(request.Handle, (nuint)count);
+        }
     }
 
     private unsafe void ReplyAttr(Request request, in Attr attr)
@@ -340,18 +556,22 @@ internal sealed partial class FuseFileSystem(VirtualFileSystem vfs, FuseOptions 
         }
     }
 
-    /// <summary>Replies an open with its handle; a handle the kernel never got (the deadline answered first) is closed again.</summary>
-    private static unsafe void ReplyOpen(Request request, IntPtr fileInfo, ulong fh, uint bits, Action close)
+    /// <summary>
+    /// Replies an open with its handle, from a fuse_file_info of our own (libfuse's is gone once the callback returned).
+    /// False when the kernel never got the handle (the deadline answered first, or the open was interrupted): the caller
+    /// closes it again.
+    /// </summary>
+    private static unsafe bool ReplyOpen(Request request, ulong fh, uint bits)
     {
         if (!request.Claim())
         {
-            close();
-            return;
+            return false;
         }
 
-        *(ulong*)(fileInfo + Native.FileInfoFh) = fh;
-        *(uint*)(fileInfo + Native.FileInfoBits) |= bits;
-        Native.ReplyOpen(request.Handle, fileInfo);
+        Native.FileInfo info = default;
+        info.Fh = fh;
+        info.Bits = bits;
+        return Native.ReplyOpen(request.Handle, &info) != -Native.ENOENT;
     }
 
     private static unsafe void ReplyStatFs(Request request, in StatFs s)
@@ -457,8 +677,8 @@ internal sealed partial class FuseFileSystem(VirtualFileSystem vfs, FuseOptions 
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "FUSE connection: kernel capabilities 0x{Capable:x}, wanted 0x{Want:x}")]
-    private static partial void LogInit(ILogger logger, uint capable, uint want);
+    [LoggerMessage(Level = LogLevel.Information, Message = "FUSE connection: kernel capabilities 0x{Capable:x}, wanted 0x{Want:x}, max_write {MaxWrite}")]
+    private static partial void LogInit(ILogger logger, uint capable, uint want, uint maxWrite);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "EIO for {What}: no answer within {Seconds} s")]
     private static partial void LogDeadline(ILogger logger, string what, double seconds);

@@ -13,23 +13,28 @@ public sealed class FuseMountException(string message) : Exception(message);
 /// <summary>
 /// A FUSE mount of GrainFS: checks the mount point, mounts with libfuse's low-level API, serves requests on
 /// libfuse's multithreaded loop until unmounted (by <see cref="Unmount"/>, a signal, or fusermount3 -u), and
-/// unmounts cleanly. One mount per process: libfuse calls back into static functions.
+/// unmounts cleanly. One mount per process: libfuse calls back into static functions. What the VFS learns changed
+/// elsewhere goes to the kernel (inval_entry, inval_inode) through an <see cref="InvalidationQueue"/>.
 /// </summary>
 public sealed unsafe partial class FuseMount : IDisposable
 {
     private static FuseFileSystem? s_fs;
     private readonly string _mountPoint;
+    private readonly VirtualFileSystem _vfs;
     private readonly ILogger _logger;
     // Unmount runs on the signal thread while Run's loop winds down on another; Dispose must not free the session
-    // under a signal thread still inside fuse_session_unmount, so both take this lock.
+    // under a signal thread still inside fuse_session_unmount, and no notification may use it once it is gone, so all
+    // three take this lock.
     private readonly Lock _gate = new();
+    private InvalidationQueue? _invalidations;
     private IntPtr _session;
     private IntPtr _ops;
     private bool _unmounted;
 
-    private FuseMount(string mountPoint, ILogger logger)
+    private FuseMount(string mountPoint, VirtualFileSystem vfs, ILogger logger)
     {
         _mountPoint = mountPoint;
+        _vfs = vfs;
         _logger = logger;
     }
 
@@ -69,12 +74,13 @@ public sealed unsafe partial class FuseMount : IDisposable
     public static FuseMount Mount(string mountPoint, GrainFsClient client, FuseOptions options, ILogger logger, bool allowNonEmpty = false)
     {
         var full = CheckMountPoint(mountPoint, allowNonEmpty);
-        if (Interlocked.CompareExchange(ref s_fs, new FuseFileSystem(new VirtualFileSystem(client, options.ToVfsOptions(), logger), options, logger), null) is not null)
+        var vfs = new VirtualFileSystem(client, options.ToVfsOptions(), logger);
+        if (Interlocked.CompareExchange(ref s_fs, new FuseFileSystem(vfs, options, logger, TimeProvider.System), null) is not null)
         {
             throw new FuseMountException("this process already serves a mount");
         }
 
-        var mount = new FuseMount(full, logger);
+        var mount = new FuseMount(full, vfs, logger);
         try
         {
             mount.Start(options);
@@ -90,7 +96,12 @@ public sealed unsafe partial class FuseMount : IDisposable
 
     private void Start(FuseOptions options)
     {
-        var mountOptions = new List<string> { "ro", "default_permissions", "fsname=grainfs", "subtype=grainfs", $"max_read={options.MaxRead}" };
+        var mountOptions = new List<string> { "default_permissions", "fsname=grainfs", "subtype=grainfs", $"max_read={options.MaxRead}" };
+        if (options.ReadOnly)
+        {
+            mountOptions.Insert(0, "ro");
+        }
+
         if (options.AllowOther)
         {
             mountOptions.Add("allow_other");
@@ -119,14 +130,22 @@ public sealed unsafe partial class FuseMount : IDisposable
         ops[Native.OpOpen] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, IntPtr, void>)&OnOpen;
         ops[Native.OpRead] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, nuint, long, IntPtr, void>)&OnRead;
         ops[Native.OpRelease] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, IntPtr, void>)&OnRelease;
+        if (!options.ReadOnly)
+        {
+            // A read-only mount has nothing to flush or sync. Without the ops libfuse answers ENOSYS, and the kernel stops
+            // sending them for the connection: no round trip per close(2) of a file opened without open (no-open files
+            // cannot be given noflush).
+            ops[Native.OpFlush] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, IntPtr, void>)&OnFlush;
+            ops[Native.OpFsync] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, int, IntPtr, void>)&OnFsync;
+        }
+
         ops[Native.OpOpendir] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, IntPtr, void>)&OnOpendir;
         ops[Native.OpReaddir] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, nuint, long, IntPtr, void>)&OnReaddir;
         ops[Native.OpReaddirplus] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, nuint, long, IntPtr, void>)&OnReaddirplus;
         ops[Native.OpReleasedir] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, IntPtr, void>)&OnReleasedir;
         ops[Native.OpStatfs] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, void>)&OnStatfs;
         ops[Native.OpAccess] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, int, void>)&OnAccess;
-        // Write operations: the VFS's read-only policy answers them.
-        ops[Native.OpSetattr] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, IntPtr, int, IntPtr, void>)&OnSetattr;
+        ops[Native.OpSetattr] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, Native.Stat*, int, IntPtr, void>)&OnSetattr;
         ops[Native.OpMknod] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, byte*, uint, ulong, void>)&OnMknod;
         ops[Native.OpMkdir] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, byte*, uint, void>)&OnMkdir;
         ops[Native.OpUnlink] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, byte*, void>)&OnUnlink;
@@ -156,6 +175,9 @@ public sealed unsafe partial class FuseMount : IDisposable
         }
 
         LogMounted(_logger, _mountPoint, string.Join(',', mountOptions));
+        _invalidations = new InvalidationQueue(Notify, _logger);
+        _vfs.EntryInvalidated += _invalidations.Entry;
+        _vfs.InodeInvalidated += _invalidations.Inode;
     }
 
     /// <summary>Serves requests until the mount goes away; returns libfuse's exit status.</summary>
@@ -196,6 +218,7 @@ public sealed unsafe partial class FuseMount : IDisposable
     public void Dispose()
     {
         Unmount();
+        StopInvalidations();
         lock (_gate)
         {
             if (_session != IntPtr.Zero)
@@ -214,6 +237,47 @@ public sealed unsafe partial class FuseMount : IDisposable
         s_fs = null;
     }
 
+    // ------------------------------------------------------------------ kernel cache invalidation
+
+    /// <summary>Tells the kernel to drop a name (<paramref name="name"/> set, <paramref name="ino"/> its parent) or an inode's attributes and data; 0 or -errno; nothing once unmounted.</summary>
+    private int Notify(ulong ino, string? name)
+    {
+        lock (_gate)
+        {
+            if (_unmounted || _session == IntPtr.Zero)
+            {
+                return 0;
+            }
+
+            return name is null ? Native.NotifyInvalidateInode(_session, ino, 0, 0) : NotifyEntry(ino, name);
+        }
+    }
+
+    private int NotifyEntry(ulong parent, string name)
+    {
+        // The kernel checks that the byte after the name is NUL.
+        var length = Encoding.UTF8.GetByteCount(name);
+        Span<byte> bytes = length < 1024 ? stackalloc byte[length + 1] : new byte[length + 1];
+        Encoding.UTF8.GetBytes(name, bytes);
+        bytes[length] = 0;
+        fixed (byte* text = bytes)
+        {
+            return Native.NotifyInvalidateEntry(_session, parent, text, (nuint)length);
+        }
+    }
+
+    /// <summary>Stops passing invalidations on; what is still queued is dropped (the mount is gone).</summary>
+    private void StopInvalidations()
+    {
+        if (_invalidations is { } invalidations)
+        {
+            _vfs.EntryInvalidated -= invalidations.Entry;
+            _vfs.InodeInvalidated -= invalidations.Inode;
+            invalidations.Dispose();
+            _invalidations = null;
+        }
+    }
+
     // ------------------------------------------------------------------ callbacks (libfuse threads)
 
     private static FuseFileSystem Fs => s_fs!;
@@ -222,7 +286,7 @@ public sealed unsafe partial class FuseMount : IDisposable
     private static void OnInit(IntPtr userdata, IntPtr conn) => Fs.Init(conn);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnLookup(IntPtr req, ulong parent, byte* name) => Fs.Lookup(req, parent, Marshal.PtrToStringUTF8((IntPtr)name) ?? string.Empty);
+    private static void OnLookup(IntPtr req, ulong parent, byte* name) => Fs.Lookup(req, parent, Name(name));
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
     private static void OnForget(IntPtr req, ulong ino, ulong nlookup)
@@ -249,7 +313,7 @@ public sealed unsafe partial class FuseMount : IDisposable
     private static void OnOpen(IntPtr req, ulong ino, IntPtr fileInfo) => Fs.Open(req, ino, fileInfo);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnOpendir(IntPtr req, ulong ino, IntPtr fileInfo) => Fs.OpenDirectory(req, ino, fileInfo);
+    private static void OnOpendir(IntPtr req, ulong ino, IntPtr fileInfo) => Fs.OpenDirectory(req, ino);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
     private static void OnRelease(IntPtr req, ulong ino, IntPtr fileInfo) => Fs.Release(req, fileInfo);
@@ -273,34 +337,44 @@ public sealed unsafe partial class FuseMount : IDisposable
     private static void OnAccess(IntPtr req, ulong ino, int mask) => Fs.Access(req, ino, mask);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnSetattr(IntPtr req, ulong ino, IntPtr attr, int toSet, IntPtr fileInfo) => Fs.Modify(req, ino, null);
+    private static void OnFlush(IntPtr req, ulong ino, IntPtr fileInfo) => Fs.Flush(req, ino, fileInfo);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnMknod(IntPtr req, ulong parent, byte* name, uint mode, ulong rdev) => Fs.Modify(req, parent, name);
+    private static void OnFsync(IntPtr req, ulong ino, int dataSync, IntPtr fileInfo) => Fs.Sync(req, ino, fileInfo);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnMkdir(IntPtr req, ulong parent, byte* name, uint mode) => Fs.Modify(req, parent, name);
+    private static void OnSetattr(IntPtr req, ulong ino, Native.Stat* attr, int toSet, IntPtr fileInfo) => Fs.SetAttributes(req, ino, in *attr, toSet, fileInfo);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnUnlink(IntPtr req, ulong parent, byte* name) => Fs.Modify(req, parent, name);
+    private static void OnMknod(IntPtr req, ulong parent, byte* name, uint mode, ulong rdev) => Fs.MakeNode(req, parent, Name(name), mode);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnRmdir(IntPtr req, ulong parent, byte* name) => Fs.Modify(req, parent, name);
+    private static void OnMkdir(IntPtr req, ulong parent, byte* name, uint mode) => Fs.MakeDirectory(req, parent, Name(name), mode);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnSymlink(IntPtr req, byte* link, ulong parent, byte* name) => Fs.Modify(req, parent, name);
+    private static void OnUnlink(IntPtr req, ulong parent, byte* name) => Fs.Unlink(req, parent, Name(name));
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnRename(IntPtr req, ulong parent, byte* name, ulong newParent, byte* newName, uint flags) => Fs.Modify(req, parent, name);
+    private static void OnRmdir(IntPtr req, ulong parent, byte* name) => Fs.RemoveDirectory(req, parent, Name(name));
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnLink(IntPtr req, ulong ino, ulong newParent, byte* newName) => Fs.Modify(req, newParent, newName);
+    private static void OnSymlink(IntPtr req, byte* link, ulong parent, byte* name) => FuseFileSystem.Refuse(req);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnCreate(IntPtr req, ulong parent, byte* name, uint mode, IntPtr fileInfo) => Fs.Modify(req, parent, name);
+    private static void OnRename(IntPtr req, ulong parent, byte* name, ulong newParent, byte* newName, uint flags) =>
+        Fs.Rename(req, parent, Name(name), newParent, Name(newName), flags);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnWrite(IntPtr req, ulong ino, byte* buffer, nuint size, long offset, IntPtr fileInfo) => Fs.Modify(req, ino, null);
+    private static void OnLink(IntPtr req, ulong ino, ulong newParent, byte* newName) => FuseFileSystem.Refuse(req);
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static void OnCreate(IntPtr req, ulong parent, byte* name, uint mode, IntPtr fileInfo) => Fs.Create(req, parent, Name(name), mode, fileInfo);
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static void OnWrite(IntPtr req, ulong ino, byte* buffer, nuint size, long offset, IntPtr fileInfo) =>
+        Fs.Write(req, ino, new ReadOnlySpan<byte>(buffer, (int)size), offset, fileInfo);
+
+    private static string Name(byte* name) => Marshal.PtrToStringUTF8((IntPtr)name) ?? string.Empty;
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Mounted GrainFS at {MountPoint} ({Options})")]
     private static partial void LogMounted(ILogger logger, string mountPoint, string options);

@@ -5,7 +5,8 @@ namespace GrainFs.Fuse;
 /// <summary>
 /// libfuse 3 (3.14, x86-64) low-level API. Struct layouts are the ones verified on this platform (PLATFORM.md and
 /// /usr/include/fuse3): fuse_lowlevel_ops is 44 pointers, struct stat 144 bytes, fuse_entry_param 176,
-/// fuse_file_info 40 (flags at 0, bit word at 4, fh at 16), fuse_conn_info with max_read at 12.
+/// fuse_file_info 40 (flags at 0, bit word at 4, fh at 16), fuse_conn_info with max_write at 8 and max_read at 12,
+/// fuse_ctx 16 (uid, gid, pid, umask).
 /// </summary>
 internal static unsafe partial class Native
 {
@@ -30,7 +31,9 @@ internal static unsafe partial class Native
     public const int OpOpen = 14;
     public const int OpRead = 15;
     public const int OpWrite = 16;
+    public const int OpFlush = 17;
     public const int OpRelease = 18;
+    public const int OpFsync = 19;
     public const int OpOpendir = 20;
     public const int OpReaddir = 21;
     public const int OpReleasedir = 22;
@@ -42,31 +45,45 @@ internal static unsafe partial class Native
 
     // fuse_conn_info capability bits (fuse_common.h).
     public const uint CapAsyncRead = 1u << 0;
+    public const uint CapAtomicOTrunc = 1u << 3;
     public const uint CapAutoInvalData = 1u << 12;
     public const uint CapReaddirplus = 1u << 13;
     public const uint CapReaddirplusAuto = 1u << 14;
+    public const uint CapWritebackCache = 1u << 16;
     public const uint CapParallelDirops = 1u << 18;
     public const uint CapNoOpenSupport = 1u << 17;
     public const uint CapNoOpendirSupport = 1u << 24;
 
     // fuse_conn_info field offsets.
+    public const int ConnMaxWrite = 8;
     public const int ConnMaxRead = 12;
     public const int ConnMaxReadahead = 16;
     public const int ConnCapable = 20;
     public const int ConnWant = 24;
     public const int ConnMaxBackground = 28;
 
-    // fuse_file_info.
-    public const int FileInfoFlags = 0;
-    public const int FileInfoBits = 4;
-    public const int FileInfoFh = 16;
+    // fuse_file_info bit word: writepage, direct_io, keep_cache, flush, nonseekable, flock_release, cache_readdir, noflush.
     public const uint FileInfoKeepCache = 0x4;
     public const uint FileInfoCacheReaddir = 0x40;
+    public const uint FileInfoNoFlush = 0x80;
 
     public const int StatSize = 144;
     public const int EntryParamSize = 176;
+    public const int FileInfoSize = 40;
 
-    // errno values not in FsStatus.
+    // st_mode file types.
+    public const uint TypeMask = 0xF000;
+    public const uint TypeRegular = 0x8000;
+
+    // open(2) flags.
+    public const int OpenAccessMode = 0x3;
+    public const int OpenWriteOnly = 0x1;
+    public const int OpenCreate = 0x40;
+    public const int OpenExclusive = 0x80;
+    public const int OpenTruncate = 0x200;
+
+    // errno values: ENOENT from a reply means the kernel dropped the request (interrupted); ENOSYS is not in FsStatus.
+    public const int ENOENT = 2;
     public const int ENOSYS = 38;
 
     [StructLayout(LayoutKind.Sequential)]
@@ -106,6 +123,30 @@ internal static unsafe partial class Native
         [FieldOffset(16)] public Stat Attr;
         [FieldOffset(160)] public double AttrTimeout;
         [FieldOffset(168)] public double EntryTimeout;
+    }
+
+    /// <summary>
+    /// struct fuse_file_info. libfuse passes one that lives on its worker's stack for the length of the callback only:
+    /// read what is needed in the callback, and reply from a copy of our own.
+    /// </summary>
+    [StructLayout(LayoutKind.Explicit, Size = FileInfoSize)]
+    public struct FileInfo
+    {
+        [FieldOffset(0)] public int Flags;
+        [FieldOffset(4)] public uint Bits;
+        [FieldOffset(16)] public ulong Fh;
+        [FieldOffset(24)] public ulong LockOwner;
+        [FieldOffset(32)] public uint PollEvents;
+    }
+
+    /// <summary>struct fuse_ctx: who made a request (valid until the request is answered).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct Context
+    {
+        public uint Uid;
+        public uint Gid;
+        public int Pid;
+        public uint Umask;
     }
 
     [StructLayout(LayoutKind.Explicit, Size = 112)]
@@ -177,7 +218,13 @@ internal static unsafe partial class Native
     public static partial int ReplyAttr(IntPtr req, Stat* attr, double timeout);
 
     [LibraryImport(Lib, EntryPoint = "fuse_reply_open")]
-    public static partial int ReplyOpen(IntPtr req, IntPtr fileInfo);
+    public static partial int ReplyOpen(IntPtr req, FileInfo* fileInfo);
+
+    [LibraryImport(Lib, EntryPoint = "fuse_reply_create")]
+    public static partial int ReplyCreate(IntPtr req, EntryParam* entry, FileInfo* fileInfo);
+
+    [LibraryImport(Lib, EntryPoint = "fuse_reply_write")]
+    public static partial int ReplyWrite(IntPtr req, nuint count);
 
     [LibraryImport(Lib, EntryPoint = "fuse_reply_buf")]
     public static partial int ReplyBuf(IntPtr req, byte* buffer, nuint size);
@@ -190,6 +237,17 @@ internal static unsafe partial class Native
 
     [LibraryImport(Lib, EntryPoint = "fuse_add_direntry_plus")]
     public static partial nuint AddDirentryPlus(IntPtr req, byte* buffer, nuint size, byte* name, EntryParam* entry, long nextOffset);
+
+    [LibraryImport(Lib, EntryPoint = "fuse_req_ctx")]
+    public static partial Context* RequestContext(IntPtr req);
+
+    /// <summary>Drops the kernel's dentry of <paramref name="name"/> (NUL-terminated UTF-8: the kernel checks the byte after it) and the parent's attributes.</summary>
+    [LibraryImport(Lib, EntryPoint = "fuse_lowlevel_notify_inval_entry")]
+    public static partial int NotifyInvalidateEntry(IntPtr session, ulong parent, byte* name, nuint nameLength);
+
+    /// <summary>Drops the kernel's attributes of an inode and its cached data from <paramref name="offset"/> (length 0: to the end).</summary>
+    [LibraryImport(Lib, EntryPoint = "fuse_lowlevel_notify_inval_inode")]
+    public static partial int NotifyInvalidateInode(IntPtr session, ulong ino, long offset, long length);
 
     [LibraryImport("libc", EntryPoint = "getuid")]
     public static partial uint GetUid();

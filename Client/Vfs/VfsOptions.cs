@@ -18,6 +18,9 @@ public sealed class VfsOptions
     /// <summary>Permission bits applied to every entry (directories also get x where r is set), or null for the source's.</summary>
     public int? Mode { get; set; }
 
+    /// <summary>Refuse every change (EROFS), whatever the mounts underneath allow.</summary>
+    public bool ReadOnly { get; set; }
+
     /// <summary>How long a statfs answer (capacity and use of every worker's tiers) is reused.</summary>
     public TimeSpan StatFsCacheTime { get; set; } = DEFAULT_STATFS_CACHE_TIME;
 

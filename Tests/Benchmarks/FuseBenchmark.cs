@@ -53,7 +53,8 @@ internal static class FuseBenchmark
             }
 
             var extra = args.Text("--mount-options", string.Empty).Split(' ', StringSplitOptions.RemoveEmptyEntries);
-            fuse = await FuseProcess.StartAsync(silo, ["--host", "bench-host", .. extra], mountPoint, args.TextOrNull("--cli"));
+            // Read-only, as the benchmark reads only (and as earlier builds, which accept the switch, always mounted).
+            fuse = await FuseProcess.StartAsync(silo, ["--host", "bench-host", "--read-only", .. extra], mountPoint, args.TextOrNull("--cli"));
             var fused = Path.Combine(mountPoint, "data");
             var only = args.Text("--only", "random,sequential,list,raw,decode").Split(',');
             if (only.Contains("random"))

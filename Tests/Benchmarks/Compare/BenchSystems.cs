@@ -284,7 +284,8 @@ internal sealed class GrainFsFuseSystem(GrainFsDeployment grainfs, string mountP
         var log = children.LogOf(Name);
         try
         {
-            children.Track(Name, await FuseProcess.StartAsync(grainfs.Silo, ["--host", GrainFsDeployment.Host], mountPoint, grainfs.CliDll, log, cancellationToken), mountPoint);
+            // Read-only, as the peers (rclone --read-only) and as earlier builds always mounted.
+            children.Track(Name, await FuseProcess.StartAsync(grainfs.Silo, ["--host", GrainFsDeployment.Host, "--read-only"], mountPoint, grainfs.CliDll, log, cancellationToken), mountPoint);
         }
         catch (InvalidOperationException e)
         {

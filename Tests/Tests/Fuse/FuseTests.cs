@@ -172,12 +172,50 @@ public sealed class FuseTests(FuseFixture fixture) : IClassFixture<FuseFixture>
         await Expect($"cat '{M}/local/nope'", "No such file or directory");
         await Expect($"ls '{M}/local/video.bin/x'", "Not a directory");
         await Expect($"cat '{M}/local/class00'", "Is a directory");
-        await Expect($"touch '{M}/local/newfile'", "Read-only file system");
-        await Expect($"mkdir '{M}/local/newdir'", "Read-only file system");
-        await Expect($"rm '{M}/local/video.bin'", "Read-only file system");
         await Expect($"stat '{M}/local/{new string('n', 300)}'", "File name too long");
         // The mount was made without allow_other: another user may not enter it at all.
         await Expect($"setpriv --reuid=65534 --regid=65534 --clear-groups cat '{M}/local/video.bin'", "Permission denied");
+    }
+
+    [Fact]
+    public async Task The_default_mount_is_read_write_to_the_kernel()
+    {
+        var (code, output) = await FuseFixture.Shell($"findmnt -no OPTIONS '{M}'");
+        Assert.True(code == 0, output);
+        Assert.StartsWith("rw,", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_read_only_mount_refuses_every_change_with_erofs_and_still_reads()
+    {
+        await using var mount = await FuseProcess.StartAsync(fixture.Silo, ["--read-only"]);
+        var m = mount.MountPoint;
+        var (code, output) = await FuseFixture.Shell($"findmnt -no OPTIONS '{m}'");
+        Assert.True(code == 0, output);
+        Assert.StartsWith("ro,", output, StringComparison.Ordinal);
+
+        foreach (var change in new[]
+        {
+            $"touch '{m}/local/newfile'",
+            $"mkdir '{m}/local/newdir'",
+            $"rm '{m}/local/video.bin'",
+            $"rmdir '{m}/local/class00'",
+            $"mv '{m}/local/video.bin' '{m}/local/moved.bin'",
+            $"chmod 600 '{m}/local/video.bin'",
+            $"truncate -s 0 '{m}/local/video.bin'",
+            $"echo more >> '{m}/local/video.bin'",
+            $"touch -m '{m}/local/video.bin'",
+            $"ln -s video.bin '{m}/local/link'",
+            $"ln '{m}/local/video.bin' '{m}/local/hard'",
+        })
+        {
+            (code, output) = await FuseFixture.Shell(change);
+            Assert.True(code != 0, $"{change} succeeded: {output}");
+            Assert.Contains("Read-only file system", output, StringComparison.Ordinal);
+        }
+
+        (code, output) = await FuseFixture.Shell($"cmp '{m}/local/video.bin' '{fixture.Source}/video.bin' && ls '{m}/local' | grep -c -e newfile -e newdir -e moved.bin -e link -e hard");
+        Assert.True(output.Trim() == "0", output);
     }
 
     [Fact]
