@@ -24,9 +24,6 @@ public sealed class VfsOptions
     /// <summary>How long a statfs answer (capacity and use of every worker's tiers) is reused.</summary>
     public TimeSpan StatFsCacheTime { get; set; } = DEFAULT_STATFS_CACHE_TIME;
 
-    /// <summary>Refuse every change with EROFS (a read-only mount).</summary>
-    public bool ReadOnly { get; set; }
-
     /// <summary>Checks the values; one message per problem, naming the option.</summary>
     public IEnumerable<string> Validate()
     {
