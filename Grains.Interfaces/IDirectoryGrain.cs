@@ -70,10 +70,11 @@ public interface IDirectoryGrain : IGrainWithStringKey
     [Alias("Adopt"), Orleans.Concurrency.AlwaysInterleave]
     ValueTask<LookupResult> AdoptAsync(string name, FsEntry entry);
 
-    /// <summary>Silo-internal, from the persist queue: the written file <paramref name="name"/> of write tag <paramref name="writeTag"/> is in
-    /// under-storage with <paramref name="underStorageETag"/>, or (with <paramref name="error"/>) its upload failed and is retried.</summary>
+    /// <summary>Silo-internal, from the persist queue: the written file <paramref name="name"/> of write tag <paramref name="writeTag"/> and
+    /// <paramref name="size"/> bytes is in under-storage with <paramref name="underStorageETag"/>, or (with <paramref name="error"/>) its upload
+    /// failed and is retried. NotFound when the entry is no longer that version and size.</summary>
     [Alias("Persisted")]
-    ValueTask<LookupResult> PersistedAsync(string name, string writeTag, string? underStorageETag, string? error);
+    ValueTask<LookupResult> PersistedAsync(string name, string writeTag, long size, string? underStorageETag, string? error);
 
     /// <summary>Silo-internal: this directory was made by GrainFS (it exists even where under-storage keeps no trace of it).</summary>
     [Alias("MarkCreated")]

@@ -107,6 +107,7 @@ public sealed record AttributeChange(
 /// <param name="Size">Bytes in the file.</param>
 /// <param name="BlockSize">The mount's block size.</param>
 /// <param name="WriteType">How it reaches under-storage.</param>
+/// <param name="Final">The writer closed the file (false: a flush of a file still open, which may grow and be sealed again).</param>
 [GenerateSerializer, Immutable, Alias("grainfs.WriteSeal")]
 public sealed record WriteSeal(
     [property: Id(0)] string WriteTag,
@@ -114,7 +115,8 @@ public sealed record WriteSeal(
     [property: Id(2)] string Path,
     [property: Id(3)] long Size,
     [property: Id(4)] int BlockSize,
-    [property: Id(5)] WriteType WriteType);
+    [property: Id(5)] WriteType WriteType,
+    [property: Id(6)] bool Final = true);
 
 /// <summary>The outcome of a write-side call.</summary>
 /// <param name="Status">Ok, or the errno (ENOSPC, EDQUOT, EIO, …).</param>

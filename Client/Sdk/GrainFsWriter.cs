@@ -38,6 +38,7 @@ public sealed partial class GrainFsWriter
     private DateTime? _mtime;
     private FsStatus _failed;
     private string? _failure;
+    private bool _dirty = true;
 
     private sealed class Buffered(byte[] data)
     {
@@ -134,6 +135,7 @@ public sealed partial class GrainFsWriter
                 }
 
                 data.Span[..take].CopyTo(block.Data.AsSpan(within));
+                _dirty = true;
                 block.Filled = Math.Max(block.Filled, within + take);
                 Length = Math.Max(Length, offset + take);
                 offset += take;
@@ -339,6 +341,7 @@ public sealed partial class GrainFsWriter
                 return FsStatus.BadHandle;
             }
 
+            _dirty = true;
             if (change.Mode is { } mode)
             {
                 _mode = mode & 0xFFF;
@@ -407,9 +410,10 @@ public sealed partial class GrainFsWriter
                 return _committed is { } done ? FsResult<FsEntry>.Ok(done) : FsResult<FsEntry>.Fail(FsStatus.BadHandle, $"{Path}: the write was aborted");
             }
 
-            var result = await CommitAsync(cancellationToken).ConfigureAwait(false);
-            if (!result.IsOk)
+            var result = _dirty || _committed is null ? await CommitCoreAsync(final: true, cancellationToken).ConfigureAwait(false) : FsResult<FsEntry>.Ok(_committed);
+            if (!result.IsOk && _committed is null)
             {
+                // Nothing of it was ever visible: nothing stays behind.
                 await AbortCoreAsync().ConfigureAwait(false);
             }
 
@@ -422,9 +426,31 @@ public sealed partial class GrainFsWriter
         }
     }
 
+    /// <summary>
+    /// Makes what is written so far visible (close of one descriptor of a file still open through another, FUSE flush) and
+    /// keeps writing: a later commit or the close makes the grown file visible in turn. Nothing new since the last commit: nothing done.
+    /// </summary>
+    public async ValueTask<FsResult<FsEntry>> CommitAsync(CancellationToken cancellationToken = default)
+    {
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (IsClosed)
+            {
+                return _committed is { } done ? FsResult<FsEntry>.Ok(done) : FsResult<FsEntry>.Fail(FsStatus.BadHandle, $"{Path}: the write was aborted");
+            }
+
+            return _dirty || _committed is null ? await CommitCoreAsync(final: false, cancellationToken).ConfigureAwait(false) : FsResult<FsEntry>.Ok(_committed);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
     private FsEntry? _committed;
 
-    private async ValueTask<FsResult<FsEntry>> CommitAsync(CancellationToken cancellationToken)
+    private async ValueTask<FsResult<FsEntry>> CommitCoreAsync(bool final, CancellationToken cancellationToken)
     {
         if (_failed != FsStatus.Ok)
         {
@@ -466,7 +492,7 @@ public sealed partial class GrainFsWriter
         WriteOutcome sealedOutcome;
         try
         {
-            sealedOutcome = await worker.SealAsync(new WriteSeal(Tag, _mount.Id, _relative, Length, _blockSize, WriteType)).ConfigureAwait(false);
+            sealedOutcome = await worker.SealAsync(new WriteSeal(Tag, _mount.Id, _relative, Length, _blockSize, WriteType, final)).ConfigureAwait(false);
         }
         catch (Exception e) when (e is OrleansException or TimeoutException or SiloUnavailableException)
         {
@@ -486,8 +512,11 @@ public sealed partial class GrainFsWriter
         };
         var name = FsPath.SplitRelative(_relative).Name;
         var entry = new FsEntry(name, FsKind.File, Length, _mtime ?? DateTime.UtcNow, etag, _mode, _uid, _gid,
-            WriteType == WriteType.Through ? null : [_worker.Name], persistence);
-        var committed = await _client.Namespace.CallDirectoryAsync(_mount, _relative, Path, (grain, child) => grain.CommitAsync(child, entry, _writer, _exclusive)).ConfigureAwait(false);
+            WriteType == WriteType.Through && final ? null : [_worker.Name], persistence);
+
+        // A second commit of this writer replaces its own first one, whatever O_EXCL said.
+        var exclusive = _exclusive && _committed is null;
+        var committed = await _client.Namespace.CallDirectoryAsync(_mount, _relative, Path, (grain, child) => grain.CommitAsync(child, entry, _writer, exclusive)).ConfigureAwait(false);
         _client.Namespace.Changed(Path);
         if (committed.Status != FsStatus.Ok)
         {
@@ -495,7 +524,12 @@ public sealed partial class GrainFsWriter
         }
 
         _committed = committed.Entry;
-        _sent.Clear();
+        _dirty = false;
+        if (final)
+        {
+            _sent.Clear();
+        }
+
         return FsResult<FsEntry>.Ok(committed.Entry!);
     }
 

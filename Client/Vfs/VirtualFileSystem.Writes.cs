@@ -203,10 +203,12 @@ public sealed partial class VirtualFileSystem
             return FsStatus.Ok;
         }
 
-        return await CommitAsync(handle, cancellationToken).ConfigureAwait(false);
+        return await CommitAsync(handle, final: false, cancellationToken).ConfigureAwait(false);
     }
 
-    private async ValueTask<FsStatus> CommitAsync(WriteHandle handle, CancellationToken cancellationToken)
+    /// <summary>Commits what the handle wrote; <paramref name="final"/> (the last close) also ends the writer. A flush of one of
+    /// several descriptors (dd dup2s and closes its first one) commits too, and writing goes on.</summary>
+    private async ValueTask<FsStatus> CommitAsync(WriteHandle handle, bool final, CancellationToken cancellationToken)
     {
         await handle.Gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
@@ -216,8 +218,12 @@ public sealed partial class VirtualFileSystem
                 return FsStatus.Ok;
             }
 
-            var committed = await writer.CloseAsync(cancellationToken).ConfigureAwait(false);
-            _writing.TryRemove(new KeyValuePair<ulong, WriteHandle>(handle.Inode.Ino, handle));
+            var committed = final ? await writer.CloseAsync(cancellationToken).ConfigureAwait(false) : await writer.CommitAsync(cancellationToken).ConfigureAwait(false);
+            if (final)
+            {
+                _writing.TryRemove(new KeyValuePair<ulong, WriteHandle>(handle.Inode.Ino, handle));
+            }
+
             if (!committed.IsOk)
             {
                 return Failed<int>(committed.Status, committed.Message, writer.Path).Status;
@@ -255,7 +261,7 @@ public sealed partial class VirtualFileSystem
 
         try
         {
-            await CommitAsync(handle, CancellationToken.None).ConfigureAwait(false);
+            await CommitAsync(handle, final: true, CancellationToken.None).ConfigureAwait(false);
         }
         finally
         {

@@ -686,14 +686,14 @@ internal sealed partial class DirectoryGrain
         return Done(entry);
     }
 
-    public async ValueTask<LookupResult> PersistedAsync(string name, string writeTag, string? underStorageETag, string? error)
+    public async ValueTask<LookupResult> PersistedAsync(string name, string writeTag, long size, string? underStorageETag, string? error)
     {
         if (_mount is null)
         {
             return new LookupResult(FsStatus.Stale, null, 1, $"mount {_key.MountId} no longer exists");
         }
 
-        if (!_overlay.TryGetValue(name, out var written) || written.Deleted || WriteTag.IdOf(written.ETag) != WriteTag.IdOf(writeTag))
+        if (!_overlay.TryGetValue(name, out var written) || written.Deleted || WriteTag.IdOf(written.ETag) != WriteTag.IdOf(writeTag) || written.Size != size)
         {
             return Refused(FsStatus.NotFound, name, "this version is no longer there (replaced, renamed or removed)");
         }

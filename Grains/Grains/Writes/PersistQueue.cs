@@ -120,7 +120,17 @@ public sealed partial class PersistQueue : BackgroundService
         Journal.Save(record);
         if (seal.WriteType == WriteType.AsyncThrough)
         {
-            _jobs[record.WriteTag] = new Job(record) { NextCommitCheckUtc = record.SealedUtc + CommitCheckInterval };
+            // Sealed again (a flush, then more writes): the newer size replaces the older; an upload of the older one in flight is not taken.
+            if (_jobs.TryGetValue(record.WriteTag, out var earlier))
+            {
+                earlier.Record = record;
+                earlier.NextCommitCheckUtc = record.SealedUtc + CommitCheckInterval;
+            }
+            else
+            {
+                _jobs[record.WriteTag] = new Job(record) { NextCommitCheckUtc = record.SealedUtc + CommitCheckInterval };
+            }
+
             return WriteOutcome.Ok;
         }
 
@@ -128,7 +138,7 @@ public sealed partial class PersistQueue : BackgroundService
         try
         {
             var etag = await UploadAsync(mount, record, keys, null, cancellationToken).ConfigureAwait(false);
-            await FinishAsync(record, keys).ConfigureAwait(false);
+            await FinishAsync(seal.Final ? record : record with { WriteType = WriteType.CacheThrough }, keys).ConfigureAwait(false);
             return new WriteOutcome(FsStatus.Ok, null, etag);
         }
         catch (UnderStorageException e)
@@ -337,6 +347,12 @@ public sealed partial class PersistQueue : BackgroundService
             var keys = KeysOf(mount, record.WriteTag, record.Size, record.BlockSize);
             var etag = await UploadAsync(mount, record, keys, _rate, cancellationToken).ConfigureAwait(false);
             var storage = _registry.Get(mount);
+            if (!job.Cancelled && (job.Record.Size != record.Size || !job.Record.Committed))
+            {
+                // Sealed again with more bytes while this upload ran: the newer version goes up once committed.
+                return;
+            }
+
             if (job.Cancelled)
             {
                 if (job.DeleteObject)
@@ -365,7 +381,7 @@ public sealed partial class PersistQueue : BackgroundService
             }
 
             var (grain, name) = await DirectoryRoute.ForAsync(_grains, record.MountId, current).ConfigureAwait(false);
-            var marked = await grain.PersistedAsync(name, record.WriteTag, etag, null).ConfigureAwait(false);
+            var marked = await grain.PersistedAsync(name, record.WriteTag, record.Size, etag, null).ConfigureAwait(false);
             if (marked.Status is not (FsStatus.Ok or FsStatus.NotFound))
             {
                 throw new IOException($"the directory did not take the persisted state: {marked.Message}");
@@ -386,7 +402,7 @@ public sealed partial class PersistQueue : BackgroundService
             try
             {
                 var (grain, name) = await DirectoryRoute.ForAsync(_grains, record.MountId, job.Record.Path).ConfigureAwait(false);
-                await grain.PersistedAsync(name, record.WriteTag, null, e.Message).ConfigureAwait(false);
+                await grain.PersistedAsync(name, record.WriteTag, record.Size, null, e.Message).ConfigureAwait(false);
             }
             catch (Exception report) when (report is OrleansException or TimeoutException or SiloUnavailableException)
             {
