@@ -189,8 +189,10 @@ public sealed class VirtualFileSystemTests(ClusterFixture fixture) : IClassFixtu
         Assert.Equal(0, (await vfs.ReadAsync(file.Ino, fresh, 1000, buffer, CancellationToken.None)).GetValueOrThrow());
         Assert.Equal(2, vfs.OpenFiles);
 
-        Assert.Equal(FsStatus.ReadOnly, (await vfs.OpenAsync(file.Ino, WriteOnlyFlags, handle: true, CancellationToken.None)).Status);
-        Assert.Equal(FsStatus.ReadOnly, (await vfs.OpenAsync(file.Ino, ReadWriteFlags, handle: false, CancellationToken.None)).Status);
+        var readOnly = NewVfs(new VfsOptions { Uid = 1000, Gid = 1000, ReadOnly = true });
+        var roFile = await LookupAsync(readOnly, (await LookupAsync(readOnly, InodeTable.RootIno, m)).Ino, "v");
+        Assert.Equal(FsStatus.ReadOnly, (await readOnly.OpenAsync(roFile.Ino, WriteOnlyFlags, handle: true, CancellationToken.None)).Status);
+        Assert.Equal(FsStatus.ReadOnly, (await readOnly.OpenAsync(roFile.Ino, ReadWriteFlags, handle: false, CancellationToken.None)).Status);
         Assert.Equal(FsStatus.Ok, (await vfs.OpenAsync(file.Ino, ReadOnlyFlags, handle: false, CancellationToken.None)).Status);
         Assert.Equal(FsStatus.IsADirectory, (await vfs.ReadAsync(mount.Ino, 0, 0, buffer, CancellationToken.None)).Status);
         vfs.Release(old);
@@ -211,11 +213,19 @@ public sealed class VirtualFileSystemTests(ClusterFixture fixture) : IClassFixtu
         Assert.Equal(FsStatus.Stale, (await vfs.LookupAsync(987_654, "x", CancellationToken.None)).Status);
         Assert.Equal(FsStatus.NotADirectory, (await vfs.OpenDirectoryAsync(file.Ino, CancellationToken.None)).Status);
 
-        Assert.Equal(FsStatus.ReadOnly, vfs.Modify(mount.Ino, "new-file"));
+        // What GrainFS does not keep (symlinks, links, device nodes) is EPERM; on a read-only VFS every change is EROFS.
+        Assert.Equal(FsStatus.NotPermitted, vfs.Modify(mount.Ino, "new-link"));
         Assert.Equal(FsStatus.NameTooLong, vfs.Modify(mount.Ino, new string('n', 256)));
         Assert.Equal(FsStatus.Stale, vfs.Modify(987_654, "x"));
-        Assert.Equal(FsStatus.ReadOnly, vfs.Access(file.Ino, 2));
+        Assert.Equal(FsStatus.Ok, vfs.Access(file.Ino, 2));
         Assert.Equal(FsStatus.Ok, vfs.Access(file.Ino, 4));
+        var readOnly = NewVfs(new VfsOptions { Uid = 1000, Gid = 1000, ReadOnly = true });
+        var roMount = await LookupAsync(readOnly, InodeTable.RootIno, m);
+        var roFile = await LookupAsync(readOnly, roMount.Ino, "file");
+        Assert.Equal(FsStatus.ReadOnly, readOnly.Modify(roMount.Ino, "new-file"));
+        Assert.Equal(FsStatus.ReadOnly, readOnly.Access(roFile.Ino, 2));
+        Assert.Equal(FsStatus.ReadOnly, (await readOnly.MakeDirectoryAsync(roMount.Ino, "d", 0x1ED, 0, 0, CancellationToken.None)).Status);
+        Assert.Equal(FsStatus.ReadOnly, (await readOnly.CreateAsync(roMount.Ino, "n", 0x41, 0x1A4, 0, 0, CancellationToken.None)).Status);
     }
 
     [Fact]
@@ -239,7 +249,8 @@ public sealed class VirtualFileSystemTests(ClusterFixture fixture) : IClassFixtu
         var report = (await fixture.NewClient().GetReportAsync()).GetValueOrThrow();
         Assert.Equal((ulong)(report.Sum(w => w.Tiers.Sum(t => t.Capacity)) / 4096), stat.Blocks);
         Assert.True(stat.FreeBlocks <= stat.Blocks);
-        Assert.True(stat.ReadOnly);
+        Assert.False(stat.ReadOnly);
+        Assert.True((await NewVfs(new VfsOptions { ReadOnly = true }).StatFsAsync(CancellationToken.None)).GetValueOrThrow().ReadOnly);
         Assert.Equal(255UL, stat.NameMax);
     }
 
