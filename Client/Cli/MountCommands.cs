@@ -105,6 +105,9 @@ internal static class MountCommands
         }
 
         clientOptions.MetadataTtl = fuse.AttrTimeout > clientOptions.MetadataTtl ? fuse.AttrTimeout : clientOptions.MetadataTtl;
+
+        // Other clients' closes reach this kernel at once (inode and entry invalidations), whatever its timeouts.
+        clientOptions.WatchChanges = true;
         try
         {
             // Fail fast on the mount point before connecting anywhere.

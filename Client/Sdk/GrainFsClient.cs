@@ -45,7 +45,17 @@ public sealed partial class GrainFsClient : IAsyncDisposable
         {
             _accessReporter = ReportAccessLoopAsync(_stop.Token);
         }
+
+        if (options.WatchChanges)
+        {
+            _watcher = new NamespaceWatcher(connection.Grains, Namespace, paths => PathsChanged?.Invoke(paths), time, logger);
+        }
     }
+
+    private readonly NamespaceWatcher? _watcher;
+
+    /// <summary>With <see cref="GrainFsClientOptions.WatchChanges"/>: full GrainFS paths another client (or this one) changed.</summary>
+    public event Action<string[]>? PathsChanged;
 
     /// <summary>The options in force.</summary>
     public GrainFsClientOptions Options => _options;
@@ -205,6 +215,11 @@ public sealed partial class GrainFsClient : IAsyncDisposable
     /// <inheritdoc />
     public async ValueTask DisposeAsync()
     {
+        if (_watcher is not null)
+        {
+            await _watcher.DisposeAsync().ConfigureAwait(false);
+        }
+
         await _stop.CancelAsync().ConfigureAwait(false);
         if (_refresher is not null)
         {

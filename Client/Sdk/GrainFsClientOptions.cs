@@ -68,6 +68,9 @@ public sealed class GrainFsClientOptions
     /// <summary>How long a data-port read of a held block may take.</summary>
     public TimeSpan DataTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>Hear every namespace change in the cluster (<see cref="GrainFsClient.PathsChanged"/>) and drop cached entries at once; a FUSE daemon does.</summary>
+    public bool WatchChanges { get; set; }
+
     /// <summary>How long a read keeps retrying while silos fail and the cluster re-homes blocks, before it returns EIO.</summary>
     public TimeSpan FailoverTimeout { get; set; } = TimeSpan.FromSeconds(60);
 

@@ -97,6 +97,34 @@ public sealed class InodeTable
         return path;
     }
 
+    /// <summary>The known inode of a full GrainFS path and its parent (null where the kernel holds none), without counting lookups.</summary>
+    public (Inode? Parent, Inode? Inode, string Name) FindPath(string path)
+    {
+        var rootPath = PathOf(Root);
+        if (!FsPath.IsSameOrBelow(path, rootPath) || path == rootPath)
+        {
+            return (null, null, string.Empty);
+        }
+
+        var relative = rootPath == FsPath.Root ? path[1..] : path[(rootPath.Length + 1)..];
+        Inode? parent = null;
+        var current = Root;
+        var names = relative.Split('/');
+        for (var i = 0; i < names.Length; i++)
+        {
+            parent = current;
+            var child = Child(current, names[i]);
+            if (child is null)
+            {
+                return (i == names.Length - 1 ? parent : null, null, names[^1]);
+            }
+
+            current = child;
+        }
+
+        return (parent, current, names[^1]);
+    }
+
     /// <summary>The known child of a directory, without counting a lookup.</summary>
     public Inode? Child(Inode parent, string name)
     {

@@ -48,10 +48,29 @@ public sealed partial class VirtualFileSystem
     /// <summary>Files open for writing.</summary>
     public int OpenWrites => _writes.Count;
 
-    private void RaiseInvalidated(ulong parent, string name, ulong ino)
+    /// <summary>Another client (or this one) changed paths: the kernel's entries and attributes of them are dropped, and a reader of an old version lets go.</summary>
+    private void OnPathsChanged(string[] paths)
     {
-        EntryInvalidated?.Invoke(parent, name);
-        InodeInvalidated?.Invoke(ino);
+        foreach (var path in paths)
+        {
+            var (parent, inode, name) = Inodes.FindPath(path);
+            if (inode is not null)
+            {
+                inode.Reader = null;
+                if (_writing.ContainsKey(inode.Ino))
+                {
+                    // Our own file being written: its attributes are the writer's, not the cluster's.
+                    continue;
+                }
+
+                InodeInvalidated?.Invoke(inode.Ino);
+            }
+
+            if (parent is not null)
+            {
+                EntryInvalidated?.Invoke(parent.Ino, name);
+            }
+        }
     }
 
     private WriteHandle? FindWrite(ulong fh) => (fh & WriteHandleBit) != 0 ? _writes.Find(fh & ~WriteHandleBit) : null;

@@ -38,6 +38,7 @@ public sealed partial class VirtualFileSystem
         _logger = logger ?? NullLogger.Instance;
         FsPath.TryNormalize(options.Root, out var root, out _);
         Inodes = new InodeTable(root);
+        client.PathsChanged += OnPathsChanged;
     }
 
     /// <summary>The inodes the front end holds.</summary>

@@ -158,7 +158,12 @@ internal sealed partial class DirectoryGrain
         await store.PutOverlayAsync(_key.ToString(), _key.MountId, record);
         _overlay[entry.Name] = record;
         _overlayOrder = null;
+        Publish(entry.Name);
     }
+
+    /// <summary>Tells subscribed clients the child changed (their kernels drop what they cached of it).</summary>
+    private void Publish(string name) =>
+        Forget(GrainFactory.GetGrain<INamespaceWatchGrain>(INamespaceWatchGrain.Key).PublishAsync([FsPath.Combine(_mount!.Path, RelativeOf(name))]), "publish a change");
 
     /// <summary>The child is gone: a tombstone hides the listing's entry, or the overlay entry goes.</summary>
     private async ValueTask ForgetChildAsync(FsEntry entry)
@@ -174,6 +179,8 @@ internal sealed partial class DirectoryGrain
             _overlayOrder = null;
             await store.RemoveOverlayAsync(_key.ToString(), entry.Name);
         }
+
+        Publish(entry.Name);
     }
 
     private static FsEntry ToEntry(OverlayEntry e) =>
