@@ -108,6 +108,8 @@ public sealed record AttributeChange(
 /// <param name="BlockSize">The mount's block size.</param>
 /// <param name="WriteType">How it reaches under-storage.</param>
 /// <param name="Final">The writer closed the file (false: a flush of a file still open, which may grow and be sealed again).</param>
+/// <param name="Primary">For a second copy (mount option write-replicas=2): the silo holding the first one, which persists the
+/// file; this worker uploads it only if that silo leaves the cluster first. Null for the first copy.</param>
 [GenerateSerializer, Immutable, Alias("grainfs.WriteSeal")]
 public sealed record WriteSeal(
     [property: Id(0)] string WriteTag,
@@ -116,7 +118,8 @@ public sealed record WriteSeal(
     [property: Id(3)] long Size,
     [property: Id(4)] int BlockSize,
     [property: Id(5)] WriteType WriteType,
-    [property: Id(6)] bool Final = true);
+    [property: Id(6)] bool Final = true,
+    [property: Id(7)] string? Primary = null);
 
 /// <summary>The outcome of a write-side call.</summary>
 /// <param name="Status">Ok, or the errno (ENOSPC, EDQUOT, EIO, …).</param>

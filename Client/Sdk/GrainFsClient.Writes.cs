@@ -71,7 +71,19 @@ public sealed partial class GrainFsClient
             return FsResult<GrainFsWriter>.Fail(FsStatus.IoError, $"{place.Path}: no silo is available to take the write");
         }
 
-        var writer = new GrainFsWriter(this, mount, place.Path, place.Relative, options, writeType, worker);
+        SiloInfo? standby = null;
+        if (writeType == WriteType.AsyncThrough && mount.Options.WriteReplicas > 1)
+        {
+            var view = await _cluster.GetAsync(cancellationToken).ConfigureAwait(false);
+            standby = view.Silos.Where(s => s.Host != worker.Host && s.Roles.Contains("write", StringComparer.Ordinal) && s.DataEndpoint.Length > 0)
+                .OrderBy(s => s.Name, StringComparer.Ordinal).FirstOrDefault();
+            if (standby is null)
+            {
+                return FsResult<GrainFsWriter>.Fail(FsStatus.IoError, $"{place.Path}: the mount {mount.Path} keeps write-replicas=2, and no write worker on another host than {worker.Host} is up to take the second copy");
+            }
+        }
+
+        var writer = new GrainFsWriter(this, mount, place.Path, place.Relative, options, writeType, worker, standby);
         var reserved = await Namespace.CallDirectoryAsync(mount, place.Relative, place.Path, (grain, name) => grain.ReserveAsync(name, writer.WriterId, options.Exclusive)).ConfigureAwait(false);
         if (reserved.Status != FsStatus.Ok)
         {

@@ -23,6 +23,7 @@ public sealed partial class GrainFsWriter
     private readonly string _writer;
     private readonly bool _exclusive;
     private readonly SiloInfo _worker;
+    private readonly SiloInfo? _standby;
     private readonly int _blockSize;
     private readonly (ulong Hi, ulong Lo) _fileId;
     private readonly SortedDictionary<int, Buffered> _buffered = [];
@@ -47,8 +48,9 @@ public sealed partial class GrainFsWriter
         public int Filled { get; set; }
     }
 
-    internal GrainFsWriter(GrainFsClient client, MountInfo mount, string path, string relative, CreateOptions options, WriteType writeType, SiloInfo worker)
+    internal GrainFsWriter(GrainFsClient client, MountInfo mount, string path, string relative, CreateOptions options, WriteType writeType, SiloInfo worker, SiloInfo? standby = null)
     {
+        _standby = standby;
         _client = client;
         _mount = mount;
         Path = path;
@@ -249,13 +251,17 @@ public sealed partial class GrainFsWriter
     {
         try
         {
-            var result = await _client.DataPort.WriteAsync(_worker.DataEndpoint, KeyOf(index), block.Data.AsMemory(0, block.Filled), _client.Options.FillTimeout, cancellationToken).ConfigureAwait(false);
-            return result.Status switch
+            var data = block.Data.AsMemory(0, block.Filled);
+            var first = _client.DataPort.WriteAsync(_worker.DataEndpoint, KeyOf(index), data, _client.Options.FillTimeout, cancellationToken).AsTask();
+            var second = _standby is null ? null : _client.DataPort.WriteAsync(_standby.DataEndpoint, KeyOf(index), data, _client.Options.FillTimeout, cancellationToken).AsTask();
+            var result = Outcome(await first.ConfigureAwait(false), _worker, index);
+            if (second is not null)
             {
-                DataPortStatus.Ok => (FsStatus.Ok, null),
-                DataPortStatus.NoSpace => (FsStatus.NoSpace, $"{Path}: {result.Message}"),
-                _ => (FsStatus.IoError, $"{Path}: write worker {_worker.Name} did not store block {index}: {result.Message ?? result.Status.ToString()}"),
-            };
+                var copy = Outcome(await second.ConfigureAwait(false), _standby!, index);
+                result = result.Status == FsStatus.Ok ? copy : result;
+            }
+
+            return result;
         }
         catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or TimeoutException or OrleansException)
         {
@@ -266,6 +272,13 @@ public sealed partial class GrainFsWriter
             ArrayPool<byte>.Shared.Return(block.Data);
         }
     }
+
+    private (FsStatus Status, string? Message) Outcome(DataPortResult result, SiloInfo worker, int index) => result.Status switch
+    {
+        DataPortStatus.Ok => (FsStatus.Ok, null),
+        DataPortStatus.NoSpace => (FsStatus.NoSpace, $"{Path}: {result.Message}"),
+        _ => (FsStatus.IoError, $"{Path}: write worker {worker.Name} did not store block {index}: {result.Message ?? result.Status.ToString()}"),
+    };
 
     private async ValueTask CompleteOldestAsync()
     {
@@ -504,6 +517,25 @@ public sealed partial class GrainFsWriter
             return FsResult<FsEntry>.Fail(sealedOutcome.Status, sealedOutcome.Message);
         }
 
+        if (_standby is not null)
+        {
+            // The second copy is synced and journaled too before the close returns: one lost worker loses nothing acknowledged.
+            WriteOutcome copy;
+            try
+            {
+                copy = await _client.Grains.GetGrain<IWorkerGrain>(_standby.Name).SealAsync(new WriteSeal(Tag, _mount.Id, _relative, Length, _blockSize, WriteType, final, _worker.Name)).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is OrleansException or TimeoutException or SiloUnavailableException)
+            {
+                copy = new WriteOutcome(FsStatus.IoError, $"{Path}: write worker {_standby.Name} could not seal the second copy: {e.Message}");
+            }
+
+            if (copy.Status != FsStatus.Ok)
+            {
+                return FsResult<FsEntry>.Fail(copy.Status, copy.Message);
+            }
+        }
+
         var (persistence, etag) = WriteType switch
         {
             WriteType.MustCache => (Persistence.CacheOnly, Tag),
@@ -512,7 +544,7 @@ public sealed partial class GrainFsWriter
         };
         var name = FsPath.SplitRelative(_relative).Name;
         var entry = new FsEntry(name, FsKind.File, Length, _mtime ?? DateTime.UtcNow, etag, _mode, _uid, _gid,
-            WriteType == WriteType.Through && final ? null : [_worker.Name], persistence);
+            WriteType == WriteType.Through && final ? null : _standby is null ? [_worker.Name] : [_worker.Name, _standby.Name], persistence);
 
         // A second commit of this writer replaces its own first one, whatever O_EXCL said.
         var exclusive = _exclusive && _committed is null;
@@ -573,6 +605,10 @@ public sealed partial class GrainFsWriter
             if (keys.Length > 0)
             {
                 await _client.Grains.GetGrain<IWorkerGrain>(_worker.Name).DropWrittenAsync(Tag, keys, deleteObject: false).ConfigureAwait(false);
+                if (_standby is not null)
+                {
+                    await _client.Grains.GetGrain<IWorkerGrain>(_standby.Name).DropWrittenAsync(Tag, keys, deleteObject: false).ConfigureAwait(false);
+                }
             }
 
             if (_quota && (_reserved > 0 || _fileReserved))

@@ -15,6 +15,7 @@ python3 -c "import moto.server" 2>/dev/null || missing+=("moto's S3 server for p
 command -v fusermount3 >/dev/null || missing+=("fuse3 (apt-get install fuse3)")
 [ -e /dev/fuse ] || missing+=("/dev/fuse (the FUSE tests mount for real)")
 /usr/bin/python3 -c "import torch, PIL" 2>/dev/null || missing+=("PyTorch and Pillow for Debian's python3 (apt-get install python3-torch python3-pil)")
+command -v rsync >/dev/null || missing+=("rsync (apt-get install rsync)")
 if [ ${#missing[@]} -gt 0 ]; then
   printf 'run-tests.sh: missing prerequisites:\n' >&2
   printf '  - %s\n' "${missing[@]}" >&2

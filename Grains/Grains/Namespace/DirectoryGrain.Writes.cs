@@ -609,12 +609,17 @@ internal sealed partial class DirectoryGrain
         var written = WriteTag.IsWritten(source.ETag);
         if (written && source.Persistence != Persistence.Persisted)
         {
-            if (source.Persistence is Persistence.Pending or Persistence.Failed && source.Holders is [var primary, ..])
+            if (source.Persistence is Persistence.Pending or Persistence.Failed && source.Holders is [var primary, .. var standbys])
             {
                 var retarget = await GrainFactory.GetGrain<IWorkerGrain>(primary).RetargetAsync(WriteTag.IdOf(source.ETag), to);
                 if (retarget.Status != FsStatus.Ok)
                 {
                     throw new UnderStorageException(UnderStorageError.Other, to, retarget.Message ?? "the write worker could not retarget the upload");
+                }
+
+                foreach (var standby in standbys)
+                {
+                    Forget(GrainFactory.GetGrain<IWorkerGrain>(standby).RetargetAsync(WriteTag.IdOf(source.ETag), to), $"retarget the copy on {standby}");
                 }
             }
 

@@ -116,9 +116,9 @@ public sealed partial class PersistQueue : BackgroundService
             return WriteOutcome.Ok;
         }
 
-        var record = new PersistJob(WriteTag.IdOf(seal.WriteTag), seal.MountId, seal.Path, seal.Size, seal.BlockSize, seal.WriteType, _time.GetUtcNow().UtcDateTime, Committed: false);
+        var record = new PersistJob(WriteTag.IdOf(seal.WriteTag), seal.MountId, seal.Path, seal.Size, seal.BlockSize, seal.WriteType, _time.GetUtcNow().UtcDateTime, Committed: false, seal.Primary);
         Journal.Save(record);
-        if (seal.WriteType == WriteType.AsyncThrough)
+        if (seal.WriteType == WriteType.AsyncThrough || seal.Primary is not null)
         {
             // Sealed again (a flush, then more writes): the newer size replaces the older; an upload of the older one in flight is not taken.
             if (_jobs.TryGetValue(record.WriteTag, out var earlier))
@@ -296,14 +296,26 @@ public sealed partial class PersistQueue : BackgroundService
             var found = await grain.LookupAsync(name).ConfigureAwait(false);
             if (found.Status == FsStatus.Ok && found.Entry is { } entry && WriteTag.IdOf(entry.ETag) == record.WriteTag)
             {
-                if (entry.Persistence == Persistence.Persisted)
+                if (entry.Persistence == Persistence.Persisted || (record.Primary is not null && entry.Persistence == Persistence.CacheOnly))
                 {
                     // Uploaded before a restart (CACHE_THROUGH, THROUGH, or a persist whose journal removal was lost).
                     await FinishAsync(record, KeysOf(mount, record.WriteTag, record.Size, record.BlockSize)).ConfigureAwait(false);
                     return;
                 }
 
-                job.Record = record with { Committed = true };
+                if (record.Primary is { } primary)
+                {
+                    // A standby copy: the primary persists it, unless it has left the cluster.
+                    var silos = await _grains.GetGrain<IClusterGrain>(0).GetSilosAsync().ConfigureAwait(false);
+                    if (silos.Any(s => s.Name == primary))
+                    {
+                        return;
+                    }
+
+                    LogTakeOver(_logger, FsPath.Combine(mount.Path, record.Path), primary);
+                }
+
+                job.Record = record with { Committed = true, Primary = null, WriteType = record.WriteType == WriteType.MustCache ? WriteType.AsyncThrough : record.WriteType };
                 Journal.Save(job.Record);
                 _wake.Release();
                 return;
@@ -441,6 +453,9 @@ public sealed partial class PersistQueue : BackgroundService
         _jobs.TryRemove(record.WriteTag, out _);
         Journal.Delete(record.WriteTag);
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Path}: its first write worker {Primary} left the cluster before persisting it; this worker's copy is persisted instead")]
+    private static partial void LogTakeOver(ILogger logger, string path, string primary);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Persisted {Path} ({Size} bytes) in {Attempts} attempt(s)")]
     private static partial void LogPersisted(ILogger logger, string path, long size, int attempts);

@@ -13,7 +13,8 @@ namespace GrainFs.Grains.Writes;
 /// <param name="WriteType">How it was written.</param>
 /// <param name="SealedUtc">When its writer closed it.</param>
 /// <param name="Committed">Its commit (visibility) is known to have happened: it may be uploaded.</param>
-public sealed record PersistJob(string WriteTag, long MountId, string Path, long Size, int BlockSize, WriteType WriteType, DateTime SealedUtc, bool Committed);
+/// <param name="Primary">For a standby copy: the silo that persists the file; this worker takes over only if that silo leaves.</param>
+public sealed record PersistJob(string WriteTag, long MountId, string Path, long Size, int BlockSize, WriteType WriteType, DateTime SealedUtc, bool Committed, string? Primary = null);
 
 /// <summary>
 /// The persist journal of a write worker: one small JSON file per written file not yet persisted, next to its blocks on

@@ -35,18 +35,26 @@ public class ClusterFixture : IAsyncLifetime
     /// <summary>Roles by silo name; unnamed silos carry gpu,read,write.</summary>
     protected virtual IReadOnlyDictionary<string, string>? Roles => null;
 
+    /// <summary>More silo settings (configuration keys such as GrainFs:Persist:Rate), for every silo.</summary>
+    protected virtual IReadOnlyDictionary<string, string>? Settings => null;
+
     public virtual async Task InitializeAsync()
     {
         Moto = await MotoServer.Shared;
         var pg = await PostgresServer.Shared;
         MetadataConnection = await pg.CreateDatabaseAsync("cluster");
-        Cluster = await StartClusterAsync(MetadataConnection, roles: Roles, clock: Clock);
+        Cluster = await StartClusterAsync(MetadataConnection, roles: Roles, clock: Clock, settings: Settings);
     }
 
     /// <summary>Starts a 3-silo cluster on a metadata database; GrainFS in its silos reads <paramref name="clock"/> (null: the system clock).</summary>
-    public static async Task<TestCluster> StartClusterAsync(string metadataConnection, int silos = 3, IReadOnlyDictionary<string, string>? roles = null, TimeProvider? clock = null)
+    public static async Task<TestCluster> StartClusterAsync(string metadataConnection, int silos = 3, IReadOnlyDictionary<string, string>? roles = null, TimeProvider? clock = null, IReadOnlyDictionary<string, string>? settings = null)
     {
         var builder = new TestClusterBuilder((short)silos);
+        foreach (var (key, value) in settings ?? new Dictionary<string, string>())
+        {
+            builder.Properties[key] = value;
+        }
+
         foreach (var (silo, list) in roles ?? new Dictionary<string, string>())
         {
             builder.Properties[$"GrainFsTest:Roles:{silo}"] = list;
