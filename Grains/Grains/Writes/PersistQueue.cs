@@ -46,8 +46,8 @@ public sealed partial class PersistQueue : BackgroundService
         _logger = logger;
         _rate = new RateLimiter(_options.RateBytesPerSecond, time);
         Journal = new WriteJournal(Path.Combine(store.WriteTier.Root, "journal"));
-        GrainFsMetrics.Meter.CreateObservableGauge("grainfs.persist.backlog_files", () => _jobs.Count, "{file}", "Written files not yet persisted");
-        GrainFsMetrics.Meter.CreateObservableGauge("grainfs.persist.backlog_bytes", () => _jobs.Values.Sum(j => j.Record.Size), "By", "Bytes of written files not yet persisted");
+        GrainFsMetrics.Meter.CreateObservableGauge("grainfs.persist.backlog_files", () => Backlog().Count(), "{file}", "Written files not yet persisted");
+        GrainFsMetrics.Meter.CreateObservableGauge("grainfs.persist.backlog_bytes", () => Backlog().Sum(j => j.Record.Size), "By", "Bytes of written files not yet persisted");
     }
 
     /// <summary>The journal.</summary>
@@ -72,10 +72,13 @@ public sealed partial class PersistQueue : BackgroundService
         public string? LastError { get; set; }
     }
 
+    /// <summary>Jobs that will be uploaded (MUST_CACHE files are journaled only so their blocks are known, and standby copies wait).</summary>
+    private IEnumerable<Job> Backlog() => _jobs.Values.Where(j => j.Record.WriteType != WriteType.MustCache && j.Record.Primary is null);
+
     /// <summary>Files waiting, their bytes, how many are failing, the rate.</summary>
     public PersistStatus Status()
     {
-        var jobs = _jobs.Values.ToList();
+        var jobs = Backlog().ToList();
         return new PersistStatus(jobs.Count, jobs.Sum(j => j.Record.Size), jobs.Count(j => j.LastError is not null), _rate.BytesPerSecond, Interlocked.Read(ref _persistedBytes));
     }
 
@@ -111,14 +114,9 @@ public sealed partial class PersistQueue : BackgroundService
             }
         }
 
-        if (seal.WriteType == WriteType.MustCache)
-        {
-            return WriteOutcome.Ok;
-        }
-
         var record = new PersistJob(WriteTag.IdOf(seal.WriteTag), seal.MountId, seal.Path, seal.Size, seal.BlockSize, seal.WriteType, _time.GetUtcNow().UtcDateTime, Committed: false, seal.Primary);
         Journal.Save(record);
-        if (seal.WriteType == WriteType.AsyncThrough || seal.Primary is not null)
+        if (seal.WriteType is WriteType.AsyncThrough or WriteType.MustCache || seal.Primary is not null)
         {
             // Sealed again (a flush, then more writes): the newer size replaces the older; an upload of the older one in flight is not taken.
             if (_jobs.TryGetValue(record.WriteTag, out var earlier))
@@ -218,14 +216,20 @@ public sealed partial class PersistQueue : BackgroundService
             }
 
             var now = _time.GetUtcNow().UtcDateTime;
-            foreach (var job in _jobs.Values.Where(j => !j.Record.Committed && !j.Uploading && !j.Cancelled && j.NextCommitCheckUtc <= now).ToList())
+            foreach (var job in _jobs.Values.Where(j => (!j.Record.Committed || j.Record.WriteType == WriteType.MustCache) && !j.Uploading && !j.Cancelled && j.NextCommitCheckUtc <= now).ToList())
             {
                 job.NextCommitCheckUtc = now + CommitCheckInterval;
                 Track(CheckCommitAsync(job, stoppingToken));
             }
 
             var uploading = new HashSet<string>(_jobs.Values.Where(j => j.Uploading).Select(j => j.Record.MountId + "/" + j.Record.Path), StringComparer.Ordinal);
-            foreach (var job in _jobs.Values.Where(j => j.Record.Committed && !j.Uploading && !j.Cancelled && j.NextAttemptUtc <= now).OrderBy(j => j.Record.SealedUtc).ToList())
+            if (now >= _nextOrphanSweepUtc)
+            {
+                _nextOrphanSweepUtc = now + OrphanSweepInterval;
+                Track(SweepOrphansAsync());
+            }
+
+            foreach (var job in _jobs.Values.Where(j => j.Record.Committed && j.Record.WriteType != WriteType.MustCache && !j.Uploading && !j.Cancelled && j.NextAttemptUtc <= now).OrderBy(j => j.Record.SealedUtc).ToList())
             {
                 if (uploading.Count >= _options.Parallel)
                 {
@@ -248,6 +252,33 @@ public sealed partial class PersistQueue : BackgroundService
         }
 
         await Task.WhenAll(running).ConfigureAwait(false);
+    }
+
+    private static readonly TimeSpan OrphanSweepInterval = TimeSpan.FromMinutes(1);
+    private DateTime _nextOrphanSweepUtc;
+
+    /// <summary>
+    /// Written blocks no journal entry covers (their writer died before its close sealed them) go once they are older than
+    /// <see cref="PersistOptions.AbandonAfter"/>: otherwise, never evictable, they would hold write-tier space for good.
+    /// </summary>
+    private async Task SweepOrphansAsync()
+    {
+        var known = new HashSet<BlockKey>();
+        foreach (var job in _jobs.Values.ToList())
+        {
+            if (await _filler.ResolveAsync(job.Record.MountId).ConfigureAwait(false) is { } mount)
+            {
+                known.UnionWith(KeysOf(mount, job.Record.WriteTag, job.Record.Size, job.Record.BlockSize));
+            }
+        }
+
+        var before = (_time.GetUtcNow().UtcDateTime - _options.AbandonAfter).Ticks;
+        var orphans = _store.Snapshot().Where(b => b.Header.Unpersisted && !b.Header.Pinned && b.Header.CreatedTicks < before && !known.Contains(b.Key)).Select(b => b.Key).ToList();
+        if (orphans.Count > 0)
+        {
+            await _store.FreeWrittenAsync(orphans).ConfigureAwait(false);
+            LogOrphans(_logger, orphans.Count, _options.AbandonAfter.TotalMinutes);
+        }
     }
 
     private void Track(Task task)
@@ -296,7 +327,7 @@ public sealed partial class PersistQueue : BackgroundService
             var found = await grain.LookupAsync(name).ConfigureAwait(false);
             if (found.Status == FsStatus.Ok && found.Entry is { } entry && WriteTag.IdOf(entry.ETag) == record.WriteTag)
             {
-                if (entry.Persistence == Persistence.Persisted || (record.Primary is not null && entry.Persistence == Persistence.CacheOnly))
+                if (entry.Persistence == Persistence.Persisted)
                 {
                     // Uploaded before a restart (CACHE_THROUGH, THROUGH, or a persist whose journal removal was lost).
                     await FinishAsync(record, KeysOf(mount, record.WriteTag, record.Size, record.BlockSize)).ConfigureAwait(false);
@@ -315,7 +346,20 @@ public sealed partial class PersistQueue : BackgroundService
                     LogTakeOver(_logger, FsPath.Combine(mount.Path, record.Path), primary);
                 }
 
-                job.Record = record with { Committed = true, Primary = null, WriteType = record.WriteType == WriteType.MustCache ? WriteType.AsyncThrough : record.WriteType };
+                if (record.WriteType == WriteType.MustCache)
+                {
+                    // Never uploaded: journaled so its blocks are known; looked at again now and then in case it was removed unheard.
+                    job.NextCommitCheckUtc = _time.GetUtcNow().UtcDateTime + TimeSpan.FromHours(1);
+                    if (!record.Committed)
+                    {
+                        job.Record = record with { Committed = true };
+                        Journal.Save(job.Record);
+                    }
+
+                    return;
+                }
+
+                job.Record = record with { Committed = true, Primary = null };
                 Journal.Save(job.Record);
                 _wake.Release();
                 return;
@@ -453,6 +497,9 @@ public sealed partial class PersistQueue : BackgroundService
         _jobs.TryRemove(record.WriteTag, out _);
         Journal.Delete(record.WriteTag);
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Freed {Count} written blocks no sealed file holds (their writers stopped before closing, over {Minutes:0} min ago)")]
+    private static partial void LogOrphans(ILogger logger, int count, double minutes);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "{Path}: its first write worker {Primary} left the cluster before persisting it; this worker's copy is persisted instead")]
     private static partial void LogTakeOver(ILogger logger, string path, string primary);

@@ -276,4 +276,27 @@ public sealed class WriteClusterTests(GpuClusterFixture fixture) : IClassFixture
         Assert.True(truncated.IsOk, truncated.Message);
         Assert.Equal(0, (await Client(cache: 0).StatAsync($"{mount}/d/f")).GetValueOrThrow().Size);
     }
+
+    [Fact]
+    public async Task Blocks_of_a_writer_that_never_closes_are_freed_once_abandoned_and_nothing_becomes_visible()
+    {
+        var (client, mount, _) = await MountBucketAsync("orphan", new() { ["block-size"] = "64KiB" });
+        var info = await MountOf(client, mount);
+        var writer = (await client.CreateAsync($"{mount}/never-closed")).GetValueOrThrow();
+        Assert.True((await writer.WriteAsync(0, RandomBytes(200_000, 7))).IsOk);
+        Assert.True((await writer.FlushAsync()).IsOk);
+        var version = new FsEntry("never-closed", FsKind.File, 200_000, DateTime.UtcNow, writer.Tag, 0);
+        Assert.Equal(4, HoldersOf(info, version).GetValueOrDefault(WriteSilo));
+
+        // The writer is gone (its process died): past the abandon time, the worker's sweep frees what no seal covers.
+        fixture.Clock.Advance(TimeSpan.FromMinutes(11));
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+        while (HoldersOf(info, version).Count > 0 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(200);
+        }
+
+        Assert.Empty(HoldersOf(info, version));
+        Assert.Equal(FsStatus.NotFound, (await Client(cache: 0).StatAsync($"{mount}/never-closed")).Status);
+    }
 }
