@@ -421,28 +421,52 @@ public sealed partial class PersistQueue : BackgroundService
                 return;
             }
 
-            var current = job.Record.Path;
-            if (current != record.Path)
+            // The object is at record.Path; a rename while it uploaded (or while it was being marked) moves it after the file.
+            var at = record.Path;
+            while (true)
             {
-                // Renamed while it was uploading: move the object after it.
-                var moved = storage.Capabilities.HasFlag(UnderStorageCapabilities.AtomicRename)
-                    ? await storage.RenameAsync(record.Path, current, cancellationToken).ConfigureAwait(false)
-                    : await storage.CopyAsync(record.Path, current, cancellationToken).ConfigureAwait(false);
-                if (!storage.Capabilities.HasFlag(UnderStorageCapabilities.AtomicRename))
+                var target = job.Record.Path;
+                if (target != at)
                 {
-                    await storage.DeleteAsync(record.Path, cancellationToken).ConfigureAwait(false);
+                    var moved = storage.Capabilities.HasFlag(UnderStorageCapabilities.AtomicRename)
+                        ? await storage.RenameAsync(at, target, cancellationToken).ConfigureAwait(false)
+                        : await storage.CopyAsync(at, target, cancellationToken).ConfigureAwait(false);
+                    if (!storage.Capabilities.HasFlag(UnderStorageCapabilities.AtomicRename))
+                    {
+                        await storage.DeleteAsync(at, cancellationToken).ConfigureAwait(false);
+                    }
+
+                    etag = moved.ETag;
+                    at = target;
                 }
 
-                etag = moved.ETag;
+                var (grain, name) = await DirectoryRoute.ForAsync(_grains, record.MountId, target).ConfigureAwait(false);
+                var marked = await grain.PersistedAsync(name, record.WriteTag, record.Size, etag, null).ConfigureAwait(false);
+                if (marked.Status == FsStatus.Ok || (marked.Status == FsStatus.NotFound && job.Record.Path == target))
+                {
+                    // Marked, or the version is gone (removed or replaced: its drop cancels the job, handled below).
+                    break;
+                }
+
+                if (marked.Status != FsStatus.NotFound)
+                {
+                    throw new IOException($"the directory did not take the persisted state: {marked.Message}");
+                }
             }
 
-            var (grain, name) = await DirectoryRoute.ForAsync(_grains, record.MountId, current).ConfigureAwait(false);
-            var marked = await grain.PersistedAsync(name, record.WriteTag, record.Size, etag, null).ConfigureAwait(false);
-            if (marked.Status is not (FsStatus.Ok or FsStatus.NotFound))
+            if (job.Cancelled)
             {
-                throw new IOException($"the directory did not take the persisted state: {marked.Message}");
+                if (job.DeleteObject)
+                {
+                    await storage.DeleteAsync(at, cancellationToken).ConfigureAwait(false);
+                }
+
+                _jobs.TryRemove(record.WriteTag, out _);
+                Journal.Delete(record.WriteTag);
+                return;
             }
 
+            var current = at;
             await FinishAsync(job.Record, keys).ConfigureAwait(false);
             GrainFsMetrics.PersistedFiles.Add(1);
             LogPersisted(_logger, FsPath.Combine(mount.Path, current), record.Size, job.Attempts + 1);
