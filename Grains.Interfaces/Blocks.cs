@@ -146,7 +146,8 @@ public sealed record WorkerReport(
     [property: Id(7)] long FillBytes,
     [property: Id(8)] long Evictions,
     [property: Id(9)] long Corrupt,
-    [property: Id(10)] Dictionary<string, long> BytesServedBySource);
+    [property: Id(10)] Dictionary<string, long> BytesServedBySource,
+    [property: Id(11)] string? WriteTier = null);
 
 /// <summary>
 /// The worker of one silo: owns that silo's tier store. Keyed by the silo's name and placed on it. Batches

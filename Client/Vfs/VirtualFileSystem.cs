@@ -377,7 +377,7 @@ public sealed partial class VirtualFileSystem
     // ------------------------------------------------------------------ policy: statfs, access, writes
 
     /// <summary>
-    /// Capacity and use of every worker's tiers in 4 KiB blocks, reused for <see cref="VfsOptions.StatFsCacheTime"/>
+    /// Capacity and use of the write workers' write tiers in 4 KiB blocks, reused for <see cref="VfsOptions.StatFsCacheTime"/>
     /// (df and training launchers ask often). Read-only while the policy says so.
     /// </summary>
     public async ValueTask<FsResult<StatFs>> StatFsAsync(CancellationToken cancellationToken)
@@ -392,8 +392,15 @@ public sealed partial class VirtualFileSystem
         var stat = new StatFs(BlockSize, 0, 0, 0, ReadOnly, FsPath.MaxNameBytes);
         if (report.IsOk && report.Value is { } workers)
         {
-            var capacity = workers.Sum(w => w.Tiers.Sum(t => t.Capacity));
-            var used = workers.Sum(w => w.Tiers.Sum(t => t.Used));
+            // The space that matters to a writer: the write tiers of the write workers (every tier when no worker writes).
+            var tiers = workers.SelectMany(w => w.Tiers.Where(t => t.Tier == w.WriteTier)).ToList();
+            if (tiers.Count == 0)
+            {
+                tiers = [.. workers.SelectMany(w => w.Tiers)];
+            }
+
+            var capacity = tiers.Sum(t => t.Capacity);
+            var used = tiers.Sum(t => t.Used);
             stat = stat with { Blocks = (ulong)(capacity / (long)BlockSize), FreeBlocks = (ulong)Math.Max(0, (capacity - used) / (long)BlockSize), Files = 1UL << 40 };
             _statFs = stat;
             Interlocked.Exchange(ref _statFsUntil, Environment.TickCount64 + (long)_options.StatFsCacheTime.TotalMilliseconds);

@@ -56,7 +56,7 @@ public static class GrainFsSiloBuilderExtensions
         builder.UseSiloMetadata(metadata.GetSection("Metadata"));
         services.AddSingleton(sp => new TierStore(sp.GetRequiredService<IOptions<CacheOptions>>().Value, sp.GetRequiredService<ILoggerFactory>().CreateLogger("GrainFs.Cache.TierStore"), sp.GetRequiredService<GrainFsClock>()));
         services.AddSingleton(sp => new DataPortServer(listener, sp.GetRequiredService<TierStore>(), sp.GetRequiredService<ILoggerFactory>().CreateLogger("GrainFs.Cache.DataPort")));
-        services.AddSingleton(new LocalSilo(silo.SiloName, silo.Host, dataEndpoint));
+        services.AddSingleton(new LocalSilo(silo.SiloName, silo.Host, dataEndpoint, silo.RoleList));
         services.AddSingleton<BlockFiller>();
         services.AddSingleton<WorkerJobs>();
         services.AddSingleton<GrainFs.Grains.Writes.PersistQueue>();

@@ -23,4 +23,9 @@ public static class SiloMetadataKeys
 /// <param name="Name">The silo name.</param>
 /// <param name="Host">The host.</param>
 /// <param name="DataEndpoint">The data port, "ip:port".</param>
-public sealed record LocalSilo(string Name, string Host, string DataEndpoint);
+/// <param name="Roles">The silo's roles (gpu, read, write).</param>
+public sealed record LocalSilo(string Name, string Host, string DataEndpoint, IReadOnlyList<string>? Roles = null)
+{
+    /// <summary>True when the silo takes written blocks (the write role).</summary>
+    public bool Writes => Roles?.Contains("write", StringComparer.Ordinal) == true;
+}

@@ -34,7 +34,8 @@ internal sealed class WorkerGrain(BlockFiller filler, WorkerJobs jobs, LocalSilo
             report.FillBytes,
             report.Evictions,
             report.Corrupt,
-            new Dictionary<string, long>(report.BytesServedBySource)));
+            new Dictionary<string, long>(report.BytesServedBySource),
+            silo.Writes ? Store.WriteTier.Name : null));
     }
 
     public ValueTask<long> StartLoadAsync(BlockSource[] blocks, bool? pin, DateTime? expiresUtc) =>
