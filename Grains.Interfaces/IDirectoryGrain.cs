@@ -90,12 +90,15 @@ public interface IDirectoryGrain : IGrainWithStringKey
 /// <param name="Entry">The child when found.</param>
 /// <param name="ShardCount">How many shards the directory has (1 when unsharded), so the caller can go to the right shard next time.</param>
 /// <param name="Message">Why it failed, naming the path.</param>
+/// <param name="MissingDirectory">When the status (ENOENT, ENOTDIR) is about the directory itself rather than the child, that
+/// directory's path in its mount: the directory answered from its last listing, and its parent's entry for it decides.</param>
 [GenerateSerializer, Immutable, Alias("grainfs.LookupResult")]
 public sealed record LookupResult(
     [property: Id(0)] FsStatus Status,
     [property: Id(1)] FsEntry? Entry,
     [property: Id(2)] int ShardCount,
-    [property: Id(3)] string? Message);
+    [property: Id(3)] string? Message,
+    [property: Id(4)] string? MissingDirectory = null);
 
 /// <summary>A page of a directory listing.</summary>
 /// <param name="Status">Ok, NotFound, NotADirectory, IoError, Stale.</param>

@@ -204,7 +204,7 @@ internal sealed partial class DirectoryGrain
         var state = await EnsureFreshAsync();
         if (state.Status != FsStatus.Ok)
         {
-            return new LookupResult(state.Status, null, state.ShardCount, state.Message);
+            return Unavailable(state);
         }
 
         var snapshot = _snapshot!;
@@ -734,7 +734,7 @@ internal sealed partial class DirectoryGrain
         var state = await EnsureFreshAsync();
         if (state.Status != FsStatus.Ok)
         {
-            return new LookupResult(state.Status, null, state.ShardCount, state.Message);
+            return Unavailable(state);
         }
 
         var table = _snapshot!.Table;
