@@ -428,6 +428,9 @@ internal sealed partial class DirectoryGrain
                 {
                     await RemoveDirectoryInStorageAsync(relative);
                 }
+
+                // Its grain still holds its listing (and its made-by-GrainFS mark): a later create inside would find it there.
+                await child.ForgetAsync();
             }
             else if (!WriteTag.IsWritten(existing.ETag) || existing.Persistence == Persistence.Persisted)
             {
@@ -567,6 +570,11 @@ internal sealed partial class DirectoryGrain
             return Refused(FsStatus.NotSupported, name, $"renaming a directory is not supported on {_mount!.Uri.Split(':')[0]} under-storage (copy it, then remove the old one)");
         }
 
+        if (source.IsDirectory)
+        {
+            await MoveSubtreeAsync(from, to);
+        }
+
         var moved = inStorage with { Name = newName };
         var adopted = targetGrain is null ? await AdoptAsync(newName, moved) : await targetGrain.AdoptAsync(newName, moved);
         if (adopted.Status != FsStatus.Ok)
@@ -628,6 +636,157 @@ internal sealed partial class DirectoryGrain
         return written
             ? source with { ETag = WriteTag.Persisted(source.ETag, record.ETag) }
             : source with { ETag = record.ETag, Size = record.Size, MtimeUtc = new DateTime(record.MtimeTicks, DateTimeKind.Utc) };
+    }
+
+    /// <summary>
+    /// After a directory moved in under-storage from <paramref name="from"/> to <paramref name="to"/>, level by level: each
+    /// directory grain (and shard) of the old path forgets what it held and hands its overlay (files not yet persisted, with
+    /// their uploads retargeted, made directories, attributes) to the same path under the new one, whose grains first forget
+    /// what they held from before (the listing of nothing, or of a directory since removed). Directory grains are keyed by
+    /// path, so a rename costs a few calls per directory moved.
+    /// </summary>
+    private async ValueTask MoveSubtreeAsync(string from, string to)
+    {
+        var pending = new Queue<string>();
+        pending.Enqueue(string.Empty);
+        while (pending.TryDequeue(out var below))
+        {
+            var oldPath = below.Length == 0 ? from : FsPath.CombineRelative(from, below);
+            var newPath = below.Length == 0 ? to : FsPath.CombineRelative(to, below);
+            var parts = await ForgetDirectoryAsync(oldPath);
+            await ForgetDirectoryAsync(newPath);
+            var written = parts.SelectMany(p => p.Written).ToArray();
+            foreach (var file in written)
+            {
+                if (!file.IsDirectory && file.Persistence is Persistence.Pending or Persistence.Failed && file.Holders is [var primary, ..])
+                {
+                    var target = FsPath.CombineRelative(newPath, file.Name);
+                    var retarget = await GrainFactory.GetGrain<IWorkerGrain>(primary).RetargetAsync(WriteTag.IdOf(file.ETag), target);
+                    if (retarget.Status != FsStatus.Ok)
+                    {
+                        LogBestEffortFailed(logger, target, "retarget the upload", retarget.Message ?? retarget.Status.ErrnoName());
+                    }
+                }
+            }
+
+            var head = GrainFactory.GetGrain<IDirectoryGrain>(new DirectoryKey(_key.MountId, 0, newPath).ToString());
+            var taken = await head.TakeOverlayAsync(written, parts[0].Created);
+            if (taken.Status == FsStatus.Stale && taken.ShardCount > 1)
+            {
+                foreach (var shard in written.GroupBy(e => DirectoryKey.ShardOf(e.Name, taken.ShardCount)))
+                {
+                    await GrainFactory.GetGrain<IDirectoryGrain>(new DirectoryKey(_key.MountId, shard.Key, newPath).ToString()).TakeOverlayAsync([.. shard], created: false);
+                }
+            }
+
+            foreach (var part in parts)
+            {
+                foreach (var child in part.Directories)
+                {
+                    pending.Enqueue(FsPath.CombineRelative(below, child));
+                }
+            }
+        }
+    }
+
+    /// <summary>Tells the directory at <paramref name="path"/> and its shards to forget themselves; what each dropped.</summary>
+    private async ValueTask<List<ForgottenDirectory>> ForgetDirectoryAsync(string path)
+    {
+        var head = await GrainFactory.GetGrain<IDirectoryGrain>(new DirectoryKey(_key.MountId, 0, path).ToString()).ForgetAsync();
+        var parts = new List<ForgottenDirectory> { head };
+        for (var shard = 1; head.ShardCount > 1 && shard <= head.ShardCount; shard++)
+        {
+            parts.Add(await GrainFactory.GetGrain<IDirectoryGrain>(new DirectoryKey(_key.MountId, shard, path).ToString()).ForgetAsync());
+        }
+
+        return parts;
+    }
+
+    public async ValueTask<ForgottenDirectory> ForgetAsync()
+    {
+        if (_mount is null)
+        {
+            return new ForgottenDirectory(1, [], [], false);
+        }
+
+        if (_sync is { IsCompleted: false } sync)
+        {
+            // A listing in flight would hold its snapshot after this forgets.
+            await sync;
+        }
+
+        var shards = IsHead ? _snapshot?.ShardCount ?? 1 : 1;
+        var directories = new List<string>();
+        var table = _snapshot?.Table;
+        for (var i = 0; table is not null && i < table.Count; i++)
+        {
+            if (table[i].Kind == EntryKind.Directory && !_overlay.ContainsKey(table.NameAt(i)))
+            {
+                directories.Add(table.NameAt(i));
+            }
+        }
+
+        var written = new List<FsEntry>();
+        foreach (var (name, entry) in _overlay)
+        {
+            if (name == CreatedMarker || entry.Deleted)
+            {
+                continue;
+            }
+
+            written.Add(ToEntry(entry));
+            if ((EntryKind)entry.Kind == EntryKind.Directory)
+            {
+                directories.Add(name);
+            }
+        }
+
+        var created = IsCreated;
+        foreach (var name in _overlay.Keys.ToList())
+        {
+            await store.RemoveOverlayAsync(_key.ToString(), name);
+        }
+
+        _overlay.Clear();
+        _overlayOrder = null;
+        _reservations.Clear();
+        if (IsHead)
+        {
+            // A new listing now, with a new generation (which the shards load when next asked).
+            await SyncOnceAsync();
+        }
+        else
+        {
+            Hold(null);
+        }
+
+        return new ForgottenDirectory(shards, [.. directories], [.. written], created);
+    }
+
+    public async ValueTask<LookupResult> TakeOverlayAsync(FsEntry[] entries, bool created)
+    {
+        if (_mount is null)
+        {
+            return new LookupResult(FsStatus.Stale, null, 1, $"mount {_key.MountId} no longer exists");
+        }
+
+        if (created)
+        {
+            await MarkCreatedAsync();
+        }
+
+        await EnsureFreshAsync();
+        if (IsHead && _snapshot is { ShardCount: > 1 } snapshot)
+        {
+            return new LookupResult(FsStatus.Stale, null, snapshot.ShardCount, $"{DisplayPath}: split into {snapshot.ShardCount} shards");
+        }
+
+        foreach (var entry in entries)
+        {
+            await PutAsync(entry);
+        }
+
+        return Done(null);
     }
 
     public async ValueTask<LookupResult> CheckAdoptAsync(string name, FsKind kind, bool noReplace)
