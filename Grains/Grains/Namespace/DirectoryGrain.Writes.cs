@@ -244,12 +244,8 @@ internal sealed partial class DirectoryGrain
             return refused;
         }
 
+        // open(2) with O_CREAT|O_EXCL is EEXIST for any existing name, a directory too; without O_EXCL a directory is EISDIR.
         var existing = Find(name);
-        if (existing is { IsDirectory: true })
-        {
-            return Refused(FsStatus.IsADirectory, name, "is a directory");
-        }
-
         if (exclusive)
         {
             var now = time.GetUtcNow().UtcDateTime;
@@ -259,6 +255,11 @@ internal sealed partial class DirectoryGrain
             }
 
             _reservations[name] = (writer, now + ReservationTime);
+        }
+
+        if (existing is { IsDirectory: true })
+        {
+            return Refused(FsStatus.IsADirectory, name, "is a directory");
         }
 
         return Done(existing);
@@ -524,21 +525,33 @@ internal sealed partial class DirectoryGrain
             return refused;
         }
 
-        if (Find(name) is not { } source)
-        {
-            return Refused(FsStatus.NotFound, name, "no such file or directory");
-        }
-
         var targetKey = DirectoryKey.Parse(target);
         if (targetKey.MountId != _key.MountId)
         {
             return Refused(FsStatus.CrossDevice, name, "a rename cannot cross mounts (copy, then remove)");
         }
 
+        // The errors come in the order of rename(2) (fs/namei.c): both parents resolved, the source, RENAME_NOREPLACE, the
+        // source as an ancestor of the target, the target as an ancestor of the source, the same name, then the target's kind.
+        var source = Find(name);
         var local = targetKey == _key;
-        if (local && newName == name)
+        var targetGrain = local ? null : GrainFactory.GetGrain<IDirectoryGrain>(target);
+        var kind = source?.Kind ?? FsKind.File;
+        var check = targetGrain is null ? await CheckAdoptAsync(newName, kind, noReplace) : await targetGrain.CheckAdoptAsync(newName, kind, noReplace);
+        if (check.Status != FsStatus.Ok && (check.MissingDirectory is not null || check.Status is not (FsStatus.Exists or FsStatus.IsADirectory or FsStatus.NotADirectory or FsStatus.NotEmpty)))
         {
-            return Done(source);
+            // The target's directory is missing, not a directory, sharded or failing.
+            return check;
+        }
+
+        if (source is null)
+        {
+            return Refused(FsStatus.NotFound, name, "no such file or directory");
+        }
+
+        if (check.Status == FsStatus.Exists)
+        {
+            return check;
         }
 
         var from = RelativeOf(name);
@@ -548,8 +561,16 @@ internal sealed partial class DirectoryGrain
             return Refused(FsStatus.InvalidArgument, name, $"cannot move a directory into itself ({to})");
         }
 
-        var targetGrain = local ? null : GrainFactory.GetGrain<IDirectoryGrain>(target);
-        var check = targetGrain is null ? await CheckAdoptAsync(newName, source.Kind, noReplace) : await targetGrain.CheckAdoptAsync(newName, source.Kind, noReplace);
+        if (to != from && FsPath.IsSameOrBelow("/" + from, "/" + to))
+        {
+            return Refused(FsStatus.NotEmpty, name, $"cannot replace {to}, which holds it");
+        }
+
+        if (local && newName == name)
+        {
+            return Done(source);
+        }
+
         if (check.Status != FsStatus.Ok)
         {
             return check;
