@@ -83,19 +83,45 @@ public interface IDirectoryGrain : IGrainWithStringKey
     /// <summary>Silo-internal, for rmdir and rename: whether the directory has no children (and how it stands).</summary>
     [Alias("IsEmpty")]
     ValueTask<LookupResult> IsEmptyAsync();
+
+    /// <summary>Silo-internal, from the parent after rmdir, or after a rename moved a directory away from or onto this path: what
+    /// this directory (or shard) holds describes one that is no longer here. It drops its overlay and reservations, lists
+    /// under-storage afresh, and returns what it dropped, so that a rename can hand it to the directory's new path.</summary>
+    [Alias("Forget")]
+    ValueTask<ForgottenDirectory> ForgetAsync();
+
+    /// <summary>Silo-internal, rename's target side: takes the overlay entries a directory had at its old path (and its
+    /// made-by-GrainFS mark with <paramref name="created"/>). On the head of a sharded directory: Stale with the shard count, nothing taken.</summary>
+    [Alias("TakeOverlay")]
+    ValueTask<LookupResult> TakeOverlayAsync(FsEntry[] entries, bool created);
 }
+
+/// <summary>What a directory (or shard) dropped when it was told to forget itself.</summary>
+/// <param name="ShardCount">Its shard count (the head's; 1 for a shard): shards 1..N forget too.</param>
+/// <param name="Directories">The names of its child directories, whose own grains hold state of the same path.</param>
+/// <param name="Written">Its overlay entries that were not tombstones: written files, made directories, attributes.</param>
+/// <param name="Created">It was made by GrainFS (it exists where under-storage has no trace of it).</param>
+[GenerateSerializer, Immutable, Alias("grainfs.ForgottenDirectory")]
+public sealed record ForgottenDirectory(
+    [property: Id(0)] int ShardCount,
+    [property: Id(1)] string[] Directories,
+    [property: Id(2)] FsEntry[] Written,
+    [property: Id(3)] bool Created);
 
 /// <summary>The result of a lookup.</summary>
 /// <param name="Status">Ok, NotFound, NotADirectory (the parent is a file), IoError, Stale (remount happened).</param>
 /// <param name="Entry">The child when found.</param>
 /// <param name="ShardCount">How many shards the directory has (1 when unsharded), so the caller can go to the right shard next time.</param>
 /// <param name="Message">Why it failed, naming the path.</param>
+/// <param name="MissingDirectory">When the status (ENOENT, ENOTDIR) is about the directory itself rather than the child, that
+/// directory's path in its mount: the directory answered from its last listing, and its parent's entry for it decides.</param>
 [GenerateSerializer, Immutable, Alias("grainfs.LookupResult")]
 public sealed record LookupResult(
     [property: Id(0)] FsStatus Status,
     [property: Id(1)] FsEntry? Entry,
     [property: Id(2)] int ShardCount,
-    [property: Id(3)] string? Message);
+    [property: Id(3)] string? Message,
+    [property: Id(4)] string? MissingDirectory = null);
 
 /// <summary>A page of a directory listing.</summary>
 /// <param name="Status">Ok, NotFound, NotADirectory, IoError, Stale.</param>

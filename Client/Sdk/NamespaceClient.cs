@@ -140,6 +140,13 @@ public sealed class NamespaceClient
             }
 
             GrainFsMetrics.MetadataLatency.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds, new KeyValuePair<string, object?>("op", "stat"));
+            if (result.MissingDirectory is { Length: > 0 } missing)
+            {
+                // Not cached: the answer is the parent's, which a file made or removed at the parent's path changes.
+                var (status, message) = await ResolveMissingDirectoryAsync(mount, missing, result, cancellationToken).ConfigureAwait(false);
+                return FsResult<FsEntry>.Fail(status, message);
+            }
+
             if (result.Status is FsStatus.Ok or FsStatus.NotFound or FsStatus.NotADirectory)
             {
                 _cache.Put(resolved.Path, result.Status, result.Entry, TtlFor(mount), mount.Id);
@@ -187,6 +194,12 @@ public sealed class NamespaceClient
                 if (page.Status == FsStatus.Stale)
                 {
                     await _mounts.RefreshAsync(force: true, cancellationToken).ConfigureAwait(false);
+                }
+
+                if (page.Status is FsStatus.NotFound or FsStatus.NotADirectory && directory.Length > 0)
+                {
+                    var (status, message) = await ResolveMissingDirectoryAsync(mount, directory, new LookupResult(page.Status, null, 1, page.Message), cancellationToken).ConfigureAwait(false);
+                    return FsResult<DirectoryPage>.Fail(status, message);
                 }
 
                 return FsResult<DirectoryPage>.Fail(page.Status, page.Message ?? $"{resolved.Path}: {page.Status.Describe()}");
@@ -358,8 +371,31 @@ public sealed class NamespaceClient
                 continue;
             }
 
+            if (answer.MissingDirectory is { Length: > 0 } missing)
+            {
+                var (status, message) = await ResolveMissingDirectoryAsync(mount, missing, answer, CancellationToken.None).ConfigureAwait(false);
+                return answer with { Status = status, Message = message };
+            }
+
             return answer;
         }
+    }
+
+    /// <summary>
+    /// A directory grain that says it is missing or not a directory answers from its last listing, which a later change of
+    /// its parent (a file made or removed at its path) does not reach. Its parent's entry decides, as path resolution does
+    /// in the kernel: a path through a file is ENOTDIR, a path through nothing ENOENT.
+    /// </summary>
+    private async ValueTask<(FsStatus Status, string? Message)> ResolveMissingDirectoryAsync(MountInfo mount, string directory, LookupResult answer, CancellationToken cancellationToken)
+    {
+        var path = FsPath.Combine(mount.Path, directory);
+        var stat = await StatAsync(path, cancellationToken).ConfigureAwait(false);
+        if (stat.IsOk)
+        {
+            return stat.Value!.IsDirectory ? (answer.Status, answer.Message) : (FsStatus.NotADirectory, $"{path}: not a directory");
+        }
+
+        return stat.Status is FsStatus.NotFound or FsStatus.NotADirectory ? (stat.Status, stat.Message) : (answer.Status, answer.Message);
     }
 
     /// <summary>The key of the directory grain (shard) that holds <paramref name="name"/> of <paramref name="parent"/>, as far as this client knows.</summary>

@@ -211,7 +211,7 @@ internal sealed partial class DirectoryGrain
         var state = await EnsureFreshAsync();
         if (state.Status != FsStatus.Ok)
         {
-            return new LookupResult(state.Status, null, state.ShardCount, state.Message);
+            return Unavailable(state);
         }
 
         var snapshot = _snapshot!;
@@ -251,12 +251,8 @@ internal sealed partial class DirectoryGrain
             return refused;
         }
 
+        // open(2) with O_CREAT|O_EXCL is EEXIST for any existing name, a directory too; without O_EXCL a directory is EISDIR.
         var existing = Find(name);
-        if (existing is { IsDirectory: true })
-        {
-            return Refused(FsStatus.IsADirectory, name, "is a directory");
-        }
-
         if (exclusive)
         {
             var now = time.GetUtcNow().UtcDateTime;
@@ -266,6 +262,11 @@ internal sealed partial class DirectoryGrain
             }
 
             _reservations[name] = (writer, now + ReservationTime);
+        }
+
+        if (existing is { IsDirectory: true })
+        {
+            return Refused(FsStatus.IsADirectory, name, "is a directory");
         }
 
         return Done(existing);
@@ -435,6 +436,9 @@ internal sealed partial class DirectoryGrain
                 {
                     await RemoveDirectoryInStorageAsync(relative);
                 }
+
+                // Its grain still holds its listing (and its made-by-GrainFS mark): a later create inside would find it there.
+                await child.ForgetAsync();
             }
             else if (!WriteTag.IsWritten(existing.ETag) || existing.Persistence == Persistence.Persisted)
             {
@@ -528,21 +532,33 @@ internal sealed partial class DirectoryGrain
             return refused;
         }
 
-        if (Find(name) is not { } source)
-        {
-            return Refused(FsStatus.NotFound, name, "no such file or directory");
-        }
-
         var targetKey = DirectoryKey.Parse(target);
         if (targetKey.MountId != _key.MountId)
         {
             return Refused(FsStatus.CrossDevice, name, "a rename cannot cross mounts (copy, then remove)");
         }
 
+        // The errors come in the order of rename(2) (fs/namei.c): both parents resolved, the source, RENAME_NOREPLACE, the
+        // source as an ancestor of the target, the target as an ancestor of the source, the same name, then the target's kind.
+        var source = Find(name);
         var local = targetKey == _key;
-        if (local && newName == name)
+        var targetGrain = local ? null : GrainFactory.GetGrain<IDirectoryGrain>(target);
+        var kind = source?.Kind ?? FsKind.File;
+        var check = targetGrain is null ? await CheckAdoptAsync(newName, kind, noReplace) : await targetGrain.CheckAdoptAsync(newName, kind, noReplace);
+        if (check.Status != FsStatus.Ok && (check.MissingDirectory is not null || check.Status is not (FsStatus.Exists or FsStatus.IsADirectory or FsStatus.NotADirectory or FsStatus.NotEmpty)))
         {
-            return Done(source);
+            // The target's directory is missing, not a directory, sharded or failing.
+            return check;
+        }
+
+        if (source is null)
+        {
+            return Refused(FsStatus.NotFound, name, "no such file or directory");
+        }
+
+        if (check.Status == FsStatus.Exists)
+        {
+            return check;
         }
 
         var from = RelativeOf(name);
@@ -552,8 +568,16 @@ internal sealed partial class DirectoryGrain
             return Refused(FsStatus.InvalidArgument, name, $"cannot move a directory into itself ({to})");
         }
 
-        var targetGrain = local ? null : GrainFactory.GetGrain<IDirectoryGrain>(target);
-        var check = targetGrain is null ? await CheckAdoptAsync(newName, source.Kind, noReplace) : await targetGrain.CheckAdoptAsync(newName, source.Kind, noReplace);
+        if (to != from && FsPath.IsSameOrBelow("/" + from, "/" + to))
+        {
+            return Refused(FsStatus.NotEmpty, name, $"cannot replace {to}, which holds it");
+        }
+
+        if (local && newName == name)
+        {
+            return Done(source);
+        }
+
         if (check.Status != FsStatus.Ok)
         {
             return check;
@@ -572,6 +596,11 @@ internal sealed partial class DirectoryGrain
         if (inStorage is null)
         {
             return Refused(FsStatus.NotSupported, name, $"renaming a directory is not supported on {_mount!.Uri.Split(':')[0]} under-storage (copy it, then remove the old one)");
+        }
+
+        if (source.IsDirectory)
+        {
+            await MoveSubtreeAsync(from, to);
         }
 
         var moved = inStorage with { Name = newName };
@@ -640,6 +669,157 @@ internal sealed partial class DirectoryGrain
         return written
             ? source with { ETag = WriteTag.Persisted(source.ETag, record.ETag) }
             : source with { ETag = record.ETag, Size = record.Size, MtimeUtc = new DateTime(record.MtimeTicks, DateTimeKind.Utc) };
+    }
+
+    /// <summary>
+    /// After a directory moved in under-storage from <paramref name="from"/> to <paramref name="to"/>, level by level: each
+    /// directory grain (and shard) of the old path forgets what it held and hands its overlay (files not yet persisted, with
+    /// their uploads retargeted, made directories, attributes) to the same path under the new one, whose grains first forget
+    /// what they held from before (the listing of nothing, or of a directory since removed). Directory grains are keyed by
+    /// path, so a rename costs a few calls per directory moved.
+    /// </summary>
+    private async ValueTask MoveSubtreeAsync(string from, string to)
+    {
+        var pending = new Queue<string>();
+        pending.Enqueue(string.Empty);
+        while (pending.TryDequeue(out var below))
+        {
+            var oldPath = below.Length == 0 ? from : FsPath.CombineRelative(from, below);
+            var newPath = below.Length == 0 ? to : FsPath.CombineRelative(to, below);
+            var parts = await ForgetDirectoryAsync(oldPath);
+            await ForgetDirectoryAsync(newPath);
+            var written = parts.SelectMany(p => p.Written).ToArray();
+            foreach (var file in written)
+            {
+                if (!file.IsDirectory && file.Persistence is Persistence.Pending or Persistence.Failed && file.Holders is [var primary, ..])
+                {
+                    var target = FsPath.CombineRelative(newPath, file.Name);
+                    var retarget = await GrainFactory.GetGrain<IWorkerGrain>(primary).RetargetAsync(WriteTag.IdOf(file.ETag), target);
+                    if (retarget.Status != FsStatus.Ok)
+                    {
+                        LogBestEffortFailed(logger, target, "retarget the upload", retarget.Message ?? retarget.Status.ErrnoName());
+                    }
+                }
+            }
+
+            var head = GrainFactory.GetGrain<IDirectoryGrain>(new DirectoryKey(_key.MountId, 0, newPath).ToString());
+            var taken = await head.TakeOverlayAsync(written, parts[0].Created);
+            if (taken.Status == FsStatus.Stale && taken.ShardCount > 1)
+            {
+                foreach (var shard in written.GroupBy(e => DirectoryKey.ShardOf(e.Name, taken.ShardCount)))
+                {
+                    await GrainFactory.GetGrain<IDirectoryGrain>(new DirectoryKey(_key.MountId, shard.Key, newPath).ToString()).TakeOverlayAsync([.. shard], created: false);
+                }
+            }
+
+            foreach (var part in parts)
+            {
+                foreach (var child in part.Directories)
+                {
+                    pending.Enqueue(FsPath.CombineRelative(below, child));
+                }
+            }
+        }
+    }
+
+    /// <summary>Tells the directory at <paramref name="path"/> and its shards to forget themselves; what each dropped.</summary>
+    private async ValueTask<List<ForgottenDirectory>> ForgetDirectoryAsync(string path)
+    {
+        var head = await GrainFactory.GetGrain<IDirectoryGrain>(new DirectoryKey(_key.MountId, 0, path).ToString()).ForgetAsync();
+        var parts = new List<ForgottenDirectory> { head };
+        for (var shard = 1; head.ShardCount > 1 && shard <= head.ShardCount; shard++)
+        {
+            parts.Add(await GrainFactory.GetGrain<IDirectoryGrain>(new DirectoryKey(_key.MountId, shard, path).ToString()).ForgetAsync());
+        }
+
+        return parts;
+    }
+
+    public async ValueTask<ForgottenDirectory> ForgetAsync()
+    {
+        if (_mount is null)
+        {
+            return new ForgottenDirectory(1, [], [], false);
+        }
+
+        if (_sync is { IsCompleted: false } sync)
+        {
+            // A listing in flight would hold its snapshot after this forgets.
+            await sync;
+        }
+
+        var shards = IsHead ? _snapshot?.ShardCount ?? 1 : 1;
+        var directories = new List<string>();
+        var table = _snapshot?.Table;
+        for (var i = 0; table is not null && i < table.Count; i++)
+        {
+            if (table[i].Kind == EntryKind.Directory && !_overlay.ContainsKey(table.NameAt(i)))
+            {
+                directories.Add(table.NameAt(i));
+            }
+        }
+
+        var written = new List<FsEntry>();
+        foreach (var (name, entry) in _overlay)
+        {
+            if (name == CreatedMarker || entry.Deleted)
+            {
+                continue;
+            }
+
+            written.Add(ToEntry(entry));
+            if ((EntryKind)entry.Kind == EntryKind.Directory)
+            {
+                directories.Add(name);
+            }
+        }
+
+        var created = IsCreated;
+        foreach (var name in _overlay.Keys.ToList())
+        {
+            await store.RemoveOverlayAsync(_key.ToString(), name);
+        }
+
+        _overlay.Clear();
+        _overlayOrder = null;
+        _reservations.Clear();
+        if (IsHead)
+        {
+            // A new listing now, with a new generation (which the shards load when next asked).
+            await SyncOnceAsync();
+        }
+        else
+        {
+            Hold(null);
+        }
+
+        return new ForgottenDirectory(shards, [.. directories], [.. written], created);
+    }
+
+    public async ValueTask<LookupResult> TakeOverlayAsync(FsEntry[] entries, bool created)
+    {
+        if (_mount is null)
+        {
+            return new LookupResult(FsStatus.Stale, null, 1, $"mount {_key.MountId} no longer exists");
+        }
+
+        if (created)
+        {
+            await MarkCreatedAsync();
+        }
+
+        await EnsureFreshAsync();
+        if (IsHead && _snapshot is { ShardCount: > 1 } snapshot)
+        {
+            return new LookupResult(FsStatus.Stale, null, snapshot.ShardCount, $"{DisplayPath}: split into {snapshot.ShardCount} shards");
+        }
+
+        foreach (var entry in entries)
+        {
+            await PutAsync(entry);
+        }
+
+        return Done(null);
     }
 
     public async ValueTask<LookupResult> CheckAdoptAsync(string name, FsKind kind, bool noReplace)
@@ -746,7 +926,7 @@ internal sealed partial class DirectoryGrain
         var state = await EnsureFreshAsync();
         if (state.Status != FsStatus.Ok)
         {
-            return new LookupResult(state.Status, null, state.ShardCount, state.Message);
+            return Unavailable(state);
         }
 
         var table = _snapshot!.Table;

@@ -92,7 +92,7 @@ internal sealed partial class DirectoryGrain(
         if (state.Status != FsStatus.Ok)
         {
             Count(OpLookup, state.Status);
-            return new LookupResult(state.Status, null, state.ShardCount, state.Message);
+            return Unavailable(state);
         }
 
         var snapshot = _snapshot!;
@@ -346,6 +346,11 @@ internal sealed partial class DirectoryGrain(
         var needed = (entries + _options.TargetShardEntries - 1) / _options.TargetShardEntries;
         return (int)Math.Max(2, System.Numerics.BitOperations.RoundUpToPowerOf2((uint)needed));
     }
+
+    /// <summary>The answer when this directory cannot take the request: it is missing or not a directory (as its last listing
+    /// saw it, which a change of its parent does not reach, so the caller asks the parent), or its listing failed.</summary>
+    private LookupResult Unavailable(SyncState state) =>
+        new(state.Status, null, state.ShardCount, state.Message, state.Status is FsStatus.NotFound or FsStatus.NotADirectory ? _key.Path : null);
 
     private IUnderStorage Storage() => registry.Get(_mount!);
 
