@@ -14,6 +14,7 @@ public static class Program
             Console.WriteLine("       grainfs-bench cache [--big-mib 1024] [--small 10000] [--cold 1000] [--repeats 3] [--folder DIR] [--silo DLL]");
             Console.WriteLine("       grainfs-bench compare [--images 3000] [--large-mib 256] [--large-files 2] [--repeats 3] [--cold-repeats 2] [--readers 8] [--systems 'local disk,direct S3,GrainFS SDK,GrainFS FUSE,rclone,s3fs'] [--work DIR] [--out DIR]");
             Console.WriteLine("       grainfs-bench fuse [--small 10000] [--stat 100000] [--big-mib 1024] [--repeats 3] [--folder DIR] [--silo DLL] [--cli DLL]");
+            Console.WriteLine("       grainfs-bench write [--only throughput,close,persist,rate,checkpoint] [--write-size 512MiB] [--checkpoint-size 2GiB] [--close-size 4MiB] [--close-files 10] [--persist-size 256MiB] [--persist-files 8] [--persist-rate 20MiB] [--rate-size 256MiB] [--repeats 3] [--out DIR] [--silo DLL] [--cli DLL]");
             return args.Length == 0 ? 2 : 0;
         }
 
@@ -26,6 +27,7 @@ public static class Program
             "metadata" => await MetadataBenchmark.RunAsync(rest),
             "cache" => await CacheBenchmark.RunAsync(rest),
             "fuse" => await FuseBenchmark.RunAsync(rest),
+            "write" => await WriteBenchmark.RunAsync(rest),
             "compare" => await Compare.CompareBenchmark.RunAsync(rest),
             _ => Unknown(args[0]),
         };
@@ -33,7 +35,7 @@ public static class Program
 
     private static int Unknown(string name)
     {
-        Console.Error.WriteLine($"grainfs-bench: unknown benchmark '{name}' (known: metadata, cache, fuse, compare)");
+        Console.Error.WriteLine($"grainfs-bench: unknown benchmark '{name}' (known: metadata, cache, fuse, write, compare)");
         return 2;
     }
 }

@@ -492,6 +492,9 @@ public sealed partial class PersistQueue : BackgroundService
         finally
         {
             job.Uploading = false;
+
+            // A slot is free: the next waiting file starts now, not at the loop's next one-second tick.
+            _wake.Release();
         }
     }
 
