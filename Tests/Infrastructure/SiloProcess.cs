@@ -31,12 +31,38 @@ public sealed class SiloProcess : IAsyncDisposable
     public static Task<SiloProcess> StartAsync(string name, IEnumerable<string>? extraArgs = null, IReadOnlyDictionary<string, string?>? environment = null) =>
         StartAsync(name, new SiloProcessOptions { ExtraArgs = extraArgs ?? [], Environment = environment });
 
-    /// <summary>Starts a silo as <paramref name="options"/> say; waits until it reports it started.</summary>
+    /// <summary>
+    /// Starts a silo as <paramref name="options"/> say; waits until it reports it started. A port is free when it is
+    /// handed out, not necessarily when the silo binds it (another process may take it in between): a silo that fails
+    /// with "Address already in use" is started again on new ports, twice at most.
+    /// </summary>
     public static async Task<SiloProcess> StartAsync(string name, SiloProcessOptions options, CancellationToken cancellationToken = default)
     {
-        var gateway = Ports.Free();
         var data = options.Data ?? TestProcess.NewFolder($"silo-{name}");
         Directory.CreateDirectory(data);
+        for (var attempt = 1; ; attempt++)
+        {
+            var gateway = Ports.Free();
+            var process = Start(options, data, gateway);
+            try
+            {
+                await process.WaitForOutputAsync("GrainFS silo started", options.StartTimeout, cancellationToken).ConfigureAwait(false);
+                return new SiloProcess(process, gateway, data);
+            }
+            catch (InvalidOperationException) when (attempt < 3 && process.HasExited && process.Output.Contains("Address already in use", StringComparison.Ordinal))
+            {
+                await process.DisposeAsync().ConfigureAwait(false);
+            }
+            catch
+            {
+                await process.DisposeAsync().ConfigureAwait(false);
+                throw;
+            }
+        }
+    }
+
+    private static TestProcess Start(SiloProcessOptions options, string data, int gateway)
+    {
         var args = new List<string>
         {
             "--data", data,
@@ -59,18 +85,7 @@ public sealed class SiloProcess : IAsyncDisposable
             LogFile = options.LogFile,
             OnStandardError = options.ForwardStandardError ? line => Console.Error.WriteLine($"silo: {line}") : null,
         };
-        var process = TestProcess.StartDotnet(options.Dll ?? Repo.SiloDll, args, options.Environment, output);
-        try
-        {
-            await process.WaitForOutputAsync("GrainFS silo started", options.StartTimeout, cancellationToken).ConfigureAwait(false);
-        }
-        catch
-        {
-            await process.DisposeAsync().ConfigureAwait(false);
-            throw;
-        }
-
-        return new SiloProcess(process, gateway, data);
+        return TestProcess.StartDotnet(options.Dll ?? Repo.SiloDll, args, options.Environment, output);
     }
 
     private static string Text(int port) => port.ToString(CultureInfo.InvariantCulture);
