@@ -48,7 +48,7 @@ internal static partial class WriteBenchmark
             Size(args, "--rate-size", "256MiB"),
             args.Int("--repeats", 3));
         var only = args.Text("--only", "throughput,close,persist,rate,checkpoint").Split(',', StringSplitOptions.TrimEntries);
-        var output = args.Text("--out", Path.Combine(Repo.Root, "infra", "bench", "results"));
+        var output = args.Text("--out", Path.Combine(Repo.Root, "infra", "bench", "results", "write"));
         var work = TestProcess.NewFolder("write");
         var local = Path.Combine(work, "local");
         var ssd = Path.Combine(work, "ssd");
