@@ -392,37 +392,48 @@ public sealed partial class VirtualFileSystem
         }
 
         // A file being written takes the change into the version it commits (tar and cp -a set attributes before the close).
+        // The handle's gate orders this against its last close: a change after that close goes to the committed file.
         var handle = FindWrite(fh) ?? (_writing.TryGetValue(ino, out var writing) ? writing : null);
-        if (handle is { Writer: { IsClosed: false } writer })
+        if (handle is not null)
         {
-            var status = writer.SetAttributes(change);
-            if (status != FsStatus.Ok)
+            await handle.Gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+            try
             {
-                return FsResult<Attr>.Fail(status, $"{writer.Path}: {status.Describe()}");
+                if (handle.Writer is null && change.Size == 0 && handle.BaseSize > 0)
+                {
+                    // ftruncate(fd, 0) of a file opened for writing: the writes that follow make its new version.
+                    var created = await _client.CreateAsync(Inodes.PathOf(inode), new CreateOptions { Mode = inode.Entry.Mode, Uid = inode.Entry.Uid, Gid = inode.Entry.Gid }, cancellationToken).ConfigureAwait(false);
+                    if (!created.IsOk)
+                    {
+                        return Failed<Attr>(created.Status, created.Message, Inodes.PathOf(inode));
+                    }
+
+                    handle.Writer = created.Value!;
+                    _writing[ino] = handle;
+                }
+
+                if (handle.Writer is { IsClosed: false } writer)
+                {
+                    var status = writer.SetAttributes(change);
+                    if (status != FsStatus.Ok)
+                    {
+                        return FsResult<Attr>.Fail(status, $"{writer.Path}: {status.Describe()}");
+                    }
+
+                    inode.Entry = inode.Entry with
+                    {
+                        Mode = change.Mode is { } mode ? mode & 0xFFF : inode.Entry.Mode,
+                        Uid = change.Uid ?? inode.Entry.Uid,
+                        Gid = change.Gid ?? inode.Entry.Gid,
+                        MtimeUtc = change.MtimeUtc ?? inode.Entry.MtimeUtc,
+                    };
+                    return FsResult<Attr>.Ok(WritingAttr(inode) ?? AttrOf(inode));
+                }
             }
-
-            inode.Entry = inode.Entry with
+            finally
             {
-                Mode = change.Mode is { } mode ? mode & 0xFFF : inode.Entry.Mode,
-                Uid = change.Uid ?? inode.Entry.Uid,
-                Gid = change.Gid ?? inode.Entry.Gid,
-                MtimeUtc = change.MtimeUtc ?? inode.Entry.MtimeUtc,
-            };
-            return FsResult<Attr>.Ok(WritingAttr(inode) ?? AttrOf(inode));
-        }
-
-        if (handle is { Writer: null } && change.Size == 0 && handle.BaseSize > 0)
-        {
-            // ftruncate(fd, 0) of a file opened for writing: the writes that follow make its new version.
-            var created = await _client.CreateAsync(Inodes.PathOf(inode), new CreateOptions { Mode = inode.Entry.Mode, Uid = inode.Entry.Uid, Gid = inode.Entry.Gid }, cancellationToken).ConfigureAwait(false);
-            if (!created.IsOk)
-            {
-                return Failed<Attr>(created.Status, created.Message, Inodes.PathOf(inode));
+                handle.Gate.Release();
             }
-
-            handle.Writer = created.Value!;
-            _writing[ino] = handle;
-            return await SetAttrAsync(ino, handle.Id, change with { Size = null }, cancellationToken).ConfigureAwait(false);
         }
 
         var path = Inodes.PathOf(inode);
