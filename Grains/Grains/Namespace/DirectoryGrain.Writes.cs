@@ -444,6 +444,10 @@ internal sealed partial class DirectoryGrain
             {
                 await Storage().DeleteAsync(relative);
             }
+            else
+            {
+                await DeleteShadowedAsync(relative);
+            }
         }
         catch (UnderStorageException e)
         {
@@ -453,6 +457,27 @@ internal sealed partial class DirectoryGrain
         DropVersion(existing, deleteObject: true);
         await ForgetChildAsync(existing);
         return Done(existing);
+    }
+
+    /// <summary>
+    /// A file whose version is not in under-storage (MUST_CACHE, or an upload still pending) goes from its path: an older
+    /// version may be there (it replaced a persisted or listed file), which the next listing would bring back. Best effort:
+    /// the name is gone from GrainFS either way, and an under-storage that cannot take the delete only keeps that old copy.
+    /// </summary>
+    private async ValueTask DeleteShadowedAsync(string relative)
+    {
+        try
+        {
+            await Storage().DeleteAsync(relative);
+        }
+        catch (UnderStorageException e) when (e.Error != UnderStorageError.NotFound)
+        {
+            LogBestEffortFailed(logger, FsPath.Combine(_mount!.Path, relative), "delete the older version in under-storage", e.Message);
+        }
+        catch (UnderStorageException)
+        {
+            // Nothing there: nothing to come back.
+        }
     }
 
     private async ValueTask RemoveDirectoryInStorageAsync(string relative)
@@ -652,6 +677,7 @@ internal sealed partial class DirectoryGrain
                 }
             }
 
+            await DeleteShadowedAsync(from);
             return source;
         }
 

@@ -5,10 +5,12 @@ namespace GrainFs.Tests.Cluster;
 /// <summary>One namespace operation of a model-based test, on paths relative to the mount ("a/b").</summary>
 public abstract record NamespaceOp
 {
-    /// <summary>create, write all of <paramref name="Data"/> at offset 0, close (open(2) with O_CREAT, and O_EXCL when <paramref name="Exclusive"/>).</summary>
-    public sealed record Write(string Path, byte[] Data, bool Exclusive) : NamespaceOp
+    /// <summary>create, write all of <paramref name="Data"/> at offset 0, close (open(2) with O_CREAT, and O_EXCL when
+    /// <paramref name="Exclusive"/>), with a write type (which the namespace must not show).</summary>
+    public sealed record Write(string Path, byte[] Data, bool Exclusive, WriteType Type = WriteType.CacheThrough) : NamespaceOp
     {
-        public override string ToString() => $"write {Path} [{Convert.ToHexString(Data)}]{(Exclusive ? " exclusive" : string.Empty)}";
+        public override string ToString() =>
+            $"write {Path} [{Convert.ToHexString(Data)}]{(Exclusive ? " exclusive" : string.Empty)}{(Type == WriteType.CacheThrough ? string.Empty : " " + Type.Name())}";
     }
 
     /// <summary>mkdir(2).</summary>
@@ -44,13 +46,17 @@ public abstract record NamespaceOp
 public sealed class NamespaceModel(bool directoryRenames)
 {
     private readonly SortedDictionary<string, byte[]?> _entries = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, WriteType> _types = new(StringComparer.Ordinal);
 
     /// <summary>Every entry: path → bytes, null for a directory.</summary>
     public IReadOnlyDictionary<string, byte[]?> Entries => _entries;
 
+    /// <summary>How each file was last written (which decides whether it reaches under-storage).</summary>
+    public IReadOnlyDictionary<string, WriteType> WriteTypes => _types;
+
     public FsStatus Apply(NamespaceOp op) => op switch
     {
-        NamespaceOp.Write w => Write(w.Path, w.Data, w.Exclusive),
+        NamespaceOp.Write w => Write(w.Path, w.Data, w.Exclusive, w.Type),
         NamespaceOp.MakeDirectory m => MakeDirectory(m.Path),
         NamespaceOp.Rename r => Rename(r.From, r.To, r.NoReplace),
         NamespaceOp.Unlink u => Remove(u.Path, directory: false),
@@ -93,7 +99,7 @@ public sealed class NamespaceModel(bool directoryRenames)
 
     private static bool IsBelow(string path, string ancestor) => path.StartsWith(ancestor + "/", StringComparison.Ordinal);
 
-    private FsStatus Write(string path, byte[] data, bool exclusive)
+    private FsStatus Write(string path, byte[] data, bool exclusive, WriteType type)
     {
         var parent = ResolveParent(path);
         if (parent != FsStatus.Ok)
@@ -115,6 +121,7 @@ public sealed class NamespaceModel(bool directoryRenames)
         }
 
         _entries[path] = data;
+        _types[path] = type;
         return FsStatus.Ok;
     }
 
@@ -159,6 +166,7 @@ public sealed class NamespaceModel(bool directoryRenames)
         }
 
         _entries.Remove(path);
+        _types.Remove(path);
         return FsStatus.Ok;
     }
 
@@ -230,11 +238,16 @@ public sealed class NamespaceModel(bool directoryRenames)
         }
 
         _entries.Remove(to);
+        _types.Remove(to);
         foreach (var path in _entries.Keys.Where(k => k == from || IsBelow(k, from)).ToList())
         {
             var moved = to + path[from.Length..];
             _entries[moved] = _entries[path];
             _entries.Remove(path);
+            if (_types.Remove(path, out var type))
+            {
+                _types[moved] = type;
+            }
         }
 
         return FsStatus.Ok;
