@@ -31,21 +31,11 @@ public sealed class DataPortClient : IDisposable
     /// <summary>Reads <c>destination.Length</c> bytes of a block at <paramref name="offset"/> from the worker at <paramref name="endpoint"/> ("ip:port").</summary>
     public async ValueTask<DataPortResult> ReadAsync(string endpoint, BlockKey key, long offset, Memory<byte> destination, bool waitForFill, TimeSpan timeout, CancellationToken cancellationToken = default)
     {
-        var pool = _pools.GetOrAdd(endpoint, static _ => []);
-        if (!pool.TryTake(out var connection))
-        {
-            connection = await Connection.OpenAsync(endpoint, cancellationToken).ConfigureAwait(false);
-        }
-
+        var connection = await RentAsync(endpoint, cancellationToken).ConfigureAwait(false);
         try
         {
             var result = await connection.ReadAsync(key, offset, destination, waitForFill, timeout, cancellationToken).ConfigureAwait(false);
-            if (pool.Count < _maxIdlePerEndpoint)
-            {
-                pool.Add(connection);
-                connection = null;
-            }
-
+            connection = Return(endpoint, connection);
             return result;
         }
         finally
@@ -54,27 +44,34 @@ public sealed class DataPortClient : IDisposable
         }
     }
 
+    /// <summary>An idle pooled connection to <paramref name="endpoint"/>, or a new one.</summary>
+    private async ValueTask<Connection> RentAsync(string endpoint, CancellationToken cancellationToken) =>
+        _pools.GetOrAdd(endpoint, static _ => []).TryTake(out var idle) ? idle : await Connection.OpenAsync(endpoint, cancellationToken).ConfigureAwait(false);
+
+    /// <summary>Puts a connection that answered back in the pool; returns it when the pool is full (the caller disposes it), else null.</summary>
+    private Connection? Return(string endpoint, Connection connection)
+    {
+        var pool = _pools.GetOrAdd(endpoint, static _ => []);
+        if (pool.Count >= _maxIdlePerEndpoint)
+        {
+            return connection;
+        }
+
+        pool.Add(connection);
+        return null;
+    }
+
     /// <summary>
     /// Sends a written block (all of <paramref name="data"/>) to the worker at <paramref name="endpoint"/>; the answer comes
     /// once the block is synced on its write tier: Ok, NoSpace or Error with the worker's message.
     /// </summary>
     public async ValueTask<DataPortResult> WriteAsync(string endpoint, BlockKey key, ReadOnlyMemory<byte> data, TimeSpan timeout, CancellationToken cancellationToken = default)
     {
-        var pool = _pools.GetOrAdd(endpoint, static _ => []);
-        if (!pool.TryTake(out var connection))
-        {
-            connection = await Connection.OpenAsync(endpoint, cancellationToken).ConfigureAwait(false);
-        }
-
+        var connection = await RentAsync(endpoint, cancellationToken).ConfigureAwait(false);
         try
         {
             var result = await connection.WriteAsync(key, data, timeout, cancellationToken).ConfigureAwait(false);
-            if (pool.Count < _maxIdlePerEndpoint)
-            {
-                pool.Add(connection);
-                connection = null;
-            }
-
+            connection = Return(endpoint, connection);
             return result;
         }
         finally

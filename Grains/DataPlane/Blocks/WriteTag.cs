@@ -50,4 +50,17 @@ public static class WriteTag
         IsWritten(etag)
             ? BlockKey.FileId(underStorageUri, string.Empty, IdOf(etag), 0, blockSize)
             : BlockKey.FileId(underStorageUri, path, etag, size, blockSize);
+
+    /// <summary>The keys of every block of a written version of <paramref name="size"/> bytes.</summary>
+    public static BlockKey[] Keys(string underStorageUri, string etag, long size, int blockSize)
+    {
+        var file = FileId(underStorageUri, string.Empty, etag, size, blockSize);
+        var keys = new BlockKey[(int)((size + blockSize - 1) / blockSize)];
+        for (var i = 0; i < keys.Length; i++)
+        {
+            keys[i] = BlockKey.For(file, i);
+        }
+
+        return keys;
+    }
 }

@@ -343,14 +343,7 @@ internal sealed partial class DirectoryGrain
             return;
         }
 
-        var blockSize = _mount!.Options.BlockSize;
-        var file = WriteTag.FileId(_mount.Uri, string.Empty, old.ETag, old.Size, blockSize);
-        var count = (int)((old.Size + blockSize - 1) / blockSize);
-        var keys = new BlockKey[count];
-        for (var i = 0; i < count; i++)
-        {
-            keys[i] = BlockKey.For(file, i);
-        }
+        var keys = WriteTag.Keys(_mount!.Uri, old.ETag, old.Size, _mount.Options.BlockSize);
 
         foreach (var holder in holders)
         {
@@ -681,16 +674,7 @@ internal sealed partial class DirectoryGrain
             return source;
         }
 
-        EntryRecord record;
-        if (storage.Capabilities.HasFlag(UnderStorageCapabilities.AtomicRename))
-        {
-            record = await storage.RenameAsync(from, to);
-        }
-        else
-        {
-            record = await storage.CopyAsync(from, to);
-            await storage.DeleteAsync(from);
-        }
+        var record = await storage.MoveFileAsync(from, to);
 
         return written
             ? source with { ETag = WriteTag.Persisted(source.ETag, record.ETag) }

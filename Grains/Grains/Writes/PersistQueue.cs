@@ -82,17 +82,7 @@ public sealed partial class PersistQueue : BackgroundService
         return new PersistStatus(jobs.Count, jobs.Sum(j => j.Record.Size), jobs.Count(j => j.LastError is not null), _rate.BytesPerSecond, Interlocked.Read(ref _persistedBytes));
     }
 
-    private static BlockKey[] KeysOf(MountInfo mount, string writeTag, long size, int blockSize)
-    {
-        var file = WriteTag.FileId(mount.Uri, string.Empty, writeTag, size, blockSize);
-        var keys = new BlockKey[(int)((size + blockSize - 1) / blockSize)];
-        for (var i = 0; i < keys.Length; i++)
-        {
-            keys[i] = BlockKey.For(file, i);
-        }
-
-        return keys;
-    }
+    private static BlockKey[] KeysOf(MountInfo mount, string writeTag, long size, int blockSize) => WriteTag.Keys(mount.Uri, writeTag, size, blockSize);
 
     /// <summary>Seals a written file (see <see cref="IWorkerGrain.SealAsync"/>).</summary>
     public async Task<WriteOutcome> SealAsync(WriteSeal seal, CancellationToken cancellationToken)
@@ -428,15 +418,7 @@ public sealed partial class PersistQueue : BackgroundService
                 var target = job.Record.Path;
                 if (target != at)
                 {
-                    var moved = storage.Capabilities.HasFlag(UnderStorageCapabilities.AtomicRename)
-                        ? await storage.RenameAsync(at, target, cancellationToken).ConfigureAwait(false)
-                        : await storage.CopyAsync(at, target, cancellationToken).ConfigureAwait(false);
-                    if (!storage.Capabilities.HasFlag(UnderStorageCapabilities.AtomicRename))
-                    {
-                        await storage.DeleteAsync(at, cancellationToken).ConfigureAwait(false);
-                    }
-
-                    etag = moved.ETag;
+                    etag = (await storage.MoveFileAsync(at, target, cancellationToken).ConfigureAwait(false)).ETag;
                     at = target;
                 }
 

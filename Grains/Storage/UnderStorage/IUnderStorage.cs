@@ -71,6 +71,24 @@ public interface IUnderStorage : IAsyncDisposable
     ValueTask RemoveDirectoryAsync(string path, CancellationToken cancellationToken = default);
 }
 
+/// <summary>Operations built from the primitives of <see cref="IUnderStorage"/>.</summary>
+public static class UnderStorageExtensions
+{
+    /// <summary>Moves a file: one atomic rename where the adapter has it, else a (server-side) copy and a delete. The entry at its new path.</summary>
+    public static async ValueTask<EntryRecord> MoveFileAsync(this IUnderStorage storage, string source, string destination, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(storage);
+        if (storage.Capabilities.HasFlag(UnderStorageCapabilities.AtomicRename))
+        {
+            return await storage.RenameAsync(source, destination, cancellationToken).ConfigureAwait(false);
+        }
+
+        var copied = await storage.CopyAsync(source, destination, cancellationToken).ConfigureAwait(false);
+        await storage.DeleteAsync(source, cancellationToken).ConfigureAwait(false);
+        return copied;
+    }
+}
+
 /// <summary>What an under-storage's write side does natively.</summary>
 [Flags]
 public enum UnderStorageCapabilities
