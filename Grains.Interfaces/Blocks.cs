@@ -17,7 +17,7 @@ public sealed record BlockSource(
     [property: Id(2)] string ETag,
     [property: Id(3)] long FileSize,
     [property: Id(4)] int BlockSize,
-    [property: Id(5)] int Index)
+    [property: Id(5)] int Index) : IMountScoped
 {
     /// <summary>Offset of the block in the file.</summary>
     public long Offset => (long)Index * BlockSize;
@@ -49,22 +49,22 @@ public sealed record BlockLocation(
 public interface IBlockGrain : IGrainWithStringKey
 {
     /// <summary>Starts (or joins) the fill of the block on this silo's worker and says where to read it; returns before the fill completes.</summary>
-    [Alias("Fill")]
+    [Alias("Fill"), Access(Access.Read)]
     ValueTask<BlockLocation> FillAsync(BlockSource source);
 
     /// <summary>Discards the local copy (it failed its checksum at a reader) and fills it again.</summary>
-    [Alias("Refill")]
+    [Alias("Refill"), Access(Access.Read)]
     ValueTask<BlockLocation> RefillAsync(BlockSource source);
 
     /// <summary>Where the block is held, replicas included.</summary>
-    [Alias("GetState")]
+    [Alias("GetState"), Access(Access.Admin)]
     ValueTask<BlockState> GetStateAsync();
 
     /// <summary>
     /// Copies the (hot) block to the worker of <paramref name="targetSilo"/>, whose host reads it often, so that host
     /// reads it short-circuit. Bounded: at most <see cref="MaxReplicas"/> replicas per block.
     /// </summary>
-    [Alias("Replicate")]
+    [Alias("Replicate"), Access(Access.Read)]
     ValueTask<BlockLocation> ReplicateAsync(BlockSource source, string targetSilo);
 
     /// <summary>Silo-internal: the worker of <paramref name="silo"/> finished copying a replica asked for by <see cref="ReplicateAsync"/>.</summary>
@@ -157,26 +157,26 @@ public sealed record WorkerReport(
 public interface IWorkerGrain : IGrainWithStringKey
 {
     /// <summary>Tiers, usage and counters.</summary>
-    [Alias("Report")]
+    [Alias("Report"), Access(Access.Admin)]
     ValueTask<WorkerReport> GetReportAsync();
 
     /// <summary>
     /// Starts loading blocks that are not held (several fills at once, in the background) and applying pin/TTL to all of
     /// them; returns at once with the load's id, to follow with <see cref="WaitLoadAsync"/>.
     /// </summary>
-    [Alias("StartLoad")]
+    [Alias("StartLoad"), Access(Access.Admin, Audit = true)]
     ValueTask<long> StartLoadAsync(BlockSource[] blocks, bool? pin, DateTime? expiresUtc);
 
     /// <summary>Where a load stands, once it is done or after at most <paramref name="maxWaitMilliseconds"/> (capped at 10 s).</summary>
-    [Alias("WaitLoad")]
+    [Alias("WaitLoad"), Access(Access.Admin)]
     ValueTask<LoadStatus> WaitLoadAsync(long load, int maxWaitMilliseconds);
 
     /// <summary>Removes blocks from every tier of this worker.</summary>
-    [Alias("Free")]
+    [Alias("Free"), Access(Access.Admin, Audit = true)]
     ValueTask<BatchResult> FreeAsync(BlockKey[] keys);
 
     /// <summary>Changes pin and TTL of held blocks; null leaves a setting as it is.</summary>
-    [Alias("SetFlags")]
+    [Alias("SetFlags"), Access(Access.Admin, Audit = true)]
     ValueTask<BatchResult> SetFlagsAsync(BlockKey[] keys, bool? pin, DateTime? expiresUtc);
 
     /// <summary>
@@ -191,7 +191,7 @@ public interface IWorkerGrain : IGrainWithStringKey
     /// arrived), and a journal entry records the file (ASYNC_THROUGH, CACHE_THROUGH, THROUGH). CACHE_THROUGH and THROUGH are
     /// uploaded before this returns (THROUGH's blocks then freed); ASYNC_THROUGH is queued once committed.
     /// </summary>
-    [Alias("Seal")]
+    [Alias("Seal"), Access(Access.Write)]
     ValueTask<WriteOutcome> SealAsync(WriteSeal seal);
 
     /// <summary>The sealed file is committed (visible) at <paramref name="path"/>: its persist may start.</summary>
@@ -204,15 +204,15 @@ public interface IWorkerGrain : IGrainWithStringKey
 
     /// <summary>A written file was removed, replaced or aborted: its blocks go (unpersisted ones too) and its persist is cancelled;
     /// with <paramref name="deleteObject"/> an upload that completes anyway is removed from under-storage.</summary>
-    [Alias("DropWritten")]
-    ValueTask<WriteOutcome> DropWrittenAsync(string writeTag, BlockKey[] keys, bool deleteObject);
+    [Alias("DropWritten"), Access(Access.Write)]
+    ValueTask<WriteOutcome> DropWrittenAsync(long mountId, string writeTag, BlockKey[] keys, bool deleteObject);
 
     /// <summary>Where this worker's persist queue stands: files and bytes waiting, and the configured rate.</summary>
-    [Alias("PersistStatus")]
+    [Alias("PersistStatus"), Access(Access.Admin)]
     ValueTask<PersistStatus> GetPersistStatusAsync();
 
     /// <summary>Counts reads a short-circuit client served itself, so eviction knows the blocks are hot.</summary>
-    [Alias("RecordAccess"), Orleans.Concurrency.OneWay]
+    [Alias("RecordAccess"), Access(Access.Authenticated), Orleans.Concurrency.OneWay]
     Task RecordAccessAsync(BlockKey[] keys);
 }
 
@@ -245,7 +245,7 @@ public sealed record SiloInfo(
 public interface IClusterGrain : IGrainWithIntegerKey
 {
     /// <summary>The active silos.</summary>
-    [Alias("GetSilos")]
+    [Alias("GetSilos"), Access(Access.Authenticated)]
     ValueTask<SiloInfo[]> GetSilosAsync();
 }
 

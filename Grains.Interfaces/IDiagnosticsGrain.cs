@@ -8,7 +8,7 @@ namespace GrainFs;
 public interface IDiagnosticsGrain : IGrainWithIntegerKey
 {
     /// <summary>Memory and namespace counts; <paramref name="collect"/> runs a full compacting GC first.</summary>
-    [Alias("GetSilo")]
+    [Alias("GetSilo"), Access(Access.Admin)]
     ValueTask<SiloDiagnostics> GetSiloAsync(bool collect);
 }
 

@@ -13,11 +13,11 @@ public interface IDirectoryGrain : IGrainWithStringKey
     /// directory the answer is <see cref="FsStatus.Stale"/> with the shard count: ask shard
     /// <see cref="DirectoryKey.ShardOf"/>(name, count) instead.
     /// </summary>
-    [Alias("Lookup")]
+    [Alias("Lookup"), Access(Access.Read)]
     ValueTask<LookupResult> LookupAsync(string name);
 
     /// <summary>A page of children in name order (UTF-8 byte order), starting after <paramref name="after"/> (null for the first page).</summary>
-    [Alias("List")]
+    [Alias("List"), Access(Access.Read)]
     ValueTask<ListPage> ListAsync(string? after, int maxEntries);
 
     /// <summary>Silo-internal, on the head of a sharded directory: re-lists under-storage if the
@@ -32,33 +32,33 @@ public interface IDirectoryGrain : IGrainWithStringKey
     /// <summary>A writer is about to create <paramref name="name"/>: checks it can (EISDIR, EEXIST when <paramref name="exclusive"/>
     /// and it exists or another exclusive creator holds it) and, when exclusive, holds the name for <paramref name="writer"/> until its commit.
     /// The entry is the existing one, if any.</summary>
-    [Alias("Reserve")]
+    [Alias("Reserve"), Access(Access.Write)]
     ValueTask<LookupResult> ReserveAsync(string name, string writer, bool exclusive);
 
     /// <summary>Makes a written file visible: from now on every lookup returns <paramref name="entry"/> (the last commit wins; an exclusive
     /// commit wins only if its writer holds the name). The version it replaces is freed.</summary>
-    [Alias("Commit")]
+    [Alias("Commit"), Access(Access.Write)]
     ValueTask<LookupResult> CommitAsync(string name, FsEntry entry, string writer, bool exclusive);
 
     /// <summary>Drops a reservation of <paramref name="writer"/> (the write was aborted).</summary>
-    [Alias("Unreserve")]
+    [Alias("Unreserve"), Access(Access.Write)]
     ValueTask UnreserveAsync(string name, string writer);
 
     /// <summary>Makes the child directory <paramref name="name"/> (and its "dir/" marker on an object store).</summary>
-    [Alias("MakeDirectory")]
+    [Alias("MakeDirectory"), Access(Access.Write)]
     ValueTask<LookupResult> MakeDirectoryAsync(string name, int mode, int uid, int gid);
 
     /// <summary>Removes a file (<paramref name="directory"/> false, unlink) or an empty directory (rmdir) from GrainFS and under-storage.</summary>
-    [Alias("Remove")]
+    [Alias("Remove"), Access(Access.Write)]
     ValueTask<LookupResult> RemoveAsync(string name, bool directory);
 
     /// <summary>Sets mode, owner, group or mtime (kept in GrainFS metadata), or truncates to 0 (a new, empty version).</summary>
-    [Alias("SetAttributes")]
+    [Alias("SetAttributes"), Access(Access.Write)]
     ValueTask<LookupResult> SetAttributesAsync(string name, AttributeChange change);
 
     /// <summary>Renames the child <paramref name="name"/> to <paramref name="newName"/> in the directory <paramref name="target"/> (a
     /// <see cref="DirectoryKey"/> of the same mount, already routed to the shard of <paramref name="newName"/>).</summary>
-    [Alias("Rename")]
+    [Alias("Rename"), Access(Access.Write)]
     ValueTask<LookupResult> RenameAsync(string name, string target, string newName, bool noReplace);
 
     /// <summary>Silo-internal, rename's target side: checks <paramref name="name"/> may take an entry of <paramref name="kind"/> (EEXIST with
@@ -87,12 +87,12 @@ public interface IDirectoryGrain : IGrainWithStringKey
     /// <summary>Silo-internal, from the parent after rmdir, or after a rename moved a directory away from or onto this path: what
     /// this directory (or shard) holds describes one that is no longer here. It drops its overlay and reservations, lists
     /// under-storage afresh, and returns what it dropped, so that a rename can hand it to the directory's new path.</summary>
-    [Alias("Forget")]
+    [Alias("Forget"), Access(Access.Admin)]
     ValueTask<ForgottenDirectory> ForgetAsync();
 
     /// <summary>Silo-internal, rename's target side: takes the overlay entries a directory had at its old path (and its
     /// made-by-GrainFS mark with <paramref name="created"/>). On the head of a sharded directory: Stale with the shard count, nothing taken.</summary>
-    [Alias("TakeOverlay")]
+    [Alias("TakeOverlay"), Access(Access.Admin)]
     ValueTask<LookupResult> TakeOverlayAsync(FsEntry[] entries, bool created);
 }
 

@@ -11,20 +11,20 @@ public interface IMountTableGrain : IGrainWithIntegerKey
     public const long Key = 0;
 
     /// <summary>The table, with secrets redacted.</summary>
-    [Alias("GetTable")]
+    [Alias("GetTable"), Access(Access.Authenticated)]
     ValueTask<MountTableSnapshot> GetTableAsync();
 
     /// <summary>The table's version, for a cheap staleness check.</summary>
-    [Alias("GetVersion")]
+    [Alias("GetVersion"), Access(Access.Authenticated)]
     ValueTask<long> GetVersionAsync();
 
     /// <summary>Mounts an under-storage URI. Refuses nested or overlapping mount points, bad paths,
     /// unsupported URIs, unknown options and unreachable under-storage, with a message naming the problem.</summary>
-    [Alias("Mount")]
+    [Alias("Mount"), Access(Access.Admin, Audit = true)]
     ValueTask<MountResult> MountAsync(MountRequest request);
 
     /// <summary>Removes the mount at <paramref name="path"/> and forgets its cached metadata.</summary>
-    [Alias("Unmount")]
+    [Alias("Unmount"), Access(Access.Admin, Audit = true)]
     ValueTask<MountResult> UnmountAsync(string path);
 
     /// <summary>Silo-internal: the full mount record, credentials included, for the grains that talk to its under-storage.

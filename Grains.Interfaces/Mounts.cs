@@ -14,6 +14,8 @@ namespace GrainFs;
 /// <param name="QuotaBytes">The most bytes of files written through GrainFS the mount may hold (0: no limit); over it, EDQUOT.</param>
 /// <param name="QuotaFiles">The most files written through GrainFS the mount may hold (0: no limit).</param>
 /// <param name="WriteReplicas">Synced copies of an ASYNC_THROUGH file's blocks, on write workers of different hosts, before a close returns (1 or 2).</param>
+/// <param name="Readers">Identities that may read the mount (option readers=a:b, * for every authenticated identity); null or empty: admins only.</param>
+/// <param name="Writers">Identities that may write (and read) the mount (option writers=); null or empty: admins only.</param>
 [GenerateSerializer, Immutable, Alias("grainfs.MountOptions")]
 public sealed record MountOptions(
     [property: Id(0)] bool ReadOnly,
@@ -26,7 +28,9 @@ public sealed record MountOptions(
     [property: Id(7)] WriteType WriteType = WriteType.AsyncThrough,
     [property: Id(8)] long QuotaBytes = 0,
     [property: Id(9)] long QuotaFiles = 0,
-    [property: Id(10)] int WriteReplicas = 1)
+    [property: Id(10)] int WriteReplicas = 1,
+    [property: Id(11)] IReadOnlyList<string>? Readers = null,
+    [property: Id(12)] IReadOnlyList<string>? Writers = null)
 {
     /// <summary>The default block size: 4 MiB.</summary>
     public const int DEFAULT_BLOCK_SIZE = 4 * 1024 * 1024;

@@ -23,11 +23,11 @@ public interface INamespaceWatchGrain : IGrainWithIntegerKey
     public static readonly TimeSpan SubscriptionLifetime = TimeSpan.FromMinutes(3);
 
     /// <summary>Subscribes (or renews) an observer.</summary>
-    [Alias("Subscribe")]
+    [Alias("Subscribe"), Access(Access.Authenticated)]
     ValueTask SubscribeAsync(INamespaceObserver observer);
 
     /// <summary>Ends a subscription.</summary>
-    [Alias("Unsubscribe")]
+    [Alias("Unsubscribe"), Access(Access.Authenticated)]
     ValueTask UnsubscribeAsync(INamespaceObserver observer);
 
     /// <summary>Silo-internal, from directories: these paths changed.</summary>

@@ -119,7 +119,7 @@ public sealed record WriteSeal(
     [property: Id(4)] int BlockSize,
     [property: Id(5)] WriteType WriteType,
     [property: Id(6)] bool Final = true,
-    [property: Id(7)] string? Primary = null);
+    [property: Id(7)] string? Primary = null) : IMountScoped;
 
 /// <summary>The outcome of a write-side call.</summary>
 /// <param name="Status">Ok, or the errno (ENOSPC, EDQUOT, EIO, …).</param>
@@ -143,14 +143,14 @@ public sealed record WriteOutcome(
 public interface IMountUsageGrain : IGrainWithIntegerKey
 {
     /// <summary>Takes <paramref name="bytes"/> and <paramref name="files"/> of the quota; EDQUOT (nothing taken) when they do not fit.</summary>
-    [Alias("Reserve")]
+    [Alias("Reserve"), Access(Access.Write)]
     ValueTask<WriteOutcome> ReserveAsync(long bytes, long files);
 
     /// <summary>Gives back bytes and files (a write aborted, a written file removed or replaced).</summary>
-    [Alias("Release")]
+    [Alias("Release"), Access(Access.Write)]
     ValueTask ReleaseAsync(long bytes, long files);
 
     /// <summary>Bytes and files held now.</summary>
-    [Alias("Get")]
+    [Alias("Get"), Access(Access.Read)]
     ValueTask<(long Bytes, long Files)> GetAsync();
 }

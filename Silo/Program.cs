@@ -102,6 +102,10 @@ public static class Program
         {
             return Fail(1, $"GrainFs:DataPort = {silo.DataPort}: cannot listen ({e.Message})");
         }
+        catch (GrainFs.DataPlane.Security.CredentialException e)
+        {
+            return Fail(2, $"{SettingNames.Credentials.Key}: {e.Message}");
+        }
 
         IHost host;
         if (web is not null)

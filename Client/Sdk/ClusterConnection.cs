@@ -42,8 +42,21 @@ internal sealed class ClusterConnection : IAsyncDisposable
 
         var deadline = Stopwatch.StartNew();
         var attempts = 0;
+
+        ClientSession session;
+        try
+        {
+            session = new ClientSession(GrainFs.DataPlane.Security.ClusterTrust.Open(options.Credentials, options.ClusterId, GrainFs.DataPlane.Security.IdentityKind.Client), options.ClusterId);
+        }
+        catch (GrainFs.DataPlane.Security.CredentialException e)
+        {
+            throw new GrainFsConnectException($"credentials refused: {e.Message}", e);
+        }
+
         builder.UseOrleansClient(client =>
         {
+            client.UseGrainFsSecurity(session);
+
             client.Configure<ClusterOptions>(o =>
             {
                 o.ClusterId = options.ClusterId;
@@ -63,10 +76,10 @@ internal sealed class ClusterConnection : IAsyncDisposable
                 client.UseLocalhostClustering(options.GatewayPort, serviceId: options.ClusterId, clusterId: options.ClusterId);
             }
 
-            client.UseConnectionRetryFilter(async (_, ct) =>
+            client.UseConnectionRetryFilter(async (failure, ct) =>
             {
                 attempts++;
-                if (deadline.Elapsed >= options.ConnectTimeout)
+                if (deadline.Elapsed >= options.ConnectTimeout || session.LastRefusal is not null || Refused(failure) is not null)
                 {
                     return false;
                 }
@@ -87,10 +100,40 @@ internal sealed class ClusterConnection : IAsyncDisposable
             var where = options.Cluster is null
                 ? string.Create(CultureInfo.InvariantCulture, $"the embedded silo at 127.0.0.1:{options.GatewayPort}")
                 : $"the cluster '{options.ClusterId}' in {DescribeConnection(options.Cluster)}";
+            if ((session.LastRefusal ?? Refused(e)) is { } refusal)
+            {
+                throw new GrainFsConnectException($"{where} refused this client: {refusal}", e);
+            }
+
             throw new GrainFsConnectException($"cannot reach {where} within {options.ConnectTimeout.TotalSeconds:0} s: {Innermost(e).Message}", e);
         }
 
+        try
+        {
+            // Log in now, so that a refused identity fails here with its reason rather than on the first call.
+            await session.TokenAsync(host.Services.GetRequiredService<IClusterClient>()).ConfigureAwait(false);
+        }
+        catch (GrainFsAccessDeniedException e)
+        {
+            host.Dispose();
+            throw new GrainFsConnectException($"the cluster refused this client's credentials ({session.Trust.Folder}): {e.Message}", e);
+        }
+
         return new ClusterConnection(host.Services.GetRequiredService<IClusterClient>(), host, loggerFactory ?? host.Services.GetService<ILoggerFactory>());
+    }
+
+    // A TLS handshake the silo aborted: the client's certificate is not one the cluster accepts.
+    private static string? Refused(Exception? e)
+    {
+        for (var inner = e; inner is not null; inner = inner.InnerException)
+        {
+            if (inner is System.Security.Authentication.AuthenticationException)
+            {
+                return $"TLS authentication failed ({inner.Message}); the credentials are not this cluster's";
+            }
+        }
+
+        return null;
     }
 
     private static string DescribeConnection(string connection)

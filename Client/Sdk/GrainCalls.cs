@@ -13,6 +13,11 @@ internal sealed partial class GrainCalls(IGrainFactory grains, ILogger logger)
         {
             return FsResult<T>.Ok(await call().ConfigureAwait(false));
         }
+        catch (GrainFsAccessDeniedException e)
+        {
+            LogCallFailed(logger, what, e.Message);
+            return FsResult<T>.Fail(FsStatus.AccessDenied, $"{what}: {e.Message}");
+        }
         catch (TimeoutException e)
         {
             LogCallFailed(logger, what, e.Message);

@@ -32,6 +32,9 @@ public sealed class GrainFsClientOptions
     /// <summary>PostgreSQL cluster (Npgsql connection string), or null for the embedded localhost silo.</summary>
     public string? Cluster { get; set; }
 
+    /// <summary>The credentials folder (null: the cluster's default under ~/.grainfs/credentials, created on first use).</summary>
+    public string? Credentials { get; set; }
+
     /// <summary>Cluster id.</summary>
     public string ClusterId { get; set; } = DEFAULT_CLUSTER_ID;
 

@@ -604,10 +604,10 @@ public sealed partial class GrainFsWriter
         {
             if (keys.Length > 0)
             {
-                await _client.Grains.GetGrain<IWorkerGrain>(_worker.Name).DropWrittenAsync(Tag, keys, deleteObject: false).ConfigureAwait(false);
+                await _client.Grains.GetGrain<IWorkerGrain>(_worker.Name).DropWrittenAsync(_mount.Id, Tag, keys, deleteObject: false).ConfigureAwait(false);
                 if (_standby is not null)
                 {
-                    await _client.Grains.GetGrain<IWorkerGrain>(_standby.Name).DropWrittenAsync(Tag, keys, deleteObject: false).ConfigureAwait(false);
+                    await _client.Grains.GetGrain<IWorkerGrain>(_standby.Name).DropWrittenAsync(_mount.Id, Tag, keys, deleteObject: false).ConfigureAwait(false);
                 }
             }
 

@@ -16,6 +16,10 @@ public static class SettingNames
     public static readonly Setting Cluster = new("--cluster", "GrainFs:Cluster", "GRAINFS_CLUSTER",
         "PostgreSQL cluster as an Npgsql connection string (absent: the embedded localhost silo)");
 
+    /// <summary>The folder of this node's credentials (CA bundle, identity certificate and key, cluster key on silos).</summary>
+    public static readonly Setting Credentials = new("--credentials", "GrainFs:Credentials", "GRAINFS_CREDENTIALS",
+        "credentials folder made by 'grainfs certs' (default ~/.grainfs/credentials/<cluster-id>, created on first use)");
+
     /// <summary>The cluster id shared by silos and clients of one cluster.</summary>
     public static readonly Setting ClusterId = new("--cluster-id", "GrainFs:ClusterId", "GRAINFS_CLUSTER_ID",
         "cluster id (default grainfs); silos and clients of one cluster share it");
@@ -87,10 +91,10 @@ public static class SettingNames
 
     /// <summary>Settings the silo reads.</summary>
     public static readonly IReadOnlyList<Setting> SiloSettings =
-        [Cluster, ClusterId, Data, SiloPort, GatewayPort, DashboardPort, MetricsPort, Host, Roles, Advertise, SiloName, Telemetry, DataPort, Tier, CachePolicy, WriteTier, PersistRate, PersistParallel];
+        [Cluster, ClusterId, Credentials, Data, SiloPort, GatewayPort, DashboardPort, MetricsPort, Host, Roles, Advertise, SiloName, Telemetry, DataPort, Tier, CachePolicy, WriteTier, PersistRate, PersistParallel];
 
     /// <summary>Settings every client command reads.</summary>
-    public static readonly IReadOnlyList<Setting> ClientSettings = [Cluster, ClusterId, GatewayPort, Host];
+    public static readonly IReadOnlyList<Setting> ClientSettings = [Cluster, ClusterId, Credentials, GatewayPort, Host];
 
     /// <summary>
     /// Reads <paramref name="allowed"/> flags out of <paramref name="args"/> ("--flag value" or "--flag=value") into

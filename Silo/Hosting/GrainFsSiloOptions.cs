@@ -54,6 +54,9 @@ public sealed class GrainFsSiloOptions
     /// <summary>True when the silo joins a PostgreSQL cluster.</summary>
     public bool IsCluster => Cluster is not null;
 
+    /// <summary>The credentials folder (null: the cluster's default under ~/.grainfs/credentials, created on first use).</summary>
+    public string? Credentials { get; set; }
+
     /// <summary>Cluster id (and service id).</summary>
     public string ClusterId { get; set; } = DEFAULT_CLUSTER_ID;
 

@@ -69,7 +69,7 @@ internal sealed class WorkerGrain(BlockFiller filler, WorkerJobs jobs, LocalSilo
 
     public ValueTask<WriteOutcome> RetargetAsync(string writeTag, string path) => ValueTask.FromResult(persist.Retarget(writeTag, path));
 
-    public async ValueTask<WriteOutcome> DropWrittenAsync(string writeTag, BlockKey[] keys, bool deleteObject) =>
+    public async ValueTask<WriteOutcome> DropWrittenAsync(long mountId, string writeTag, BlockKey[] keys, bool deleteObject) =>
         await persist.DropAsync(writeTag, keys, deleteObject);
 
     public ValueTask<PersistStatus> GetPersistStatusAsync() => ValueTask.FromResult(persist.Status());

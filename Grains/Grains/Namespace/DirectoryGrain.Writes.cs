@@ -347,7 +347,7 @@ internal sealed partial class DirectoryGrain
 
         foreach (var holder in holders)
         {
-            Forget(GrainFactory.GetGrain<IWorkerGrain>(holder).DropWrittenAsync(WriteTag.IdOf(old.ETag), keys, deleteObject), $"free {old.Name} on {holder}");
+            Forget(GrainFactory.GetGrain<IWorkerGrain>(holder).DropWrittenAsync(_key.MountId, WriteTag.IdOf(old.ETag), keys, deleteObject), $"free {old.Name} on {holder}");
         }
     }
 

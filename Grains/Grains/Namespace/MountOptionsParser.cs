@@ -8,7 +8,7 @@ namespace GrainFs.Grains.Namespace;
 public static class MountOptionsParser
 {
     /// <summary>Option keys every mount understands.</summary>
-    public static readonly IReadOnlyList<string> CommonKeys = ["readonly", "sync-interval", "owner", "group", "mode", "block-size", "write-type", "quota-bytes", "quota-files", "write-replicas"];
+    public static readonly IReadOnlyList<string> CommonKeys = ["readonly", "sync-interval", "owner", "group", "mode", "block-size", "write-type", "quota-bytes", "quota-files", "write-replicas", "readers", "writers"];
 
     /// <summary>Parses options for a mount of <paramref name="scheme"/> (a built-in under-storage); false with a message naming the option and value.</summary>
     public static bool TryParse(string scheme, IReadOnlyDictionary<string, string> raw, out MountOptions options, out string? error) =>
@@ -25,6 +25,7 @@ public static class MountOptionsParser
         var writeType = WriteType.AsyncThrough;
         long quotaBytes = 0, quotaFiles = 0;
         var writeReplicas = 1;
+        IReadOnlyList<string>? readers = null, writers = null;
         var properties = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var (rawKey, rawValue) in raw)
         {
@@ -112,6 +113,24 @@ public static class MountOptionsParser
                     }
 
                     break;
+                case "readers":
+                case "writers":
+                    if (!TryParseNames(value, out var names, out var namesError))
+                    {
+                        error = $"option {key}: {namesError}";
+                        return false;
+                    }
+
+                    if (key == "readers")
+                    {
+                        readers = names;
+                    }
+                    else
+                    {
+                        writers = names;
+                    }
+
+                    break;
                 case "mode":
                     if (!TryParseMode(value, out var bits))
                     {
@@ -140,7 +159,7 @@ public static class MountOptionsParser
             }
         }
 
-        options = new MountOptions(readOnly, sync, owner, group, mode, properties, blockSize, writeType, quotaBytes, quotaFiles, writeReplicas);
+        options = new MountOptions(readOnly, sync, owner, group, mode, properties, blockSize, writeType, quotaBytes, quotaFiles, writeReplicas, readers, writers);
         error = null;
         return true;
     }
@@ -179,6 +198,40 @@ public static class MountOptionsParser
         return true;
     }
 
+    /// <summary>
+    /// Parses an access list: identity names separated by ':' (certificate common names), or '*' for every authenticated
+    /// identity; empty means nobody but admins.
+    /// </summary>
+    public static bool TryParseNames(string text, out IReadOnlyList<string> names, out string? error)
+    {
+        var list = new List<string>();
+        foreach (var name in text.Split(':', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+        {
+            if (name != "*")
+            {
+                try
+                {
+                    GrainFs.DataPlane.Security.CertificateAuthority.ValidateName(name);
+                }
+                catch (GrainFs.DataPlane.Security.CredentialException e)
+                {
+                    names = [];
+                    error = e.Message;
+                    return false;
+                }
+            }
+
+            if (!list.Contains(name, StringComparer.Ordinal))
+            {
+                list.Add(name);
+            }
+        }
+
+        names = list;
+        error = null;
+        return true;
+    }
+
     private static bool TryParseMode(string text, out int mode)
     {
         mode = 0;
@@ -210,6 +263,12 @@ public static class MountOptionsParser
         Mode = options.Mode,
         Properties = new Dictionary<string, string>(options.Properties),
         BlockSize = options.BlockSize,
+        WriteType = WriteTypes.Name(options.WriteType),
+        QuotaBytes = options.QuotaBytes,
+        QuotaFiles = options.QuotaFiles,
+        WriteReplicas = options.WriteReplicas,
+        Readers = options.Readers is null ? null : [.. options.Readers],
+        Writers = options.Writers is null ? null : [.. options.Writers],
     });
 
     /// <summary>Options from the metadata store's JSON.</summary>
@@ -217,7 +276,10 @@ public static class MountOptionsParser
     {
         var document = JsonSerializer.Deserialize<OptionsDocument>(json) ?? new OptionsDocument();
         return new MountOptions(document.ReadOnly, document.SyncIntervalSeconds, document.Owner, document.Group, document.Mode,
-            document.Properties ?? new Dictionary<string, string>(), document.BlockSize > 0 ? document.BlockSize : MountOptions.DEFAULT_BLOCK_SIZE);
+            document.Properties ?? new Dictionary<string, string>(), document.BlockSize > 0 ? document.BlockSize : MountOptions.DEFAULT_BLOCK_SIZE,
+            document.WriteType is { } type && WriteTypes.TryParse(type, out var writeType) ? writeType : WriteType.AsyncThrough,
+            document.QuotaBytes, document.QuotaFiles, document.WriteReplicas is 1 or 2 ? document.WriteReplicas : 1,
+            document.Readers, document.Writers);
     }
 
     private sealed class OptionsDocument
@@ -235,5 +297,17 @@ public static class MountOptionsParser
         public Dictionary<string, string>? Properties { get; set; }
 
         public int BlockSize { get; set; } = MountOptions.DEFAULT_BLOCK_SIZE;
+
+        public string? WriteType { get; set; }
+
+        public long QuotaBytes { get; set; }
+
+        public long QuotaFiles { get; set; }
+
+        public int WriteReplicas { get; set; } = 1;
+
+        public List<string>? Readers { get; set; }
+
+        public List<string>? Writers { get; set; }
     }
 }

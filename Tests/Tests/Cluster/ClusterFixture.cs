@@ -70,6 +70,7 @@ public class ClusterFixture : IAsyncLifetime
         }
 
         builder.AddSiloBuilderConfigurator<GrainFsTestSiloConfigurator>();
+        builder.AddClientBuilderConfigurator<GrainFsTestClientConfigurator>();
         var cluster = builder.Build();
         await cluster.DeployAsync();
         return cluster;
@@ -94,6 +95,13 @@ public class ClusterFixture : IAsyncLifetime
         await Cluster.StopAllSilosAsync();
         await Cluster.DisposeAsync();
     }
+}
+
+/// <summary>The test cluster's client logs in as the tests' user does with the CLI: the default admin credentials of cluster id grainfs.</summary>
+public sealed class GrainFsTestClientConfigurator : IClientBuilderConfigurator
+{
+    public void Configure(Microsoft.Extensions.Configuration.IConfiguration configuration, IClientBuilder clientBuilder) =>
+        clientBuilder.UseGrainFsSecurity(null, GrainFsClientOptions.DEFAULT_CLUSTER_ID);
 }
 
 /// <summary>

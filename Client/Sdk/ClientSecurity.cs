@@ -1,0 +1,118 @@
+using System.Security.Authentication;
+using System.Security.Cryptography;
+using GrainFs.DataPlane.Security;
+using Microsoft.Extensions.DependencyInjection;
+using Orleans.Configuration;
+using Orleans.Connections.Security;
+
+namespace GrainFs.Client;
+
+/// <summary>
+/// A client's side of the trust model: mutual TLS 1.3 to the gateways with its certificate, and a session token on every
+/// grain call, got by a login that proves its certificate's key and renewed at half its life.
+/// </summary>
+public static class ClientSecurityExtensions
+{
+    /// <summary>
+    /// Adds TLS and sessions to an Orleans client with the credentials in <paramref name="credentials"/> (null: the
+    /// cluster's default folder, created on first use). Throws <see cref="CredentialException"/> naming a missing or unsafe file.
+    /// </summary>
+    public static IClientBuilder UseGrainFsSecurity(this IClientBuilder builder, string? credentials, string clusterId) =>
+        builder.UseGrainFsSecurity(new ClientSession(ClusterTrust.Open(credentials, clusterId, IdentityKind.Client), clusterId));
+
+    /// <summary>Adds TLS and sessions to an Orleans client for <paramref name="session"/>.</summary>
+    public static IClientBuilder UseGrainFsSecurity(this IClientBuilder builder, ClientSession session)
+    {
+        var trust = session.Trust;
+        builder.Services.AddSingleton(session);
+        builder.AddOutgoingGrainCallFilter<SessionCallFilter>();
+        builder.Configure<ClientConnectionOptions>(connections => connections.ConfigureConnection(c => c.UseClientTls(new TlsOptions
+        {
+            LocalCertificate = trust.Certificate,
+            LocalClientCertificateSelector = (_, _, _, _, _) => trust.Certificate,
+            RemoteCertificateMode = RemoteCertificateMode.RequireCertificate,
+            ClientCertificateMode = RemoteCertificateMode.RequireCertificate,
+            SslProtocols = SslProtocols.Tls13,
+            HandshakeTimeout = TimeSpan.FromSeconds(10),
+            RemoteCertificateValidation = (certificate, _, _) =>
+            {
+                if (trust.Validate(certificate, Accepts.Silos, out var reason) is not null)
+                {
+                    return true;
+                }
+
+                session.LastRefusal = $"the gateway's certificate is not one of this cluster's ({reason}; credentials {trust.Folder})";
+                return false;
+            },
+        })));
+        return builder;
+    }
+}
+
+/// <summary>A client's session with the cluster: its token, renewed by logging in again before it expires.</summary>
+public sealed class ClientSession(ClusterTrust trust, string clusterId)
+{
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    private string? _token;
+    private DateTime _renewUtc;
+
+    /// <summary>The credentials the session logs in with.</summary>
+    public ClusterTrust Trust => trust;
+
+    /// <summary>Who the cluster says this client is, once logged in.</summary>
+    public string? Identity { get; private set; }
+
+    /// <summary>Why the last TLS handshake was refused on this side, if one was.</summary>
+    public string? LastRefusal { get; internal set; }
+
+    /// <summary>The current token, logging in first when there is none or it is past half its life.</summary>
+    public async ValueTask<string> TokenAsync(IGrainFactory grains)
+    {
+        if (_token is { } token && DateTime.UtcNow < _renewUtc)
+        {
+            return token;
+        }
+
+        await _gate.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            if (_token is { } again && DateTime.UtcNow < _renewUtc)
+            {
+                return again;
+            }
+
+            var certificate = trust.Certificate;
+            var now = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+            var nonce = RandomNumberGenerator.GetBytes(16);
+            var signature = IdentityProof.Sign(certificate, LoginProof.Data(clusterId, now, nonce));
+            var grant = await grains.GetGrain<IAuthGrain>(0).LoginAsync(new LoginRequest(certificate.RawData, now, nonce, signature)).ConfigureAwait(false);
+            _token = grant.Token;
+            Identity = $"{grant.Name} ({grant.Kind})";
+            _renewUtc = DateTime.UtcNow + ((grant.ExpiresUtc - DateTime.UtcNow) / 2);
+            return grant.Token;
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+}
+
+/// <summary>Puts the session token on every grain call the client makes (the login itself goes without).</summary>
+internal sealed class SessionCallFilter(ClientSession session, IServiceProvider services) : IOutgoingGrainCallFilter
+{
+    private IGrainFactory? _grains;
+
+    public async Task Invoke(IOutgoingGrainCallContext context)
+    {
+        // Orleans' own calls (the cluster manifest, system targets) are not checked by silos and must not wait on a login.
+        var type = context.InterfaceMethod.DeclaringType;
+        if (type != typeof(IAuthGrain) && type?.Namespace?.StartsWith("GrainFs", StringComparison.Ordinal) == true)
+        {
+            _grains ??= services.GetRequiredService<IGrainFactory>();
+            RequestContext.Set(SecurityContextKeys.Token, await session.TokenAsync(_grains).ConfigureAwait(false));
+        }
+
+        await context.Invoke().ConfigureAwait(false);
+    }
+}
