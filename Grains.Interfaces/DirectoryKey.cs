@@ -15,19 +15,38 @@ public readonly record struct DirectoryKey(long MountId, int Shard, string Path)
     public override string ToString() =>
         string.Create(CultureInfo.InvariantCulture, $"{MountId}:{Shard}:{Path}");
 
-    /// <summary>Parses a grain key written by <see cref="ToString"/>.</summary>
-    public static DirectoryKey Parse(string key)
+    /// <summary>
+    /// Parses a grain key written by <see cref="ToString"/>; throws <see cref="ArgumentException"/> naming the key when it
+    /// is not one, or when its path could leave the mount (see <see cref="FsPath.CheckRelative"/>).
+    /// </summary>
+    public static DirectoryKey Parse(string key) =>
+        TryParse(key, out var parsed, out var error) ? parsed : throw new ArgumentException(error, nameof(key));
+
+    /// <summary>Parses a grain key; false with a reason naming it when it is not a key or its path is not a clean relative path.</summary>
+    public static bool TryParse(string? key, out DirectoryKey parsed, out string? error)
     {
+        parsed = default;
+        key ??= string.Empty;
         var first = key.IndexOf(':');
         var second = first < 0 ? -1 : key.IndexOf(':', first + 1);
         if (second < 0
             || !long.TryParse(key.AsSpan(0, first), NumberStyles.None, CultureInfo.InvariantCulture, out var mount)
             || !int.TryParse(key.AsSpan(first + 1, second - first - 1), NumberStyles.None, CultureInfo.InvariantCulture, out var shard))
         {
-            throw new FormatException($"'{key}' is not a directory key (mountId:shard:path)");
+            error = $"'{key}' is not a directory key (mountId:shard:path)";
+            return false;
         }
 
-        return new DirectoryKey(mount, shard, key[(second + 1)..]);
+        var path = key[(second + 1)..];
+        if (FsPath.CheckRelative(path, out var pathError) != FsStatus.Ok)
+        {
+            error = $"directory key '{key.Replace("\0", "\\0", StringComparison.Ordinal)}': {pathError}";
+            return false;
+        }
+
+        parsed = new DirectoryKey(mount, shard, path);
+        error = null;
+        return true;
     }
 
     /// <summary>The shard (1..count) that holds <paramref name="name"/> in a directory split into <paramref name="count"/> shards;

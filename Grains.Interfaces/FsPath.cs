@@ -112,6 +112,65 @@ public static class FsPath
         return FsStatus.Ok;
     }
 
+    /// <summary>
+    /// Checks a path relative to a mount's root, as it reaches a grain or an under-storage adapter: "" is the root, else
+    /// names joined by single slashes, none empty, '.' or '..', none with NUL, each within NAME_MAX, the whole within
+    /// PATH_MAX. A path that passes cannot name anything outside the mount by its words (symbolic links are the
+    /// adapter's to confine). The error names the path.
+    /// </summary>
+    public static FsStatus CheckRelative(string? relative, out string? error)
+    {
+        if (relative is null)
+        {
+            error = "relative path is missing";
+            return FsStatus.InvalidArgument;
+        }
+
+        if (relative.Length == 0)
+        {
+            error = null;
+            return FsStatus.Ok;
+        }
+
+        if (Encoding.UTF8.GetByteCount(relative) > MaxPathBytes)
+        {
+            error = $"relative path is longer than {MaxPathBytes} bytes";
+            return FsStatus.NameTooLong;
+        }
+
+        var start = 0;
+        while (start <= relative.Length)
+        {
+            var end = relative.IndexOf('/', start);
+            if (end < 0)
+            {
+                end = relative.Length;
+            }
+
+            var status = CheckName(relative.AsSpan(start, end - start), out error);
+            if (status != FsStatus.Ok)
+            {
+                error = $"relative path '{Printable(relative)}': {Printable(error!)}";
+                return status;
+            }
+
+            start = end + 1;
+        }
+
+        error = null;
+        return FsStatus.Ok;
+    }
+
+    /// <summary>True when <paramref name="relative"/> passes <see cref="CheckRelative"/>.</summary>
+    public static bool IsValidRelative(string? relative) => CheckRelative(relative, out _) == FsStatus.Ok;
+
+    /// <summary>Text of a caller's path for a message: NUL shown as \0, at most 200 characters.</summary>
+    private static string Printable(string text)
+    {
+        var shown = text.Length > 200 ? text[..200] + "…" : text;
+        return shown.Replace("\0", "\\0", StringComparison.Ordinal);
+    }
+
     /// <summary>True when <paramref name="path"/> equals <paramref name="ancestor"/> or lies below it. Both normalised.</summary>
     public static bool IsSameOrBelow(string path, string ancestor)
     {

@@ -203,8 +203,8 @@ public static class Program
         Console.WriteLine();
         foreach (var s in SettingNames.SiloSettings)
         {
-            Console.WriteLine($"  {s.Flag,-17} {s.Help}");
-            Console.WriteLine($"  {string.Empty,-17} key {s.Key}, env {s.Env}");
+            Console.WriteLine($"  {s.Flag,-18} {s.Help}");
+            Console.WriteLine($"  {string.Empty,-18} key {s.Key}, env {s.Env}");
         }
     }
 }

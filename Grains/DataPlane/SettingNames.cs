@@ -7,7 +7,8 @@ namespace GrainFs.DataPlane;
 /// <param name="Help">One line for --help.</param>
 /// <param name="IsSwitch">A flag that takes no value (its presence means true).</param>
 /// <param name="Repeatable">The flag may be given several times; values become Key:0, Key:1, ….</param>
-public sealed record Setting(string Flag, string Key, string Env, string Help, bool IsSwitch = false, bool Repeatable = false);
+/// <param name="EnvSeparator">What separates the values of a repeatable setting in its environment variable.</param>
+public sealed record Setting(string Flag, string Key, string Env, string Help, bool IsSwitch = false, bool Repeatable = false, char EnvSeparator = ';');
 
 /// <summary>The settings shared by the silo and the command line, and the parser that reads them.</summary>
 public static class SettingNames
@@ -89,9 +90,14 @@ public static class SettingNames
     public static readonly Setting PersistParallel = new("--persist-parallel", "GrainFs:Persist:Parallel", "GRAINFS_PERSIST_PARALLEL",
         "written files uploaded at once (default 2; each large file also uploads several parts at once)");
 
+    /// <summary>A folder file:// mounts are confined to; repeatable.</summary>
+    public static readonly Setting AllowLocalRoot = new("--allow-local-root", "GrainFs:AllowLocalRoots", "GRAINFS_ALLOW_LOCAL_ROOT",
+        "folder that file:// mounts must be, or lie below, symlinks resolved; repeatable (default: any folder this silo's user can read); env: ':'-separated",
+        Repeatable: true, EnvSeparator: ':');
+
     /// <summary>Settings the silo reads.</summary>
     public static readonly IReadOnlyList<Setting> SiloSettings =
-        [Cluster, ClusterId, Credentials, Data, SiloPort, GatewayPort, DashboardPort, MetricsPort, Host, Roles, Advertise, SiloName, Telemetry, DataPort, Tier, CachePolicy, WriteTier, PersistRate, PersistParallel];
+        [Cluster, ClusterId, Credentials, Data, SiloPort, GatewayPort, DashboardPort, MetricsPort, Host, Roles, Advertise, SiloName, Telemetry, DataPort, Tier, CachePolicy, WriteTier, PersistRate, PersistParallel, AllowLocalRoot];
 
     /// <summary>Settings every client command reads.</summary>
     public static readonly IReadOnlyList<Setting> ClientSettings = [Cluster, ClusterId, Credentials, GatewayPort, Host];
@@ -173,7 +179,7 @@ public static class SettingNames
             {
                 if (setting.Repeatable)
                 {
-                    var parts = value.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+                    var parts = value.Split(setting.EnvSeparator, StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
                     for (var i = 0; i < parts.Length; i++)
                     {
                         values[$"{setting.Key}:{i}"] = parts[i];

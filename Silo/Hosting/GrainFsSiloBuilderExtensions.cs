@@ -70,7 +70,7 @@ public static class GrainFsSiloBuilderExtensions
 
         services.TryAddSingleton(GrainFsClock.System);
         services.AddSingleton(store ?? (silo.Cluster is { } cluster ? new PostgresMetadataStore(cluster) : new InMemoryMetadataStore()));
-        services.AddSingleton(new UnderStorageFactory());
+        services.AddSingleton(new UnderStorageFactory(providers: UnderStorageFactory.BuiltInConfined(silo.AllowLocalRoots)));
         services.AddSingleton<UnderStorageRegistry>();
         services.AddSingleton<NamespaceStats>();
         services.AddSingleton(new SiloIdentity(silo.Host, silo.RoleList));

@@ -96,6 +96,13 @@ public sealed class GrainFsSiloOptions
     /// <summary>How long an idle directory grain stays in memory before it deactivates.</summary>
     public TimeSpan DirectoryIdleTimeout { get; set; } = DEFAULT_DIRECTORY_IDLE_TIMEOUT;
 
+    /// <summary>
+    /// The folders file:// mounts are confined to (--allow-local-root, repeatable): a mount's folder, symbolic links
+    /// resolved, must be one of them or lie below one. Empty: any folder the silo's user can read may be mounted. The
+    /// setup stores them as full paths with their links resolved.
+    /// </summary>
+    public List<string> AllowLocalRoots { get; set; } = [];
+
     /// <summary>The roles of <see cref="Roles"/>, lower case, each once; unknown names are left out (the validator refuses them).</summary>
     public IReadOnlyList<string> RoleList =>
         [.. SplitRoles(Roles).Select(r => r.ToLowerInvariant()).Where(KnownRoles.Contains).Distinct(StringComparer.Ordinal)];

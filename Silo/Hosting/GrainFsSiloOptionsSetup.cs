@@ -8,8 +8,8 @@ namespace GrainFs.Silo.Hosting;
 /// <summary>
 /// Fills in the defaults of <see cref="GrainFsSiloOptions"/> that depend on the machine or on other values, after
 /// binding and before validation: the state folder as a full path (<c>~/</c> is the home folder), the advertised
-/// address (127.0.0.1 for the embedded silo, else the first non-loopback IPv4 that is up) and the silo name
-/// (<c>&lt;host&gt;-&lt;silo-port&gt;</c>).
+/// address (127.0.0.1 for the embedded silo, else the first non-loopback IPv4 that is up), the silo name
+/// (<c>&lt;host&gt;-&lt;silo-port&gt;</c>) and the allowed local roots with their symbolic links resolved.
 /// </summary>
 public sealed class GrainFsSiloOptionsSetup : IPostConfigureOptions<GrainFsSiloOptions>
 {
@@ -24,6 +24,9 @@ public sealed class GrainFsSiloOptionsSetup : IPostConfigureOptions<GrainFsSiloO
         {
             options.SiloName = $"{options.Host}-{options.SiloPort}";
         }
+
+        // Compared with mount folders as realpath(3) gives them, so kept the same way; one that does not resolve is the validator's.
+        options.AllowLocalRoots = [.. options.AllowLocalRoots.Select(r => r.Trim()).Select(r => Path.IsPathFullyQualified(r) && Directory.Exists(r) ? GrainFs.Storage.UnderStorage.RealPath.ResolveOrFull(r) : r).Distinct(StringComparer.Ordinal)];
     }
 
     private static IPAddress? FirstNonLoopbackAddress()

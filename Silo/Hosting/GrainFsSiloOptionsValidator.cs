@@ -6,7 +6,7 @@ namespace GrainFs.Silo.Hosting;
 /// <summary>
 /// Checks <see cref="GrainFsSiloOptions"/> before the silo starts: ports in range and not shared, a host name and roles
 /// placement can use, IP addresses, the cluster connection string (whose value is never repeated: it may hold a
-/// password), the idle timeout Orleans accepts. One failure per problem, each naming its key.
+/// password), the idle timeout Orleans accepts, the allowed local roots. One failure per problem, each naming its key.
 /// </summary>
 public sealed class GrainFsSiloOptionsValidator : IValidateOptions<GrainFsSiloOptions>
 {
@@ -98,6 +98,14 @@ public sealed class GrainFsSiloOptionsValidator : IValidateOptions<GrainFsSiloOp
         if (options.ClusterId.Length > MAX_NAME_LENGTH)
         {
             failures.Add($"GrainFs:ClusterId: at most {MAX_NAME_LENGTH} characters");
+        }
+
+        for (var i = 0; i < options.AllowLocalRoots.Count; i++)
+        {
+            if (options.AllowLocalRoots[i] is var root && (!Path.IsPathFullyQualified(root) || !Directory.Exists(root)))
+            {
+                failures.Add($"GrainFs:AllowLocalRoots:{i} = '{root}': not the absolute path of an existing folder (--allow-local-root)");
+            }
         }
 
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);

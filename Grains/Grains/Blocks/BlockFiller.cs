@@ -43,6 +43,14 @@ public sealed class BlockFiller(TierStore store, UnderStorageRegistry registry, 
     /// <summary>Starts (or joins) the fill of a block; the status says why it could not start.</summary>
     public async ValueTask<FillStart> StartAsync(BlockSource source, ushort flags = 0, long expiresTicks = 0)
     {
+        // The path comes from a caller: refused before the mount is even resolved when it could leave the mount by its words.
+        var pathError = source.Path.Length == 0 ? "the path is empty (a block belongs to a file)"
+            : FsPath.CheckRelative(source.Path, out var invalid) != FsStatus.Ok ? invalid : null;
+        if (pathError is not null)
+        {
+            return new FillStart(FsStatus.InvalidArgument, $"block source of mount {source.MountId}: {pathError}", default, null);
+        }
+
         var mount = await ResolveAsync(source.MountId).ConfigureAwait(false);
         if (mount is null)
         {

@@ -56,18 +56,43 @@ internal sealed class WorkerGrain(BlockFiller filler, WorkerJobs jobs, LocalSilo
         return new BatchResult(changed, 0, 0, null);
     }
 
-    public async ValueTask<WriteOutcome> SealAsync(WriteSeal seal) =>
-        Misplaced
+    public async ValueTask<WriteOutcome> SealAsync(WriteSeal seal)
+    {
+        if (BadPath(seal.Path) is { } refused)
+        {
+            return refused;
+        }
+
+        return Misplaced
             ? new WriteOutcome(FsStatus.IoError, $"write worker {this.GetPrimaryKeyString()} is gone (answered by {silo.Name}): the blocks are lost, write the file again")
             : await persist.SealAsync(seal, CancellationToken.None);
+    }
 
     public Task CommittedAsync(string writeTag, string path)
     {
+        // One-way: nobody waits for an answer, so a bad path is refused by the exception Orleans logs.
+        if (BadPath(path) is { } refused)
+        {
+            throw new ArgumentException(refused.Message, nameof(path));
+        }
+
         persist.Committed(writeTag, path);
         return Task.CompletedTask;
     }
 
-    public ValueTask<WriteOutcome> RetargetAsync(string writeTag, string path) => ValueTask.FromResult(persist.Retarget(writeTag, path));
+    public ValueTask<WriteOutcome> RetargetAsync(string writeTag, string path) =>
+        ValueTask.FromResult(BadPath(path) ?? persist.Retarget(writeTag, path));
+
+    /// <summary>The refusal of a file path given by a caller that could leave its mount (or names no file); null when it is clean.</summary>
+    private static WriteOutcome? BadPath(string path)
+    {
+        if (path.Length == 0)
+        {
+            return new WriteOutcome(FsStatus.InvalidArgument, "a written file's path is empty (the mount's root is not a file)");
+        }
+
+        return FsPath.CheckRelative(path, out var error) == FsStatus.Ok ? null : new WriteOutcome(FsStatus.InvalidArgument, error);
+    }
 
     public async ValueTask<WriteOutcome> DropWrittenAsync(long mountId, string writeTag, BlockKey[] keys, bool deleteObject) =>
         await persist.DropAsync(writeTag, keys, deleteObject);

@@ -550,7 +550,16 @@ internal sealed partial class DirectoryGrain
             return refused;
         }
 
-        var targetKey = DirectoryKey.Parse(target);
+        if (!DirectoryKey.TryParse(target, out var targetKey, out var targetError))
+        {
+            return Refused(FsStatus.InvalidArgument, name, $"rename target: {targetError}");
+        }
+
+        if (FsPath.CheckName(newName, out var newNameError) != FsStatus.Ok)
+        {
+            return Refused(FsStatus.InvalidArgument, name, $"rename target: {newNameError}");
+        }
+
         if (targetKey.MountId != _key.MountId)
         {
             return Refused(FsStatus.CrossDevice, name, "a rename cannot cross mounts (copy, then remove)");
@@ -811,6 +820,15 @@ internal sealed partial class DirectoryGrain
         if (_mount is null)
         {
             return new LookupResult(FsStatus.Stale, null, 1, $"mount {_key.MountId} no longer exists");
+        }
+
+        foreach (var entry in entries)
+        {
+            // The names become paths of later under-storage calls: a bad one is refused before anything is taken.
+            if (FsPath.CheckName(entry.Name, out var nameError) != FsStatus.Ok)
+            {
+                return new LookupResult(FsStatus.InvalidArgument, null, 1, $"{DisplayPath}: {nameError}");
+            }
         }
 
         if (created)

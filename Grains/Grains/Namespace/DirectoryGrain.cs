@@ -33,6 +33,7 @@ internal sealed partial class DirectoryGrain(
     private DateTime _retryAfterUtc;
     private long _heldEntries;
     private long _heldBytes;
+    private bool _counted;
 
     private bool IsHead => _key.Shard == 0;
 
@@ -42,8 +43,11 @@ internal sealed partial class DirectoryGrain(
 
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
+        // A key whose path could leave the mount (a '..' component, NUL, …) fails the activation, so no call on it reaches
+        // the metadata store or under-storage; the caller gets the ArgumentException naming the key.
         _key = DirectoryKey.Parse(this.GetPrimaryKeyString());
         stats.Activated();
+        _counted = true;
         _mount = await GrainFactory.GetGrain<IMountTableGrain>(IMountTableGrain.Key).ResolveAsync(_key.MountId);
         if (_mount is not null)
         {
@@ -55,7 +59,11 @@ internal sealed partial class DirectoryGrain(
     public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
         Hold(null);
-        stats.Deactivated();
+        if (_counted)
+        {
+            stats.Deactivated();
+        }
+
         return Task.CompletedTask;
     }
 

@@ -42,8 +42,8 @@ public interface IUnderStorageProvider
 /// </summary>
 public sealed class UnderStorageFactory
 {
-    /// <summary>The providers GrainFS ships with.</summary>
-    public static readonly IReadOnlyList<IUnderStorageProvider> BuiltIn = [new LocalUnderStorageProvider(), new S3UnderStorageProvider()];
+    /// <summary>The providers GrainFS ships with; file:// mounts may be any folder the process can read.</summary>
+    public static readonly IReadOnlyList<IUnderStorageProvider> BuiltIn = BuiltInConfined(null);
 
     private static readonly UnderStorageFactory Default = new();
     private readonly Dictionary<string, IUnderStorageProvider> _providers = new(StringComparer.Ordinal);
@@ -61,6 +61,13 @@ public sealed class UnderStorageFactory
             }
         }
     }
+
+    /// <summary>
+    /// The providers GrainFS ships with, file:// mounts confined to folders at or below <paramref name="allowedLocalRoots"/>
+    /// (full paths with their symbolic links resolved; null or empty: any folder the process can read).
+    /// </summary>
+    public static IReadOnlyList<IUnderStorageProvider> BuiltInConfined(IReadOnlyList<string>? allowedLocalRoots) =>
+        [new LocalUnderStorageProvider(allowedLocalRoots), new S3UnderStorageProvider()];
 
     /// <summary>The schemes this factory knows.</summary>
     public IReadOnlyCollection<string> Schemes => _providers.Keys;
@@ -101,25 +108,64 @@ public sealed class UnderStorageFactory
         return provider.TryParse(uri, uri[(separator + 3)..], out parsed, out error);
     }
 
-    /// <summary>Checks that every path component is a real name (no empty, '.' or '..' component).</summary>
+    /// <summary>Checks that every path component is a real name (no empty, '.' or '..' component, no NUL).</summary>
     public static bool CleanComponents(string path, string uri, out string? error)
     {
         error = null;
-        if (path.Length == 0)
+        if (IsCleanRelative(path))
         {
             return true;
         }
 
-        foreach (var part in path.Split('/'))
+        error = path.Contains('\0', StringComparison.Ordinal)
+            ? $"'{uri.Replace("\0", "\\0", StringComparison.Ordinal)}': the path may not contain NUL"
+            : $"'{uri}': the path may not contain empty, '.' or '..' components";
+        return false;
+    }
+
+    /// <summary>True for "" or names joined by single slashes, none of them empty, '.' or '..', and no NUL anywhere.</summary>
+    public static bool IsCleanRelative(ReadOnlySpan<char> path)
+    {
+        if (path.IsEmpty)
         {
-            if (part.Length == 0 || part == "." || part == "..")
-            {
-                error = $"'{uri}': the path may not contain empty, '.' or '..' components";
-                return false;
-            }
+            return true;
         }
 
-        return true;
+        if (path.Contains('\0'))
+        {
+            return false;
+        }
+
+        while (true)
+        {
+            var slash = path.IndexOf('/');
+            var part = slash < 0 ? path : path[..slash];
+            if (part.IsEmpty || part is "." || part is "..")
+            {
+                return false;
+            }
+
+            if (slash < 0)
+            {
+                return true;
+            }
+
+            path = path[(slash + 1)..];
+        }
+    }
+
+    /// <summary>
+    /// Throws <see cref="UnderStorageException"/> (InvalidArgument) naming <paramref name="relative"/> unless it passes
+    /// <see cref="IsCleanRelative"/>. Adapters are given checked paths and check again: a path must never reach
+    /// anything outside their root by its words.
+    /// </summary>
+    public static void ThrowIfNotRelative(string relative, string uri)
+    {
+        if (!IsCleanRelative(relative))
+        {
+            throw new UnderStorageException(UnderStorageError.InvalidArgument, uri,
+                $"path '{relative.Replace("\0", "\\0", StringComparison.Ordinal)}' is not a relative path below the root (empty, '.' or '..' component, or NUL)");
+        }
     }
 
     /// <summary>Checks mount properties against what the scheme understands; null when all are known.</summary>

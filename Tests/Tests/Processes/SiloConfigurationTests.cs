@@ -16,12 +16,27 @@ public sealed class SiloConfigurationTests
     [InlineData("--cluster Hostt=x;;Pasword", "GrainFs:Cluster")]
     [InlineData("--no-such-flag 1", "unknown argument '--no-such-flag'")]
     [InlineData("--data", "--data needs a value")]
+    [InlineData("--allow-local-root relative/folder", "GrainFs:AllowLocalRoots:0 = 'relative/folder': not the absolute path of an existing folder")]
     public async Task Bad_settings_stop_the_silo_naming_the_key(string args, string words)
     {
         var (code, stdout, stderr) = await TestProcess.RunAsync("dotnet", [Repo.SiloDll, .. args.Split(' ')], timeout: TimeSpan.FromSeconds(60));
         Assert.Equal(2, code);
         Assert.Contains(words, stderr, StringComparison.Ordinal);
         Assert.DoesNotContain("GrainFS silo started", stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Help_lists_every_setting_with_its_key_and_variable()
+    {
+        var (code, stdout, _) = await TestProcess.RunAsync("dotnet", [Repo.SiloDll, "--help"], timeout: TimeSpan.FromSeconds(60));
+        Assert.Equal(0, code);
+        foreach (var setting in GrainFs.DataPlane.SettingNames.SiloSettings)
+        {
+            Assert.Contains($"  {setting.Flag} ", stdout, StringComparison.Ordinal);
+            Assert.Contains($"key {setting.Key}, env {setting.Env}", stdout, StringComparison.Ordinal);
+        }
+
+        Assert.Contains("  --allow-local-root folder that file:// mounts must be, or lie below", stdout, StringComparison.Ordinal);
     }
 
     [Fact]

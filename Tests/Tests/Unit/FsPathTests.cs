@@ -38,6 +38,54 @@ public class FsPathTests
     }
 
     [Theory]
+    [InlineData("")]
+    [InlineData("a")]
+    [InlineData("a/b c/ü.jpg")]
+    [InlineData("..a/b..")]
+    [InlineData(".hidden/x")]
+    public void Accepts_clean_relative_paths(string relative)
+    {
+        Assert.Equal(FsStatus.Ok, FsPath.CheckRelative(relative, out var error));
+        Assert.Null(error);
+        Assert.True(FsPath.IsValidRelative(relative));
+    }
+
+    [Theory]
+    [InlineData("..", "'..'")]
+    [InlineData("../etc/passwd", "'..'")]
+    [InlineData("up/set/../../../etc/passwd", "'..'")]
+    [InlineData("a/..", "'..'")]
+    [InlineData("./a", "'.'")]
+    [InlineData("a/./b", "'.'")]
+    [InlineData("/etc/passwd", "empty name")]
+    [InlineData("a//b", "empty name")]
+    [InlineData("a/", "empty name")]
+    [InlineData("ok.txt\0/../../etc", "NUL")]
+    public void Refuses_relative_paths_that_could_leave_the_mount(string relative, string words)
+    {
+        Assert.Equal(FsStatus.InvalidArgument, FsPath.CheckRelative(relative, out var error));
+        Assert.Contains(words, error, StringComparison.Ordinal);
+        Assert.Contains("relative path", error, StringComparison.Ordinal);
+        Assert.DoesNotContain("\0", error, StringComparison.Ordinal);
+        Assert.False(FsPath.IsValidRelative(relative));
+        Assert.False(FsPath.IsValidRelative(null));
+    }
+
+    [Theory]
+    [InlineData("1:0:..", "'..'")]
+    [InlineData("1:0:../outside", "'..'")]
+    [InlineData("1:2:set/../../etc", "'..'")]
+    [InlineData("1:0:/etc", "empty name")]
+    [InlineData("1:0:a\0b", "NUL")]
+    public void Directory_keys_whose_path_could_leave_the_mount_are_refused_naming_the_key(string key, string words)
+    {
+        Assert.False(DirectoryKey.TryParse(key, out _, out var error));
+        Assert.Contains(words, error, StringComparison.Ordinal);
+        var thrown = Assert.Throws<ArgumentException>(() => DirectoryKey.Parse(key));
+        Assert.Contains($"directory key '{key.Replace("\0", "\\0", StringComparison.Ordinal)}'", thrown.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
     [InlineData("/data", "/data", true)]
     [InlineData("/data/x", "/data", true)]
     [InlineData("/database", "/data", false)]
@@ -52,7 +100,7 @@ public class FsPathTests
         var key = new DirectoryKey(42, 3, "a:b/c");
         Assert.Equal("42:3:a:b/c", key.ToString());
         Assert.Equal(key, DirectoryKey.Parse(key.ToString()));
-        Assert.Throws<FormatException>(() => DirectoryKey.Parse("nonsense"));
+        Assert.Contains("not a directory key", Assert.Throws<ArgumentException>(() => DirectoryKey.Parse("nonsense")).Message, StringComparison.Ordinal);
         Assert.Equal(0, DirectoryKey.ShardOf("x", 1));
         var counts = new int[9];
         for (var i = 0; i < 8000; i++)

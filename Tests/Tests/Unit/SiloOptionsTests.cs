@@ -1,6 +1,8 @@
+using GrainFs.DataPlane;
 using GrainFs.DataPlane.Blocks;
 using GrainFs.Silo.Hosting;
 using GrainFs.Storage.Cache;
+using GrainFs.Storage.UnderStorage;
 using GrainFs.Tests.Infrastructure;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Options;
@@ -32,6 +34,7 @@ public class SiloOptionsTests
         Assert.Equal("127.0.0.1", silo.ListenAddress);
         Assert.Equal($"{Environment.MachineName}-11111", silo.SiloName);
         Assert.Equal(TimeSpan.FromMinutes(10), silo.DirectoryIdleTimeout);
+        Assert.Empty(silo.AllowLocalRoots);
         Assert.Equal("prometheus", settings.Telemetry.Exporter);
         Assert.Equal(NamespaceOptionsDefaults(), (settings.Namespace.ShardThreshold, settings.Namespace.TargetShardEntries, settings.Namespace.MaxPageEntries, settings.Namespace.SyncRetryDelay));
         Assert.Equal(("tinylfu", 0.95, 0.85), (settings.Cache.Policy, settings.Cache.HighWatermark, settings.Cache.LowWatermark));
@@ -69,6 +72,45 @@ public class SiloOptionsTests
         Assert.Equal("otlp", settings.Telemetry.Exporter);
         Assert.Equal("lru", settings.Cache.Policy);
         Assert.Equal([new TierSpec(TierKind.Mem, "/dev/shm/grainfs", 4L << 30), new TierSpec(TierKind.Ssd, "/data/grainfs", 200L << 30)], settings.Cache.Tiers);
+    }
+
+    [Fact]
+    public void Allowed_local_roots_come_from_a_repeatable_flag_or_a_colon_separated_variable_with_links_resolved()
+    {
+        var real = RealPath.ResolveOrFull(TestProcess.NewFolder("allowed-real"));
+        var link = Path.Combine(TestProcess.NewFolder("allowed-link"), "to-real");
+        Directory.CreateSymbolicLink(link, real);
+        var other = RealPath.ResolveOrFull(TestProcess.NewFolder("allowed-other"));
+
+        Assert.True(SettingNames.TryParse(["--allow-local-root", link, $"--allow-local-root={other}/"], SettingNames.SiloSettings, out var flags, out var rest, out _));
+        Assert.Empty(rest);
+        var variable = SettingNames.FromEnvironment(SettingNames.SiloSettings, name => name == "GRAINFS_ALLOW_LOCAL_ROOT" ? $"{link}:{other}/" : null);
+        Assert.Equal(flags.OrderBy(p => p.Key), variable.OrderBy(p => p.Key));
+        Assert.Equal(["GrainFs:AllowLocalRoots:0", "GrainFs:AllowLocalRoots:1"], flags.Keys.Order(StringComparer.Ordinal));
+
+        var settings = Load(new(flags) { ["GrainFs:Data"] = TestProcess.NewFolder("allowed-data") });
+        Assert.Equal([real, other], settings.Silo.AllowLocalRoots);
+    }
+
+    [Fact]
+    public void An_allowed_local_root_must_be_an_absolute_existing_folder()
+    {
+        var file = Path.Combine(TestProcess.NewFolder("allowed-file"), "file");
+        File.WriteAllText(file, "x");
+        var failures = Failures(new()
+        {
+            ["GrainFs:Data"] = TestProcess.NewFolder("allowed-bad"),
+            ["GrainFs:AllowLocalRoots:0"] = "relative/folder",
+            ["GrainFs:AllowLocalRoots:1"] = "/no/such/folder",
+            ["GrainFs:AllowLocalRoots:2"] = file,
+        });
+        Assert.Equal(
+            [
+                "GrainFs:AllowLocalRoots:0 = 'relative/folder': not the absolute path of an existing folder (--allow-local-root)",
+                "GrainFs:AllowLocalRoots:1 = '/no/such/folder': not the absolute path of an existing folder (--allow-local-root)",
+                $"GrainFs:AllowLocalRoots:2 = '{file}': not the absolute path of an existing folder (--allow-local-root)",
+            ],
+            failures);
     }
 
     [Fact]

@@ -4,7 +4,10 @@ using GrainFs.Storage.Metadata;
 
 namespace GrainFs.Storage.UnderStorage;
 
-/// <summary>The write side of a folder: temp file + rename, so a reader sees a whole old or a whole new file.</summary>
+/// <summary>
+/// The write side of a folder: temp file + rename, so a reader sees a whole old or a whole new file. A write lands in its
+/// parent folder as resolved inside the root (see <see cref="WriteTarget"/>), so no link on the way can carry it outside.
+/// </summary>
 public sealed partial class LocalUnderStorage
 {
     private const int CopyBufferSize = 1 << 20;
@@ -16,16 +19,20 @@ public sealed partial class LocalUnderStorage
     public async ValueTask<EntryRecord> PutAsync(string path, Stream content, long? length = null, CancellationToken cancellationToken = default)
     {
         var started = Stopwatch.GetTimestamp();
-        var full = Full(path);
-        var temp = TempBeside(full);
+        string? temp = null;
         try
         {
-            var previous = await Task.Run(() => StatSync(full, path), cancellationToken).ConfigureAwait(false);
+            var (full, previous) = await Task.Run(() =>
+            {
+                var target = WriteTarget(path);
+                return (target, StatReal(target, path));
+            }, cancellationToken).ConfigureAwait(false);
             if (previous is { Kind: EntryKind.Directory })
             {
                 throw new UnderStorageException(UnderStorageError.IsADirectory, Describe(path), "is a directory");
             }
 
+            temp = TempBeside(full);
             await WriteTempAsync(path, temp, content, length, cancellationToken).ConfigureAwait(false);
             var entry = await Task.Run(() => Commit(path, temp, full, previous), cancellationToken).ConfigureAwait(false);
             Record("put", "ok", started);
@@ -107,7 +114,7 @@ public sealed partial class LocalUnderStorage
         }
 
         File.Move(temp, full, overwrite: true);
-        return StatSync(full, path) ?? throw new UnderStorageException(UnderStorageError.Other, Describe(path), "the file vanished right after it was written");
+        return StatReal(full, path) ?? throw new UnderStorageException(UnderStorageError.Other, Describe(path), "the file vanished right after it was written");
     }
 
     /// <inheritdoc />
@@ -126,19 +133,21 @@ public sealed partial class LocalUnderStorage
     public async ValueTask<EntryRecord> CopyAsync(string source, string destination, CancellationToken cancellationToken = default)
     {
         var started = Stopwatch.GetTimestamp();
-        var from = Full(source);
-        var to = Full(destination);
-        var temp = TempBeside(to);
+        string? temp = null;
         try
         {
             var entry = await Task.Run(() =>
             {
+                // The source is read, so every link of it is followed (and confined); the destination is written in its folder.
+                var from = Inside(source, out var errno) ?? throw NotThere(source, errno, "no such file");
                 if (Directory.Exists(from))
                 {
                     throw new UnderStorageException(UnderStorageError.IsADirectory, Describe(source), "is a directory (only files are copied)");
                 }
 
-                var previous = StatSync(to, destination);
+                var to = WriteTarget(destination);
+                var previous = StatReal(to, destination);
+                temp = TempBeside(to);
                 File.Copy(from, temp);
                 return Commit(destination, temp, to, previous);
             }, cancellationToken).ConfigureAwait(false);
@@ -157,12 +166,13 @@ public sealed partial class LocalUnderStorage
     public async ValueTask<EntryRecord> RenameAsync(string source, string destination, CancellationToken cancellationToken = default)
     {
         var started = Stopwatch.GetTimestamp();
-        var from = Full(source);
-        var to = Full(destination);
         try
         {
             var entry = await Task.Run(() =>
             {
+                // rename(2) moves the entry itself, a link as a link: neither end is followed, both folders are confined.
+                var from = WriteTarget(source);
+                var to = WriteTarget(destination);
                 if (Directory.Exists(from))
                 {
                     if (File.Exists(to))
@@ -188,7 +198,7 @@ public sealed partial class LocalUnderStorage
                     File.Move(from, to, overwrite: true);
                 }
 
-                return StatSync(to, destination) ?? throw new UnderStorageException(UnderStorageError.Other, Describe(destination), "vanished right after the rename");
+                return StatReal(to, destination) ?? throw new UnderStorageException(UnderStorageError.Other, Describe(destination), "vanished right after the rename");
             }, cancellationToken).ConfigureAwait(false);
             Record("rename", "ok", started);
             return entry;
@@ -232,14 +242,13 @@ public sealed partial class LocalUnderStorage
             Directory.Delete(full, recursive: false);
         }, cancellationToken);
 
-    /// <summary>Runs a blocking file-system operation on the thread pool, counted and with its errors translated.</summary>
+    /// <summary>Runs a blocking file-system operation on the path's <see cref="WriteTarget"/>, on the thread pool, counted and with its errors translated.</summary>
     private async ValueTask RunAsync(string op, string path, Action<string> action, CancellationToken cancellationToken)
     {
         var started = Stopwatch.GetTimestamp();
-        var full = Full(path);
         try
         {
-            await Task.Run(() => action(full), cancellationToken).ConfigureAwait(false);
+            await Task.Run(() => action(WriteTarget(path)), cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
@@ -248,6 +257,51 @@ public sealed partial class LocalUnderStorage
         }
 
         Record(op, "ok", started);
+    }
+
+    /// <summary>
+    /// Where a change at <paramref name="relative"/> lands: its parent folder resolved inside the root (links on the way
+    /// followed and confined: NotFound when it is missing or leads outside) joined with its own name, which is not
+    /// followed, as rename(2), unlink(2) and rmdir(2) do not follow it. A link there whose target lies outside the root (or
+    /// nowhere, or in a loop) is refused with AccessDenied: nothing is created, replaced, moved or removed through it, and a
+    /// name the listing hides cannot be reached by writing it either. The root itself is not a target.
+    /// </summary>
+    private string WriteTarget(string relative)
+    {
+        UnderStorageFactory.ThrowIfNotRelative(relative, Uri);
+        if (relative.Length == 0)
+        {
+            throw new UnderStorageException(UnderStorageError.InvalidArgument, Uri, "the mount's root itself cannot be written, moved or removed");
+        }
+
+        var slash = relative.LastIndexOf('/');
+        var parent = slash < 0 ? string.Empty : relative[..slash];
+        var folder = Inside(parent, out var errno) ?? throw NotThere(relative, errno, "the parent directory does not exist");
+        var full = Path.Join(folder, relative.AsSpan(slash + 1));
+        if (IsLink(full))
+        {
+            var target = RealPath.Resolve(full, out _);
+            if (target is null || !RealPath.IsSameOrBelow(target, _realRoot!))
+            {
+                throw new UnderStorageException(UnderStorageError.AccessDenied, Describe(relative),
+                    "permission denied: a symbolic link that leads outside the mount (or nowhere) is not changed through GrainFS");
+            }
+        }
+
+        return full;
+    }
+
+    private static bool IsLink(string full)
+    {
+        try
+        {
+            return File.ResolveLinkTarget(full, returnFinalTarget: false) is not null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Nothing there (or not looked at): not a link; the operation itself reports what it finds.
+            return false;
+        }
     }
 
     /// <summary>A temporary name in the target's own folder (same file system, so the rename is atomic).</summary>
@@ -261,7 +315,7 @@ public sealed partial class LocalUnderStorage
         UnauthorizedAccessException => new UnderStorageException(UnderStorageError.AccessDenied, Describe(path), "permission denied", e),
         IOException { HResult: ENOSPC or EDQUOT } => new UnderStorageException(UnderStorageError.NoSpace, Describe(path), "no space left (disk full or quota exhausted)", e),
         IOException { HResult: ENOTEMPTY } => new UnderStorageException(UnderStorageError.NotEmpty, Describe(path), "directory not empty", e),
-        IOException when Directory.Exists(Full(path)) && e.Message.Contains("not empty", StringComparison.OrdinalIgnoreCase) =>
+        IOException when Inside(path, out _) is { } real && Directory.Exists(real) && e.Message.Contains("not empty", StringComparison.OrdinalIgnoreCase) =>
             new UnderStorageException(UnderStorageError.NotEmpty, Describe(path), "directory not empty", e),
         _ => new UnderStorageException(UnderStorageError.Other, Describe(path), e.Message, e),
     };
@@ -273,8 +327,13 @@ public sealed partial class LocalUnderStorage
     internal static bool IsTempName(ReadOnlySpan<char> name) =>
         name.StartsWith(".grainfs-", StringComparison.Ordinal) && name.EndsWith(".tmp", StringComparison.Ordinal);
 
-    private static void TryDelete(string path)
+    private static void TryDelete(string? path)
     {
+        if (path is null)
+        {
+            return;
+        }
+
         try
         {
             File.Delete(path);
@@ -286,8 +345,11 @@ public sealed partial class LocalUnderStorage
     }
 }
 
-/// <summary>The file:// scheme: a local or POSIX-mounted folder.</summary>
-public sealed class LocalUnderStorageProvider : IUnderStorageProvider
+/// <summary>
+/// The file:// scheme: a local or POSIX-mounted folder; with <paramref name="allowedRoots"/> (canonical full paths), only
+/// folders that are one of them or lie below one, symbolic links resolved (the silo's --allow-local-root).
+/// </summary>
+public sealed class LocalUnderStorageProvider(IReadOnlyList<string>? allowedRoots = null) : IUnderStorageProvider
 {
     /// <inheritdoc />
     public string Scheme => "file";
@@ -320,5 +382,5 @@ public sealed class LocalUnderStorageProvider : IUnderStorageProvider
 
     /// <inheritdoc />
     public IUnderStorage Create(UnderStorageUri uri, IReadOnlyDictionary<string, string> properties, Func<string, string?> environment) =>
-        new LocalUnderStorage(uri.Location);
+        new LocalUnderStorage(uri.Location, allowedRoots);
 }

@@ -12,6 +12,13 @@ namespace GrainFs.Storage.UnderStorage;
 /// are blocking system calls, so they run on the thread pool, never on the caller's (grain) thread.
 /// Writes go to a temporary file beside the target and are renamed over it, so readers never see half a file.
 /// </summary>
+/// <remarks>
+/// Nothing outside the root is ever read or changed. The root is canonicalised (realpath) once; every path is checked
+/// for '..' and NUL, then resolved the same way, symbolic links of every component included, and must be the root or
+/// below it. A symbolic link whose final target lies outside the root (or dangles, or loops) is not there: hidden from
+/// listings and stat, not found on read, refused on write; one whose target is inside resolves and reads normally (a
+/// linked folder lists its target's contents). Only entries that are links cost a resolution in a listing.
+/// </remarks>
 public sealed partial class LocalUnderStorage : IUnderStorage
 {
     /// <summary>Entries per listing page.</summary>
@@ -19,12 +26,22 @@ public sealed partial class LocalUnderStorage : IUnderStorage
 
     private static readonly KeyValuePair<string, object?> SchemeTag = new("scheme", "file");
     private readonly string _root;
+    private readonly IReadOnlyList<string>? _allowedRoots;
+    private volatile string? _realRoot;
 
-    /// <summary>Creates the adapter for an absolute folder path.</summary>
-    public LocalUnderStorage(string root)
+    /// <summary>
+    /// Creates the adapter for an absolute folder path. With <paramref name="allowedRoots"/> (canonical full paths; null
+    /// or empty: any folder), the folder, its symbolic links resolved, must be one of them or lie below one; else
+    /// <see cref="UnderStorageException"/> (AccessDenied) naming the folder and --allow-local-root.
+    /// </summary>
+    public LocalUnderStorage(string root, IReadOnlyList<string>? allowedRoots = null)
     {
         _root = root.Length > 1 ? root.TrimEnd('/') : root;
         Uri = "file://" + _root;
+        _allowedRoots = allowedRoots is { Count: > 0 } ? allowedRoots : null;
+
+        // Canonicalised once, here; a folder missing now (an NFS export not mounted yet) is resolved, and checked, at first use.
+        _ = ResolveRoot(out _);
     }
 
     /// <inheritdoc />
@@ -42,17 +59,82 @@ public sealed partial class LocalUnderStorage : IUnderStorage
     public static string LocalETag(long mtimeTicks, long size) =>
         string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{mtimeTicks:x}-{size:x}");
 
-    private string Full(string relative) => relative.Length == 0 ? _root : Path.Join(_root, relative);
+    /// <summary>The canonical root, or null with the errno of its resolution; throws when it lies outside the allowed roots.</summary>
+    private string? ResolveRoot(out int errno)
+    {
+        if (_realRoot is { } known)
+        {
+            errno = 0;
+            return known;
+        }
+
+        var real = RealPath.Resolve(Path.GetFullPath(_root), out errno);
+        if (real is null)
+        {
+            return null;
+        }
+
+        if (_allowedRoots is { } allowed && !IsAllowed(real, allowed))
+        {
+            var folder = real == _root ? _root : $"{_root} (which resolves to {real})";
+            throw new UnderStorageException(UnderStorageError.AccessDenied, Uri,
+                $"the folder {folder} is outside the folders this silo allows for local mounts (--allow-local-root {string.Join(", ", allowed)})");
+        }
+
+        _realRoot = real;
+        return real;
+    }
+
+    private static bool IsAllowed(string real, IReadOnlyList<string> allowed)
+    {
+        foreach (var root in allowed)
+        {
+            if (RealPath.IsSameOrBelow(real, root))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>
+    /// The canonical path of <paramref name="relative"/> when something is there inside the root, every link on the way
+    /// followed; null with the errno otherwise. What a link leads to outside the root is not there (ENOENT). Throws
+    /// InvalidArgument for a path with an empty, '.' or '..' component or a NUL.
+    /// </summary>
+    private string? Inside(string relative, out int errno)
+    {
+        UnderStorageFactory.ThrowIfNotRelative(relative, Uri);
+        var root = ResolveRoot(out errno);
+        if (root is null || relative.Length == 0)
+        {
+            return root;
+        }
+
+        var real = RealPath.Resolve(Path.Join(root, relative), out errno);
+        if (real is null || RealPath.IsSameOrBelow(real, root))
+        {
+            return real;
+        }
+
+        errno = RealPath.ENOENT;
+        return null;
+    }
+
+    /// <summary>The error for a path <see cref="Inside"/> found nothing at.</summary>
+    private UnderStorageException NotThere(string relative, int errno, string what) => errno == RealPath.EACCES
+        ? new UnderStorageException(UnderStorageError.AccessDenied, Describe(relative), "permission denied")
+        : new UnderStorageException(UnderStorageError.NotFound, Describe(relative), what);
 
     /// <inheritdoc />
     public async IAsyncEnumerable<IReadOnlyList<EntryRecord>> ListAsync(string directory, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
-        var full = Full(directory);
         var started = Stopwatch.GetTimestamp();
         IEnumerator<EntryRecord> enumerator;
         try
         {
-            enumerator = await Task.Run(() => Open(full, directory), cancellationToken).ConfigureAwait(false);
+            enumerator = await Task.Run(() => Open(directory), cancellationToken).ConfigureAwait(false);
         }
         catch (UnderStorageException)
         {
@@ -80,8 +162,9 @@ public sealed partial class LocalUnderStorage : IUnderStorage
         Record("list", "ok", started);
     }
 
-    private IEnumerator<EntryRecord> Open(string full, string directory)
+    private IEnumerator<EntryRecord> Open(string directory)
     {
+        var full = Inside(directory, out var errno) ?? throw NotThere(directory, errno, "no such directory");
         if (!Directory.Exists(full))
         {
             throw File.Exists(full)
@@ -135,7 +218,7 @@ public sealed partial class LocalUnderStorage : IUnderStorage
         return page;
     }
 
-    private static EntryRecord? ToRecord(ref FileSystemEntry entry)
+    private EntryRecord? ToRecord(ref FileSystemEntry entry)
     {
         var name = entry.FileName;
         if (FsNameTooLong(name) || IsTempName(name))
@@ -149,15 +232,21 @@ public sealed partial class LocalUnderStorage : IUnderStorage
             var isDirectory = entry.IsDirectory;
             if ((entry.Attributes & FileAttributes.ReparsePoint) != 0)
             {
-                // A symbolic link: report what it points to, as a POSIX reader following it would see.
-                var target = info.ResolveLinkTarget(returnFinalTarget: true);
-                if (target is null || !target.Exists)
+                // A symbolic link: reported as what it leads to, as a POSIX reader following it would see, when that is
+                // inside the root (listed only after the root resolved); one leading outside, nowhere or round in a loop is not there.
+                var target = RealPath.Resolve(entry.ToFullPath(), out _);
+                if (target is null || !RealPath.IsSameOrBelow(target, _realRoot!))
                 {
                     return null;
                 }
 
-                info = target;
-                isDirectory = target is DirectoryInfo;
+                info = Directory.Exists(target) ? new DirectoryInfo(target) : new FileInfo(target);
+                if (!info.Exists)
+                {
+                    return null;
+                }
+
+                isDirectory = info is DirectoryInfo;
             }
 
             var mtime = info.LastWriteTimeUtc.Ticks;
@@ -180,14 +269,28 @@ public sealed partial class LocalUnderStorage : IUnderStorage
     /// <inheritdoc />
     public async ValueTask<EntryRecord?> StatAsync(string path, CancellationToken cancellationToken = default)
     {
-        var full = Full(path);
         var started = Stopwatch.GetTimestamp();
-        var result = await Task.Run(() => StatSync(full, path), cancellationToken).ConfigureAwait(false);
+        var result = await Task.Run(() => StatSync(path), cancellationToken).ConfigureAwait(false);
         Record("stat", "ok", started);
         return result;
     }
 
-    private EntryRecord? StatSync(string full, string relative)
+    /// <summary>Stat of a path inside the root (links followed, and confined); null when nothing is there.</summary>
+    private EntryRecord? StatSync(string relative)
+    {
+        var full = Inside(relative, out var errno);
+        if (full is null)
+        {
+            return errno == RealPath.EACCES
+                ? throw new UnderStorageException(UnderStorageError.AccessDenied, Describe(relative), "permission denied")
+                : null;
+        }
+
+        return StatReal(full, relative);
+    }
+
+    /// <summary>Stat of <paramref name="full"/>, a path already resolved inside the root, named as <paramref name="relative"/>.</summary>
+    private EntryRecord? StatReal(string full, string relative)
     {
         var name = relative.Length == 0 ? string.Empty : FsPathName(relative);
         try
@@ -236,10 +339,11 @@ public sealed partial class LocalUnderStorage : IUnderStorage
     public async ValueTask<int> ReadAsync(string path, long offset, Memory<byte> destination, CancellationToken cancellationToken = default)
     {
         var started = Stopwatch.GetTimestamp();
+        var full = Inside(path, out var errno) ?? throw NotThere(path, errno, "no such file");
         SafeFileHandle handle;
         try
         {
-            handle = File.OpenHandle(Full(path), FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, FileOptions.Asynchronous);
+            handle = File.OpenHandle(full, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, FileOptions.Asynchronous);
         }
         catch (FileNotFoundException e)
         {
@@ -251,7 +355,7 @@ public sealed partial class LocalUnderStorage : IUnderStorage
         }
         catch (UnauthorizedAccessException e)
         {
-            throw Directory.Exists(Full(path))
+            throw Directory.Exists(full)
                 ? new UnderStorageException(UnderStorageError.IsADirectory, Describe(path), "is a directory", e)
                 : new UnderStorageException(UnderStorageError.AccessDenied, Describe(path), "permission denied", e);
         }
@@ -279,9 +383,9 @@ public sealed partial class LocalUnderStorage : IUnderStorage
     /// <inheritdoc />
     public async ValueTask<Stream> OpenReadAsync(string path, long offset, long length, string? expectedETag, CancellationToken cancellationToken = default)
     {
-        var full = Full(path);
         return await Task.Run<Stream>(() =>
         {
+            var full = Inside(path, out var errno) ?? throw NotThere(path, errno, "no such file");
             FileStream stream;
             try
             {

@@ -18,6 +18,8 @@ public sealed partial class S3UnderStorage
     /// <inheritdoc />
     public async ValueTask<EntryRecord> PutAsync(string path, Stream content, long? length = null, CancellationToken cancellationToken = default)
     {
+        // Refused before any of the content is read.
+        UnderStorageFactory.ThrowIfNotRelative(path, Uri);
         var partSize = (int)Math.Min(_settings.PartSize, Array.MaxLength);
         var first = ArrayPool<byte>.Shared.Rent(partSize);
         try

@@ -86,7 +86,15 @@ public sealed partial class S3UnderStorage : IUnderStorage
     /// <inheritdoc />
     public UnderStorageCapabilities Capabilities => UnderStorageCapabilities.Write | UnderStorageCapabilities.Multipart | UnderStorageCapabilities.ServerSideCopy;
 
-    private string Key(string relative) => _rootPrefix + relative;
+    /// <summary>
+    /// The object key of a path. The path is used as given, so one with an empty, '.' or '..' component (which some
+    /// S3-compatible servers normalise, reaching keys outside the mount's prefix) or a NUL is refused (InvalidArgument).
+    /// </summary>
+    private string Key(string relative)
+    {
+        UnderStorageFactory.ThrowIfNotRelative(relative, Uri);
+        return _rootPrefix + relative;
+    }
 
     private string Describe(string relative) => relative.Length == 0 ? Uri : Uri.TrimEnd('/') + "/" + relative;
 
