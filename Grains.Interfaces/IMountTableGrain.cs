@@ -27,6 +27,11 @@ public interface IMountTableGrain : IGrainWithIntegerKey
     [Alias("Unmount"), Access(Access.Admin, Audit = true)]
     ValueTask<MountResult> UnmountAsync(string path);
 
+    /// <summary>Sets who may read and who may write the mount at <paramref name="path"/> (identity names, '*' for every
+    /// authenticated identity; null leaves a list as it is, empty means admins only).</summary>
+    [Alias("SetAccess"), Access(Access.Admin, Audit = true)]
+    ValueTask<MountResult> SetAccessAsync(string path, IReadOnlyList<string>? readers, IReadOnlyList<string>? writers);
+
     /// <summary>Silo-internal: the full mount record, credentials included, for the grains that talk to its under-storage.
     /// Null when no such mount exists (it was unmounted).</summary>
     [Alias("Resolve")]

@@ -50,8 +50,15 @@ public sealed record MountOptions(
     /// <summary>Option keys whose values are credentials.</summary>
     public static readonly IReadOnlySet<string> SecretKeys = new HashSet<string>(StringComparer.Ordinal)
     {
-        "secret-key", "session-token", "access-key",
+        "secret-key", "session-token", "access-key", NAME_KEY,
     };
+
+    /// <summary>
+    /// The property holding a mount's block-name key: 16 random bytes made when it is mounted, mixed into every block key
+    /// of the mount, so that only identities the cluster tells it to (readers of the mount) can name its blocks at a data
+    /// port. Kept with the mount's secrets; given in the mount table only to those who may read the mount.
+    /// </summary>
+    public const string NAME_KEY = "name-key";
 
     /// <summary>Defaults: read-write, never re-sync, ownership and mode from the under-storage.</summary>
     public static MountOptions Default { get; } = new(false, DEFAULT_SYNC_INTERVAL_SECONDS, null, null, null, new Dictionary<string, string>());
@@ -85,6 +92,23 @@ public sealed record MountInfo(
 {
     /// <summary>A copy safe to show outside the silos.</summary>
     public MountInfo Redacted() => this with { Options = Options.Redacted() };
+
+    /// <summary>The mount as shown to a reader of it: secrets redacted, the block-name key kept.</summary>
+    public MountInfo ForReader()
+    {
+        var redacted = Redacted();
+        if (Options.Properties.TryGetValue(MountOptions.NAME_KEY, out var key))
+        {
+            var properties = new Dictionary<string, string>(redacted.Options.Properties, StringComparer.Ordinal) { [MountOptions.NAME_KEY] = key };
+            return redacted with { Options = redacted.Options with { Properties = properties } };
+        }
+
+        return redacted;
+    }
+
+    /// <summary>What block keys of this mount hash besides each file's facts: the URI and the block-name key.</summary>
+    public string BlockNamespace =>
+        Options.Properties.TryGetValue(MountOptions.NAME_KEY, out var key) && key != MountOptions.Redaction ? Uri + "\n" + key : Uri;
 }
 
 /// <summary>The mount table as clients cache it.</summary>

@@ -14,7 +14,7 @@ namespace GrainFs.Client;
 /// <param name="Entry">The inode (size, ETag).</param>
 public sealed record FileVersion(MountInfo Mount, string Path, string Relative, FsEntry Entry)
 {
-    private readonly (ulong Hi, ulong Lo) _fileId = WriteTag.FileId(Mount.Uri, Relative, Entry.ETag, Entry.Size, Mount.Options.BlockSize);
+    private readonly (ulong Hi, ulong Lo) _fileId = WriteTag.FileId(Mount.BlockNamespace, Relative, Entry.ETag, Entry.Size, Mount.Options.BlockSize);
 
     /// <summary>The mount's block size.</summary>
     public int BlockSize => Mount.Options.BlockSize;

@@ -64,7 +64,7 @@ public sealed partial class GrainFsWriter
         _blockSize = mount.Options.BlockSize;
         Tag = WriteTag.New();
         _writer = Tag;
-        _fileId = WriteTag.FileId(mount.Uri, string.Empty, Tag, 0, _blockSize);
+        _fileId = WriteTag.FileId(mount.BlockNamespace, string.Empty, Tag, 0, _blockSize);
         _quota = mount.Options.QuotaBytes > 0 || mount.Options.QuotaFiles > 0;
     }
 

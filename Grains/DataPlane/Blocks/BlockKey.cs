@@ -19,8 +19,11 @@ public readonly record struct BlockKey(ulong FileHi, ulong FileLo, int Index) : 
     public static (ulong Hi, ulong Lo) FileId(string underStorageUri, string path, string etag, long size, int blockSize)
     {
         var text = string.Create(CultureInfo.InvariantCulture, $"{underStorageUri}\n{path}\n{etag}\n{size}\n{blockSize}");
-        var hash = XxHash128.HashToUInt128(Encoding.UTF8.GetBytes(text));
-        return ((ulong)(hash >> 64), (ulong)hash);
+        // SHA-256, not a fast non-cryptographic hash: with a mount's secret block-name key in the text, the result must
+        // not be computable or predictable without it (a block key is a capability at the data port). Once per file.
+        Span<byte> hash = stackalloc byte[32];
+        System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(text), hash);
+        return (BinaryPrimitives.ReadUInt64BigEndian(hash), BinaryPrimitives.ReadUInt64BigEndian(hash[8..]));
     }
 
     /// <summary>The key of block <paramref name="index"/> of a file version.</summary>

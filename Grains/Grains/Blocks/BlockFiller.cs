@@ -24,7 +24,7 @@ public sealed class BlockFiller(TierStore store, UnderStorageRegistry registry, 
 
     /// <summary>The key of a block of a mount's file version.</summary>
     public static BlockKey KeyOf(MountInfo mount, BlockSource source) =>
-        BlockKey.For(WriteTag.FileId(mount.Uri, source.Path, source.ETag, source.FileSize, source.BlockSize), source.Index);
+        BlockKey.For(WriteTag.FileId(mount.BlockNamespace, source.Path, source.ETag, source.FileSize, source.BlockSize), source.Index);
 
     /// <summary>The mount of a block source, or null when it no longer exists.</summary>
     public async ValueTask<MountInfo?> ResolveAsync(long mountId)

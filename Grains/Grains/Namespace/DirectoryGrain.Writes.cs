@@ -343,7 +343,7 @@ internal sealed partial class DirectoryGrain
             return;
         }
 
-        var keys = WriteTag.Keys(_mount!.Uri, old.ETag, old.Size, _mount.Options.BlockSize);
+        var keys = WriteTag.Keys(_mount!.BlockNamespace, old.ETag, old.Size, _mount.Options.BlockSize);
 
         foreach (var holder in holders)
         {

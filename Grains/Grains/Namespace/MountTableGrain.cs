@@ -25,13 +25,32 @@ internal sealed partial class MountTableGrain(
         _stored = await store.LoadMountTableAsync(cancellationToken);
         _mounts = [.. _stored.Mounts.Select(ToInfo).OrderBy(m => m.Path, StringComparer.Ordinal)];
         LogLoaded(logger, _mounts.Length, _stored.Version, store.Kind);
+        if (_mounts.Any(m => !m.Options.Properties.ContainsKey(MountOptions.NAME_KEY)))
+        {
+            // Mounts made before block names were keyed get a key now (their cached blocks are refilled under new names).
+            await SaveAsync([.. _mounts.Select(m => m.Options.Properties.ContainsKey(MountOptions.NAME_KEY) ? m : m with { Options = WithNameKey(m.Options) })], _stored.NextId);
+        }
     }
 
     private static MountInfo ToInfo(StoredMount m) =>
         new(m.Id, m.Path, m.Uri, MountOptionsParser.FromJson(m.OptionsJson), DateTime.SpecifyKind(m.CreatedUtc, DateTimeKind.Utc));
 
-    public ValueTask<MountTableSnapshot> GetTableAsync() =>
-        ValueTask.FromResult(new MountTableSnapshot(_stored.Version, [.. _mounts.Select(m => m.Redacted())]));
+    // Each caller sees every mount, secrets redacted; the block-name key only of the mounts it may read.
+    public ValueTask<MountTableSnapshot> GetTableAsync()
+    {
+        var caller = GrainFs.Grains.Security.Caller.Principal;
+        return ValueTask.FromResult(new MountTableSnapshot(_stored.Version,
+            [.. _mounts.Select(m => caller is not null && GrainFs.Grains.Security.MountAccess.Decide(caller, m, write: false) is null ? m.ForReader() : m.Redacted())]));
+    }
+
+    private static MountOptions WithNameKey(MountOptions options)
+    {
+        var properties = new Dictionary<string, string>(options.Properties, StringComparer.Ordinal)
+        {
+            [MountOptions.NAME_KEY] = Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16)),
+        };
+        return options with { Properties = properties };
+    }
 
     public ValueTask<long> GetVersionAsync() => ValueTask.FromResult(_stored.Version);
 
@@ -105,7 +124,7 @@ internal sealed partial class MountTableGrain(
             return check;
         }
 
-        var mount = new MountInfo(_stored.NextId, path, canonical, options, time.GetUtcNow().UtcDateTime);
+        var mount = new MountInfo(_stored.NextId, path, canonical, WithNameKey(options), time.GetUtcNow().UtcDateTime);
         var mounts = _mounts.Append(mount).OrderBy(m => m.Path, StringComparer.Ordinal).ToArray();
         await SaveAsync(mounts, _stored.NextId + 1);
         LogMounted(logger, mount.Path, mount.Uri, mount.Id, _stored.Version);
@@ -176,6 +195,40 @@ internal sealed partial class MountTableGrain(
         await store.DeleteMountDataAsync(mount.Id);
         LogUnmounted(logger, mount.Path, mount.Uri, mount.Id, _stored.Version);
         return new MountResult(FsStatus.Ok, null, mount.Redacted(), _stored.Version);
+    }
+
+    public async ValueTask<MountResult> SetAccessAsync(string path, IReadOnlyList<string>? readers, IReadOnlyList<string>? writers)
+    {
+        var status = FsPath.TryNormalize(path, out var normalized, out var error);
+        if (status != FsStatus.Ok)
+        {
+            return Fail(status, error!);
+        }
+
+        var index = Array.FindIndex(_mounts, m => m.Path == normalized);
+        if (index < 0)
+        {
+            return Fail(FsStatus.NotFound, $"{normalized} is not a mount point");
+        }
+
+        foreach (var name in (readers ?? []).Concat(writers ?? []))
+        {
+            if (name != "*" && !MountOptionsParser.TryParseNames(name, out _, out var nameError))
+            {
+                return Fail(FsStatus.InvalidArgument, nameError!);
+            }
+        }
+
+        var mount = _mounts[index];
+        var options = mount.Options with
+        {
+            Readers = readers is null ? mount.Options.Readers : [.. readers.Distinct(StringComparer.Ordinal)],
+            Writers = writers is null ? mount.Options.Writers : [.. writers.Distinct(StringComparer.Ordinal)],
+        };
+        var mounts = (MountInfo[])_mounts.Clone();
+        mounts[index] = mount with { Options = options };
+        await SaveAsync(mounts, _stored.NextId);
+        return new MountResult(FsStatus.Ok, null, mounts[index].Redacted(), _stored.Version);
     }
 
     private async Task SaveAsync(MountInfo[] mounts, long nextId)

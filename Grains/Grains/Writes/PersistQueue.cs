@@ -82,7 +82,7 @@ public sealed partial class PersistQueue : BackgroundService
         return new PersistStatus(jobs.Count, jobs.Sum(j => j.Record.Size), jobs.Count(j => j.LastError is not null), _rate.BytesPerSecond, Interlocked.Read(ref _persistedBytes));
     }
 
-    private static BlockKey[] KeysOf(MountInfo mount, string writeTag, long size, int blockSize) => WriteTag.Keys(mount.Uri, writeTag, size, blockSize);
+    private static BlockKey[] KeysOf(MountInfo mount, string writeTag, long size, int blockSize) => WriteTag.Keys(mount.BlockNamespace, writeTag, size, blockSize);
 
     /// <summary>Seals a written file (see <see cref="IWorkerGrain.SealAsync"/>).</summary>
     public async Task<WriteOutcome> SealAsync(WriteSeal seal, CancellationToken cancellationToken)

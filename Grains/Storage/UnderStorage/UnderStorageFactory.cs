@@ -168,13 +168,16 @@ public sealed class UnderStorageFactory
         }
     }
 
+    /// <summary>Mount properties GrainFS keeps for itself (the block-name key), which no adapter sees.</summary>
+    public static readonly IReadOnlyList<string> GrainFsProperties = ["name-key"];
+
     /// <summary>Checks mount properties against what the scheme understands; null when all are known.</summary>
     public string? CheckProperties(string scheme, IEnumerable<string> keys)
     {
         var known = PropertiesOf(scheme);
         foreach (var key in keys)
         {
-            if (!known.Contains(key))
+            if (!known.Contains(key) && !GrainFsProperties.Contains(key))
             {
                 return known.Count == 0
                     ? $"option '{key}' does not apply to {scheme} mounts"

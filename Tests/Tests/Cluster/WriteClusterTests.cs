@@ -72,7 +72,7 @@ public sealed class WriteClusterTests(GpuClusterFixture fixture) : IClassFixture
     /// <summary>The written blocks each silo's worker holds (unpersisted or not) for a file version.</summary>
     private Dictionary<string, int> HoldersOf(MountInfo mount, FsEntry entry)
     {
-        var file = WriteTag.FileId(mount.Uri, string.Empty, entry.ETag, entry.Size, mount.Options.BlockSize);
+        var file = WriteTag.FileId(mount.BlockNamespace, string.Empty, entry.ETag, entry.Size, mount.Options.BlockSize);
         var count = (int)((entry.Size + mount.Options.BlockSize - 1) / mount.Options.BlockSize);
         var held = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (var (silo, services) in fixture.SiloServices)
