@@ -43,7 +43,7 @@ internal sealed partial class BlockReader : IDisposable
     private readonly ClusterView _cluster;
     private readonly GrainFsClientOptions _options;
     private readonly ILogger _logger;
-    private readonly DataPortClient _dataPort = new();
+    private readonly DataPortClient _dataPort;
     private readonly ConcurrentDictionary<BlockKey, LocalBlock> _local = new();
     private readonly ConcurrentDictionary<string, byte> _deniedRoots = new(StringComparer.Ordinal);
     private readonly ConcurrentQueue<BlockKey> _accessed = new();
@@ -53,8 +53,9 @@ internal sealed partial class BlockReader : IDisposable
     /// <summary>The data-port connections, shared with writers.</summary>
     internal DataPortClient DataPort => _dataPort;
 
-    public BlockReader(IGrainFactory grains, ClusterView cluster, GrainFsClientOptions options, ILogger logger)
+    public BlockReader(IGrainFactory grains, ClusterView cluster, GrainFsClientOptions options, GrainFs.DataPlane.Security.ClusterTrust? trust, ILogger logger)
     {
+        _dataPort = new DataPortClient(trust);
         _grains = grains;
         _cluster = cluster;
         _options = options;

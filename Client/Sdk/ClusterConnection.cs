@@ -15,12 +15,16 @@ internal sealed class ClusterConnection : IAsyncDisposable
 {
     private readonly IHost? _host;
 
-    private ClusterConnection(IGrainFactory grains, IHost? host, ILoggerFactory? loggers)
+    private ClusterConnection(IGrainFactory grains, IHost? host, ILoggerFactory? loggers, GrainFs.DataPlane.Security.ClusterTrust? trust = null)
     {
         Grains = grains;
         _host = host;
         Loggers = loggers;
+        Trust = trust;
     }
+
+    /// <summary>The credentials this connection logged in with (null for a grain factory someone else owns).</summary>
+    public GrainFs.DataPlane.Security.ClusterTrust? Trust { get; }
 
     public IGrainFactory Grains { get; }
 
@@ -119,7 +123,7 @@ internal sealed class ClusterConnection : IAsyncDisposable
             throw new GrainFsConnectException($"the cluster refused this client's credentials ({session.Trust.Folder}): {e.Message}", e);
         }
 
-        return new ClusterConnection(host.Services.GetRequiredService<IClusterClient>(), host, loggerFactory ?? host.Services.GetService<ILoggerFactory>());
+        return new ClusterConnection(host.Services.GetRequiredService<IClusterClient>(), host, loggerFactory ?? host.Services.GetService<ILoggerFactory>(), session.Trust);
     }
 
     // A TLS handshake the silo aborted: the client's certificate is not one the cluster accepts.

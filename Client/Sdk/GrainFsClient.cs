@@ -32,7 +32,10 @@ public sealed partial class GrainFsClient : IAsyncDisposable
         Mounts = new MountResolver(calls);
         Namespace = new NamespaceClient(calls, Mounts, options, time);
         _cluster = new ClusterView(connection.Grains, time);
-        _blocks = new BlockReader(connection.Grains, _cluster, options, logger);
+        // The data port takes the identity the connection logged in with; a client over someone else's grain factory (a
+        // test cluster's) uses the credentials its options name.
+        var trust = connection.Trust ?? GrainFs.DataPlane.Security.ClusterTrust.Open(options.Credentials, options.ClusterId, GrainFs.DataPlane.Security.IdentityKind.Client);
+        _blocks = new BlockReader(connection.Grains, _cluster, options, trust, logger);
         Cache = new CacheAdmin(calls, Namespace, _cluster, time);
 
         // Only a client that hosts its own connection runs background work, and it awaits that work when disposed.

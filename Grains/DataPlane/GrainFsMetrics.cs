@@ -79,6 +79,10 @@ public static class GrainFsMetrics
         Meter.CreateCounter<long>("grainfs.write.bytes", "By", "Bytes of written blocks stored on write tiers");
 
     /// <summary>Writes refused, tagged by reason (no-space, quota).</summary>
+    /// <summary>Data-port connections refused (TLS failure, over the connection cap), by reason.</summary>
+    public static readonly Counter<long> DataPortRefused =
+        Meter.CreateCounter<long>("grainfs.dataport.refused", "{connection}", "Data-port connections refused, by reason");
+
     public static readonly Counter<long> WritesRefused =
         Meter.CreateCounter<long>("grainfs.write.refused", "{write}", "Writes refused, by reason (no-space, quota)");
 

@@ -1,10 +1,10 @@
 namespace GrainFs.DataPlane.Blocks;
 
-/// <summary>A block read sequentially from a worker's data port, 1 MiB at a time: the source of a replica copy.</summary>
-public sealed class DataPortStream(string endpoint, BlockKey key, int length) : ReadOnlyStream
+/// <summary>A block read sequentially from a worker's data port, 1 MiB at a time, over the silo's pooled client: the source of a replica copy.</summary>
+public sealed class DataPortStream(DataPortClient client, string endpoint, BlockKey key, int length) : ReadOnlyStream
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
-    private readonly DataPortClient _client = new(maxIdlePerEndpoint: 1);
+    private readonly DataPortClient _client = client;
     private long _position;
 
     /// <inheritdoc />
@@ -28,15 +28,5 @@ public sealed class DataPortStream(string endpoint, BlockKey key, int length) : 
 
         _position += result.Read;
         return result.Read;
-    }
-
-    protected override void Dispose(bool disposing)
-    {
-        if (disposing)
-        {
-            _client.Dispose();
-        }
-
-        base.Dispose(disposing);
     }
 }

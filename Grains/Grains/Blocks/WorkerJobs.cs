@@ -11,7 +11,7 @@ namespace GrainFs.Grains.Blocks;
 /// follows, and replica copies whose outcome goes to the block's grain. Every job is tracked and awaited when the silo
 /// stops; a finished load nobody asked about again is forgotten after <see cref="Retention"/>.
 /// </summary>
-public sealed partial class WorkerJobs(BlockFiller filler, IGrainFactory grains, LocalSilo silo, GrainFsClock time, ILogger<WorkerJobs> logger) : IAsyncDisposable
+public sealed partial class WorkerJobs(BlockFiller filler, IGrainFactory grains, LocalSilo silo, GrainFsClock time, DataPortClient dataPort, ILogger<WorkerJobs> logger) : IAsyncDisposable
 {
     /// <summary>Fills one load runs at once (several loads run at once; an object store serves a bounded number of streams well).</summary>
     public const int MaxParallelFills = 8;
@@ -57,7 +57,7 @@ public sealed partial class WorkerJobs(BlockFiller filler, IGrainFactory grains,
     /// <summary>Starts copying a block from another worker (a replica); false when it is held here already.</summary>
     public bool StartCopy(BlockKey key, int length, string fromEndpoint)
     {
-        var fill = Store.StartFill(key, length, _ => ValueTask.FromResult<Stream>(new DataPortStream(fromEndpoint, key, length)));
+        var fill = Store.StartFill(key, length, _ => ValueTask.FromResult<Stream>(new DataPortStream(dataPort, fromEndpoint, key, length)));
         if (fill is null)
         {
             return false;

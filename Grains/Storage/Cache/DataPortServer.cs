@@ -1,13 +1,32 @@
 using System.Buffers;
 using System.Diagnostics;
 using System.Net;
+using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Authentication;
 using System.Text;
 using GrainFs.DataPlane;
 using GrainFs.DataPlane.Blocks;
+using GrainFs.DataPlane.Security;
 using Microsoft.Extensions.Logging;
 
 namespace GrainFs.Storage.Cache;
+
+/// <summary>Bounds of a data port: connections at once and how long one may sit idle between requests.</summary>
+public sealed class DataPortLimits
+{
+    /// <summary>Default <see cref="MaxConnections"/>.</summary>
+    public const int DEFAULT_MAX_CONNECTIONS = 1024;
+
+    /// <summary>Default <see cref="IdleTimeout"/>.</summary>
+    public static readonly TimeSpan DEFAULT_IDLE_TIMEOUT = TimeSpan.FromMinutes(5);
+
+    /// <summary>Connections served at once; more are closed at accept.</summary>
+    public int MaxConnections { get; init; } = DEFAULT_MAX_CONNECTIONS;
+
+    /// <summary>How long a connection may wait between requests before it is closed.</summary>
+    public TimeSpan IdleTimeout { get; init; } = DEFAULT_IDLE_TIMEOUT;
+}
 
 /// <summary>
 /// A silo's data port: serves block bytes from the tier store over TCP (see <see cref="DataPortProtocol"/>).
@@ -18,19 +37,28 @@ namespace GrainFs.Storage.Cache;
 public sealed partial class DataPortServer : IAsyncDisposable
 {
     private static readonly TimeSpan FillWait = TimeSpan.FromSeconds(120);
+    private static readonly TimeSpan HandshakeTimeout = TimeSpan.FromSeconds(10);
     private readonly TcpListener _listener;
     private readonly TierStore _store;
     private readonly ILogger _logger;
+    private readonly ClusterTrust? _trust;
+    private readonly DataPortLimits _limits;
     private readonly CancellationTokenSource _stop = new();
     private readonly List<Task> _connections = [];
+    private int _open;
     private Task? _accept;
 
-    /// <summary>Serves on a listener bound with <see cref="Bind"/>.</summary>
-    public DataPortServer(TcpListener listener, TierStore store, ILogger logger)
+    /// <summary>
+    /// Serves on a listener bound with <see cref="Bind"/>. With <paramref name="trust"/> every connection is mutual TLS
+    /// 1.3 and must present a certificate of the cluster; without, plain TCP (only to measure what TLS costs).
+    /// </summary>
+    public DataPortServer(TcpListener listener, TierStore store, ILogger logger, ClusterTrust? trust = null, DataPortLimits? limits = null)
     {
         _store = store;
         _logger = logger;
         _listener = listener;
+        _trust = trust;
+        _limits = limits ?? new DataPortLimits();
         Endpoint = (IPEndPoint)_listener.LocalEndpoint;
     }
 
@@ -64,6 +92,15 @@ public sealed partial class DataPortServer : IAsyncDisposable
                 return;
             }
 
+            if (Interlocked.Increment(ref _open) > _limits.MaxConnections)
+            {
+                Interlocked.Decrement(ref _open);
+                GrainFsMetrics.DataPortRefused.Add(1, new KeyValuePair<string, object?>("reason", "connection-cap"));
+                LogRefused(_logger, socket.RemoteEndPoint?.ToString() ?? "?", $"over the cap of {_limits.MaxConnections} connections");
+                socket.Dispose();
+                continue;
+            }
+
             socket.NoDelay = true;
             socket.SendBufferSize = 4 << 20;
             var task = Task.Run(() => ServeAsync(socket));
@@ -78,13 +115,21 @@ public sealed partial class DataPortServer : IAsyncDisposable
     private async Task ServeAsync(Socket socket)
     {
         var request = new byte[DataPortProtocol.RequestSize];
+        var peer = socket.RemoteEndPoint?.ToString() ?? "?";
+        Stream? stream = null;
         try
         {
             using (socket)
             {
+                stream = await AuthenticateAsync(socket, peer).ConfigureAwait(false);
+                if (stream is null)
+                {
+                    return;
+                }
+
                 while (!_stop.IsCancellationRequested)
                 {
-                    if (!await ReceiveExactlyAsync(socket, request).ConfigureAwait(false))
+                    if (!await ReceiveRequestAsync(stream, request).ConfigureAwait(false))
                     {
                         return;
                     }
@@ -92,28 +137,83 @@ public sealed partial class DataPortServer : IAsyncDisposable
                     var parsed = DataPortProtocol.ReadRequest(request, out var error);
                     if (parsed is null)
                     {
-                        await SendMessageAsync(socket, DataPortStatus.BadRequest, error!).ConfigureAwait(false);
+                        await SendMessageAsync(stream, DataPortStatus.BadRequest, error!).ConfigureAwait(false);
                         return;
                     }
 
                     var (key, offset, length, _, op) = parsed.Value;
                     if (op == DataPortProtocol.OpWrite)
                     {
-                        await HandleWriteAsync(socket, key, length).ConfigureAwait(false);
+                        await HandleWriteAsync(stream, key, length).ConfigureAwait(false);
                         continue;
                     }
 
-                    await HandleReadAsync(socket, key, offset, length).ConfigureAwait(false);
+                    await HandleReadAsync(stream, key, offset, length).ConfigureAwait(false);
                 }
             }
         }
         catch (Exception e) when (e is SocketException or IOException or OperationCanceledException or ObjectDisposedException)
         {
-            // The client went away or the silo is stopping.
+            // The client went away, stayed idle too long or sent half a request, or the silo is stopping.
+        }
+        finally
+        {
+            if (stream is not null)
+            {
+                await stream.DisposeAsync().ConfigureAwait(false);
+            }
+
+            Interlocked.Decrement(ref _open);
         }
     }
 
-    private async Task HandleReadAsync(Socket socket, BlockKey key, long offset, int length)
+    // The TLS handshake (bounded in time); null when the peer is refused or gives up.
+    private async Task<Stream?> AuthenticateAsync(Socket socket, string peer)
+    {
+        var plain = new NetworkStream(socket, ownsSocket: false);
+        if (_trust is null)
+        {
+            return plain;
+        }
+
+        string? refused = null;
+        var tls = new SslStream(plain, leaveInnerStreamOpen: false);
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
+        deadline.CancelAfter(HandshakeTimeout);
+        try
+        {
+            await tls.AuthenticateAsServerAsync(new SslServerAuthenticationOptions
+            {
+                ServerCertificateSelectionCallback = (_, _) => _trust.Certificate,
+                ClientCertificateRequired = true,
+                EnabledSslProtocols = SslProtocols.Tls13,
+                CertificateRevocationCheckMode = System.Security.Cryptography.X509Certificates.X509RevocationMode.NoCheck,
+                RemoteCertificateValidationCallback = _trust.Callback(Accepts.Anyone, reason => refused = reason),
+            }, deadline.Token).ConfigureAwait(false);
+            return tls;
+        }
+        catch (Exception e) when (e is AuthenticationException or IOException or OperationCanceledException)
+        {
+            await tls.DisposeAsync().ConfigureAwait(false);
+            if (!_stop.IsCancellationRequested)
+            {
+                GrainFsMetrics.DataPortRefused.Add(1, new KeyValuePair<string, object?>("reason", "tls"));
+                LogRefused(_logger, peer, refused ?? (e is OperationCanceledException ? "no TLS handshake within 10 s" : e.Message));
+            }
+
+            return null;
+        }
+    }
+
+    // The next request; false when the peer closed between requests. An idle connection is closed after the idle timeout.
+    private async Task<bool> ReceiveRequestAsync(Stream stream, Memory<byte> buffer)
+    {
+        using var idle = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
+        idle.CancelAfter(_limits.IdleTimeout);
+        return await ReceiveExactlyAsync(stream, buffer, idle.Token).ConfigureAwait(false);
+    }
+
+    private async Task HandleReadAsync(Stream socket, BlockKey key, long offset, int length)
     {
         var started = Stopwatch.GetTimestamp();
         if (_store.TryGet(key, out var block))
@@ -180,7 +280,7 @@ public sealed partial class DataPortServer : IAsyncDisposable
             }
 
             DataPortProtocol.WriteReplyHeader(buffer, DataPortStatus.Ok, DataSource.UnderStorage, count);
-            await socket.SendAsync(buffer.AsMemory(0, DataPortProtocol.ReplyHeaderSize + count), SocketFlags.None, _stop.Token).ConfigureAwait(false);
+            await socket.WriteAsync(buffer.AsMemory(0, DataPortProtocol.ReplyHeaderSize + count), _stop.Token).ConfigureAwait(false);
             _store.RecordServed("under-storage", count);
             Record("under-storage", started);
         }
@@ -215,7 +315,7 @@ public sealed partial class DataPortServer : IAsyncDisposable
     /// write tier, synced, then acknowledged. A block that finds no room is answered NoSpace once its bytes are drained,
     /// so the connection stays usable.
     /// </summary>
-    private async Task HandleWriteAsync(Socket socket, BlockKey key, int length)
+    private async Task HandleWriteAsync(Stream socket, BlockKey key, int length)
     {
         var started = Stopwatch.GetTimestamp();
         var body = new SocketBody(socket, length, _stop.Token);
@@ -259,7 +359,7 @@ public sealed partial class DataPortServer : IAsyncDisposable
     }
 
     /// <summary>The body of a write request: exactly its length of bytes from the socket, read as the block file is written.</summary>
-    private sealed class SocketBody(Socket socket, int length, CancellationToken stop) : Stream
+    private sealed class SocketBody(Stream socket, int length, CancellationToken stop) : Stream
     {
         private readonly int _length = length;
         private int _left = length;
@@ -292,7 +392,7 @@ public sealed partial class DataPortServer : IAsyncDisposable
             int read;
             try
             {
-                read = await socket.ReceiveAsync(buffer[..Math.Min(buffer.Length, _left)], SocketFlags.None, link.Token).ConfigureAwait(false);
+                read = await socket.ReadAsync(buffer[..Math.Min(buffer.Length, _left)], link.Token).ConfigureAwait(false);
             }
             catch
             {
@@ -346,7 +446,7 @@ public sealed partial class DataPortServer : IAsyncDisposable
     }
 
     /// <summary>Serves a held block; false when its file is gone (the caller answers Miss).</summary>
-    private async Task<bool> ServeCachedAsync(Socket socket, CachedBlock block, long offset, int length)
+    private async Task<bool> ServeCachedAsync(Stream socket, CachedBlock block, long offset, int length)
     {
         var header = block.Header;
         var count = (int)Math.Max(0, Math.Min(length, header.DataLength - offset));
@@ -372,7 +472,7 @@ public sealed partial class DataPortServer : IAsyncDisposable
             }
 
             DataPortProtocol.WriteReplyHeader(buffer, DataPortStatus.Ok, block.Tier.Kind.Source(), read);
-            await socket.SendAsync(buffer.AsMemory(0, DataPortProtocol.ReplyHeaderSize + read), SocketFlags.None, _stop.Token).ConfigureAwait(false);
+            await socket.WriteAsync(buffer.AsMemory(0, DataPortProtocol.ReplyHeaderSize + read), _stop.Token).ConfigureAwait(false);
             _store.RecordServed(block.Tier.Name, read);
             return true;
         }
@@ -389,28 +489,28 @@ public sealed partial class DataPortServer : IAsyncDisposable
         GrainFsMetrics.DataPortLatency.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds, tag);
     }
 
-    private async Task SendStatusAsync(Socket socket, DataPortStatus status)
+    private async Task SendStatusAsync(Stream socket, DataPortStatus status)
     {
         var header = new byte[DataPortProtocol.ReplyHeaderSize];
         DataPortProtocol.WriteReplyHeader(header, status, DataSource.Mem, 0);
-        await socket.SendAsync(header, SocketFlags.None, _stop.Token).ConfigureAwait(false);
+        await socket.WriteAsync(header, _stop.Token).ConfigureAwait(false);
     }
 
-    private async Task SendMessageAsync(Socket socket, DataPortStatus status, string message)
+    private async Task SendMessageAsync(Stream socket, DataPortStatus status, string message)
     {
         var text = Encoding.UTF8.GetBytes(message);
         var reply = new byte[DataPortProtocol.ReplyHeaderSize + text.Length];
         DataPortProtocol.WriteReplyHeader(reply, status, DataSource.UnderStorage, text.Length);
         text.CopyTo(reply, DataPortProtocol.ReplyHeaderSize);
-        await socket.SendAsync(reply, SocketFlags.None, _stop.Token).ConfigureAwait(false);
+        await socket.WriteAsync(reply, _stop.Token).ConfigureAwait(false);
     }
 
-    private async Task<bool> ReceiveExactlyAsync(Socket socket, Memory<byte> buffer)
+    private static async Task<bool> ReceiveExactlyAsync(Stream stream, Memory<byte> buffer, CancellationToken cancellationToken)
     {
         var first = true;
         while (!buffer.IsEmpty)
         {
-            var read = await socket.ReceiveAsync(buffer, SocketFlags.None, _stop.Token).ConfigureAwait(false);
+            var read = await stream.ReadAsync(buffer, cancellationToken).ConfigureAwait(false);
             if (read == 0)
             {
                 if (first)
@@ -447,6 +547,9 @@ public sealed partial class DataPortServer : IAsyncDisposable
         await Task.WhenAll(open).ConfigureAwait(false);
         _stop.Dispose();
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Data port refused a connection from {Peer}: {Reason}")]
+    private static partial void LogRefused(ILogger logger, string peer, string reason);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Data port listening on {Endpoint}")]
     private static partial void LogListening(ILogger logger, string endpoint);
