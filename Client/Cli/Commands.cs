@@ -44,6 +44,7 @@ internal static class Commands
         root.Add(MountCommands.BuildMount());
         root.Add(MountCommands.BuildUmount());
         root.Add(CacheCommands.BuildReport());
+        root.Add(CertCommands.Build());
         root.Add(Completion());
         return root;
     }

@@ -32,6 +32,13 @@ internal sealed class FsCommands(GrainFsClient client, Terminal terminal)
         mounts.SetAction((parse, _) => Commands.WithClientAsync(parse, (c, t) => new FsCommands(c, t).MountsAsync(parse.GetValue(mountsJson))));
         yield return mounts;
 
+        var aclPath = Commands.Positional("path", "the mount point");
+        var readers = Commands.Valued("--readers", "NAMES", "identities that may read, ':'-separated ('*': every authenticated identity; '': admins only)");
+        var writers = Commands.Valued("--writers", "NAMES", "identities that may write and read, ':'-separated");
+        var acl = new Command("acl", "show or set who may read and write a mount (admins may do everything; identities are certificate names)") { aclPath, readers, writers };
+        acl.SetAction((parse, _) => Commands.WithClientAsync(parse, (c, t) => new FsCommands(c, t).AclAsync(parse.GetValue(aclPath)!, parse.GetValue(readers), parse.GetValue(writers))));
+        yield return acl;
+
         var lsPath = Commands.Positional("path", "a directory or file");
         var longFormat = Commands.Switch("-l", "long format: mode, size, mtime, name");
         var recursive = Commands.Switch("-R", "list subdirectories too, depth first", "--recursive");
@@ -93,6 +100,46 @@ internal sealed class FsCommands(GrainFsClient client, Terminal terminal)
 
         stdout.WriteLine($"Unmounted {result.Value!.Path}");
         return 0;
+    }
+
+    public async Task<int> AclAsync(string path, string? readers, string? writers)
+    {
+        MountInfo mount;
+        if (readers is null && writers is null)
+        {
+            var table = await client.GetMountsAsync(refresh: true);
+            if (!table.IsOk)
+            {
+                return Program.Fail(table.Status, table.Describe());
+            }
+
+            var found = table.Value!.Mounts.FirstOrDefault(m => m.Path == path.TrimEnd('/') || (path == "/" && m.Path == "/"));
+            if (found is null)
+            {
+                return Program.Fail(FsStatus.NotFound, $"{path} is not a mount point");
+            }
+
+            mount = found;
+        }
+        else
+        {
+            var result = await client.SetAccessAsync(path, Names(readers), Names(writers));
+            if (!result.IsOk)
+            {
+                return Program.Fail(result.Status, result.Describe());
+            }
+
+            mount = result.Value!;
+        }
+
+        stdout.WriteLine($"{mount.Path} readers: {Describe(mount.Options.Readers)}");
+        stdout.WriteLine($"{mount.Path} writers: {Describe(mount.Options.Writers)}");
+        return 0;
+
+        static IReadOnlyList<string>? Names(string? text) =>
+            text is null ? null : text.Split(':', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+
+        static string Describe(IReadOnlyList<string>? names) => names is { Count: > 0 } ? string.Join(", ", names) : "(admins only)";
     }
 
     public async Task<int> MountsAsync(bool asJson)

@@ -105,9 +105,9 @@ internal sealed class SessionCallFilter(ClientSession session, IServiceProvider 
 
     public async Task Invoke(IOutgoingGrainCallContext context)
     {
-        // Orleans' own calls (the cluster manifest, system targets) are not checked by silos and must not wait on a login.
+        // The login itself, and the type manifest the client fetches while it connects (before it can log in), go without.
         var type = context.InterfaceMethod.DeclaringType;
-        if (type != typeof(IAuthGrain) && type?.Namespace?.StartsWith("GrainFs", StringComparison.Ordinal) == true)
+        if (type != typeof(IAuthGrain) && type?.Name != "IClusterManifestSystemTarget")
         {
             _grains ??= services.GetRequiredService<IGrainFactory>();
             RequestContext.Set(SecurityContextKeys.Token, await session.TokenAsync(_grains).ConfigureAwait(false));

@@ -105,6 +105,10 @@ public sealed partial class GrainFsClient : IAsyncDisposable
     public ValueTask<FsResult<MountInfo>> MountAsync(string path, string uri, IReadOnlyDictionary<string, string>? options = null, CancellationToken cancellationToken = default) =>
         Namespace.MountAsync(path, uri, options, cancellationToken);
 
+    /// <inheritdoc cref="NamespaceClient.SetAccessAsync"/>
+    public ValueTask<FsResult<MountInfo>> SetAccessAsync(string path, IReadOnlyList<string>? readers, IReadOnlyList<string>? writers, CancellationToken cancellationToken = default) =>
+        Namespace.SetAccessAsync(path, readers, writers, cancellationToken);
+
     /// <inheritdoc cref="NamespaceClient.UnmountAsync"/>
     public ValueTask<FsResult<MountInfo>> UnmountAsync(string path, CancellationToken cancellationToken = default) =>
         Namespace.UnmountAsync(path, cancellationToken);

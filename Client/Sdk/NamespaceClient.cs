@@ -76,6 +76,20 @@ public sealed class NamespaceClient
         return outcome.Status == FsStatus.Ok ? FsResult<MountInfo>.Ok(outcome.Mount!) : FsResult<MountInfo>.Fail(outcome.Status, outcome.Message);
     }
 
+    /// <summary>Sets who may read and write the mount at <paramref name="path"/> (null leaves a list as it is; '*' is every authenticated identity). Admins only.</summary>
+    public async ValueTask<FsResult<MountInfo>> SetAccessAsync(string path, IReadOnlyList<string>? readers, IReadOnlyList<string>? writers, CancellationToken cancellationToken = default)
+    {
+        var result = await _calls.CallAsync(() => Table.SetAccessAsync(path, readers, writers), $"acl {path}").ConfigureAwait(false);
+        if (!result.IsOk)
+        {
+            return FsResult<MountInfo>.Fail(result.Status, result.Message);
+        }
+
+        await _mounts.RefreshAsync(force: true, cancellationToken).ConfigureAwait(false);
+        var outcome = result.Value!;
+        return outcome.Status == FsStatus.Ok ? FsResult<MountInfo>.Ok(outcome.Mount!) : FsResult<MountInfo>.Fail(outcome.Status, outcome.Message);
+    }
+
     // ---------------------------------------------------------------- stat and list
 
     /// <summary>The inode at <paramref name="path"/>: one grain call at most (to its parent directory), none when cached.</summary>
