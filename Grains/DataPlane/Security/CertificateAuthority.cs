@@ -129,7 +129,7 @@ public sealed class CertificateAuthority : IDisposable
     /// <paramref name="folder"/> (<c>silo.crt</c>/<c>silo.key</c> or <c>client.crt</c>/<c>client.key</c>), plus the
     /// trusted CAs. Returns the certificate.
     /// </summary>
-    public X509Certificate2 Issue(string folder, IdentityKind kind, string name, TimeSpan lifetime, X509Certificate2Collection? trusted = null)
+    public X509Certificate2 Issue(string folder, IdentityKind kind, string name, TimeSpan lifetime, X509Certificate2Collection? trusted = null, DateTimeOffset? notBefore = null)
     {
         ValidateName(name);
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
@@ -145,11 +145,11 @@ public sealed class CertificateAuthority : IDisposable
         request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension(usages, false));
         request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, false));
         request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(_certificate, true, false));
-        var now = DateTimeOffset.UtcNow;
-        var notAfter = now.Add(lifetime) > _certificate.NotAfter ? new DateTimeOffset(_certificate.NotAfter) : now.Add(lifetime);
+        var start = notBefore ?? DateTimeOffset.UtcNow.AddMinutes(-5);
+        var notAfter = start.Add(lifetime) > _certificate.NotAfter ? new DateTimeOffset(_certificate.NotAfter) : start.Add(lifetime);
         var serial = RandomNumberGenerator.GetBytes(16);
         serial[0] &= 0x7f;
-        using var issued = request.Create(_certificate.SubjectName, X509SignatureGenerator.CreateForECDsa(_key), now.AddMinutes(-5), notAfter, serial);
+        using var issued = request.Create(_certificate.SubjectName, X509SignatureGenerator.CreateForECDsa(_key), start < _certificate.NotBefore ? new DateTimeOffset(_certificate.NotBefore) : start, notAfter, serial);
         using var withKey = issued.CopyWithPrivateKey(key);
         CredentialFolder.WritePrivate(CredentialFolder.CertificatePath(folder, kind), withKey.ExportCertificatePem() + "\n");
         CredentialFolder.WritePrivate(CredentialFolder.KeyPath(folder, kind), key.ExportPkcs8PrivateKeyPem() + "\n");

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection;
 using GrainFs.Grains.Blocks;
 using GrainFs.Storage.UnderStorage;
 using GrainFs.Tests.Infrastructure;
@@ -93,8 +94,11 @@ public sealed class PathConfinementClusterTests(ClusterFixture fixture) : IClass
         var seal = await worker.SealAsync(new WriteSeal("w-confine", mount.Id, "../outside/written.txt", 1, mount.Options.BlockSize, WriteType.CacheThrough));
         Assert.Equal(FsStatus.InvalidArgument, seal.Status);
         Assert.Contains("'..'", seal.Message, StringComparison.Ordinal);
-        var retarget = await worker.RetargetAsync("w-confine", "../outside/written.txt");
+        // Retargeting is for silos only (a client is refused before the path is looked at): call it as a silo does.
+        var asSilo = fixture.SiloServices["Secondary_1"].GetRequiredService<IGrainFactory>().GetGrain<IWorkerGrain>("Primary");
+        var retarget = await asSilo.RetargetAsync("w-confine", "../outside/written.txt");
         Assert.Equal(FsStatus.InvalidArgument, retarget.Status);
-        Assert.Equal(FsStatus.InvalidArgument, (await worker.RetargetAsync("w-confine", string.Empty)).Status);
+        Assert.Equal(FsStatus.InvalidArgument, (await asSilo.RetargetAsync("w-confine", string.Empty)).Status);
+        await Assert.ThrowsAsync<GrainFsAccessDeniedException>(async () => await worker.RetargetAsync("w-confine", "../outside/written.txt"));
     }
 }
