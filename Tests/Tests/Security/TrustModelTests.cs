@@ -267,4 +267,45 @@ public sealed class TrustModelTests(TrustModelFixture fixture) : IClassFixture<T
         await serve.WaitAsync(TimeSpan.FromSeconds(15));
         fake.Stop();
     }
+
+    [Fact]
+    public async Task Loopback_traffic_of_a_read_through_the_gateway_and_the_data_port_shows_no_file_bytes_paths_or_keys()
+    {
+        var marker = "WIRE-MARKER-" + Guid.NewGuid().ToString("N");
+        var name = "wire-" + Guid.NewGuid().ToString("N")[..12] + ".bin";
+        await File.WriteAllTextAsync(Path.Combine(fixture.Dataset, name), string.Concat(Enumerable.Repeat(marker + "\n", 2000)));
+        await using var alice = await fixture.ClientAsync("alice");
+        var silo = (await alice.Grains.GetGrain<IClusterGrain>(0).GetSilosAsync()).Single();
+        var dataPort = silo.DataEndpoint[(silo.DataEndpoint.LastIndexOf(':') + 1)..];
+        var capture = Path.Combine(fixture.Root, $"lo-{Guid.NewGuid():N}.pcap");
+        var tcpdump = TestProcess.Start("tcpdump", ["-i", "lo", "-U", "-s", "0", "-w", capture, $"tcp port {fixture.Silo.GatewayPort} or tcp port {dataPort}"]);
+        await tcpdump.WaitForOutputAsync("listening on", TimeSpan.FromSeconds(20));
+
+        // A reader that is not the silo's host reads over the gateway (lookups) and the data port (bytes).
+        var buffer = new byte[256 * 1024];
+        var entry = (await alice.StatAsync("/m/" + name)).Value!;
+        var read = await alice.ReadAsync("/m/" + name, 0, buffer);
+        Assert.True(read.IsOk, read.Message);
+        Assert.Equal(entry.Size, read.Value);
+        Assert.StartsWith(marker, System.Text.Encoding.UTF8.GetString(buffer, 0, 100), StringComparison.Ordinal);
+        await Task.Delay(500);
+        tcpdump.Terminate();
+        await tcpdump.WaitForExitAsync(TimeSpan.FromSeconds(20));
+
+        var wire = await File.ReadAllBytesAsync(capture);
+        var mount = (await alice.GetMountsAsync(refresh: true)).Value!.Mounts.Single(m => m.Path == "/m");
+        var key = BlockKey.For(WriteTag.FileId(mount.BlockNamespace, name, entry.ETag, entry.Size, mount.Options.BlockSize), 0);
+        Assert.True(wire.Length > entry.Size, $"the capture holds {wire.Length} bytes, less than the file's {entry.Size}: it did not see the read");
+        foreach (var secret in new[] { marker, name, fixture.Dataset, mount.Options.Properties[MountOptions.NAME_KEY], key.ToString() })
+        {
+            Assert.True(IndexOf(wire, System.Text.Encoding.UTF8.GetBytes(secret)) < 0, $"'{secret}' is in the loopback capture in clear");
+            Assert.True(IndexOf(wire, System.Text.Encoding.Unicode.GetBytes(secret)) < 0, $"'{secret}' (UTF-16) is in the loopback capture in clear");
+        }
+
+        var keyBytes = new byte[BlockKey.Size];
+        key.Write(keyBytes);
+        Assert.True(IndexOf(wire, keyBytes) < 0, "the block key's bytes are in the loopback capture in clear");
+    }
+
+    private static int IndexOf(byte[] haystack, byte[] needle) => haystack.AsSpan().IndexOf(needle);
 }
