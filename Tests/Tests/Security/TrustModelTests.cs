@@ -278,7 +278,7 @@ public sealed class TrustModelTests(TrustModelFixture fixture) : IClassFixture<T
         var silo = (await alice.Grains.GetGrain<IClusterGrain>(0).GetSilosAsync()).Single();
         var dataPort = silo.DataEndpoint[(silo.DataEndpoint.LastIndexOf(':') + 1)..];
         var capture = Path.Combine(fixture.Root, $"lo-{Guid.NewGuid():N}.pcap");
-        var tcpdump = TestProcess.Start("tcpdump", ["-i", "lo", "-U", "-s", "0", "-w", capture, $"tcp port {fixture.Silo.GatewayPort} or tcp port {dataPort}"]);
+        var tcpdump = TestProcess.Start("tcpdump", ["-i", "lo", "-U", "-s", "0", "-Z", "root", "-w", capture, $"tcp port {fixture.Silo.GatewayPort} or tcp port {dataPort}"]);
         await tcpdump.WaitForOutputAsync("listening on", TimeSpan.FromSeconds(20));
 
         // A reader that is not the silo's host reads over the gateway (lookups) and the data port (bytes).
