@@ -295,7 +295,7 @@ public sealed class TrustModelTests(TrustModelFixture fixture) : IClassFixture<T
         var wire = await File.ReadAllBytesAsync(capture);
         var mount = (await alice.GetMountsAsync(refresh: true)).Value!.Mounts.Single(m => m.Path == "/m");
         var key = BlockKey.For(WriteTag.FileId(mount.BlockNamespace, name, entry.ETag, entry.Size, mount.Options.BlockSize), 0);
-        Assert.True(wire.Length > entry.Size, $"the capture holds {wire.Length} bytes, less than the file's {entry.Size}: it did not see the read");
+        Assert.True(wire.Length > entry.Size, $"the capture holds {wire.Length} bytes, less than the file's {entry.Size}: it did not see the read (tcpdump: {tcpdump.Output}; data port {silo.DataEndpoint}, gateway {fixture.Silo.GatewayPort})");
         foreach (var secret in new[] { marker, name, fixture.Dataset, mount.Options.Properties[MountOptions.NAME_KEY], key.ToString() })
         {
             Assert.True(IndexOf(wire, System.Text.Encoding.UTF8.GetBytes(secret)) < 0, $"'{secret}' is in the loopback capture in clear");
