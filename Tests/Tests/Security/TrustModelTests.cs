@@ -280,6 +280,8 @@ public sealed class TrustModelTests(TrustModelFixture fixture) : IClassFixture<T
         var capture = Path.Combine(fixture.Root, $"lo-{Guid.NewGuid():N}.pcap");
         var tcpdump = TestProcess.Start("tcpdump", ["-i", "lo", "-U", "-s", "0", "-Z", "root", "-w", capture, $"tcp port {fixture.Silo.GatewayPort} or tcp port {dataPort}"]);
         await tcpdump.WaitForOutputAsync("listening on", TimeSpan.FromSeconds(20));
+        // tcpdump says it listens a moment before its capture ring takes packets.
+        await Task.Delay(1000);
 
         // A reader that is not the silo's host reads over the gateway (lookups) and the data port (bytes).
         var buffer = new byte[256 * 1024];
