@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
@@ -290,6 +291,14 @@ public sealed class TrustModelTests(TrustModelFixture fixture) : IClassFixture<T
         Assert.True(read.IsOk, read.Message);
         Assert.Equal(entry.Size, read.Value);
         Assert.StartsWith(marker, System.Text.Encoding.UTF8.GetString(buffer, 0, 100), StringComparison.Ordinal);
+        // tcpdump writes what it took from the kernel as it gets CPU; a SIGTERM drops what it has not written yet. Let it
+        // catch up with the read (the file's bytes at least went by) before stopping it.
+        var caughtUp = Stopwatch.StartNew();
+        while (new FileInfo(capture).Length < entry.Size && caughtUp.Elapsed < TimeSpan.FromSeconds(30))
+        {
+            await Task.Delay(200);
+        }
+
         await Task.Delay(500);
         tcpdump.Terminate();
         await tcpdump.WaitForExitAsync(TimeSpan.FromSeconds(20));
