@@ -130,6 +130,10 @@ public static class Program
         }
 
         StartupLog.Started(logger, settings.ToString(), store.Kind);
+        if (silo.InsecureNoAuth)
+        {
+            StartupLog.Insecure(logger);
+        }
         await host.WaitForShutdownAsync();
         return 0;
     }
@@ -213,4 +217,7 @@ internal static partial class StartupLog
 {
     [LoggerMessage(Level = LogLevel.Information, Message = "GrainFS silo started: {Settings}, metadata store {Store}")]
     public static partial void Started(ILogger logger, string settings, string store);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "--insecure-no-auth: no TLS, no logins, no access checks; anyone who reaches a port owns this cluster (only for measuring the trust model's cost)")]
+    public static partial void Insecure(ILogger logger);
 }

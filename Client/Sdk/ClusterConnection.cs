@@ -47,10 +47,10 @@ internal sealed class ClusterConnection : IAsyncDisposable
         var deadline = Stopwatch.StartNew();
         var attempts = 0;
 
-        ClientSession session;
+        ClientSession? session = null;
         try
         {
-            session = new ClientSession(GrainFs.DataPlane.Security.ClusterTrust.Open(options.Credentials, options.ClusterId, GrainFs.DataPlane.Security.IdentityKind.Client), options.ClusterId);
+            session = options.InsecureNoAuth ? null : new ClientSession(GrainFs.DataPlane.Security.ClusterTrust.Open(options.Credentials, options.ClusterId, GrainFs.DataPlane.Security.IdentityKind.Client), options.ClusterId);
         }
         catch (GrainFs.DataPlane.Security.CredentialException e)
         {
@@ -59,7 +59,10 @@ internal sealed class ClusterConnection : IAsyncDisposable
 
         builder.UseOrleansClient(client =>
         {
-            client.UseGrainFsSecurity(session);
+            if (session is not null)
+            {
+                client.UseGrainFsSecurity(session);
+            }
 
             client.Configure<ClusterOptions>(o =>
             {
@@ -83,7 +86,7 @@ internal sealed class ClusterConnection : IAsyncDisposable
             client.UseConnectionRetryFilter(async (failure, ct) =>
             {
                 attempts++;
-                if (deadline.Elapsed >= options.ConnectTimeout || session.LastRefusal is not null || Refused(failure) is not null)
+                if (deadline.Elapsed >= options.ConnectTimeout || session?.LastRefusal is not null || Refused(failure) is not null)
                 {
                     return false;
                 }
@@ -104,12 +107,17 @@ internal sealed class ClusterConnection : IAsyncDisposable
             var where = options.Cluster is null
                 ? string.Create(CultureInfo.InvariantCulture, $"the embedded silo at 127.0.0.1:{options.GatewayPort}")
                 : $"the cluster '{options.ClusterId}' in {DescribeConnection(options.Cluster)}";
-            if ((session.LastRefusal ?? Refused(e)) is { } refusal)
+            if ((session?.LastRefusal ?? Refused(e)) is { } refusal)
             {
                 throw new GrainFsConnectException($"{where} refused this client: {refusal}", e);
             }
 
             throw new GrainFsConnectException($"cannot reach {where} within {options.ConnectTimeout.TotalSeconds:0} s: {Innermost(e).Message}", e);
+        }
+
+        if (session is null)
+        {
+            return new ClusterConnection(host.Services.GetRequiredService<IClusterClient>(), host, loggerFactory ?? host.Services.GetService<ILoggerFactory>());
         }
 
         try

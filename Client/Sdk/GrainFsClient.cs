@@ -34,7 +34,7 @@ public sealed partial class GrainFsClient : IAsyncDisposable
         _cluster = new ClusterView(connection.Grains, time);
         // The data port takes the identity the connection logged in with; a client over someone else's grain factory (a
         // test cluster's) uses the credentials its options name.
-        var trust = connection.Trust ?? GrainFs.DataPlane.Security.ClusterTrust.Open(options.Credentials, options.ClusterId, GrainFs.DataPlane.Security.IdentityKind.Client);
+        var trust = options.InsecureNoAuth ? null : connection.Trust ?? GrainFs.DataPlane.Security.ClusterTrust.Open(options.Credentials, options.ClusterId, GrainFs.DataPlane.Security.IdentityKind.Client);
         _blocks = new BlockReader(connection.Grains, _cluster, options, trust, logger);
         Cache = new CacheAdmin(calls, Namespace, _cluster, time);
 

@@ -35,6 +35,9 @@ public sealed class GrainFsClientOptions
     /// <summary>The credentials folder (null: the cluster's default under ~/.grainfs/credentials, created on first use).</summary>
     public string? Credentials { get; set; }
 
+    /// <summary>No TLS, logins or access checks (the silos must run with --insecure-no-auth too): only for measuring what the trust model costs.</summary>
+    public bool InsecureNoAuth { get; set; }
+
     /// <summary>Cluster id.</summary>
     public string ClusterId { get; set; } = DEFAULT_CLUSTER_ID;
 

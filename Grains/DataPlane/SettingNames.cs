@@ -21,6 +21,10 @@ public static class SettingNames
     public static readonly Setting Credentials = new("--credentials", "GrainFs:Credentials", "GRAINFS_CREDENTIALS",
         "credentials folder made by 'grainfs certs' (default ~/.grainfs/credentials/<cluster-id>, created on first use)");
 
+    /// <summary>Turns the trust model off: only for measuring its cost.</summary>
+    public static readonly Setting InsecureNoAuth = new("--insecure-no-auth", "GrainFs:InsecureNoAuth", "GRAINFS_INSECURE_NO_AUTH",
+        "turn TLS, logins and access checks off (only to measure what they cost; anyone who reaches a port owns the cluster)", IsSwitch: true);
+
     /// <summary>The cluster id shared by silos and clients of one cluster.</summary>
     public static readonly Setting ClusterId = new("--cluster-id", "GrainFs:ClusterId", "GRAINFS_CLUSTER_ID",
         "cluster id (default grainfs); silos and clients of one cluster share it");
@@ -97,10 +101,10 @@ public static class SettingNames
 
     /// <summary>Settings the silo reads.</summary>
     public static readonly IReadOnlyList<Setting> SiloSettings =
-        [Cluster, ClusterId, Credentials, Data, SiloPort, GatewayPort, DashboardPort, MetricsPort, Host, Roles, Advertise, SiloName, Telemetry, DataPort, Tier, CachePolicy, WriteTier, PersistRate, PersistParallel, AllowLocalRoot];
+        [Cluster, ClusterId, Credentials, InsecureNoAuth, Data, SiloPort, GatewayPort, DashboardPort, MetricsPort, Host, Roles, Advertise, SiloName, Telemetry, DataPort, Tier, CachePolicy, WriteTier, PersistRate, PersistParallel, AllowLocalRoot];
 
     /// <summary>Settings every client command reads.</summary>
-    public static readonly IReadOnlyList<Setting> ClientSettings = [Cluster, ClusterId, Credentials, GatewayPort, Host];
+    public static readonly IReadOnlyList<Setting> ClientSettings = [Cluster, ClusterId, Credentials, InsecureNoAuth, GatewayPort, Host];
 
     /// <summary>
     /// Reads <paramref name="allowed"/> flags out of <paramref name="args"/> ("--flag value" or "--flag=value") into

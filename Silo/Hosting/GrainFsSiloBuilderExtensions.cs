@@ -37,8 +37,12 @@ public static class GrainFsSiloBuilderExtensions
         services.AddSingleton(Options.Create(settings.Namespace));
         services.AddSingleton(Options.Create(settings.Telemetry));
         services.AddSingleton(Options.Create(settings.Persist));
-        var trust = GrainFs.DataPlane.Security.ClusterTrust.Open(silo.Credentials, silo.ClusterId, GrainFs.DataPlane.Security.IdentityKind.Silo);
-        builder.AddGrainFsSecurity(trust, silo.ClusterId, Path.Combine(silo.Data, "audit.log"));
+        GrainFs.DataPlane.Security.ClusterTrust? trust = null;
+        if (!silo.InsecureNoAuth)
+        {
+            trust = GrainFs.DataPlane.Security.ClusterTrust.Open(silo.Credentials, silo.ClusterId, GrainFs.DataPlane.Security.IdentityKind.Silo);
+            builder.AddGrainFsSecurity(trust, silo.ClusterId, Path.Combine(silo.Data, "audit.log"));
+        }
 
         // The data port is bound now, so that its real port (0 picks one) is in the silo metadata from the start.
         var advertised = silo.AdvertisedIPAddress;

@@ -24,6 +24,12 @@ public sealed class TrustModelFixture : IAsyncLifetime
 
     public string Dataset { get; private set; } = null!;
 
+    /// <summary>A file of the dataset whose bytes are a marker found nowhere else.</summary>
+    public string WireFile { get; } = "wire-" + Guid.NewGuid().ToString("N")[..12] + ".bin";
+
+    /// <summary>The marker the wire file repeats.</summary>
+    public string WireMarker { get; } = "WIRE-MARKER-" + Guid.NewGuid().ToString("N");
+
     public string Folder(string name) => Path.Combine(Root, name);
 
     public async Task InitializeAsync()
@@ -46,6 +52,8 @@ public sealed class TrustModelFixture : IAsyncLifetime
 
         Dataset = TestProcess.NewFolder("trust-data");
         await File.WriteAllTextAsync(Path.Combine(Dataset, "secret.txt"), "the training set's bytes");
+        // The file the wire test reads (made before the mount lists the folder, which it then keeps: sync-interval never).
+        await File.WriteAllTextAsync(Path.Combine(Dataset, WireFile), string.Concat(Enumerable.Repeat(WireMarker + "\n", 2000)));
         Silo = await SiloProcess.StartAsync("trust", ["--cluster-id", ClusterId, "--credentials", Folder("silo")]);
         var (code, _, err) = await CliAsync("admin", "fs", "mount", "/m", $"file://{Dataset}", "--option", "readers=alice");
         Assert.True(code == 0, err);
@@ -272,9 +280,8 @@ public sealed class TrustModelTests(TrustModelFixture fixture) : IClassFixture<T
     [Fact]
     public async Task Loopback_traffic_of_a_read_through_the_gateway_and_the_data_port_shows_no_file_bytes_paths_or_keys()
     {
-        var marker = "WIRE-MARKER-" + Guid.NewGuid().ToString("N");
-        var name = "wire-" + Guid.NewGuid().ToString("N")[..12] + ".bin";
-        await File.WriteAllTextAsync(Path.Combine(fixture.Dataset, name), string.Concat(Enumerable.Repeat(marker + "\n", 2000)));
+        var marker = fixture.WireMarker;
+        var name = fixture.WireFile;
         await using var alice = await fixture.ClientAsync("alice");
         var silo = (await alice.Grains.GetGrain<IClusterGrain>(0).GetSilosAsync()).Single();
         var capture = Path.Combine(fixture.Root, $"lo-{Guid.NewGuid():N}.pcap");
