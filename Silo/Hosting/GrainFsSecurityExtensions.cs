@@ -21,7 +21,6 @@ public static class GrainFsSecurityExtensions
         var services = builder.Services;
         services.AddSingleton(trust);
         services.AddSingleton(new SiloSecurity(trust, clusterId));
-        services.AddSingleton<MountAccess>();
         services.AddSingleton(sp => new AuditLog(auditPath, sp.GetRequiredService<ILogger<AuditLog>>()));
         builder.AddIncomingGrainCallFilter<AccessFilter>();
         builder.AddOutgoingGrainCallFilter<SiloCallMarker>();

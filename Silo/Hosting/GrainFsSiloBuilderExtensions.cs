@@ -37,6 +37,7 @@ public static class GrainFsSiloBuilderExtensions
         services.AddSingleton(Options.Create(settings.Namespace));
         services.AddSingleton(Options.Create(settings.Telemetry));
         services.AddSingleton(Options.Create(settings.Persist));
+        services.AddSingleton<GrainFs.Grains.Security.MountAccess>();
         GrainFs.DataPlane.Security.ClusterTrust? trust = null;
         if (!silo.InsecureNoAuth)
         {

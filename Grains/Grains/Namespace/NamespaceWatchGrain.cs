@@ -6,13 +6,14 @@ namespace GrainFs.Grains.Namespace;
 /// Fans namespace changes out to the subscribed clients (one-way calls, so a slow or dead client holds nobody up).
 /// Subscriptions live in memory and expire unless renewed: a reactivation loses them only until the clients renew.
 /// </summary>
-internal sealed partial class NamespaceWatchGrain(GrainFsClock time, ILogger<NamespaceWatchGrain> logger) : Grain, INamespaceWatchGrain
+internal sealed partial class NamespaceWatchGrain(GrainFsClock time, GrainFs.Grains.Security.MountAccess access, ILogger<NamespaceWatchGrain> logger) : Grain, INamespaceWatchGrain
 {
-    private readonly Dictionary<INamespaceObserver, DateTime> _observers = [];
+    private readonly Dictionary<INamespaceObserver, (DateTime Until, GrainFs.DataPlane.Security.Principal? Who)> _observers = [];
 
+    // Each subscriber hears only of paths in mounts it may read (an admin, or a silo, of all).
     public ValueTask SubscribeAsync(INamespaceObserver observer)
     {
-        _observers[observer] = time.GetUtcNow().UtcDateTime + INamespaceWatchGrain.SubscriptionLifetime;
+        _observers[observer] = (time.GetUtcNow().UtcDateTime + INamespaceWatchGrain.SubscriptionLifetime, GrainFs.Grains.Security.Caller.Principal);
         return ValueTask.CompletedTask;
     }
 
@@ -25,7 +26,7 @@ internal sealed partial class NamespaceWatchGrain(GrainFsClock time, ILogger<Nam
     public Task PublishAsync(string[] paths)
     {
         var now = time.GetUtcNow().UtcDateTime;
-        foreach (var (observer, until) in _observers.ToList())
+        foreach (var (observer, (until, who)) in _observers.ToList())
         {
             if (until < now)
             {
@@ -33,9 +34,15 @@ internal sealed partial class NamespaceWatchGrain(GrainFsClock time, ILogger<Nam
                 continue;
             }
 
+            var visible = who is null || who.IsAdmin ? paths : [.. paths.Where(p => access.MayReadPath(who, p))];
+            if (visible.Length == 0)
+            {
+                continue;
+            }
+
             try
             {
-                _ = observer.ChangedAsync(paths);
+                _ = observer.ChangedAsync(visible);
             }
             catch (Exception e) when (e is OrleansException or InvalidOperationException)
             {

@@ -49,6 +49,32 @@ public sealed class MountAccess(IGrainFactory grains)
     public bool MayRead(Principal principal, long mountId) =>
         principal.IsAdmin || (_table.Mounts.TryGetValue(mountId, out var mount) && Decide(principal, mount, write: false) is null);
 
+    /// <summary>True when <paramref name="principal"/> may read the mount holding namespace path <paramref name="path"/> (cached table only).</summary>
+    public bool MayReadPath(Principal principal, string path)
+    {
+        if (principal.IsAdmin)
+        {
+            return true;
+        }
+
+        var table = _table;
+        if (DateTimeOffset.UtcNow - table.Loaded > RefreshAfter)
+        {
+            _ = RefreshAsync();
+        }
+
+        MountInfo? best = null;
+        foreach (var mount in table.Mounts.Values)
+        {
+            if ((path == mount.Path || path.StartsWith(mount.Path + "/", StringComparison.Ordinal)) && (best is null || mount.Path.Length > best.Path.Length))
+            {
+                best = mount;
+            }
+        }
+
+        return best is not null && Decide(principal, best, write: false) is null;
+    }
+
     /// <summary>Null when allowed, else the reason naming the mount and who holds the right.</summary>
     public static string? Decide(Principal principal, MountInfo mount, bool write)
     {
