@@ -11,7 +11,7 @@ namespace GrainFs.Silo.Hosting;
 /// <summary>
 /// The trust model on a silo: mutual TLS 1.3 on the silo-to-silo port (silo certificates only) and the gateway (any
 /// identity of the cluster), the login grain, the access filter on every incoming grain call, the silo mark on every
-/// outgoing one, the per-mount access cache and the audit log.
+/// outgoing one, the per-mount access cache, the audit log and the secret box sealing mount credentials at rest.
 /// </summary>
 public static class GrainFsSecurityExtensions
 {
@@ -21,6 +21,8 @@ public static class GrainFsSecurityExtensions
         var services = builder.Services;
         services.AddSingleton(trust);
         services.AddSingleton(new SiloSecurity(trust, clusterId));
+        // Mount credentials are sealed under the cluster key in the metadata store; the ring is re-read when cluster.key changes.
+        services.AddSingleton(new SecretBox(() => trust.ClusterKeys));
         services.AddSingleton(sp => new AuditLog(auditPath, sp.GetRequiredService<ILogger<AuditLog>>()));
         builder.AddIncomingGrainCallFilter<AccessFilter>();
         builder.AddOutgoingGrainCallFilter<SiloCallMarker>();

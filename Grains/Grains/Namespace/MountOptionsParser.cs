@@ -253,7 +253,7 @@ public static class MountOptionsParser
         return mode <= 0xFFF;
     }
 
-    /// <summary>Options as JSON for the metadata store (credentials included: the store is inside the trust boundary).</summary>
+    /// <summary>Options as JSON for the metadata store, property values as given: the mount table passes its credentials sealed (<see cref="MountSecrets"/>).</summary>
     public static string ToJson(MountOptions options) => JsonSerializer.Serialize(new OptionsDocument
     {
         ReadOnly = options.ReadOnly,

@@ -1,3 +1,4 @@
+using GrainFs.DataPlane.Security;
 using GrainFs.Storage.Metadata;
 using GrainFs.Storage.UnderStorage;
 using Microsoft.Extensions.Logging;
@@ -6,11 +7,13 @@ namespace GrainFs.Grains.Namespace;
 
 /// <summary>
 /// The cluster's mount table. Small state (a few records), persisted whole in the metadata store with
-/// optimistic concurrency; clients cache it by version, so this grain is never on the read path.
+/// optimistic concurrency; clients cache it by version, so this grain is never on the read path. Mount credentials
+/// are sealed under the cluster key in the store (<see cref="MountSecrets"/>) and opened here when the table loads.
 /// </summary>
 internal sealed partial class MountTableGrain(
     IMetadataStore store,
     UnderStorageRegistry registry,
+    SecretBox secrets,
     GrainFsClock time,
     ILogger<MountTableGrain> logger) : Grain, IMountTableGrain
 {
@@ -23,12 +26,52 @@ internal sealed partial class MountTableGrain(
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
         _stored = await store.LoadMountTableAsync(cancellationToken);
-        _mounts = [.. _stored.Mounts.Select(ToInfo).OrderBy(m => m.Path, StringComparer.Ordinal)];
+        var inClear = 0;
+        var mounts = new List<MountInfo>(_stored.Mounts.Count);
+        foreach (var stored in _stored.Mounts)
+        {
+            var mount = ToInfo(stored);
+            var options = MountSecrets.Open(secrets, mount, out var clear, out var problem);
+            if (problem is not null)
+            {
+                // The mount stays listed (and can be unmounted); its under-storage refuses to open with this reason.
+                LogNotUnsealed(logger, problem);
+            }
+
+            inClear += clear;
+            mounts.Add(mount with { Options = options });
+        }
+
+        _mounts = [.. mounts.OrderBy(m => m.Path, StringComparer.Ordinal)];
         LogLoaded(logger, _mounts.Length, _stored.Version, store.Kind);
         if (_mounts.Any(m => !m.Options.Properties.ContainsKey(MountOptions.NAME_KEY)))
         {
             // Mounts made before block names were keyed get a key now (their cached blocks are refilled under new names).
+            // A failure fails the activation: a key handed out must be the one stored. The save seals what was in clear too.
             await SaveAsync([.. _mounts.Select(m => m.Options.Properties.ContainsKey(MountOptions.NAME_KEY) ? m : m with { Options = WithNameKey(m.Options) })], _stored.NextId);
+            if (inClear > 0)
+            {
+                LogResealed(logger, inClear, _stored.Version);
+            }
+        }
+        else if (inClear > 0)
+        {
+            await ResealAsync(inClear);
+        }
+    }
+
+    // A table written before secrets were sealed: saved again at once, so the clear values do not stay in the store.
+    private async Task ResealAsync(int count)
+    {
+        try
+        {
+            await SaveAsync(_mounts, _stored.NextId);
+            LogResealed(logger, count, _stored.Version);
+        }
+        catch (Exception e) when (e is MetadataConflictException or InvalidOperationException or System.Data.Common.DbException or TimeoutException)
+        {
+            // The table is served as loaded; the next mount or unmount saves it sealed.
+            LogResealFailed(logger, count, e.Message);
         }
     }
 
@@ -236,7 +279,7 @@ internal sealed partial class MountTableGrain(
         var table = new StoredMountTable(
             _stored.Version + 1,
             nextId,
-            [.. mounts.Select(m => new StoredMount(m.Id, m.Path, m.Uri, MountOptionsParser.ToJson(m.Options), m.CreatedUtc))]);
+            [.. mounts.Select(m => new StoredMount(m.Id, m.Path, m.Uri, MountOptionsParser.ToJson(MountSecrets.Seal(secrets, m.Uri, m.Options)), m.CreatedUtc))]);
         await store.SaveMountTableAsync(table, _stored.Version);
         _stored = table;
         _mounts = mounts;
@@ -256,6 +299,15 @@ internal sealed partial class MountTableGrain(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Unmounted {Uri} from {Path} (mount {Id}, table version {Version})")]
     private static partial void LogUnmounted(ILogger logger, string path, string uri, long id, long version);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Mount credentials not unsealed: {Problem}")]
+    private static partial void LogNotUnsealed(ILogger logger, string problem);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Sealed {Count} mount secrets found in clear in the store (table version {Version})")]
+    private static partial void LogResealed(ILogger logger, int count, long version);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Count} mount secrets are in clear in the store and could not be sealed now ({Reason}); the next mount or unmount seals them")]
+    private static partial void LogResealFailed(ILogger logger, int count, string reason);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Mount request refused: {Reason}")]
     private static partial void LogRefused(ILogger logger, string reason);

@@ -60,6 +60,15 @@ public sealed class SiloLog : ILoggerProvider
         }
     }
 
+    /// <summary>The events kept so far, oldest first.</summary>
+    public IReadOnlyList<SiloLogEvent> Snapshot()
+    {
+        lock (_gate)
+        {
+            return [.. _events];
+        }
+    }
+
     private void Add(SiloLogEvent e)
     {
         List<TaskCompletionSource<SiloLogEvent>>? matched = null;
