@@ -109,5 +109,10 @@ public class MountOptionsParserTests
 
         var half = Assert.Throws<UnderStorageException>(() => s3.Resolve(uri, new Dictionary<string, string> { ["access-key"] = "k" }, Env));
         Assert.Contains("together", half.Message, StringComparison.Ordinal);
+
+        var inUrl = Assert.Throws<UnderStorageException>(() => s3.Resolve(uri, new Dictionary<string, string> { ["endpoint"] = "http://AKID:hunter2@10.0.0.5:9000" }, Env));
+        Assert.Contains("credentials in the endpoint URL are not accepted", inUrl.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("hunter2", inUrl.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("AKID", inUrl.Message, StringComparison.Ordinal);
     }
 }

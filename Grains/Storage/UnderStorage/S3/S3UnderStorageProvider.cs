@@ -69,6 +69,12 @@ public sealed partial class S3UnderStorageProvider : IUnderStorageProvider
             throw new UnderStorageException(UnderStorageError.InvalidArgument, uri.ToString(), $"endpoint '{endpoint}' is not an absolute URL");
         }
 
+        if (endpoint is not null && new System.Uri(endpoint).UserInfo.Length > 0)
+        {
+            // Never echoed: an endpoint is stored and shown in clear, so credentials go in the sealed options instead.
+            throw new UnderStorageException(UnderStorageError.InvalidArgument, uri.ToString(), "credentials in the endpoint URL are not accepted (use --option access-key=… --option secret-key=…)");
+        }
+
         var region = Get("region") ?? Env("AWS_REGION") ?? Env("AWS_DEFAULT_REGION") ?? "us-east-1";
         var pathStyle = endpoint is not null;
         if (Get("path-style") is { } pathStyleText && !bool.TryParse(pathStyleText, out pathStyle))
