@@ -69,7 +69,12 @@ internal sealed class ClusterConnection : IAsyncDisposable
                 o.ClusterId = options.ClusterId;
                 o.ServiceId = options.ClusterId;
             });
-            if (options.Cluster is { } cluster)
+            if (options.GatewayEndPoints() is { Length: > 0 } gateways)
+            {
+                // Gateways named: found without the database, so this client needs no database credentials.
+                client.UseStaticClustering(gateways);
+            }
+            else if (options.ClusterConnectionString() is { } cluster)
             {
                 client.UseAdoNetClustering(o =>
                 {
@@ -104,9 +109,9 @@ internal sealed class ClusterConnection : IAsyncDisposable
         catch (Exception e) when (e is not OperationCanceledException)
         {
             host.Dispose();
-            var where = options.Cluster is null
-                ? string.Create(CultureInfo.InvariantCulture, $"the embedded silo at 127.0.0.1:{options.GatewayPort}")
-                : $"the cluster '{options.ClusterId}' in {DescribeConnection(options.Cluster)}";
+            var where = options.Gateways is { Length: > 0 } named ? $"the cluster '{options.ClusterId}' at the gateways {named}"
+                : options.ClusterConnectionString() is not { } connection ? string.Create(CultureInfo.InvariantCulture, $"the embedded silo at 127.0.0.1:{options.GatewayPort}")
+                : $"the cluster '{options.ClusterId}' in {DescribeConnection(connection)}";
             if ((session?.LastRefusal ?? Refused(e)) is { } refusal)
             {
                 throw new GrainFsConnectException($"{where} refused this client: {refusal}", e);

@@ -6,8 +6,8 @@ namespace GrainFs.Client;
 
 /// <summary>
 /// How a client reaches the cluster and caches metadata. <see cref="FromEnvironment"/> binds it from configuration
-/// section <see cref="SECTION"/> (the keys the silo uses: GrainFs:Cluster, GrainFs:ClusterId, GrainFs:GatewayPort,
-/// GrainFs:Host, and the other properties by name) and checks it with <see cref="GrainFsClientOptionsValidator"/>.
+/// section <see cref="SECTION"/> (the keys the silo uses: GrainFs:Cluster, GrainFs:ClusterFile, GrainFs:ClusterId,
+/// GrainFs:GatewayPort, GrainFs:Host; GrainFs:Gateways; and the other properties by name) and checks it with <see cref="GrainFsClientOptionsValidator"/>.
 /// </summary>
 public sealed class GrainFsClientOptions
 {
@@ -31,6 +31,19 @@ public sealed class GrainFsClientOptions
 
     /// <summary>PostgreSQL cluster (Npgsql connection string), or null for the embedded localhost silo.</summary>
     public string? Cluster { get; set; }
+
+    /// <summary>
+    /// A file holding <see cref="Cluster"/>, readable by its owner only, so that no password is on a command line; read
+    /// when <see cref="Cluster"/> is not given (see <see cref="ClusterConnectionString"/>).
+    /// </summary>
+    public string? ClusterFile { get; set; }
+
+    /// <summary>
+    /// The silo gateways to connect to, <c>host:port[,host:port…]</c>: found without the database (static clustering), so
+    /// the client needs no database credentials. Null: the gateways are found in <see cref="Cluster"/>'s database, or the
+    /// embedded silo is at <see cref="GatewayPort"/>.
+    /// </summary>
+    public string? Gateways { get; set; }
 
     /// <summary>The credentials folder (null: the cluster's default under ~/.grainfs/credentials, created on first use).</summary>
     public string? Credentials { get; set; }
@@ -87,8 +100,105 @@ public sealed class GrainFsClientOptions
     public int ListPageSize { get; set; } = 1000;
 
     /// <summary>
+    /// The connection string: <see cref="Cluster"/>, else the one in <see cref="ClusterFile"/>, else null. Throws
+    /// <see cref="ArgumentException"/> naming the file when it cannot be used.
+    /// </summary>
+    public string? ClusterConnectionString()
+    {
+        if (Cluster is not null || ClusterFile is not { Length: > 0 } file)
+        {
+            return Cluster;
+        }
+
+        return GrainFs.DataPlane.ClusterFile.TryRead(file, out var connection, out var error)
+            ? connection
+            : throw new ArgumentException($"{SettingNames.ClusterFile.Flag} / {SettingNames.ClusterFile.Env} / {SettingNames.ClusterFile.Key}: {error}");
+    }
+
+    /// <summary>
+    /// <see cref="Gateways"/> resolved to addresses (empty when none are given). Throws <see cref="GrainFsConnectException"/>
+    /// naming a host that does not resolve.
+    /// </summary>
+    public System.Net.IPEndPoint[] GatewayEndPoints()
+    {
+        if (Gateways is not { Length: > 0 } text)
+        {
+            return [];
+        }
+
+        if (!TryParseGateways(text, out var gateways, out var error))
+        {
+            throw new ArgumentException($"{SettingNames.Gateways.Flag} / {SettingNames.Gateways.Env} / {SettingNames.Gateways.Key}: {error}");
+        }
+
+        var endPoints = new List<System.Net.IPEndPoint>(gateways.Count);
+        foreach (var (host, port) in gateways)
+        {
+            if (System.Net.IPAddress.TryParse(host, out var address))
+            {
+                endPoints.Add(new System.Net.IPEndPoint(address, port));
+                continue;
+            }
+
+            System.Net.IPAddress[] addresses;
+            try
+            {
+                addresses = System.Net.Dns.GetHostAddresses(host);
+            }
+            catch (System.Net.Sockets.SocketException e)
+            {
+                throw new GrainFsConnectException($"gateway '{host}:{port}' ({SettingNames.Gateways.Flag}): cannot resolve '{host}' ({e.SocketErrorCode})", e);
+            }
+
+            // One address per named gateway, IPv4 first (what silos advertise by default).
+            var chosen = Array.Find(addresses, a => a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork) ?? addresses.FirstOrDefault()
+                ?? throw new GrainFsConnectException($"gateway '{host}:{port}' ({SettingNames.Gateways.Flag}): '{host}' has no address", null);
+            endPoints.Add(new System.Net.IPEndPoint(chosen, port));
+        }
+
+        return [.. endPoints];
+    }
+
+    /// <summary>Parses <c>host:port[,host:port…]</c> (an IPv6 address in brackets: <c>[::1]:30000</c>); false with a message naming the bad entry.</summary>
+    public static bool TryParseGateways(string text, out IReadOnlyList<(string Host, int Port)> gateways, out string? error)
+    {
+        var list = new List<(string Host, int Port)>();
+        gateways = list;
+        foreach (var entry in text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+        {
+            var colon = entry.LastIndexOf(':');
+            var host = colon > 0 ? entry[..colon] : string.Empty;
+            var bracketed = host.Length > 2 && host[0] == '[' && host[^1] == ']';
+            if (bracketed)
+            {
+                host = host[1..^1];
+            }
+
+            // An IPv6 address goes in brackets: without them its last group would read as the port.
+            if (host.Length == 0 || host.Any(c => char.IsWhiteSpace(c) || c is '/' or '[' or ']')
+                || (host.Contains(':', StringComparison.Ordinal) && (!bracketed || !System.Net.IPAddress.TryParse(host, out _))))
+            {
+                error = $"'{entry}' is not host:port (e.g. 10.0.0.5:30000, silo-1:30000 or [fd00::5]:30000)";
+                return false;
+            }
+
+            if (!int.TryParse(entry.AsSpan(colon + 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var port) || port is < 1 or > System.Net.IPEndPoint.MaxPort)
+            {
+                error = $"'{entry}': '{entry[(colon + 1)..]}' is not a port number (1-65535)";
+                return false;
+            }
+
+            list.Add((host, port));
+        }
+
+        error = list.Count == 0 ? $"'{text}' names no gateway (host:port[,host:port…])" : null;
+        return list.Count > 0;
+    }
+
+    /// <summary>
     /// Options from configuration keys under <see cref="SECTION"/>: <c>GrainFs__Key</c> environment variables, then the
-    /// short variables (GRAINFS_CLUSTER, GRAINFS_CLUSTER_ID, GRAINFS_GATEWAY_PORT, GRAINFS_HOST), then
+    /// short variables (GRAINFS_CLUSTER, GRAINFS_CLUSTER_FILE, GRAINFS_GATEWAYS, GRAINFS_CLUSTER_ID, GRAINFS_GATEWAY_PORT,
+    /// GRAINFS_HOST), then
     /// <paramref name="overrides"/> (configuration keys from flags), in rising precedence, as the silo reads them.
     /// Throws <see cref="ArgumentException"/> naming the flag, variable and key of every bad value.
     /// </summary>
@@ -109,6 +219,11 @@ public sealed class GrainFsClientOptions
         ArgumentNullException.ThrowIfNull(configuration);
         var options = new GrainFsClientOptions();
         var failures = OptionsBinding.BindConvertible(configuration.GetSection(SECTION), options).ToList();
+        if (options.Cluster is null && options.ClusterFile is { Length: > 0 } file && GrainFs.DataPlane.ClusterFile.TryRead(file, out var connection, out _))
+        {
+            // Read once here; the validator reports a file that cannot be used.
+            options.Cluster = connection;
+        }
         if (new GrainFsClientOptionsValidator().Validate(Options.DefaultName, options) is { Failed: true } result)
         {
             failures.AddRange(result.Failures);
@@ -161,6 +276,23 @@ public sealed class GrainFsClientOptionsValidator : IValidateOptions<GrainFsClie
                 // The message names the bad keyword, never the value (which may hold a password).
                 failures.Add($"{SettingNames.Cluster.Key}: not an Npgsql connection string ({e.Message})");
             }
+        }
+
+        if (options.ClusterFile is { Length: > 0 } file)
+        {
+            if (!GrainFs.DataPlane.ClusterFile.TryRead(file, out var fromFile, out var fileError))
+            {
+                failures.Add($"{SettingNames.ClusterFile.Key}: {fileError}");
+            }
+            else if (options.Cluster is not null && options.Cluster != fromFile)
+            {
+                failures.Add($"{SettingNames.ClusterFile.Key}: give the connection string with {SettingNames.Cluster.Flag} or {SettingNames.ClusterFile.Flag}, not both");
+            }
+        }
+
+        if (options.Gateways is { Length: > 0 } gateways && !GrainFsClientOptions.TryParseGateways(gateways, out _, out var gatewayError))
+        {
+            failures.Add($"{SettingNames.Gateways.Key}: {gatewayError}");
         }
 
         if (options.Host.Any(c => char.IsWhiteSpace(c) || c == ','))

@@ -17,6 +17,14 @@ public static class SettingNames
     public static readonly Setting Cluster = new("--cluster", "GrainFs:Cluster", "GRAINFS_CLUSTER",
         "PostgreSQL cluster as an Npgsql connection string (absent: the embedded localhost silo)");
 
+    /// <summary>A file holding the cluster's connection string (so that no password is on a command line).</summary>
+    public static readonly Setting ClusterFile = new("--cluster-file", "GrainFs:ClusterFile", "GRAINFS_CLUSTER_FILE",
+        "file holding the --cluster connection string, readable by its owner only (chmod 600); a password may also stay in ~/.pgpass");
+
+    /// <summary>The gateways a client connects to, found without the database.</summary>
+    public static readonly Setting Gateways = new("--gateways", "GrainFs:Gateways", "GRAINFS_GATEWAYS",
+        "silo gateways host:port[,host:port…] to connect to, instead of finding them in the --cluster database");
+
     /// <summary>The folder of this node's credentials (CA bundle, identity certificate and key, cluster key on silos).</summary>
     public static readonly Setting Credentials = new("--credentials", "GrainFs:Credentials", "GRAINFS_CREDENTIALS",
         "credentials folder made by 'grainfs certs' (default ~/.grainfs/credentials/<cluster-id>, created on first use)");
@@ -101,10 +109,10 @@ public static class SettingNames
 
     /// <summary>Settings the silo reads.</summary>
     public static readonly IReadOnlyList<Setting> SiloSettings =
-        [Cluster, ClusterId, Credentials, InsecureNoAuth, Data, SiloPort, GatewayPort, DashboardPort, MetricsPort, Host, Roles, Advertise, SiloName, Telemetry, DataPort, Tier, CachePolicy, WriteTier, PersistRate, PersistParallel, AllowLocalRoot];
+        [Cluster, ClusterFile, ClusterId, Credentials, InsecureNoAuth, Data, SiloPort, GatewayPort, DashboardPort, MetricsPort, Host, Roles, Advertise, SiloName, Telemetry, DataPort, Tier, CachePolicy, WriteTier, PersistRate, PersistParallel, AllowLocalRoot];
 
     /// <summary>Settings every client command reads.</summary>
-    public static readonly IReadOnlyList<Setting> ClientSettings = [Cluster, ClusterId, Credentials, InsecureNoAuth, GatewayPort, Host];
+    public static readonly IReadOnlyList<Setting> ClientSettings = [Cluster, ClusterFile, Gateways, ClusterId, Credentials, InsecureNoAuth, GatewayPort, Host];
 
     /// <summary>
     /// Reads <paramref name="allowed"/> flags out of <paramref name="args"/> ("--flag value" or "--flag=value") into

@@ -51,6 +51,12 @@ public sealed class GrainFsSiloOptions
     /// <summary>The PostgreSQL cluster as an Npgsql connection string, or null for the embedded localhost silo.</summary>
     public string? Cluster { get; set; }
 
+    /// <summary>
+    /// A file holding <see cref="Cluster"/> (--cluster-file), readable by its owner only, so that no password is on the
+    /// command line; the setup reads it into <see cref="Cluster"/> when that is not given.
+    /// </summary>
+    public string? ClusterFile { get; set; }
+
     /// <summary>True when the silo joins a PostgreSQL cluster.</summary>
     public bool IsCluster => Cluster is not null;
 

@@ -6,7 +6,7 @@ namespace GrainFs.Silo.Hosting;
 /// <summary>
 /// Checks <see cref="GrainFsSiloOptions"/> before the silo starts: ports in range and not shared, a host name and roles
 /// placement can use, IP addresses, the cluster connection string (whose value is never repeated: it may hold a
-/// password), the idle timeout Orleans accepts, the allowed local roots. One failure per problem, each naming its key.
+/// password) and the file it may come from, the idle timeout Orleans accepts, the allowed local roots. One failure per problem, each naming its key.
 /// </summary>
 public sealed class GrainFsSiloOptionsValidator : IValidateOptions<GrainFsSiloOptions>
 {
@@ -31,6 +31,18 @@ public sealed class GrainFsSiloOptionsValidator : IValidateOptions<GrainFsSiloOp
             {
                 // The message names the bad keyword, never the value (which may hold a password).
                 failures.Add($"GrainFs:Cluster: not an Npgsql connection string ({e.Message})");
+            }
+        }
+
+        if (options.ClusterFile is { Length: > 0 } file)
+        {
+            if (!GrainFs.DataPlane.ClusterFile.TryRead(file, out var fromFile, out var fileError))
+            {
+                failures.Add($"GrainFs:ClusterFile: {fileError}");
+            }
+            else if (options.Cluster is not null && options.Cluster != fromFile)
+            {
+                failures.Add("GrainFs:ClusterFile: give the connection string with --cluster or --cluster-file, not both");
             }
         }
 

@@ -13,14 +13,18 @@ public sealed class PostgresServer : IAsyncDisposable
     private readonly string _folder;
     private int _databases;
 
-    private PostgresServer(string folder, int port)
+    private PostgresServer(string folder, int port, string? password)
     {
         _folder = folder;
         Port = port;
+        Password = password;
     }
 
     /// <summary>The server's port on 127.0.0.1.</summary>
     public int Port { get; }
+
+    /// <summary>The password of the postgres user on TCP connections, or null when the server trusts every local connection (the shared one).</summary>
+    public string? Password { get; }
 
     /// <summary>The one server of this test run, started on first use.</summary>
     public static Task<PostgresServer> Shared => LazyShared.Value;
@@ -40,7 +44,15 @@ public sealed class PostgresServer : IAsyncDisposable
 
     private static bool IsRoot => Environment.UserName == "root";
 
-    private static async Task<PostgresServer> StartAsync()
+    private static Task<PostgresServer> StartAsync() => StartAsync(null);
+
+    /// <summary>
+    /// A server of the caller's own (stop it with <see cref="DisposeAsync"/>) whose TCP connections must give
+    /// <paramref name="password"/> for the postgres user (scram-sha-256), as a production server would.
+    /// </summary>
+    public static Task<PostgresServer> StartWithPasswordAsync(string password) => StartAsync(password);
+
+    private static async Task<PostgresServer> StartAsync(string? password)
     {
         if (!File.Exists(Path.Combine(Bin, "initdb")))
         {
@@ -55,9 +67,24 @@ public sealed class PostgresServer : IAsyncDisposable
             await RunAsync("chmod", ["755", TestProcess.RunRoot]).ConfigureAwait(false);
         }
 
-        await AsPostgresAsync($"{Bin}/initdb -D {folder}/data -U postgres --auth=trust -E UTF8 --no-sync").ConfigureAwait(false);
+        var auth = "--auth=trust";
+        if (password is not null)
+        {
+            // The socket stays trusted (pg_ctl waits on it); TCP, which GrainFS uses, asks for the password.
+            var passwordFile = Path.Combine(folder, "initdb-password");
+            await File.WriteAllTextAsync(passwordFile, password + "\n").ConfigureAwait(false);
+            if (IsRoot)
+            {
+                await RunAsync("chown", ["postgres:postgres", passwordFile]).ConfigureAwait(false);
+            }
+
+            auth = $"--auth-local=trust --auth-host=scram-sha-256 --pwfile={passwordFile}";
+        }
+
+        await AsPostgresAsync($"{Bin}/initdb -D {folder}/data -U postgres {auth} -E UTF8 --no-sync").ConfigureAwait(false);
+        File.Delete(Path.Combine(folder, "initdb-password"));
         await AsPostgresAsync($"{Bin}/pg_ctl -D {folder}/data -l {folder}/pg.log -o \"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300\" -w start").ConfigureAwait(false);
-        return new PostgresServer(folder, port);
+        return new PostgresServer(folder, port, password);
     }
 
     private static Task AsPostgresAsync(string command) =>
@@ -73,7 +100,8 @@ public sealed class PostgresServer : IAsyncDisposable
     }
 
     /// <summary>The connection string of a database on this server.</summary>
-    public string ConnectionString(string database) => $"Host=127.0.0.1;Port={Port};Username=postgres;Database={database};Pooling=true;Maximum Pool Size=50";
+    public string ConnectionString(string database) =>
+        $"Host=127.0.0.1;Port={Port};Username=postgres;Database={database};Pooling=true;Maximum Pool Size=50" + (Password is null ? string.Empty : $";Password={Password}");
 
     /// <summary>A new database with the whole GrainFS schema (Orleans membership and metadata) applied by infra/db/apply.sh.</summary>
     public async Task<string> CreateDatabaseAsync(string prefix)

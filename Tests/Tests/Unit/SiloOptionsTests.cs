@@ -10,6 +10,7 @@ using Microsoft.Extensions.Options;
 namespace GrainFs.Tests.Unit;
 
 /// <summary>The silo's options as <see cref="SiloConfiguration.Load"/> binds, completes and validates them (no process, no cluster).</summary>
+[System.Runtime.Versioning.SupportedOSPlatform("linux")]
 public class SiloOptionsTests
 {
     private static SiloConfiguration Load(Dictionary<string, string?> values) =>
@@ -156,5 +157,23 @@ public class SiloOptionsTests
     {
         var failures = Failures(new() { ["GrainFs:SiloPort"] = "abc", ["GrainFs:Cache:Policy"] = "fifo", ["GrainFs:Data"] = TestProcess.NewFolder("bad-silo") });
         Assert.Equal(["GrainFs:SiloPort = 'abc': not a whole number", "GrainFs:Cache:Policy = 'fifo': use one of lru, tinylfu"], failures);
+    }
+
+    [Fact]
+    public void A_silo_reads_its_cluster_from_a_private_file_and_never_shows_the_password()
+    {
+        var folder = TestProcess.NewFolder("silo-cfile");
+        var file = Path.Combine(folder, "cluster.conn");
+        File.WriteAllText(file, "Host=db;Port=5433;Username=grainfs;Password=pw-not-shown;Database=grainfs\n");
+        File.SetUnixFileMode(file, UnixFileMode.UserRead);
+        var settings = Load(new() { ["GrainFs:ClusterFile"] = file, ["GrainFs:Data"] = folder });
+        Assert.True(settings.Silo.IsCluster);
+        Assert.Equal("Host=db;Port=5433;Username=grainfs;Password=pw-not-shown;Database=grainfs", settings.Silo.Cluster);
+        Assert.Contains("cluster=Host=db;Port=5433;Database=grainfs;Username=grainfs ", settings.ToString(), StringComparison.Ordinal);
+        Assert.DoesNotContain("pw-not-shown", settings.ToString(), StringComparison.Ordinal);
+
+        File.SetUnixFileMode(file, UnixFileMode.UserRead | UnixFileMode.OtherRead);
+        var failures = Failures(new() { ["GrainFs:ClusterFile"] = file, ["GrainFs:Data"] = folder });
+        Assert.Equal([$"GrainFs:ClusterFile: '{file}' is readable or writable by group or others (mode 0404); it holds the database connection, so make it 0600 (chmod 600 '{file}')"], failures);
     }
 }
