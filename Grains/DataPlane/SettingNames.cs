@@ -25,6 +25,10 @@ public static class SettingNames
     public static readonly Setting Gateways = new("--gateways", "GrainFs:Gateways", "GRAINFS_GATEWAYS",
         "silo gateways host:port[,host:port…] to connect to, instead of finding them in the --cluster database");
 
+    /// <summary>The group that may read a silo's tier folders directly.</summary>
+    public static readonly Setting ShortCircuitGroup = new("--short-circuit-group", "GrainFs:Cache:ShortCircuitGroup", "GRAINFS_SHORT_CIRCUIT_GROUP",
+        "group whose members may read this silo's block files directly (tier folders 0750, blocks 0640); default: the silo's user only (0700, 0600)");
+
     /// <summary>The folder of this node's credentials (CA bundle, identity certificate and key, cluster key on silos).</summary>
     public static readonly Setting Credentials = new("--credentials", "GrainFs:Credentials", "GRAINFS_CREDENTIALS",
         "credentials folder made by 'grainfs certs' (default ~/.grainfs/credentials/<cluster-id>, created on first use)");
@@ -109,7 +113,7 @@ public static class SettingNames
 
     /// <summary>Settings the silo reads.</summary>
     public static readonly IReadOnlyList<Setting> SiloSettings =
-        [Cluster, ClusterFile, ClusterId, Credentials, InsecureNoAuth, Data, SiloPort, GatewayPort, DashboardPort, MetricsPort, Host, Roles, Advertise, SiloName, Telemetry, DataPort, Tier, CachePolicy, WriteTier, PersistRate, PersistParallel, AllowLocalRoot];
+        [Cluster, ClusterFile, ClusterId, Credentials, InsecureNoAuth, Data, SiloPort, GatewayPort, DashboardPort, MetricsPort, Host, Roles, Advertise, SiloName, Telemetry, DataPort, Tier, CachePolicy, WriteTier, ShortCircuitGroup, PersistRate, PersistParallel, AllowLocalRoot];
 
     /// <summary>Settings every client command reads.</summary>
     public static readonly IReadOnlyList<Setting> ClientSettings = [Cluster, ClusterFile, Gateways, ClusterId, Credentials, InsecureNoAuth, GatewayPort, Host];

@@ -42,6 +42,29 @@ public static partial class UnixFiles
     /// <summary>The user this process acts as (geteuid).</summary>
     public static uint EffectiveUserId => GetEffectiveUserId();
 
+    /// <summary>True when this process may give its files the group <paramref name="gid"/>: root, or a member (its effective or a supplementary group).</summary>
+    public static unsafe bool MayUseGroup(uint gid)
+    {
+        if (GetEffectiveUserId() == 0 || GetEffectiveGroupId() == gid)
+        {
+            return true;
+        }
+
+        var count = GetGroups(0, null);
+        if (count <= 0)
+        {
+            return false;
+        }
+
+        var groups = new uint[count];
+        fixed (uint* list = groups)
+        {
+            count = GetGroups(count, list);
+        }
+
+        return count > 0 && Array.IndexOf(groups, gid, 0, count) >= 0;
+    }
+
     /// <summary>The status of <paramref name="path"/>, or null when it does not exist; the link itself when <paramref name="followLinks"/> is false.</summary>
     public static unsafe UnixFileStatus? Stat(string path, bool followLinks = true)
     {
@@ -112,6 +135,12 @@ public static partial class UnixFiles
 
     [LibraryImport("libc", EntryPoint = "geteuid")]
     private static partial uint GetEffectiveUserId();
+
+    [LibraryImport("libc", EntryPoint = "getegid")]
+    private static partial uint GetEffectiveGroupId();
+
+    [LibraryImport("libc", EntryPoint = "getgroups")]
+    private static unsafe partial int GetGroups(int size, uint* list);
 
     [LibraryImport("libc", EntryPoint = "getpwuid")]
     private static partial IntPtr GetUserById(uint uid);

@@ -58,6 +58,18 @@ public sealed class CacheOptionsSetup(IOptionsMonitor<GrainFsSiloOptions> silo, 
     }
 
     /// <summary>
+    /// The default MEM tier folder, <c>/dev/shm/grainfs-&lt;uid&gt;-&lt;silo&gt;</c>: named after the silo's user, so that
+    /// silos of different users never share one. /dev/shm is writable by every local user, so another user can still
+    /// make that folder first; the silo then refuses to start (the folder is not its user's), rather than caching into it.
+    /// </summary>
+    public static string DefaultMemPath(string siloName)
+    {
+        var safeName = string.Concat(siloName.Select(c => char.IsLetterOrDigit(c) || c is '-' or '_' or '.' ? c : '_'));
+        var uid = OperatingSystem.IsWindows() ? 0 : UnixFiles.EffectiveUserId;
+        return string.Create(System.Globalization.CultureInfo.InvariantCulture, $"/dev/shm/grainfs-{uid}-{safeName}");
+    }
+
+    /// <summary>
     /// The tiers a silo gets when none are configured: a modest MEM tier on /dev/shm (at most 1 GiB and 5% of the
     /// machine's memory, so the training job keeps its RAM) and an SSD tier under the data folder (at most 20 GiB and
     /// half of the free space).
@@ -67,8 +79,7 @@ public sealed class CacheOptionsSetup(IOptionsMonitor<GrainFsSiloOptions> silo, 
         var memory = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
         if (Directory.Exists("/dev/shm") && memory > 0)
         {
-            var safeName = string.Concat(siloName.Select(c => char.IsLetterOrDigit(c) || c is '-' or '_' or '.' ? c : '_'));
-            yield return new TierSpec(TierKind.Mem, $"/dev/shm/grainfs-{safeName}", Math.Max(DEFAULT_TIER_MIN, Math.Min(DEFAULT_MEM_TIER_MAX, memory / 20)));
+            yield return new TierSpec(TierKind.Mem, DefaultMemPath(siloName), Math.Max(DEFAULT_TIER_MIN, Math.Min(DEFAULT_MEM_TIER_MAX, memory / 20)));
         }
 
         long free;

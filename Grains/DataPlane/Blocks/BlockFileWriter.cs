@@ -16,7 +16,8 @@ public static class BlockFileWriter
     /// <summary>
     /// Writes exactly <paramref name="length"/> bytes from <paramref name="source"/> into a new file at
     /// <paramref name="tempPath"/> and returns its header. <paramref name="progress"/> hears the data bytes written so
-    /// far after each write (readers of a block being filled follow it). Throws <see cref="IOException"/> when the
+    /// far after each write (readers of a block being filled follow it). <paramref name="mode"/>, when given, is the new
+    /// file's permission bits. Throws <see cref="IOException"/> when the
     /// source ends early; the caller removes the file on any failure.
     /// </summary>
     public static async Task<BlockHeader> WriteAsync(
@@ -29,7 +30,8 @@ public static class BlockFileWriter
         long expiresTicks,
         Action<long>? progress,
         CancellationToken cancellationToken,
-        bool durable = false)
+        bool durable = false,
+        UnixFileMode? mode = null)
     {
         var headerLength = BlockFile.HeaderLength(length);
         var checksums = new ulong[BlockFile.ChunkCount(length)];
@@ -37,6 +39,12 @@ public static class BlockFileWriter
         try
         {
             using var file = File.OpenHandle(tempPath, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.Read | FileShare.Delete, FileOptions.Asynchronous, preallocationSize: headerLength + (long)length);
+            if (mode is { } bits && !OperatingSystem.IsWindows())
+            {
+                // Exact, whatever the umask: who may read the block directly is the tier's to say.
+                File.SetUnixFileMode(file, bits);
+            }
+
             var hasher = new XxHash3();
             var inChunk = 0;
             var chunk = 0;

@@ -30,7 +30,17 @@ public sealed class WriteJournal
     public WriteJournal(string root)
     {
         _root = root;
-        Directory.CreateDirectory(Path.Combine(_root, "tmp"));
+        if (OperatingSystem.IsWindows())
+        {
+            Directory.CreateDirectory(Path.Combine(_root, "tmp"));
+            return;
+        }
+
+        // The silo's alone, even in a tier folder a short-circuit group may read: it names the files being written.
+        var owner = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
+        Directory.CreateDirectory(Path.Combine(_root, "tmp"), owner);
+        File.SetUnixFileMode(_root, owner);
+        File.SetUnixFileMode(Path.Combine(_root, "tmp"), owner);
     }
 
     /// <summary>The journal's folder.</summary>

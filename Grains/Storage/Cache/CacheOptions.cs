@@ -89,6 +89,13 @@ public sealed class CacheOptions
     /// <summary>How long a write waits for room on the write tier (eviction of persisted blocks) before it fails with ENOSPC.</summary>
     public TimeSpan WriteSpaceWait { get; set; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>
+    /// The group whose members may read block files straight from the tier folders (short-circuit reads by a FUSE daemon
+    /// or a loader running as another user): folders 0750 with this group, block files 0640. Null: only the silo's user
+    /// may (folders 0700, files 0600), and clients running as other users read through the data port.
+    /// </summary>
+    public string? ShortCircuitGroup { get; set; }
+
     /// <summary>The write tier's kind: <see cref="WriteTier"/> when set, else SSD when configured, else the first tier's.</summary>
     public TierKind WriteTierKind =>
         WriteTier is { Length: > 0 } named && TierKinds.TryParse(named, out var kind)
@@ -126,6 +133,30 @@ public sealed class CacheOptions
             if (tier.Capacity < 1024 * 1024)
             {
                 yield return $"GrainFs:Cache:Tiers: tier {tier.Name} capacity {ByteSize.Format(tier.Capacity)} is below 1 MiB";
+            }
+        }
+
+        foreach (var tier in Tiers)
+        {
+            if (tier.Path.Length > 0 && System.IO.Path.IsPathRooted(tier.Path) && TierFolders.Problem(tier.Path) is { } problem)
+            {
+                yield return $"GrainFs:Cache:Tiers: tier {tier.Name} folder {problem}";
+            }
+        }
+
+        if (ShortCircuitGroup is { Length: > 0 } group)
+        {
+            if (OperatingSystem.IsWindows())
+            {
+                yield return $"GrainFs:Cache:ShortCircuitGroup = '{group}': not supported on Windows";
+            }
+            else if (!UnixFiles.TryGetGroupId(group.Trim(), out var gid))
+            {
+                yield return $"GrainFs:Cache:ShortCircuitGroup = '{group}': no such group";
+            }
+            else if (!UnixFiles.MayUseGroup(gid))
+            {
+                yield return $"GrainFs:Cache:ShortCircuitGroup = '{group}': this silo's user {UnixFiles.DescribeUser(UnixFiles.EffectiveUserId)} is not a member of group {UnixFiles.DescribeGroup(gid)}, so it cannot give its tier folders that group";
             }
         }
 

@@ -99,11 +99,11 @@ public sealed partial class FillCoordinator : IAsyncDisposable
             BlockHeader header;
             await using (var source = await open(_stop.Token).ConfigureAwait(false))
             {
-                header = await BlockFileWriter.WriteAsync(fill.TempPath, key, fill.Length, source, flags, _time.GetUtcNow().UtcTicks, expiresTicks, fill.Publish, _stop.Token, durable: placement?.Durable == true).ConfigureAwait(false);
+                header = await BlockFileWriter.WriteAsync(fill.TempPath, key, fill.Length, source, flags, _time.GetUtcNow().UtcTicks, expiresTicks, fill.Publish, _stop.Token, durable: placement?.Durable == true, mode: tier.Permissions.FileMode).ConfigureAwait(false);
             }
 
             var final = tier.BlockPath(key);
-            Directory.CreateDirectory(Path.GetDirectoryName(final)!);
+            TierFolders.EnsureFolder(Path.GetDirectoryName(final)!, tier.Permissions);
             await _index.WaitForRemovalsAsync(key, _stop.Token).ConfigureAwait(false);
             File.Move(fill.TempPath, final, overwrite: true);
             if (placement?.Durable == true)

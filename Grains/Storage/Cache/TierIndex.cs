@@ -5,8 +5,9 @@ namespace GrainFs.Storage.Cache;
 /// <summary>One tier of a store, with its exact accounting (kept by the <see cref="TierIndex"/>).</summary>
 public sealed class Tier
 {
-    internal Tier(int level, TierSpec spec, IEvictionPolicy policy)
+    internal Tier(int level, TierSpec spec, IEvictionPolicy policy, TierPermissions permissions)
     {
+        Permissions = permissions;
         Level = level;
         Kind = spec.Kind;
         Root = Path.GetFullPath(spec.Path);
@@ -25,6 +26,9 @@ public sealed class Tier
 
     /// <summary>The tier folder.</summary>
     public string Root { get; }
+
+    /// <summary>Who may read its files directly: the modes (and group) of its folders and block files.</summary>
+    public TierPermissions Permissions { get; }
 
     /// <summary>Bytes the tier may hold.</summary>
     public long Capacity { get; }

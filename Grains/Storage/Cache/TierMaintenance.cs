@@ -152,10 +152,11 @@ public sealed partial class TierMaintenance : BackgroundService
             await using (var source = new FileStream(block.Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, CopyBufferSize, FileOptions.Asynchronous | FileOptions.SequentialScan))
             await using (var target = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, CopyBufferSize, FileOptions.Asynchronous))
             {
+                TierFolders.SetFileMode(target.SafeFileHandle, to.Permissions);
                 await source.CopyToAsync(target, CopyBufferSize, cancellationToken).ConfigureAwait(false);
             }
 
-            Directory.CreateDirectory(Path.GetDirectoryName(final)!);
+            TierFolders.EnsureFolder(Path.GetDirectoryName(final)!, to.Permissions);
             File.Move(temp, final, overwrite: true);
             copied = true;
         }

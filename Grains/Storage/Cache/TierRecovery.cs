@@ -5,7 +5,7 @@ using Microsoft.Extensions.Logging;
 namespace GrainFs.Storage.Cache;
 
 /// <summary>
-/// Brings a tier store back at start: creates the tier folders, drops the temporary files of an interrupted run, and
+/// Brings a tier store back at start: creates the tier folders (the silo's own, with their modes), drops the temporary files of an interrupted run, and
 /// indexes the block files already there (newest first, each checked against its header), so a restarted worker
 /// finds its blocks again. Files that are not valid blocks, or that no longer fit a (since shrunk) tier, are removed.
 /// </summary>
@@ -25,13 +25,18 @@ public static partial class TierRecovery
 
     private static void Recover(TierIndex index, Tier tier, ILogger logger)
     {
-        Directory.CreateDirectory(Path.Combine(tier.Root, "blocks"));
+        // Checked again here, not only at configuration: a folder another user made in between is refused all the same.
+        if (TierFolders.Prepare(tier.Root, tier.Permissions) is { } before)
+        {
+            LogTierModeChanged(logger, tier.Name, tier.Root, before, UnixFiles.Octal((int)tier.Permissions.FolderMode));
+        }
+
         if (Directory.Exists(tier.TempRoot))
         {
             Directory.Delete(tier.TempRoot, recursive: true);
         }
 
-        Directory.CreateDirectory(tier.TempRoot);
+        TierFolders.EnsureFolder(tier.TempRoot, tier.Permissions);
         var found = 0;
         var dropped = 0;
         var files = new DirectoryInfo(Path.Combine(tier.Root, "blocks")).EnumerateFiles("*", SearchOption.AllDirectories)
@@ -41,6 +46,7 @@ public static partial class TierRecovery
         {
             if (ReadBlock(file) is { } header && index.TryRecover(tier, header))
             {
+                TierFolders.Adopt(file, tier.Permissions);
                 found++;
             }
             else
@@ -71,6 +77,9 @@ public static partial class TierRecovery
             return null;
         }
     }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Tier {Tier} folder {Path} had mode {Before}; now {After}")]
+    private static partial void LogTierModeChanged(ILogger logger, string tier, string path, string before, string after);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Tier {Tier} at {Path}: capacity {Capacity}, found {Blocks} blocks ({Used}), dropped {Dropped} invalid files")]
     private static partial void LogTierReady(ILogger logger, string tier, string path, string capacity, int blocks, string used, int dropped);

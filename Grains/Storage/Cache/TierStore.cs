@@ -29,7 +29,8 @@ public sealed partial class TierStore : IAsyncDisposable
         _logger = logger;
         var clock = time ?? TimeProvider.System;
         var sketch = new FrequencySketch((int)Math.Min(int.MaxValue / 4, options.Tiers.Sum(t => t.Capacity) / (64 * 1024)));
-        Index = new TierIndex([.. options.Tiers.Select((spec, level) => new Tier(level, spec, EvictionPolicies.Create(options.Policy, spec.Capacity, sketch)))], options.Policy);
+        var permissions = TierPermissions.From(options);
+        Index = new TierIndex([.. options.Tiers.Select((spec, level) => new Tier(level, spec, EvictionPolicies.Create(options.Policy, spec.Capacity, sketch), permissions))], options.Policy);
         _fills = new FillCoordinator(Index, options, clock, logger);
         var writeKind = options.WriteTierKind;
         WriteTier = Index.Tiers.FirstOrDefault(t => t.Kind == writeKind) ?? Index.Tiers[0];
@@ -51,7 +52,10 @@ public sealed partial class TierStore : IAsyncDisposable
     /// <summary>Blocks held.</summary>
     public int Count => Index.Count;
 
-    /// <summary>Creates the tier folders, drops temporary files of an earlier run and indexes the blocks already on disk.</summary>
+    /// <summary>
+    /// Creates the tier folders (or brings existing ones of the silo's user to their modes; another user's are refused),
+    /// drops temporary files of an earlier run and indexes the blocks already on disk.
+    /// </summary>
     public Task InitializeAsync(CancellationToken cancellationToken = default) => TierRecovery.RecoverAsync(Index, _logger, cancellationToken);
 
     /// <inheritdoc cref="TierIndex.TryGet"/>

@@ -17,11 +17,34 @@ public sealed class SiloConfigurationTests
     [InlineData("--no-such-flag 1", "unknown argument '--no-such-flag'")]
     [InlineData("--data", "--data needs a value")]
     [InlineData("--allow-local-root relative/folder", "GrainFs:AllowLocalRoots:0 = 'relative/folder': not the absolute path of an existing folder")]
+    [InlineData("--short-circuit-group no-such-group-x", "GrainFs:Cache:ShortCircuitGroup = 'no-such-group-x': no such group")]
     public async Task Bad_settings_stop_the_silo_naming_the_key(string args, string words)
     {
         var (code, stdout, stderr) = await TestProcess.RunAsync("dotnet", [Repo.SiloDll, .. args.Split(' ')], timeout: TimeSpan.FromSeconds(60));
         Assert.Equal(2, code);
         Assert.Contains(words, stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("GrainFS silo started", stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+    public async Task A_tier_folder_another_user_made_or_others_may_write_stops_the_silo_naming_it()
+    {
+        Assert.Equal("root", Environment.UserName);
+        var root = TestProcess.NewFolder("tierrefused");
+        var foreign = Path.Combine(root, "foreign");
+        var open = Path.Combine(root, "open");
+        Directory.CreateDirectory(foreign);
+        Directory.CreateDirectory(open);
+        await TestProcess.RunAsync("chown", ["65534:65534", foreign]);
+        File.SetUnixFileMode(open, (UnixFileMode)Convert.ToInt32("777", 8));
+        var (code, stdout, stderr) = await TestProcess.RunAsync(
+            "dotnet",
+            [Repo.SiloDll, "--data", TestProcess.NewFolder("tierrefused-data"), "--tier", $"MEM={foreign}:64MiB", "--tier", $"SSD={open}:64MiB"],
+            timeout: TimeSpan.FromSeconds(60));
+        Assert.Equal(2, code);
+        Assert.Contains($"grainfs-silo: configuration error: GrainFs:Cache:Tiers: tier MEM folder '{foreign}' is owned by user 65534 (nobody), not by this silo's user 0 (root) (mode 0755)", stderr, StringComparison.Ordinal);
+        Assert.Contains($"grainfs-silo: configuration error: GrainFs:Cache:Tiers: tier SSD folder '{open}' is writable by group or others (owner 0 (root), mode 0777)", stderr, StringComparison.Ordinal);
         Assert.DoesNotContain("GrainFS silo started", stdout, StringComparison.Ordinal);
     }
 
