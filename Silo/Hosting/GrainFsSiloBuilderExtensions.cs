@@ -44,6 +44,11 @@ public static class GrainFsSiloBuilderExtensions
             trust = GrainFs.DataPlane.Security.ClusterTrust.Open(silo.Credentials, silo.ClusterId, GrainFs.DataPlane.Security.IdentityKind.Silo);
             builder.AddGrainFsSecurity(trust, silo.ClusterId, Path.Combine(silo.Data, "audit.log"));
         }
+        else
+        {
+            // No cluster key: mount credentials are stored as given.
+            services.AddSingleton(new GrainFs.DataPlane.Security.SecretBox(Array.Empty<byte[]>()));
+        }
 
         // The data port is bound now, so that its real port (0 picks one) is in the silo metadata from the start.
         var advertised = silo.AdvertisedIPAddress;

@@ -60,6 +60,9 @@ public sealed class SecretBox
         _clusterKeys = clusterKeys;
     }
 
+    /// <summary>False for a box without a key (a silo run with --insecure-no-auth has no cluster key): it seals nothing.</summary>
+    public bool HasKeys => _clusterKeys().Count > 0;
+
     /// <summary>The id of the key new values are sealed under.</summary>
     public string CurrentKeyId => Keys().Entries[0].Id;
 

@@ -21,6 +21,11 @@ public static class MountSecrets
     /// </summary>
     public static MountOptions Seal(SecretBox box, string uri, MountOptions options)
     {
+        if (!box.HasKeys)
+        {
+            return options;
+        }
+
         Dictionary<string, string>? sealedProperties = null;
         foreach (var (key, value) in options.Properties)
         {
@@ -35,14 +40,16 @@ public static class MountSecrets
     }
 
     /// <summary>
-    /// The stored options of <paramref name="mount"/> with each sealed secret opened. <paramref name="clear"/> counts the
-    /// secrets found in clear (a table written before sealing: they are used as they are, and sealed by the next save).
-    /// A secret that does not open stays sealed; <paramref name="problem"/> then says why, naming the mount.
+    /// The stored options of <paramref name="mount"/> with each sealed secret opened. <paramref name="stale"/> counts the
+    /// secrets to seal again: found in clear (a table written before sealing: used as they are) or sealed under a key
+    /// that is no longer the current one (a rotated cluster key). A secret that does not open stays sealed;
+    /// <paramref name="problem"/> then says why, naming the mount.
     /// </summary>
-    public static MountOptions Open(SecretBox box, MountInfo mount, out int clear, out string? problem)
+    public static MountOptions Open(SecretBox box, MountInfo mount, out int stale, out string? problem)
     {
-        clear = 0;
+        stale = 0;
         problem = null;
+        var current = box.HasKeys ? box.CurrentKeyId : null;
         Dictionary<string, string>? opened = null;
         foreach (var (key, value) in mount.Options.Properties)
         {
@@ -53,7 +60,13 @@ public static class MountSecrets
 
             if (!SecretBox.IsSealed(value))
             {
-                clear++;
+                stale += current is null ? 0 : 1;
+                continue;
+            }
+
+            if (current is null)
+            {
+                problem ??= $"mount {mount.Path} ({mount.Uri}): its {key} is sealed and this silo has no cluster key to open it (--insecure-no-auth)";
                 continue;
             }
 
@@ -61,6 +74,7 @@ public static class MountSecrets
             {
                 opened ??= new Dictionary<string, string>(mount.Options.Properties, StringComparer.Ordinal);
                 opened[key] = plaintext;
+                stale += SecretBox.KeyIdOf(value) == current ? 0 : 1;
             }
             else
             {
@@ -81,7 +95,7 @@ public static class MountSecrets
                 continue;
             }
 
-            if (box is null)
+            if (box is null || !box.HasKeys)
             {
                 return $"mount {mount.Path}: its {key} is sealed and this silo has no cluster key to open it";
             }

@@ -20,53 +20,86 @@ internal sealed partial class MountTableGrain(
     /// <summary>How long a mount request waits for its under-storage to answer.</summary>
     public static readonly TimeSpan ReachabilityTimeout = TimeSpan.FromSeconds(30);
 
+    /// <summary>How often an active mount table checks whether the cluster key was rotated (then it seals its secrets again).</summary>
+    public static readonly TimeSpan KeyCheckInterval = TimeSpan.FromSeconds(10);
+
     private StoredMountTable _stored = StoredMountTable.Empty;
     private MountInfo[] _mounts = [];
+
+    // The cluster key id the stored secrets are sealed under (null: not known to be the current one).
+    private string? _sealedUnder;
 
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
         _stored = await store.LoadMountTableAsync(cancellationToken);
-        var inClear = 0;
+        var toReseal = 0;
         var mounts = new List<MountInfo>(_stored.Mounts.Count);
         foreach (var stored in _stored.Mounts)
         {
             var mount = ToInfo(stored);
-            var options = MountSecrets.Open(secrets, mount, out var clear, out var problem);
+            var options = MountSecrets.Open(secrets, mount, out var stale, out var problem);
             if (problem is not null)
             {
                 // The mount stays listed (and can be unmounted); its under-storage refuses to open with this reason.
                 LogNotUnsealed(logger, problem);
             }
 
-            inClear += clear;
+            toReseal += stale;
             mounts.Add(mount with { Options = options });
         }
 
         _mounts = [.. mounts.OrderBy(m => m.Path, StringComparer.Ordinal)];
+        // Null while some are in clear or under an older key: the timer tries again when a save here fails.
+        _sealedUnder = toReseal == 0 && secrets.HasKeys ? secrets.CurrentKeyId : null;
         LogLoaded(logger, _mounts.Length, _stored.Version, store.Kind);
         if (_mounts.Any(m => !m.Options.Properties.ContainsKey(MountOptions.NAME_KEY)))
         {
             // Mounts made before block names were keyed get a key now (their cached blocks are refilled under new names).
             // A failure fails the activation: a key handed out must be the one stored. The save seals what was in clear too.
             await SaveAsync([.. _mounts.Select(m => m.Options.Properties.ContainsKey(MountOptions.NAME_KEY) ? m : m with { Options = WithNameKey(m.Options) })], _stored.NextId);
-            if (inClear > 0)
+            if (toReseal > 0)
             {
-                LogResealed(logger, inClear, _stored.Version);
+                LogResealed(logger, toReseal, secrets.CurrentKeyId, _stored.Version);
             }
         }
-        else if (inClear > 0)
+        else if (toReseal > 0)
         {
-            await ResealAsync(inClear);
+            await ResealAsync(toReseal);
+        }
+
+        if (secrets.HasKeys)
+        {
+            this.RegisterGrainTimer(CheckClusterKeyAsync, KeyCheckInterval, KeyCheckInterval);
         }
     }
 
-    // A table written before secrets were sealed: saved again at once, so the clear values do not stay in the store.
+    // A rotated cluster key (cluster.key re-read with a new first line): the secrets are sealed again under it, so that
+    // retiring the old key later leaves every mount working.
+    private async Task CheckClusterKeyAsync(CancellationToken cancellationToken)
+    {
+        if (secrets.CurrentKeyId == _sealedUnder)
+        {
+            return;
+        }
+
+        var open = _mounts.Sum(m => m.Options.Properties.Count(p => MountOptions.SecretKeys.Contains(p.Key) && !SecretBox.IsSealed(p.Value)));
+        if (open == 0)
+        {
+            _sealedUnder = secrets.CurrentKeyId;
+            return;
+        }
+
+        await ResealAsync(open);
+    }
+
+    // Secrets found in clear (a table written before sealing) or under a key no longer current: saved again at once, so
+    // no clear value stays in the store and no value depends on a key about to be retired.
     private async Task ResealAsync(int count)
     {
         try
         {
             await SaveAsync(_mounts, _stored.NextId);
-            LogResealed(logger, count, _stored.Version);
+            LogResealed(logger, count, secrets.CurrentKeyId, _stored.Version);
         }
         catch (Exception e) when (e is MetadataConflictException or InvalidOperationException or System.Data.Common.DbException or TimeoutException)
         {
@@ -283,6 +316,7 @@ internal sealed partial class MountTableGrain(
         await store.SaveMountTableAsync(table, _stored.Version);
         _stored = table;
         _mounts = mounts;
+        _sealedUnder = secrets.HasKeys ? secrets.CurrentKeyId : null;
     }
 
     private MountResult Fail(FsStatus status, string message)
@@ -303,10 +337,10 @@ internal sealed partial class MountTableGrain(
     [LoggerMessage(Level = LogLevel.Error, Message = "Mount credentials not unsealed: {Problem}")]
     private static partial void LogNotUnsealed(ILogger logger, string problem);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Sealed {Count} mount secrets found in clear in the store (table version {Version})")]
-    private static partial void LogResealed(ILogger logger, int count, long version);
+    [LoggerMessage(Level = LogLevel.Information, Message = "Sealed {Count} mount secrets again, under cluster key {KeyId} (they were in clear or under an older key; table version {Version})")]
+    private static partial void LogResealed(ILogger logger, int count, string keyId, long version);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "{Count} mount secrets are in clear in the store and could not be sealed now ({Reason}); the next mount or unmount seals them")]
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Count} mount secrets are in clear or under an older cluster key in the store and could not be sealed again now ({Reason}); the next save seals them")]
     private static partial void LogResealFailed(ILogger logger, int count, string reason);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Mount request refused: {Reason}")]

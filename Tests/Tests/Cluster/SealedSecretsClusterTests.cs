@@ -70,6 +70,26 @@ public sealed class SealedSecretsClusterTests
         return data;
     }
 
+    /// <summary>A credentials folder with the test's CA and identities (so the test's client still connects) and the cluster keys given.</summary>
+    private static string CredentialsWithKeys(string name, params byte[][] keys)
+    {
+        var own = CredentialFolder.Resolve(null, GrainFsClientOptions.DEFAULT_CLUSTER_ID);
+        var folder = TestProcess.NewFolder(name);
+        foreach (var file in Directory.EnumerateFiles(own))
+        {
+            if (Path.GetFileName(file) != CredentialFolder.CLUSTER_KEY)
+            {
+                File.Copy(file, Path.Combine(folder, Path.GetFileName(file)));
+                File.SetUnixFileMode(Path.Combine(folder, Path.GetFileName(file)), UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            }
+        }
+
+        CredentialFolder.WriteClusterKeys(folder, keys);
+        return folder;
+    }
+
+    private static string KeyIdOf(byte[] clusterKey) => new SecretBox([clusterKey]).CurrentKeyId;
+
     private static async Task StopAsync(TestCluster cluster)
     {
         await cluster.StopAllSilosAsync();
@@ -186,19 +206,7 @@ public sealed class SealedSecretsClusterTests
 
         var stored = await StoredOptionsAsync(connection, "/locked");
 
-        // The same CA and identities (so the test's client still connects), another cluster key.
-        var own = CredentialFolder.Resolve(null, GrainFsClientOptions.DEFAULT_CLUSTER_ID);
-        var other = TestProcess.NewFolder("creds-otherkey");
-        foreach (var file in Directory.EnumerateFiles(own))
-        {
-            if (Path.GetFileName(file) != CredentialFolder.CLUSTER_KEY)
-            {
-                File.Copy(file, Path.Combine(other, Path.GetFileName(file)));
-                File.SetUnixFileMode(Path.Combine(other, Path.GetFileName(file)), UnixFileMode.UserRead | UnixFileMode.UserWrite);
-            }
-        }
-
-        CredentialFolder.WriteClusterKeys(other, [CredentialFolder.NewClusterKey()]);
+        var other = CredentialsWithKeys("creds-otherkey", CredentialFolder.NewClusterKey());
         var wrong = await ClusterFixture.StartClusterAsync(connection, silos: 2, settings: new Dictionary<string, string> { ["GrainFs:Credentials"] = other });
         try
         {
@@ -234,6 +242,65 @@ public sealed class SealedSecretsClusterTests
         finally
         {
             await StopAsync(right);
+        }
+    }
+
+    [Fact]
+    public async Task A_rotated_cluster_key_seals_the_secrets_again_so_the_old_key_can_be_retired()
+    {
+        var moto = await MotoServer.Shared;
+        var connection = await (await PostgresServer.Shared).CreateDatabaseAsync("rotate");
+        var bucket = await moto.CreateBucketAsync("rotate");
+        var secret = NewSecret();
+        var (first, second, third) = (CredentialFolder.NewClusterKey(), CredentialFolder.NewClusterKey(), CredentialFolder.NewClusterKey());
+        var folder = CredentialsWithKeys("creds-rotate", first);
+        var settings = new Dictionary<string, string> { ["GrainFs:Credentials"] = folder };
+        long id;
+        var cluster = await ClusterFixture.StartClusterAsync(connection, silos: 2, settings: settings);
+        try
+        {
+            var mounted = await GrainFsClient.Create(cluster.Client).MountAsync("/rot", $"s3://{bucket}", Credentials(moto, secret));
+            Assert.True(mounted.IsOk, mounted.Message);
+            id = mounted.Value!.Id;
+            Assert.Equal(KeyIdOf(first), SecretBox.KeyIdOf(StoredProperty(await StoredOptionsAsync(connection, "/rot"), "secret-key")));
+
+            // grainfs certs rotate: a new current key, the old one still accepted. The running mount table notices.
+            CredentialFolder.WriteClusterKeys(folder, [second, first]);
+            var silos = cluster.Silos.OfType<InProcessSiloHandle>().Select(h => h.ServiceProvider.GetRequiredService<SiloLog>());
+            await await Task.WhenAny(silos.Select(log => log.WaitForAsync("LogResealed", e => e["KeyId"] == KeyIdOf(second), TimeSpan.FromSeconds(45))));
+            var options = await StoredOptionsAsync(connection, "/rot");
+            Assert.Equal(KeyIdOf(second), SecretBox.KeyIdOf(StoredProperty(options, "secret-key")));
+            Assert.Equal(KeyIdOf(second), SecretBox.KeyIdOf(StoredProperty(options, "access-key")));
+        }
+        finally
+        {
+            await StopAsync(cluster);
+        }
+
+        // grainfs certs retire: the old key gone, the mount still opens.
+        CredentialFolder.WriteClusterKeys(folder, [second]);
+        var retired = await ClusterFixture.StartClusterAsync(connection, silos: 2, settings: settings);
+        try
+        {
+            Assert.Equal(secret, (await ResolveOnSiloAsync(retired, id)).Options.Properties["secret-key"]);
+            Assert.DoesNotContain(Events(retired), e => e.Name == "LogNotUnsealed");
+        }
+        finally
+        {
+            await StopAsync(retired);
+        }
+
+        // Rotated while the cluster was down: the mount table seals again under the new key as it loads.
+        CredentialFolder.WriteClusterKeys(folder, [third, second]);
+        var restarted = await ClusterFixture.StartClusterAsync(connection, silos: 2, settings: settings);
+        try
+        {
+            Assert.Equal(secret, (await ResolveOnSiloAsync(restarted, id)).Options.Properties["secret-key"]);
+            Assert.Equal(KeyIdOf(third), SecretBox.KeyIdOf(StoredProperty(await StoredOptionsAsync(connection, "/rot"), "secret-key")));
+        }
+        finally
+        {
+            await StopAsync(restarted);
         }
     }
 }

@@ -171,4 +171,32 @@ public class SecretBoxTests
         // Saving the table keeps the value it could not open exactly as it was.
         Assert.Equal(stored.Properties["secret-key"], MountSecrets.Seal(other, "s3://bucket/prefix", loaded).Properties["secret-key"]);
     }
+
+    [Fact]
+    public void Secrets_under_an_older_key_of_the_ring_open_and_are_counted_for_sealing_again()
+    {
+        var stored = MountSecrets.Seal(new SecretBox([Old]), "s3://bucket/prefix", WithProperties(("secret-key", "s3cr3t"), ("access-key", "AKID")));
+        var loaded = MountSecrets.Open(new SecretBox([New, Old]), S3Mount(stored), out var stale, out var problem);
+        Assert.Null(problem);
+        Assert.Equal(2, stale);
+        Assert.Equal("s3cr3t", loaded.Properties["secret-key"]);
+        MountSecrets.Open(new SecretBox([Old, New]), S3Mount(stored), out var current, out _);
+        Assert.Equal(0, current);
+    }
+
+    [Fact]
+    public void A_box_without_keys_stores_secrets_as_given_and_cannot_open_sealed_ones()
+    {
+        var none = new SecretBox([]);
+        Assert.False(none.HasKeys);
+        var options = WithProperties(("secret-key", "s3cr3t"));
+        Assert.Same(options, MountSecrets.Seal(none, "s3://b", options));
+        MountSecrets.Open(none, S3Mount(options), out var stale, out var clearProblem);
+        Assert.Equal((0, (string?)null), (stale, clearProblem));
+
+        var stored = MountSecrets.Seal(new SecretBox([Old]), "s3://b", options);
+        MountSecrets.Open(none, S3Mount(stored, "s3://b"), out _, out var problem);
+        Assert.Contains("no cluster key to open it", problem, StringComparison.Ordinal);
+        Assert.Contains("no cluster key to open it", MountSecrets.Unopened(none, S3Mount(stored, "s3://b")), StringComparison.Ordinal);
+    }
 }
