@@ -110,7 +110,12 @@ internal sealed class SessionCallFilter(ClientSession session, IServiceProvider 
         if (type != typeof(IAuthGrain) && type?.Name != "IClusterManifestSystemTarget")
         {
             _grains ??= services.GetRequiredService<IGrainFactory>();
-            RequestContext.Set(SecurityContextKeys.Token, await session.TokenAsync(_grains).ConfigureAwait(false));
+            // Set only when it changes: each Set copies the request context.
+            var token = await session.TokenAsync(_grains).ConfigureAwait(false);
+            if (!ReferenceEquals(RequestContext.Get(SecurityContextKeys.Token), token))
+            {
+                RequestContext.Set(SecurityContextKeys.Token, token);
+            }
         }
 
         await context.Invoke().ConfigureAwait(false);

@@ -188,9 +188,10 @@ public sealed class SiloCallMarker(SiloSecurity security) : IOutgoingGrainCallFi
             RequestContext.Remove(SecurityContextKeys.SiloMark);
             RequestContext.Remove(SecurityContextKeys.Token);
         }
-        else
+        else if (security.Tokens.CurrentMark() is var mark && !ReferenceEquals(RequestContext.Get(SecurityContextKeys.SiloMark), mark))
         {
-            RequestContext.Set(SecurityContextKeys.SiloMark, security.Tokens.CurrentMark());
+            // Set only when it changes (once a minute per call chain): each Set copies the request context.
+            RequestContext.Set(SecurityContextKeys.SiloMark, mark);
         }
 
         return context.Invoke();

@@ -116,6 +116,7 @@ public sealed partial class DataPortServer : IAsyncDisposable
     {
         var request = new byte[DataPortProtocol.RequestSize];
         var peer = socket.RemoteEndPoint?.ToString() ?? "?";
+        var idle = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
         Stream? stream = null;
         try
         {
@@ -129,7 +130,7 @@ public sealed partial class DataPortServer : IAsyncDisposable
 
                 while (!_stop.IsCancellationRequested)
                 {
-                    if (!await ReceiveRequestAsync(stream, request).ConfigureAwait(false))
+                    if (!await ReceiveRequestAsync(stream, request, ref idle).ConfigureAwait(false))
                     {
                         return;
                     }
@@ -163,6 +164,7 @@ public sealed partial class DataPortServer : IAsyncDisposable
                 await stream.DisposeAsync().ConfigureAwait(false);
             }
 
+            idle.Dispose();
             Interlocked.Decrement(ref _open);
         }
     }
@@ -205,12 +207,18 @@ public sealed partial class DataPortServer : IAsyncDisposable
         }
     }
 
-    // The next request; false when the peer closed between requests. An idle connection is closed after the idle timeout.
-    private async Task<bool> ReceiveRequestAsync(Stream stream, Memory<byte> buffer)
+    // The next request; false when the peer closed between requests. An idle connection is closed after the idle timeout;
+    // the connection's one timer is re-armed per request (a new one only after it fired).
+    private Task<bool> ReceiveRequestAsync(Stream stream, Memory<byte> buffer, ref CancellationTokenSource idle)
     {
-        using var idle = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
+        if (!idle.TryReset())
+        {
+            idle.Dispose();
+            idle = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
+        }
+
         idle.CancelAfter(_limits.IdleTimeout);
-        return await ReceiveExactlyAsync(stream, buffer, idle.Token).ConfigureAwait(false);
+        return ReceiveExactlyAsync(stream, buffer, idle.Token);
     }
 
     private async Task HandleReadAsync(Stream socket, BlockKey key, long offset, int length)
