@@ -13,8 +13,10 @@ namespace GrainFs.Cli;
 internal static class Commands
 {
     /// <summary>The options every command takes, one per client setting (flag → configuration key), anywhere on the line.</summary>
-    public static readonly IReadOnlyList<(Setting Setting, Option<string> Option)> ClusterOptions =
-        [.. SettingNames.ClientSettings.Select(s => (s, new Option<string>(s.Flag) { Description = $"{s.Help} [env {s.Env}]", Recursive = true, HelpName = s.Flag.TrimStart('-') }))];
+    public static readonly IReadOnlyList<(Setting Setting, Option Option)> ClusterOptions =
+        [.. SettingNames.ClientSettings.Select(s => (s, s.IsSwitch
+            ? (Option)new Option<bool>(s.Flag) { Description = $"{s.Help} [env {s.Env}]", Recursive = true }
+            : new Option<string>(s.Flag) { Description = $"{s.Help} [env {s.Env}]", Recursive = true, HelpName = s.Flag.TrimStart('-') }))];
 
     public static RootCommand Root()
     {
@@ -55,7 +57,9 @@ internal static class Commands
         var flags = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase);
         foreach (var (setting, option) in ClusterOptions)
         {
-            if (parse.GetValue(option) is { } value)
+            // A switch given means "true"; one not given leaves the environment's value.
+            var value = option is Option<bool> flag ? (parse.GetValue(flag) ? "true" : null) : parse.GetValue((Option<string>)option);
+            if (value is not null)
             {
                 flags[setting.Key] = value;
             }

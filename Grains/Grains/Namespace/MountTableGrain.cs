@@ -111,12 +111,14 @@ internal sealed partial class MountTableGrain(
     private static MountInfo ToInfo(StoredMount m) =>
         new(m.Id, m.Path, m.Uri, MountOptionsParser.FromJson(m.OptionsJson), DateTime.SpecifyKind(m.CreatedUtc, DateTimeKind.Utc));
 
-    // Each caller sees every mount, secrets redacted; the block-name key only of the mounts it may read.
+    // Each caller sees every mount, secrets redacted; the block-name key only of the mounts it may read. A silo with
+    // --insecure-no-auth (no cluster key) has no identities: every caller reads every mount.
     public ValueTask<MountTableSnapshot> GetTableAsync()
     {
         var caller = GrainFs.Grains.Security.Caller.Principal;
+        var everyone = !secrets.HasKeys;
         return ValueTask.FromResult(new MountTableSnapshot(_stored.Version,
-            [.. _mounts.Select(m => caller is not null && GrainFs.Grains.Security.MountAccess.Decide(caller, m, write: false) is null ? m.ForReader() : m.Redacted())]));
+            [.. _mounts.Select(m => everyone || (caller is not null && GrainFs.Grains.Security.MountAccess.Decide(caller, m, write: false) is null) ? m.ForReader() : m.Redacted())]));
     }
 
     private static MountOptions WithNameKey(MountOptions options)
