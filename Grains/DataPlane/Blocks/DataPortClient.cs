@@ -28,8 +28,9 @@ public sealed class DataPortClient : IDisposable
 
     /// <summary>
     /// A client keeping up to <paramref name="maxIdlePerEndpoint"/> idle connections per worker. With
-    /// <paramref name="trust"/> every connection is mutual TLS 1.3: this node presents its certificate and accepts only a
-    /// silo of its cluster; without, plain TCP (only to measure what TLS costs).
+    /// <paramref name="trust"/> every connection starts with a mutual TLS 1.3 handshake (this node presents its
+    /// certificate and accepts only a silo of its cluster) and then carries sealed frames (<see cref="SealedStream"/>);
+    /// without, plain TCP (only to measure what the trust model costs).
     /// </summary>
     public DataPortClient(ClusterTrust? trust, int maxIdlePerEndpoint = 16)
     {
@@ -135,7 +136,8 @@ public sealed class DataPortClient : IDisposable
                 if (trust is not null)
                 {
                     string? refused = null;
-                    var tls = new SslStream(stream, leaveInnerStreamOpen: false);
+                    var transport = stream;
+                    var tls = new SslStream(transport, leaveInnerStreamOpen: true);
                     stream = tls;
                     try
                     {
@@ -150,7 +152,18 @@ public sealed class DataPortClient : IDisposable
                     }
                     catch (AuthenticationException e)
                     {
+                        transport.Dispose();
                         throw new IOException($"data port {endpoint} refused: {refused ?? e.Message}", e);
+                    }
+
+                    try
+                    {
+                        stream = await SealedStream.EstablishAsync(tls, transport, isClient: true, connectTimeout.Token).ConfigureAwait(false);
+                    }
+                    catch
+                    {
+                        transport.Dispose();
+                        throw;
                     }
                 }
 

@@ -48,6 +48,8 @@ public enum DataSource : byte
 /// message for Error and BadRequest. Requests on one connection are answered in order.
 /// A write (op 2) carries a whole block: the request's length is the block's data length, offset 0, and that many bytes
 /// follow the request; the reply (no payload when Ok) comes once the block is synced on the write tier.
+/// With the trust model on (the default), a connection opens with a mutual TLS 1.3 handshake and a key exchange inside
+/// it, and these messages then travel in <see cref="GrainFs.DataPlane.Security.SealedStream"/> frames.
 /// </summary>
 public static class DataPortProtocol
 {

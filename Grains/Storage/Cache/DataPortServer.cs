@@ -49,8 +49,9 @@ public sealed partial class DataPortServer : IAsyncDisposable
     private Task? _accept;
 
     /// <summary>
-    /// Serves on a listener bound with <see cref="Bind"/>. With <paramref name="trust"/> every connection is mutual TLS
-    /// 1.3 and must present a certificate of the cluster; without, plain TCP (only to measure what TLS costs).
+    /// Serves on a listener bound with <see cref="Bind"/>. With <paramref name="trust"/> every connection starts with a
+    /// mutual TLS 1.3 handshake, must present a certificate of the cluster, and then carries sealed frames
+    /// (<see cref="SealedStream"/>); without, plain TCP (only to measure what the trust model costs).
     /// </summary>
     public DataPortServer(TcpListener listener, TierStore store, ILogger logger, ClusterTrust? trust = null, DataPortLimits? limits = null)
     {
@@ -179,7 +180,7 @@ public sealed partial class DataPortServer : IAsyncDisposable
         }
 
         string? refused = null;
-        var tls = new SslStream(plain, leaveInnerStreamOpen: false);
+        var tls = new SslStream(plain, leaveInnerStreamOpen: true);
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
         deadline.CancelAfter(HandshakeTimeout);
         try
@@ -192,11 +193,12 @@ public sealed partial class DataPortServer : IAsyncDisposable
                 CertificateRevocationCheckMode = System.Security.Cryptography.X509Certificates.X509RevocationMode.NoCheck,
                 RemoteCertificateValidationCallback = _trust.Callback(Accepts.Anyone, reason => refused = reason),
             }, deadline.Token).ConfigureAwait(false);
-            return tls;
+            return await SealedStream.EstablishAsync(tls, plain, isClient: false, deadline.Token).ConfigureAwait(false);
         }
         catch (Exception e) when (e is AuthenticationException or IOException or OperationCanceledException)
         {
             await tls.DisposeAsync().ConfigureAwait(false);
+            await plain.DisposeAsync().ConfigureAwait(false);
             if (!_stop.IsCancellationRequested)
             {
                 GrainFsMetrics.DataPortRefused.Add(1, new KeyValuePair<string, object?>("reason", "tls"));
@@ -288,7 +290,7 @@ public sealed partial class DataPortServer : IAsyncDisposable
             }
 
             DataPortProtocol.WriteReplyHeader(buffer, DataPortStatus.Ok, DataSource.UnderStorage, count);
-            await socket.WriteAsync(buffer.AsMemory(0, DataPortProtocol.ReplyHeaderSize + count), _stop.Token).ConfigureAwait(false);
+            await SendReplyAsync(socket, buffer, count).ConfigureAwait(false);
             _store.RecordServed("under-storage", count);
             Record("under-storage", started);
         }
@@ -480,7 +482,7 @@ public sealed partial class DataPortServer : IAsyncDisposable
             }
 
             DataPortProtocol.WriteReplyHeader(buffer, DataPortStatus.Ok, block.Tier.Kind.Source(), read);
-            await socket.WriteAsync(buffer.AsMemory(0, DataPortProtocol.ReplyHeaderSize + read), _stop.Token).ConfigureAwait(false);
+            await SendReplyAsync(socket, buffer, read).ConfigureAwait(false);
             _store.RecordServed(block.Tier.Name, read);
             return true;
         }
@@ -496,6 +498,12 @@ public sealed partial class DataPortServer : IAsyncDisposable
         GrainFsMetrics.DataPortReads.Add(1, tag);
         GrainFsMetrics.DataPortLatency.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds, tag);
     }
+
+    // A reply header and its payload, together in <paramref name="buffer"/>: one write, and on a sealed connection the
+    // header in a frame of its own, so the client reads the payload's frames straight into its buffer.
+    private ValueTask SendReplyAsync(Stream socket, byte[] buffer, int payload) => socket is SealedStream sealedStream
+        ? sealedStream.WriteMessageAsync(buffer.AsMemory(0, DataPortProtocol.ReplyHeaderSize), buffer.AsMemory(DataPortProtocol.ReplyHeaderSize, payload), _stop.Token)
+        : socket.WriteAsync(buffer.AsMemory(0, DataPortProtocol.ReplyHeaderSize + payload), _stop.Token);
 
     private async Task SendStatusAsync(Stream socket, DataPortStatus status)
     {
