@@ -181,10 +181,12 @@ public interface IWorkerGrain : IGrainWithStringKey
 
     /// <summary>
     /// Starts copying a block from another worker's data port into this worker's tiers (a replica) and returns at once;
-    /// the block's grain hears the outcome (<see cref="IBlockGrain.ReplicaReadyAsync"/>).
+    /// the block's grain hears the outcome (<see cref="IBlockGrain.ReplicaReadyAsync"/>). Every chunk is checked
+    /// against <paramref name="checksums"/>, the ones the block's home recorded when it filled the block; a chunk that
+    /// does not match drops the copy.
     /// </summary>
     [Alias("CopyBlock")]
-    ValueTask<BatchResult> CopyBlockAsync(BlockKey key, int length, string fromEndpoint);
+    ValueTask<BatchResult> CopyBlockAsync(BlockKey key, int length, string fromEndpoint, ulong[] checksums);
 
     /// <summary>
     /// Makes a written file durable on this worker before its close is acknowledged: every block is held (synced as it

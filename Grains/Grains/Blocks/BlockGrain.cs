@@ -86,7 +86,14 @@ internal sealed partial class BlockGrain(BlockFiller filler, LocalSilo silo, ILo
             return located;
         }
 
-        var copy = await GrainFactory.GetGrain<IWorkerGrain>(targetSilo).CopyBlockAsync(_key, source.Length, silo.DataEndpoint);
+        // The copy is checked against the checksums recorded here when the block was filled: only a block held in full
+        // has them, so one still filling is replicated on a later request.
+        if (!filler.Store.TryPeek(_key, out var held) || held.Header.DataLength != source.Length)
+        {
+            return Fail(FsStatus.Busy, $"block {_key} is still being filled on {silo.Name}; it is replicated once held");
+        }
+
+        var copy = await GrainFactory.GetGrain<IWorkerGrain>(targetSilo).CopyBlockAsync(_key, source.Length, silo.DataEndpoint, held.Header.Checksums);
         if (copy.Failures > 0)
         {
             return Fail(FsStatus.IoError, copy.FirstError);

@@ -99,8 +99,8 @@ internal sealed class WorkerGrain(BlockFiller filler, WorkerJobs jobs, LocalSilo
 
     public ValueTask<PersistStatus> GetPersistStatusAsync() => ValueTask.FromResult(persist.Status());
 
-    public ValueTask<BatchResult> CopyBlockAsync(BlockKey key, int length, string fromEndpoint) =>
-        ValueTask.FromResult(jobs.StartCopy(key, length, fromEndpoint)
+    public ValueTask<BatchResult> CopyBlockAsync(BlockKey key, int length, string fromEndpoint, ulong[] checksums) =>
+        ValueTask.FromResult(jobs.StartCopy(key, length, fromEndpoint, checksums)
             ? new BatchResult(0, 0, 0, null)
             : new BatchResult(1, 0, 0, null));
 

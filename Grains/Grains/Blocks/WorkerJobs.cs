@@ -54,12 +54,17 @@ public sealed partial class WorkerJobs(BlockFiller filler, IGrainFactory grains,
         return status;
     }
 
-    /// <summary>Starts copying a block from another worker (a replica); false when it is held here already.</summary>
-    public bool StartCopy(BlockKey key, int length, string fromEndpoint)
+    /// <summary>
+    /// Starts copying a block from another worker (a replica), each chunk checked against the <paramref name="checksums"/>
+    /// its home recorded; false when it is held here already.
+    /// </summary>
+    public bool StartCopy(BlockKey key, int length, string fromEndpoint, ulong[] checksums)
     {
-        var fill = Store.StartFill(key, length, _ => ValueTask.FromResult<Stream>(new DataPortStream(dataPort, fromEndpoint, key, length)));
+        var source = new RecordedChecksumStream(new DataPortStream(dataPort, fromEndpoint, key, length), key, length, checksums, fromEndpoint);
+        var fill = Store.StartFill(key, length, _ => ValueTask.FromResult<Stream>(source));
         if (fill is null)
         {
+            source.Dispose();
             return false;
         }
 

@@ -184,7 +184,7 @@ public sealed class TrustModelTests(TrustModelFixture fixture) : IClassFixture<T
 
         var silo = (await admin.Grains.GetGrain<IClusterGrain>(0).GetSilosAsync()).Single();
         var copy = await Assert.ThrowsAsync<GrainFsAccessDeniedException>(async () =>
-            await admin.Grains.GetGrain<IWorkerGrain>(silo.Name).CopyBlockAsync(new BlockKey(1, 2, 0), 4096, "127.0.0.1:9"));
+            await admin.Grains.GetGrain<IWorkerGrain>(silo.Name).CopyBlockAsync(new BlockKey(1, 2, 0), 4096, "127.0.0.1:9", [0UL]));
         Assert.Contains("silos only", copy.Message, StringComparison.Ordinal);
 
         // Marks and tokens a client makes up are not a silo's.
