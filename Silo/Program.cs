@@ -74,10 +74,10 @@ public static class Program
 
         IHostApplicationBuilder builder;
         WebApplicationBuilder? web = null;
-        if (dashboardRequested)
+        if (WebEndpoints.Requested(settings))
         {
             web = WebApplication.CreateBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory, Args = [] });
-            web.WebHost.UseUrls($"http://{silo.ListenAddress}:{silo.DashboardPort}");
+            WebEndpoints.Listen(web.WebHost, settings);
             builder = web;
         }
         else
@@ -111,7 +111,7 @@ public static class Program
         if (web is not null)
         {
             var app = web.Build();
-            app.MapOrleansDashboard(routePrefix: "/dashboard");
+            WebEndpoints.Map(app, settings);
             host = app;
         }
         else

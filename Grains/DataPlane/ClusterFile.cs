@@ -10,9 +10,25 @@ namespace GrainFs.DataPlane;
 public static class ClusterFile
 {
     /// <summary>Reads the connection string; false with a message naming the file (never its contents) when it cannot be used.</summary>
-    public static bool TryRead(string path, out string connection, out string error)
+    public static bool TryRead(string path, out string connection, out string error) =>
+        OwnerOnlyFile.TryReadFirstLine(path, "the database connection", "a connection string (one line such as Host=db;Port=5432;Username=grainfs;Database=grainfs)", out connection, out error);
+}
+
+/// <summary>
+/// A one-line secret kept in a file of the user's own (or root's) that group and others may neither read nor write:
+/// the <c>--cluster-file</c> connection string, the <c>--web-password-file</c> password. Blank lines and lines starting
+/// with '#' are skipped; the first other line is the value.
+/// </summary>
+public static class OwnerOnlyFile
+{
+    /// <summary>
+    /// Reads the file's first line; false with a message naming the file (never its contents) when it cannot be used.
+    /// <paramref name="holds"/> says what it holds ("the database connection"), <paramref name="expected"/> what a valid
+    /// line is.
+    /// </summary>
+    public static bool TryReadFirstLine(string path, string holds, string expected, out string value, out string error)
     {
-        connection = string.Empty;
+        value = string.Empty;
         var full = Path.GetFullPath(Security.CredentialFolder.ExpandHome(path.Trim()));
         if (!File.Exists(full))
         {
@@ -24,14 +40,14 @@ public static class ClusterFile
         {
             if ((status.Permissions & UnixFiles.GROUP_OR_OTHER_READ_WRITE) != 0)
             {
-                error = $"'{full}' is readable or writable by group or others (mode {UnixFiles.Octal(status.Permissions)}); it holds the database connection, so make it 0600 (chmod 600 '{full}')";
+                error = $"'{full}' is readable or writable by group or others (mode {UnixFiles.Octal(status.Permissions)}); it holds {holds}, so make it 0600 (chmod 600 '{full}')";
                 return false;
             }
 
             var self = UnixFiles.EffectiveUserId;
             if (status.Uid != self && status.Uid != 0)
             {
-                error = $"'{full}' is owned by user {UnixFiles.DescribeUser(status.Uid)}, not by this process's user {UnixFiles.DescribeUser(self)} or root; whoever owns it chooses the database this process trusts";
+                error = $"'{full}' is owned by user {UnixFiles.DescribeUser(status.Uid)}, not by this process's user {UnixFiles.DescribeUser(self)} or root; whoever owns it chooses {holds}";
                 return false;
             }
         }
@@ -52,13 +68,13 @@ public static class ClusterFile
             var text = line.Trim();
             if (text.Length > 0 && text[0] != '#')
             {
-                connection = text;
+                value = text;
                 error = string.Empty;
                 return true;
             }
         }
 
-        error = $"'{full}' holds no connection string (one line such as Host=db;Port=5432;Username=grainfs;Database=grainfs)";
+        error = $"'{full}' holds no value: it should hold {expected}";
         return false;
     }
 }

@@ -55,11 +55,11 @@ public static class SettingNames
 
     /// <summary>The dashboard port.</summary>
     public static readonly Setting DashboardPort = new("--dashboard-port", "GrainFs:DashboardPort", "GRAINFS_DASHBOARD_PORT",
-        "Orleans Dashboard port on 127.0.0.1, served at /dashboard (default 8080, 0 turns it off)");
+        "Orleans Dashboard port on the --listen-address, served at /dashboard (default 8080, 0 turns it off)");
 
     /// <summary>The metrics port.</summary>
     public static readonly Setting MetricsPort = new("--metrics-port", "GrainFs:MetricsPort", "GRAINFS_METRICS_PORT",
-        "Prometheus metrics port on 127.0.0.1, served at /metrics (default 9464, 0 turns it off)");
+        "Prometheus metrics port on the --listen-address, served at /metrics (default 9464, 0 turns it off)");
 
     /// <summary>The host name the silo reports.</summary>
     public static readonly Setting Host = new("--host", "GrainFs:Host", "GRAINFS_HOST",
@@ -106,6 +106,14 @@ public static class SettingNames
     public static readonly Setting PersistParallel = new("--persist-parallel", "GrainFs:Persist:Parallel", "GRAINFS_PERSIST_PARALLEL",
         "written files uploaded at once (default 2; each large file also uploads several parts at once)");
 
+    /// <summary>The address the dashboard and metrics listen on.</summary>
+    public static readonly Setting ListenAddress = new("--listen-address", "GrainFs:ListenAddress", "GRAINFS_LISTEN_ADDRESS",
+        "IP address the dashboard and metrics listen on (default 127.0.0.1; any other address serves them over HTTPS with the silo's certificate and needs --web-password-file)");
+
+    /// <summary>The password the dashboard and metrics ask for when they listen off loopback.</summary>
+    public static readonly Setting WebPasswordFile = new("--web-password-file", "GrainFs:WebPasswordFile", "GRAINFS_WEB_PASSWORD_FILE",
+        "file (chmod 600) holding the password the dashboard and metrics ask for (HTTP Basic, user grainfs) when --listen-address is not a loopback address");
+
     /// <summary>A folder file:// mounts are confined to; repeatable.</summary>
     public static readonly Setting AllowLocalRoot = new("--allow-local-root", "GrainFs:AllowLocalRoots", "GRAINFS_ALLOW_LOCAL_ROOT",
         "folder that file:// mounts must be, or lie below, symlinks resolved; repeatable (default: any folder this silo's user can read); env: ':'-separated",
@@ -113,7 +121,7 @@ public static class SettingNames
 
     /// <summary>Settings the silo reads.</summary>
     public static readonly IReadOnlyList<Setting> SiloSettings =
-        [Cluster, ClusterFile, ClusterId, Credentials, InsecureNoAuth, Data, SiloPort, GatewayPort, DashboardPort, MetricsPort, Host, Roles, Advertise, SiloName, Telemetry, DataPort, Tier, CachePolicy, WriteTier, ShortCircuitGroup, PersistRate, PersistParallel, AllowLocalRoot];
+        [Cluster, ClusterFile, ClusterId, Credentials, InsecureNoAuth, Data, SiloPort, GatewayPort, DashboardPort, MetricsPort, Host, Roles, Advertise, SiloName, Telemetry, DataPort, ListenAddress, WebPasswordFile, Tier, CachePolicy, WriteTier, ShortCircuitGroup, PersistRate, PersistParallel, AllowLocalRoot];
 
     /// <summary>Settings every client command reads.</summary>
     public static readonly IReadOnlyList<Setting> ClientSettings = [Cluster, ClusterFile, Gateways, ClusterId, Credentials, InsecureNoAuth, GatewayPort, Host];

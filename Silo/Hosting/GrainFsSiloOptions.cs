@@ -87,8 +87,18 @@ public sealed class GrainFsSiloOptions
     /// <summary>The data port serving block bytes (0: a free port picked at start).</summary>
     public int DataPort { get; set; } = DEFAULT_DATA_PORT;
 
-    /// <summary>The IP address the dashboard and metrics listen on.</summary>
+    /// <summary>
+    /// The IP address the dashboard and metrics listen on. A loopback address serves them over plain HTTP to local
+    /// users; any other serves them over HTTPS with the silo's certificate and asks for the <see cref="WebPasswordFile"/>
+    /// password (unless <see cref="InsecureNoAuth"/>).
+    /// </summary>
     public string ListenAddress { get; set; } = DEFAULT_LISTEN_ADDRESS;
+
+    /// <summary>A file (owner-only) holding the password the dashboard and metrics ask for off loopback (HTTP Basic, user <c>grainfs</c>).</summary>
+    public string? WebPasswordFile { get; set; }
+
+    /// <summary>True when the dashboard and metrics listen off loopback with the trust model on: HTTPS and a password.</summary>
+    public bool WebNeedsCredentials => !InsecureNoAuth && IPAddress.TryParse(ListenAddress, out var address) && !IPAddress.IsLoopback(address);
 
     /// <summary>The host this silo runs on, for placement.</summary>
     public string Host { get; set; } = Environment.MachineName;

@@ -101,6 +101,21 @@ public sealed class GrainFsSiloOptionsValidator : IValidateOptions<GrainFsSiloOp
         {
             failures.Add($"GrainFs:ListenAddress = '{options.ListenAddress}': not an IP address");
         }
+        else if (options.WebNeedsCredentials && (options.DashboardPort > 0 || options.MetricsPort > 0))
+        {
+            if (options.WebPasswordFile is not { Length: > 0 } passwordFile)
+            {
+                failures.Add($"GrainFs:ListenAddress = '{options.ListenAddress}' is not a loopback address: the dashboard and metrics then ask for a password; give --web-password-file FILE (GrainFs:WebPasswordFile), listen on 127.0.0.1, or turn them off with --dashboard-port 0 --metrics-port 0");
+            }
+            else if (!GrainFs.DataPlane.OwnerOnlyFile.TryReadFirstLine(passwordFile, "the dashboard and metrics password", "the password on one line", out var password, out var passwordError))
+            {
+                failures.Add($"GrainFs:WebPasswordFile: {passwordError}");
+            }
+            else if (password.Length < 12)
+            {
+                failures.Add($"GrainFs:WebPasswordFile: the password in '{passwordFile}' has {password.Length} characters; give at least 12 (e.g. openssl rand -base64 24)");
+            }
+        }
 
         if (options.DirectoryIdleTimeout <= MIN_DIRECTORY_IDLE_TIMEOUT)
         {

@@ -36,11 +36,8 @@ public static class Telemetry
             switch (telemetry.Exporter)
             {
                 case "prometheus" when silo.MetricsPort > 0:
-                    metrics.AddPrometheusHttpListener(o =>
-                    {
-                        o.Host = silo.ListenAddress;
-                        o.Port = silo.MetricsPort;
-                    });
+                    // Scraped at /metrics on the silo's web host (WebEndpoints), which listens on the metrics port.
+                    metrics.AddPrometheusExporter();
                     break;
                 case "otlp":
                     metrics.AddOtlpExporter(o => SetEndpoint(o, telemetry));

@@ -43,11 +43,12 @@ public sealed class SiloProcess : IAsyncDisposable
         for (var attempt = 1; ; attempt++)
         {
             var gateway = Ports.Free();
-            var process = Start(options, data, gateway);
+            var (dashboard, metrics) = options.Dashboard ? (Ports.Free(), Ports.Free()) : (0, 0);
+            var process = Start(options, data, gateway, dashboard, metrics);
             try
             {
                 await process.WaitForOutputAsync("GrainFS silo started", options.StartTimeout, cancellationToken).ConfigureAwait(false);
-                return new SiloProcess(process, gateway, data);
+                return new SiloProcess(process, gateway, data) { DashboardPort = dashboard, MetricsPort = metrics };
             }
             catch (InvalidOperationException) when (attempt < 3 && process.HasExited && process.Output.Contains("Address already in use", StringComparison.Ordinal))
             {
@@ -61,7 +62,7 @@ public sealed class SiloProcess : IAsyncDisposable
         }
     }
 
-    private static TestProcess Start(SiloProcessOptions options, string data, int gateway)
+    private static TestProcess Start(SiloProcessOptions options, string data, int gateway, int dashboard, int metrics)
     {
         var args = new List<string>
         {
@@ -69,8 +70,8 @@ public sealed class SiloProcess : IAsyncDisposable
             "--silo-port", Text(Ports.Free()),
             "--gateway-port", Text(gateway),
             // Port 0 turns the dashboard and the metrics endpoint off.
-            "--dashboard-port", options.Dashboard ? Text(Ports.Free()) : "0",
-            "--metrics-port", options.Dashboard ? Text(Ports.Free()) : "0",
+            "--dashboard-port", Text(dashboard),
+            "--metrics-port", Text(metrics),
             "--data-port", "0",
         };
         foreach (var tier in options.Tiers ?? [$"MEM={Path.Combine(data, "mem")}:128MiB", $"SSD={Path.Combine(data, "ssd")}:256MiB"])
@@ -89,6 +90,12 @@ public sealed class SiloProcess : IAsyncDisposable
     }
 
     private static string Text(int port) => port.ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>The dashboard's port (0: off).</summary>
+    public int DashboardPort { get; private init; }
+
+    /// <summary>The metrics endpoint's port (0: off).</summary>
+    public int MetricsPort { get; private init; }
 
     /// <summary>Runs the grainfs CLI against this silo's gateway.</summary>
     public Task<(int ExitCode, string Stdout, string Stderr)> CliAsync(params string[] args) =>

@@ -71,7 +71,7 @@ public sealed class DatabaseCredentialsProcessTests
         var cases = new List<(string[] Args, string Words)>
         {
             (["--cluster-file", open], $"GrainFs:ClusterFile: '{open}' is readable or writable by group or others (mode 0604)"),
-            (["--cluster-file", empty], $"GrainFs:ClusterFile: '{empty}' holds no connection string"),
+            (["--cluster-file", empty], $"GrainFs:ClusterFile: '{empty}' holds no value: it should hold a connection string"),
             (["--cluster-file", Path.Combine(folder, "missing.conn")], $"GrainFs:ClusterFile: '{Path.Combine(folder, "missing.conn")}' does not exist"),
             (["--cluster-file", good, "--cluster", "Host=elsewhere;Database=d"], "GrainFs:ClusterFile: give the connection string with --cluster or --cluster-file, not both"),
         };
