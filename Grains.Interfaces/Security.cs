@@ -114,6 +114,35 @@ public interface IAuthGrain : IGrainWithIntegerKey
     /// <summary>Who the caller is, as the silo sees it.</summary>
     [Alias("WhoAmI"), Access(Access.Authenticated)]
     ValueTask<string> WhoAmIAsync();
+
+    /// <summary>
+    /// A capability to send written blocks of mount <paramref name="mountId"/> to the workers' data ports, for a writer
+    /// of that mount: any silo checks it on every data-port write, with no grain call.
+    /// </summary>
+    [Alias("GrantWrites"), Access(Access.Write)]
+    ValueTask<WriteCapability> GrantWritesAsync(long mountId);
+}
+
+/// <summary>
+/// A data-port write capability: mount, expiry (Unix seconds) and an HMAC-SHA256 over both under the cluster key.
+/// Sent after the request of every data-port write (<see cref="Size"/> bytes).
+/// </summary>
+[GenerateSerializer, Immutable, Alias("grainfs.WriteCapability")]
+public sealed record WriteCapability(
+    [property: Id(0)] long MountId,
+    [property: Id(1)] long ExpiresUnix,
+    [property: Id(2)] byte[] Mac)
+{
+    /// <summary>Bytes of the wire form: mount id (8), expiry (8), MAC (32), little-endian.</summary>
+    public const int Size = 48;
+
+    /// <summary>The wire form.</summary>
+    public void Write(Span<byte> destination)
+    {
+        System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(destination, MountId);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(destination[8..], ExpiresUnix);
+        Mac.AsSpan(0, 32).CopyTo(destination[16..]);
+    }
 }
 
 /// <summary>Names of the request-context entries GrainFS calls carry.</summary>

@@ -8,6 +8,9 @@ public sealed partial class GrainFsClient
     /// <summary>The data-port connections (shared by readers and writers).</summary>
     internal DataPortClient DataPort => _blocks.DataPort;
 
+    /// <summary>This client's data-port write capabilities, per mount.</summary>
+    internal WriteCapabilities WriteCapabilities { get; }
+
     /// <summary>A path inside a writable mount, or why it is not one.</summary>
     private async ValueTask<(ResolvedPath Place, FsStatus Status, string? Message)> WritablePathAsync(string path, CancellationToken cancellationToken)
     {

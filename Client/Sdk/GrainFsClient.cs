@@ -37,6 +37,7 @@ public sealed partial class GrainFsClient : IAsyncDisposable
         var trust = options.InsecureNoAuth ? null : connection.Trust ?? GrainFs.DataPlane.Security.ClusterTrust.Open(options.Credentials, options.ClusterId, GrainFs.DataPlane.Security.IdentityKind.Client);
         _blocks = new BlockReader(connection.Grains, _cluster, options, trust, logger);
         Cache = new CacheAdmin(calls, Namespace, _cluster, time);
+        WriteCapabilities = new WriteCapabilities(calls, options.InsecureNoAuth, time);
 
         // Only a client that hosts its own connection runs background work, and it awaits that work when disposed.
         if (connection.Owned && options.MountTableRefresh > TimeSpan.Zero)

@@ -252,8 +252,14 @@ public sealed partial class GrainFsWriter
         try
         {
             var data = block.Data.AsMemory(0, block.Filled);
-            var first = _client.DataPort.WriteAsync(_worker.DataEndpoint, KeyOf(index), data, _client.Options.FillTimeout, cancellationToken).AsTask();
-            var second = _standby is null ? null : _client.DataPort.WriteAsync(_standby.DataEndpoint, KeyOf(index), data, _client.Options.FillTimeout, cancellationToken).AsTask();
+            var capability = await _client.WriteCapabilities.GetAsync(_mount).ConfigureAwait(false);
+            if (!capability.IsOk)
+            {
+                return (capability.Status, capability.Message);
+            }
+
+            var first = _client.DataPort.WriteAsync(_worker.DataEndpoint, KeyOf(index), data, capability.Value, _client.Options.FillTimeout, cancellationToken).AsTask();
+            var second = _standby is null ? null : _client.DataPort.WriteAsync(_standby.DataEndpoint, KeyOf(index), data, capability.Value, _client.Options.FillTimeout, cancellationToken).AsTask();
             var result = Outcome(await first.ConfigureAwait(false), _worker, index);
             if (second is not null)
             {
@@ -277,6 +283,7 @@ public sealed partial class GrainFsWriter
     {
         DataPortStatus.Ok => (FsStatus.Ok, null),
         DataPortStatus.NoSpace => (FsStatus.NoSpace, $"{Path}: {result.Message}"),
+        DataPortStatus.Denied => (FsStatus.AccessDenied, $"{Path}: write worker {worker.Name} refused block {index}: {result.Message}"),
         _ => (FsStatus.IoError, $"{Path}: write worker {worker.Name} did not store block {index}: {result.Message ?? result.Status.ToString()}"),
     };
 

@@ -72,16 +72,18 @@ public sealed class DataPortClient : IDisposable
     }
 
     /// <summary>
-    /// Sends a written block (all of <paramref name="data"/>) to the worker at <paramref name="endpoint"/>; the answer comes
-    /// once the block is synced on its write tier: Ok, NoSpace or Error with the worker's message.
+    /// Sends a written block (all of <paramref name="data"/>) to the worker at <paramref name="endpoint"/> with the write
+    /// <paramref name="capability"/> of its mount (empty without the trust model); the answer comes once the block is
+    /// synced on its write tier: Ok, NoSpace, Denied or Error with the worker's message.
     /// </summary>
-    public async ValueTask<DataPortResult> WriteAsync(string endpoint, BlockKey key, ReadOnlyMemory<byte> data, TimeSpan timeout, CancellationToken cancellationToken = default)
+    public async ValueTask<DataPortResult> WriteAsync(string endpoint, BlockKey key, ReadOnlyMemory<byte> data, ReadOnlyMemory<byte> capability, TimeSpan timeout, CancellationToken cancellationToken = default)
     {
         var connection = await RentAsync(endpoint, cancellationToken).ConfigureAwait(false);
         try
         {
-            var result = await connection.WriteAsync(key, data, timeout, cancellationToken).ConfigureAwait(false);
-            connection = Return(endpoint, connection);
+            var result = await connection.WriteAsync(key, data, capability, timeout, cancellationToken).ConfigureAwait(false);
+            // A refused write closes the connection on the worker's side.
+            connection = result.Status == DataPortStatus.Denied ? connection : Return(endpoint, connection);
             return result;
         }
         finally
@@ -238,7 +240,7 @@ public sealed class DataPortClient : IDisposable
             }
         }
 
-        public async ValueTask<DataPortResult> WriteAsync(BlockKey key, ReadOnlyMemory<byte> data, TimeSpan timeout, CancellationToken cancellationToken)
+        public async ValueTask<DataPortResult> WriteAsync(BlockKey key, ReadOnlyMemory<byte> data, ReadOnlyMemory<byte> capability, TimeSpan timeout, CancellationToken cancellationToken)
         {
             if (data.Length > DataPortProtocol.MaxLength)
             {
@@ -256,8 +258,13 @@ public sealed class DataPortClient : IDisposable
             var token = link?.Token ?? _deadline.Token;
             try
             {
-                DataPortProtocol.WriteRequest(_request, key, 0, data.Length, 0, DataPortProtocol.OpWrite);
+                DataPortProtocol.WriteRequest(_request, key, 0, data.Length, capability.IsEmpty ? (ushort)0 : DataPortProtocol.FlagCapability, DataPortProtocol.OpWrite);
                 await _stream.WriteAsync(_request, token).ConfigureAwait(false);
+                if (!capability.IsEmpty)
+                {
+                    await _stream.WriteAsync(capability, token).ConfigureAwait(false);
+                }
+
                 await _stream.WriteAsync(data, token).ConfigureAwait(false);
 
                 await ReceiveExactlyAsync(_reply, token).ConfigureAwait(false);

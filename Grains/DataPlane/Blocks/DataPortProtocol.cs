@@ -22,6 +22,9 @@ public enum DataPortStatus : byte
 
     /// <summary>A write found no room on the write tier; a UTF-8 message follows.</summary>
     NoSpace = 5,
+
+    /// <summary>A write without a valid capability of the cluster; a UTF-8 message follows and the connection closes.</summary>
+    Denied = 6,
 }
 
 /// <summary>Where served bytes came from.</summary>
@@ -71,6 +74,11 @@ public static class DataPortProtocol
     /// <summary>Flag: the caller has had the block's fill started and expects to wait for it. Workers wait for a fill in
     /// progress whether or not it is set; without a fill they answer Miss.</summary>
     public const ushort FlagWaitForFill = 1;
+
+    /// <summary>Flag of a write: a write capability (<see cref="GrainFs.DataPlane.Security.SessionTokens.WriteCapabilitySize"/>
+    /// bytes: mount id, expiry, MAC under the cluster key) follows the request, before the block's bytes. A silo with the
+    /// trust model on refuses a write without a valid one (<see cref="DataPortStatus.Denied"/>) and closes the connection.</summary>
+    public const ushort FlagCapability = 2;
 
     /// <summary>Request size.</summary>
     public const int RequestSize = 44;

@@ -120,6 +120,68 @@ public sealed class SessionTokens
         return principal;
     }
 
+    /// <summary>How long a data-port write capability is valid; writers renew it at half its life.</summary>
+    public static readonly TimeSpan WriteCapabilityLifetime = TimeSpan.FromHours(1);
+
+    /// <summary>Bytes of a write capability on the wire: mount id (8), expiry in Unix seconds (8), HMAC-SHA256 (32).</summary>
+    public const int WriteCapabilitySize = 48;
+
+    /// <summary>A data-port write capability for mount <paramref name="mountId"/>: its expiry and MAC (under the current key).</summary>
+    public (long ExpiresUnix, byte[] Mac) IssueWriteCapability(long mountId)
+    {
+        var expires = _time.GetUtcNow().Add(WriteCapabilityLifetime).ToUnixTimeSeconds();
+        var mac = new byte[32];
+        WriteMac(_keys()[0], mountId, expires, mac);
+        return (expires, mac);
+    }
+
+    /// <summary>
+    /// Checks a write capability in its wire form (<see cref="WriteCapabilitySize"/> bytes); the mount it is for, or
+    /// null with the reason when it is forged, malformed or expired. Any key of the ring verifies.
+    /// </summary>
+    public long? VerifyWriteCapability(ReadOnlySpan<byte> wire, out string? reason)
+    {
+        if (wire.Length != WriteCapabilitySize)
+        {
+            reason = "a write capability of the wrong size";
+            return null;
+        }
+
+        var mountId = System.Buffers.Binary.BinaryPrimitives.ReadInt64LittleEndian(wire);
+        var expires = System.Buffers.Binary.BinaryPrimitives.ReadInt64LittleEndian(wire[8..]);
+        Span<byte> expected = stackalloc byte[32];
+        var matched = false;
+        foreach (var key in _keys())
+        {
+            WriteMac(key, mountId, expires, expected);
+            matched |= CryptographicOperations.FixedTimeEquals(expected, wire[16..]);
+        }
+
+        if (!matched)
+        {
+            reason = "a write capability the cluster did not issue";
+            return null;
+        }
+
+        if (expires <= _time.GetUtcNow().ToUnixTimeSeconds())
+        {
+            reason = $"a write capability for mount {mountId} that expired at {DateTimeOffset.FromUnixTimeSeconds(expires):u}";
+            return null;
+        }
+
+        reason = null;
+        return mountId;
+    }
+
+    private static void WriteMac(byte[] key, long mountId, long expiresUnix, Span<byte> destination)
+    {
+        Span<byte> data = stackalloc byte[32];
+        "gfs-write-cap-v1"u8.CopyTo(data);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(data[16..], mountId);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(data[24..], expiresUnix);
+        HMACSHA256.HashData(key, data, destination);
+    }
+
     /// <summary>The mark a silo puts on the calls it makes now.</summary>
     public string CurrentMark() => Marks()[1];
 

@@ -54,6 +54,13 @@ internal sealed partial class AuthGrain(SiloSecurity security, ILogger<AuthGrain
 
     public ValueTask<string> WhoAmIAsync() => ValueTask.FromResult(Caller.Principal?.ToString() ?? "a silo");
 
+    // The access filter has checked that the caller may write the mount.
+    public ValueTask<WriteCapability> GrantWritesAsync(long mountId)
+    {
+        var (expires, mac) = security.Tokens.IssueWriteCapability(mountId);
+        return ValueTask.FromResult(new WriteCapability(mountId, expires, mac));
+    }
+
     private ValueTask<SessionGrant> Refuse(string reason)
     {
         SiloSecurity.CountDenied("login");

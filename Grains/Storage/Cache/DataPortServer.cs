@@ -42,6 +42,7 @@ public sealed partial class DataPortServer : IAsyncDisposable
     private readonly TierStore _store;
     private readonly ILogger _logger;
     private readonly ClusterTrust? _trust;
+    private readonly SessionTokens? _tokens;
     private readonly DataPortLimits _limits;
     private readonly CancellationTokenSource _stop = new();
     private readonly List<Task> _connections = [];
@@ -59,6 +60,7 @@ public sealed partial class DataPortServer : IAsyncDisposable
         _logger = logger;
         _listener = listener;
         _trust = trust;
+        _tokens = trust is null ? null : new SessionTokens(() => trust.ClusterKeys);
         _limits = limits ?? new DataPortLimits();
         Endpoint = (IPEndPoint)_listener.LocalEndpoint;
     }
@@ -143,9 +145,14 @@ public sealed partial class DataPortServer : IAsyncDisposable
                         return;
                     }
 
-                    var (key, offset, length, _, op) = parsed.Value;
+                    var (key, offset, length, flags, op) = parsed.Value;
                     if (op == DataPortProtocol.OpWrite)
                     {
+                        if (!await CheckCapabilityAsync(stream, flags, peer).ConfigureAwait(false))
+                        {
+                            return;
+                        }
+
                         await HandleWriteAsync(stream, key, length).ConfigureAwait(false);
                         continue;
                     }
@@ -168,6 +175,44 @@ public sealed partial class DataPortServer : IAsyncDisposable
             idle.Dispose();
             Interlocked.Decrement(ref _open);
         }
+    }
+
+    // A write must carry a capability of the cluster for a mount (its sender may write it): read and checked here, and a
+    // write without a valid one is answered Denied and the connection closed (its body is not read). Without the trust
+    // model there is nothing to check.
+    private async Task<bool> CheckCapabilityAsync(Stream stream, ushort flags, string peer)
+    {
+        string? reason = null;
+        if ((flags & DataPortProtocol.FlagCapability) != 0)
+        {
+            var capability = ArrayPool<byte>.Shared.Rent(SessionTokens.WriteCapabilitySize);
+            try
+            {
+                await ReceiveExactlyAsync(stream, capability.AsMemory(0, SessionTokens.WriteCapabilitySize), _stop.Token).ConfigureAwait(false);
+                if (_tokens?.VerifyWriteCapability(capability.AsSpan(0, SessionTokens.WriteCapabilitySize), out reason) is null && _tokens is not null)
+                {
+                    reason ??= "a write capability that does not verify";
+                }
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(capability);
+            }
+        }
+        else if (_tokens is not null)
+        {
+            reason = "a write without a capability (writers of a mount get one from the cluster)";
+        }
+
+        if (reason is null)
+        {
+            return true;
+        }
+
+        GrainFsMetrics.DataPortRefused.Add(1, new KeyValuePair<string, object?>("reason", "write-capability"));
+        LogRefused(_logger, peer, reason);
+        await SendMessageAsync(stream, DataPortStatus.Denied, "EACCES: " + reason).ConfigureAwait(false);
+        return false;
     }
 
     // The TLS handshake (bounded in time); null when the peer is refused or gives up.

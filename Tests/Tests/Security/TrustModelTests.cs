@@ -244,6 +244,48 @@ public sealed class TrustModelTests(TrustModelFixture fixture) : IClassFixture<T
     }
 
     [Fact]
+    public async Task A_data_port_write_needs_a_capability_that_only_writers_of_the_mount_get()
+    {
+        await using var alice = await fixture.ClientAsync("alice");
+        await using var admin = await fixture.ClientAsync("admin");
+        var mount = (await admin.GetMountsAsync(refresh: true)).Value!.Mounts.Single(m => m.Path == "/m");
+        var silo = (await admin.Grains.GetGrain<IClusterGrain>(0).GetSilosAsync()).Single();
+        var key = new BlockKey(0x5eed, 0xb10c, 0);
+        var data = System.Text.Encoding.UTF8.GetBytes("bytes a reader tries to plant on the write tier");
+
+        // alice reads /m but may not write it: the cluster grants her no capability.
+        var grant = await Assert.ThrowsAsync<GrainFsAccessDeniedException>(async () => await alice.Grains.GetGrain<IAuthGrain>(0).GrantWritesAsync(mount.Id));
+        Assert.Contains("alice may not write /m", grant.Message, StringComparison.Ordinal);
+
+        // A write without a capability, or with one made up, is refused and nothing is stored.
+        using var aliceData = new DataPortClient(ClusterTrust.Open(fixture.Folder("alice"), fixture.ClusterId, IdentityKind.Client));
+        var none = await aliceData.WriteAsync(silo.DataEndpoint, key, data, ReadOnlyMemory<byte>.Empty, TimeSpan.FromSeconds(10));
+        Assert.Equal(DataPortStatus.Denied, none.Status);
+        Assert.Contains("without a capability", none.Message, StringComparison.Ordinal);
+        var madeUp = new byte[WriteCapability.Size];
+        new WriteCapability(mount.Id, DateTimeOffset.UtcNow.AddHours(1).ToUnixTimeSeconds(), System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)).Write(madeUp);
+        var forged = await aliceData.WriteAsync(silo.DataEndpoint, key, data, madeUp, TimeSpan.FromSeconds(10));
+        Assert.Equal(DataPortStatus.Denied, forged.Status);
+        Assert.Contains("the cluster did not issue", forged.Message, StringComparison.Ordinal);
+        var missed = await aliceData.ReadAsync(silo.DataEndpoint, key, 0, new byte[256], waitForFill: false, TimeSpan.FromSeconds(10));
+        Assert.Equal(DataPortStatus.Miss, missed.Status);
+
+        // A writer's (here an admin's) capability takes the block; a capability is bound to its mount id and expiry.
+        var capability = await admin.Grains.GetGrain<IAuthGrain>(0).GrantWritesAsync(mount.Id);
+        var wire = new byte[WriteCapability.Size];
+        capability.Write(wire);
+        using var adminData = new DataPortClient(ClusterTrust.Open(fixture.Folder("admin"), fixture.ClusterId, IdentityKind.Client));
+        var stored = await adminData.WriteAsync(silo.DataEndpoint, key, data, wire, TimeSpan.FromSeconds(10));
+        Assert.Equal(DataPortStatus.Ok, stored.Status);
+        (capability with { MountId = mount.Id + 1 }).Write(wire);
+        var moved = await adminData.WriteAsync(silo.DataEndpoint, key with { Index = 1 }, data, wire, TimeSpan.FromSeconds(10));
+        Assert.Equal(DataPortStatus.Denied, moved.Status);
+
+        // Written bytes travel the data port and are dropped again (never sealed into a file).
+        await admin.Grains.GetGrain<IWorkerGrain>(silo.Name).DropWrittenAsync(mount.Id, "test-write", [key], deleteObject: false);
+    }
+
+    [Fact]
     public async Task A_silo_takes_replica_bytes_only_from_a_silo_of_its_cluster()
     {
         // A fake data port presenting a client certificate of the right CA (an authenticated non-silo).
