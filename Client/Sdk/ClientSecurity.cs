@@ -107,7 +107,7 @@ internal sealed class SessionCallFilter(ClientSession session, IServiceProvider 
     {
         // The login itself, and the type manifest the client fetches while it connects (before it can log in), go without.
         var type = context.InterfaceMethod.DeclaringType;
-        if (type != typeof(IAuthGrain) && type?.Name != "IClusterManifestSystemTarget")
+        if (!(type == typeof(IAuthGrain) && context.InterfaceMethod.Name == nameof(IAuthGrain.LoginAsync)) && type?.Name != "IClusterManifestSystemTarget")
         {
             _grains ??= services.GetRequiredService<IGrainFactory>();
             // Set only when it changes: each Set copies the request context.
