@@ -110,6 +110,8 @@ public sealed record AttributeChange(
 /// <param name="Final">The writer closed the file (false: a flush of a file still open, which may grow and be sealed again).</param>
 /// <param name="Primary">For a second copy (mount option write-replicas=2): the silo holding the first one, which persists the
 /// file; this worker uploads it only if that silo leaves the cluster first. Null for the first copy.</param>
+/// <param name="Digest">The writer's digest of the bytes it sent (XXH3 over each block's digest of its chunk checksums); the
+/// worker refuses the seal when the blocks it holds give another. Null: not checked (a block not sent by this writer).</param>
 [GenerateSerializer, Immutable, Alias("grainfs.WriteSeal")]
 public sealed record WriteSeal(
     [property: Id(0)] string WriteTag,
@@ -119,7 +121,8 @@ public sealed record WriteSeal(
     [property: Id(4)] int BlockSize,
     [property: Id(5)] WriteType WriteType,
     [property: Id(6)] bool Final = true,
-    [property: Id(7)] string? Primary = null) : IMountScoped;
+    [property: Id(7)] string? Primary = null,
+    [property: Id(8)] ulong? Digest = null) : IMountScoped;
 
 /// <summary>The outcome of a write-side call.</summary>
 /// <param name="Status">Ok, or the errno (ENOSPC, EDQUOT, EIO, …).</param>

@@ -28,6 +28,9 @@ public sealed partial class GrainFsWriter
     private readonly (ulong Hi, ulong Lo) _fileId;
     private readonly SortedDictionary<int, Buffered> _buffered = [];
     private readonly Dictionary<int, int> _sent = [];
+
+    // The digest of each block as sent (BlockFile.Digest), so the workers' copies are checked against it at the seal.
+    private readonly Dictionary<int, ulong> _digests = [];
     private readonly List<(int Index, Task<(FsStatus Status, string? Message)> Upload)> _inFlight = [];
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly bool _quota;
@@ -200,6 +203,23 @@ public sealed partial class GrainFsWriter
 
     private BlockKey KeyOf(int index) => BlockKey.For(_fileId, index);
 
+    // The digest of the file as sent (every block of its length sent by this writer), or null when some block was not
+    // sent by it and so is not known here: the workers then check nothing.
+    private ulong? FileDigest()
+    {
+        var count = (int)((Length + _blockSize - 1) / _blockSize);
+        var digests = new ulong[count];
+        for (var i = 0; i < count; i++)
+        {
+            if (!_sent.ContainsKey(i) || !_digests.TryGetValue(i, out digests[i]))
+            {
+                return null;
+            }
+        }
+
+        return BlockFile.Digest(digests);
+    }
+
     private void Fail(FsStatus status, string? message)
     {
         if (_failed == FsStatus.Ok)
@@ -244,6 +264,7 @@ public sealed partial class GrainFsWriter
         }
 
         _sent[index] = block.Filled;
+        _digests[index] = BlockFile.Digest(block.Data.AsSpan(0, block.Filled));
         _inFlight.Add((index, UploadAsync(index, block, cancellationToken)));
     }
 
@@ -512,7 +533,7 @@ public sealed partial class GrainFsWriter
         WriteOutcome sealedOutcome;
         try
         {
-            sealedOutcome = await worker.SealAsync(new WriteSeal(Tag, _mount.Id, _relative, Length, _blockSize, WriteType, final)).ConfigureAwait(false);
+            sealedOutcome = await worker.SealAsync(new WriteSeal(Tag, _mount.Id, _relative, Length, _blockSize, WriteType, final, Digest: FileDigest())).ConfigureAwait(false);
         }
         catch (Exception e) when (e is OrleansException or TimeoutException or SiloUnavailableException)
         {
@@ -530,7 +551,7 @@ public sealed partial class GrainFsWriter
             WriteOutcome copy;
             try
             {
-                copy = await _client.Grains.GetGrain<IWorkerGrain>(_standby.Name).SealAsync(new WriteSeal(Tag, _mount.Id, _relative, Length, _blockSize, WriteType, final, _worker.Name)).ConfigureAwait(false);
+                copy = await _client.Grains.GetGrain<IWorkerGrain>(_standby.Name).SealAsync(new WriteSeal(Tag, _mount.Id, _relative, Length, _blockSize, WriteType, final, _worker.Name, FileDigest())).ConfigureAwait(false);
             }
             catch (Exception e) when (e is OrleansException or TimeoutException or SiloUnavailableException)
             {

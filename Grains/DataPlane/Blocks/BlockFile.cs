@@ -57,6 +57,23 @@ public static class BlockFile
     /// <summary>The checksum of one chunk.</summary>
     public static ulong Checksum(ReadOnlySpan<byte> chunk) => XxHash3.HashToUInt64(chunk);
 
+    /// <summary>A block's digest from its chunk checksums (as its header holds them): XXH3 of the checksums in order.</summary>
+    public static ulong Digest(ReadOnlySpan<ulong> checksums) => XxHash3.HashToUInt64(System.Runtime.InteropServices.MemoryMarshal.AsBytes(checksums));
+
+    /// <summary>The digest of a block's data: what <see cref="Digest(ReadOnlySpan{ulong})"/> gives for the header a worker writes for it.</summary>
+    public static ulong Digest(ReadOnlySpan<byte> data)
+    {
+        var chunks = ChunkCount(data.Length);
+        Span<ulong> checksums = chunks <= 256 ? stackalloc ulong[chunks] : new ulong[chunks];
+        for (var c = 0; c < chunks; c++)
+        {
+            var start = c * ChunkSize;
+            checksums[c] = Checksum(data.Slice(start, Math.Min(ChunkSize, data.Length - start)));
+        }
+
+        return Digest(checksums);
+    }
+
     /// <summary>Builds a header.</summary>
     public static byte[] EncodeHeader(BlockHeader header)
     {

@@ -84,6 +84,18 @@ public sealed partial class PersistQueue : BackgroundService
 
     private static BlockKey[] KeysOf(MountInfo mount, string writeTag, long size, int blockSize) => WriteTag.Keys(mount.BlockNamespace, writeTag, size, blockSize);
 
+    // The file digest of held blocks: XXH3 over each block's digest (of its header's chunk checksums), in order.
+    private ulong DigestOf(BlockKey[] keys)
+    {
+        var digests = new ulong[keys.Length];
+        for (var i = 0; i < keys.Length; i++)
+        {
+            digests[i] = _store.TryPeek(keys[i], out var block) ? BlockFile.Digest(block.Header.Checksums) : 0;
+        }
+
+        return BlockFile.Digest(digests);
+    }
+
     /// <summary>Seals a written file (see <see cref="IWorkerGrain.SealAsync"/>).</summary>
     public async Task<WriteOutcome> SealAsync(WriteSeal seal, CancellationToken cancellationToken)
     {
@@ -102,6 +114,13 @@ public sealed partial class PersistQueue : BackgroundService
             {
                 return new WriteOutcome(FsStatus.IoError, $"{display}: block {i} of {keys.Length} is not held by this write worker ({(block is null ? "missing" : $"{block.Header.DataLength} bytes, expected {expected}")})");
             }
+        }
+
+        // The writer's digest of what it sent, against the checksums this worker recorded as the blocks arrived: a copy
+        // that differs (on the primary or the standby) is refused before the close is acknowledged.
+        if (seal.Digest is { } digest && DigestOf(keys) != digest)
+        {
+            return new WriteOutcome(FsStatus.IoError, $"{display}: the blocks held by this write worker do not match the checksums the writer sent; write the file again");
         }
 
         var record = new PersistJob(WriteTag.IdOf(seal.WriteTag), seal.MountId, seal.Path, seal.Size, seal.BlockSize, seal.WriteType, _time.GetUtcNow().UtcDateTime, Committed: false, seal.Primary);

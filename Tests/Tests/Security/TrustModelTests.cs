@@ -286,6 +286,37 @@ public sealed class TrustModelTests(TrustModelFixture fixture) : IClassFixture<T
     }
 
     [Fact]
+    public async Task A_seal_is_refused_when_the_blocks_a_worker_holds_differ_from_what_the_writer_sent()
+    {
+        await using var admin = await fixture.ClientAsync("admin");
+        var mount = (await admin.GetMountsAsync(refresh: true)).Value!.Mounts.Single(m => m.Path == "/m");
+        var silo = (await admin.Grains.GetGrain<IClusterGrain>(0).GetSilosAsync()).Single();
+        var tag = WriteTag.New();
+        var data = System.Security.Cryptography.RandomNumberGenerator.GetBytes(100_000);
+        var key = WriteTag.Keys(mount.BlockNamespace, tag, data.Length, mount.Options.BlockSize).Single();
+        var wire = new byte[WriteCapability.Size];
+        (await admin.Grains.GetGrain<IAuthGrain>(0).GrantWritesAsync(mount.Id)).Write(wire);
+        using (var dataPort = new DataPortClient(ClusterTrust.Open(fixture.Folder("admin"), fixture.ClusterId, IdentityKind.Client)))
+        {
+            Assert.Equal(DataPortStatus.Ok, (await dataPort.WriteAsync(silo.DataEndpoint, key, data, wire, TimeSpan.FromSeconds(10))).Status);
+        }
+
+        // The writer's record says other bytes than the worker received (a copy altered on the way or on the worker).
+        var worker = admin.Grains.GetGrain<IWorkerGrain>(silo.Name);
+        var altered = data.ToArray();
+        altered[70_000] ^= 1;
+        var other = BlockFile.Digest(new ulong[] { BlockFile.Digest(altered.AsSpan()) });
+        var refused = await worker.SealAsync(new WriteSeal(tag, mount.Id, "sealed-check.bin", data.Length, mount.Options.BlockSize, WriteType.MustCache, Digest: other));
+        Assert.Equal(FsStatus.IoError, refused.Status);
+        Assert.Contains("do not match the checksums the writer sent", refused.Message, StringComparison.Ordinal);
+
+        var same = BlockFile.Digest(new ulong[] { BlockFile.Digest(data.AsSpan()) });
+        var taken = await worker.SealAsync(new WriteSeal(tag, mount.Id, "sealed-check.bin", data.Length, mount.Options.BlockSize, WriteType.MustCache, Digest: same));
+        Assert.True(taken.Status == FsStatus.Ok, taken.Message);
+        await worker.DropWrittenAsync(mount.Id, tag, [key], deleteObject: false);
+    }
+
+    [Fact]
     public async Task A_silo_takes_replica_bytes_only_from_a_silo_of_its_cluster()
     {
         // A fake data port presenting a client certificate of the right CA (an authenticated non-silo).
