@@ -3,7 +3,6 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
-using Amazon.S3.Model;
 using GrainFs.Client;
 using GrainFs.DataPlane.Blocks;
 using GrainFs.Tests.Infrastructure;
@@ -34,7 +33,7 @@ internal static class CacheBenchmark
 
         await using var moto = await MotoServer.StartAsync();
         var bucket = "cold";
-        var coldKeys = await UploadAsync(moto, bucket, coldCount, 100 * 1024);
+        var coldKeys = await BenchData.UploadObjectsAsync(moto, bucket, coldCount, 100 * 1024);
         var memCapacity = bigBytes + (smallCount * 110_000L) + (256L << 20);
         await using var silo = await SiloProcess.StartAsync("cache", new SiloProcessOptions
         {
@@ -125,15 +124,7 @@ internal static class CacheBenchmark
 
         Directory.CreateDirectory(Path.Combine(local, "small"));
         var random = new Random(1);
-        var chunk = new byte[4 << 20];
-        using (var big = File.Create(Path.Combine(local, "big.bin")))
-        {
-            for (long written = 0; written < bigBytes; written += chunk.Length)
-            {
-                random.NextBytes(chunk);
-                big.Write(chunk, 0, (int)Math.Min(chunk.Length, bigBytes - written));
-            }
-        }
+        BenchData.WriteRandomFile(Path.Combine(local, "big.bin"), bigBytes, random);
 
         var small = new byte[100 * 1024];
         for (var i = 0; i < smallCount; i++)
@@ -159,7 +150,7 @@ internal static class CacheBenchmark
         }
 
         // One pass to verify every chunk once (the client checks a block the first time this process reads it).
-        await ReadSequential(file, buffer);
+        await BenchData.ReadAllAsync(file, buffer);
         var grainfs = new List<double>();
         var direct = new List<double>();
         for (var r = 0; r < repeats; r++)
@@ -179,7 +170,7 @@ internal static class CacheBenchmark
 
             direct.Add(bigBytes / clock.Elapsed.TotalSeconds / 1e6);
             clock.Restart();
-            await ReadSequential(file, buffer);
+            await BenchData.ReadAllAsync(file, buffer);
             grainfs.Add(bigBytes / clock.Elapsed.TotalSeconds / 1e6);
         }
 
@@ -188,18 +179,9 @@ internal static class CacheBenchmark
         // Allocations of the warm read path: the whole process's (the Orleans client's timers included), so an upper bound.
         var reads = (file.Length + readBytes - 1) / readBytes;
         var before = GC.GetTotalAllocatedBytes(precise: true);
-        await ReadSequential(file, buffer);
+        await BenchData.ReadAllAsync(file, buffer);
         var perRead = (GC.GetTotalAllocatedBytes(precise: true) - before) / (double)reads;
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"warm short-circuit read: {perRead:F0} bytes allocated per read ({reads:N0} reads of {readBytes >> 10} KiB, whole process)"));
-    }
-
-    private static async Task ReadSequential(GrainFsFile file, byte[] buffer)
-    {
-        for (long offset = 0; offset < file.Length;)
-        {
-            var read = Check(await file.ReadAsync(offset, buffer));
-            offset += read;
-        }
     }
 
     /// <summary>Warm random-order reads of the small files through the SDK vs the same files from local disk (page cache).</summary>
@@ -247,14 +229,14 @@ internal static class CacheBenchmark
         await using var remote = await GrainFsClient.ConnectAsync(new GrainFsClientOptions { GatewayPort = gatewayPort, Host = "another-host" });
         var file = Check(await remote.OpenAsync("/local/big.bin"));
         var buffer = GC.AllocateUninitializedArray<byte>(4 << 20, pinned: true);
-        await ReadSequential(file, buffer);
+        await BenchData.ReadAllAsync(file, buffer);
         var grainfs = new List<double>();
         var socket = new List<double>();
         for (var r = 0; r < repeats; r++)
         {
             socket.Add(bigBytes / await LoopbackCopySeconds(bigBytes, buffer.Length) / 1e6);
             var clock = Stopwatch.StartNew();
-            await ReadSequential(file, buffer);
+            await BenchData.ReadAllAsync(file, buffer);
             grainfs.Add(bigBytes / clock.Elapsed.TotalSeconds / 1e6);
         }
 
@@ -334,21 +316,5 @@ internal static class CacheBenchmark
 
         Row($"cold reads of {keys.Count:N0} × 100 KB objects ({parallel} readers) vs direct parallel GETs (moto)", Median(cold), Median(gets), "files/s", 0.9);
         Row($"load of {keys.Count:N0} × 100 KB objects vs direct parallel GETs (moto)", Median(loads), Median(gets), "files/s", 0.9);
-    }
-
-    /// <summary>Creates <paramref name="bucket"/> on moto with <paramref name="count"/> objects of <paramref name="size"/> random bytes; returns their keys.</summary>
-    private static async Task<IReadOnlyList<string>> UploadAsync(MotoServer moto, string bucket, int count, int size)
-    {
-        using var client = moto.Client();
-        await client.PutBucketAsync(bucket);
-        var keys = Enumerable.Range(0, count).Select(i => $"c{i / 100:D3}/obj{i:D6}.jpg").ToList();
-        var data = new byte[size];
-        new Random(2).NextBytes(data);
-        await Parallel.ForEachAsync(keys, new ParallelOptions { MaxDegreeOfParallelism = 4 }, async (key, ct) =>
-        {
-            using var stream = new MemoryStream(data, writable: false);
-            await client.PutObjectAsync(new PutObjectRequest { BucketName = bucket, Key = key, InputStream = stream }, ct);
-        });
-        return keys;
     }
 }

@@ -84,18 +84,6 @@ public sealed partial class PersistQueue : BackgroundService
 
     private static BlockKey[] KeysOf(MountInfo mount, string writeTag, long size, int blockSize) => WriteTag.Keys(mount.BlockNamespace, writeTag, size, blockSize);
 
-    // The file digest of held blocks: XXH3 over each block's digest (of its header's chunk checksums), in order.
-    private ulong DigestOf(BlockKey[] keys)
-    {
-        var digests = new ulong[keys.Length];
-        for (var i = 0; i < keys.Length; i++)
-        {
-            digests[i] = _store.TryPeek(keys[i], out var block) ? BlockFile.Digest(block.Header.Checksums) : 0;
-        }
-
-        return BlockFile.Digest(digests);
-    }
-
     /// <summary>Seals a written file (see <see cref="IWorkerGrain.SealAsync"/>).</summary>
     public async Task<WriteOutcome> SealAsync(WriteSeal seal, CancellationToken cancellationToken)
     {
@@ -107,6 +95,7 @@ public sealed partial class PersistQueue : BackgroundService
 
         var display = FsPath.Combine(mount.Path, seal.Path);
         var keys = KeysOf(mount, seal.WriteTag, seal.Size, seal.BlockSize);
+        var digests = seal.Digest is null ? null : new ulong[keys.Length];
         for (var i = 0; i < keys.Length; i++)
         {
             var expected = (int)Math.Min(seal.BlockSize, seal.Size - ((long)i * seal.BlockSize));
@@ -114,11 +103,17 @@ public sealed partial class PersistQueue : BackgroundService
             {
                 return new WriteOutcome(FsStatus.IoError, $"{display}: block {i} of {keys.Length} is not held by this write worker ({(block is null ? "missing" : $"{block.Header.DataLength} bytes, expected {expected}")})");
             }
+
+            if (digests is not null)
+            {
+                digests[i] = BlockFile.Digest(block.Header.Checksums);
+            }
         }
 
-        // The writer's digest of what it sent, against the checksums this worker recorded as the blocks arrived: a copy
-        // that differs (on the primary or the standby) is refused before the close is acknowledged.
-        if (seal.Digest is { } digest && DigestOf(keys) != digest)
+        // The writer's digest of what it sent (XXH3 over each block's digest of its chunk checksums, in order), against the
+        // checksums this worker recorded as the blocks arrived: a copy that differs (on the primary or the standby) is
+        // refused before the close is acknowledged.
+        if (digests is not null && BlockFile.Digest(digests) != seal.Digest)
         {
             return new WriteOutcome(FsStatus.IoError, $"{display}: the blocks held by this write worker do not match the checksums the writer sent; write the file again");
         }

@@ -189,10 +189,7 @@ public sealed partial class DataPortServer : IAsyncDisposable
             try
             {
                 await ReceiveExactlyAsync(stream, capability.AsMemory(0, SessionTokens.WriteCapabilitySize), _stop.Token).ConfigureAwait(false);
-                if (_tokens?.VerifyWriteCapability(capability.AsSpan(0, SessionTokens.WriteCapabilitySize), out reason) is null && _tokens is not null)
-                {
-                    reason ??= "a write capability that does not verify";
-                }
+                _tokens?.VerifyWriteCapability(capability.AsSpan(0, SessionTokens.WriteCapabilitySize), out reason);
             }
             finally
             {
