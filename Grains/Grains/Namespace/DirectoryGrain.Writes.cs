@@ -309,7 +309,7 @@ internal sealed partial class DirectoryGrain
         _reservations.Remove(name);
         if (existing is not null && !SameVersion(existing, committed))
         {
-            DropVersion(existing, deleteObject: false);
+            await DropVersionAsync(existing, deleteObject: false);
         }
 
         if (committed.Persistence is Persistence.Pending or Persistence.Failed && committed.Holders is [var primary, ..])
@@ -325,8 +325,11 @@ internal sealed partial class DirectoryGrain
     private static bool SameVersion(FsEntry a, FsEntry b) =>
         string.Equals(WriteTag.IdOf(a.ETag), WriteTag.IdOf(b.ETag), StringComparison.Ordinal);
 
-    /// <summary>A written version is replaced or removed: its blocks go from its holders, its persist is cancelled, its quota returned.</summary>
-    private void DropVersion(FsEntry old, bool deleteObject)
+    /// <summary>
+    /// A written version is replaced or removed: its quota is returned before the change is acknowledged (so a write right
+    /// after a remove finds the room), its blocks go from its holders and its persist is cancelled in the background.
+    /// </summary>
+    private async Task DropVersionAsync(FsEntry old, bool deleteObject)
     {
         if (!WriteTag.IsWritten(old.ETag) || old.IsDirectory)
         {
@@ -335,7 +338,15 @@ internal sealed partial class DirectoryGrain
 
         if (Usage is { } usage)
         {
-            Forget(usage.ReleaseAsync(old.Size, 1), "release quota");
+            try
+            {
+                await usage.ReleaseAsync(old.Size, 1);
+            }
+            catch (Exception e) when (e is OrleansException or TimeoutException or System.Data.Common.DbException or InvalidOperationException)
+            {
+                // The change stands; the mount's usage keeps this file's share (logged), as when the release was sent in the background.
+                LogBestEffortFailed(logger, DisplayPath, "release quota", e.Message);
+            }
         }
 
         if (old.Holders is not { Length: > 0 } holders)
@@ -447,7 +458,7 @@ internal sealed partial class DirectoryGrain
             return Failed(name, e);
         }
 
-        DropVersion(existing, deleteObject: true);
+        await DropVersionAsync(existing, deleteObject: true);
         await ForgetChildAsync(existing);
         return Done(existing);
     }
@@ -528,7 +539,7 @@ internal sealed partial class DirectoryGrain
                 }
             }
 
-            DropVersion(existing, deleteObject: false);
+            await DropVersionAsync(existing, deleteObject: false);
             updated = updated with { Size = 0, Holders = null, PersistError = null, MtimeUtc = time.GetUtcNow().UtcDateTime };
         }
 
@@ -900,7 +911,7 @@ internal sealed partial class DirectoryGrain
         await PutAsync(entry with { Name = name });
         if (existing is not null && !existing.IsDirectory && !SameVersion(existing, entry))
         {
-            DropVersion(existing, deleteObject: false);
+            await DropVersionAsync(existing, deleteObject: false);
         }
 
         return Done(entry);
