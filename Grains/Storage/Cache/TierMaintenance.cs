@@ -89,7 +89,7 @@ public sealed partial class TierMaintenance : BackgroundService
     private static TaskCompletionSource NewPass() => new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <summary>One pass: TTL expiry, eviction down to the low watermark, promotions.</summary>
-    public async Task MaintainOnceAsync(CancellationToken cancellationToken = default)
+    private async Task MaintainOnceAsync(CancellationToken cancellationToken = default)
     {
         var expired = _index.Expired(_time.GetUtcNow().UtcTicks);
         if (expired.Count > 0)

@@ -90,9 +90,6 @@ public sealed partial class TierStore : IAsyncDisposable
     /// <summary>Removes blocks, unpersisted ones too (a written file deleted, replaced or aborted).</summary>
     public Task<(int Freed, long Bytes)> FreeWrittenAsync(IEnumerable<BlockKey> keys) => TierFiles.FreeAsync(Index, keys, evenUnpersisted: true);
 
-    /// <inheritdoc cref="TierMaintenance.MaintainOnceAsync"/>
-    public Task MaintainOnceAsync(CancellationToken cancellationToken = default) => Maintenance.MaintainOnceAsync(cancellationToken);
-
     /// <summary>Removes blocks from every tier (their files deleted off the caller's thread); unpersisted blocks stay. Returns how many were held and their bytes.</summary>
     public Task<(int Freed, long Bytes)> FreeAsync(IEnumerable<BlockKey> keys) => TierFiles.FreeAsync(Index, keys, evenUnpersisted: false);
 
