@@ -20,6 +20,10 @@ public sealed class NamespaceClient
     private readonly MetadataCache _cache;
     private readonly ConcurrentDictionary<(long Mount, string Path), int> _shards = new();
 
+    // The version last built for an entry (its block keys take a SHA-256 to compute): reopening a file whose entry is
+    // still cached builds nothing. Held only while the entry itself is (the metadata cache, a reader's inode).
+    private readonly ConditionalWeakTable<FsEntry, FileVersion> _versions = new();
+
     internal NamespaceClient(GrainCalls calls, MountResolver mounts, GrainFsClientOptions options, TimeProvider time)
     {
         _calls = calls;
@@ -288,9 +292,19 @@ public sealed class NamespaceClient
             return FsResult<FileVersion>.Fail(stat.Status, stat.Message);
         }
 
-        return stat.Value!.IsDirectory
-            ? FsResult<FileVersion>.Fail(FsStatus.IsADirectory, $"{resolved.Path}: is a directory")
-            : FsResult<FileVersion>.Ok(new FileVersion(resolved.Mount!, resolved.Path, resolved.Relative, stat.Value));
+        var entry = stat.Value!;
+        if (entry.IsDirectory)
+        {
+            return FsResult<FileVersion>.Fail(FsStatus.IsADirectory, $"{resolved.Path}: is a directory");
+        }
+
+        if (!_versions.TryGetValue(entry, out var version) || !ReferenceEquals(version.Mount, resolved.Mount) || !string.Equals(version.Path, resolved.Path, StringComparison.Ordinal))
+        {
+            version = new FileVersion(resolved.Mount!, resolved.Path, resolved.Relative, entry);
+            _versions.AddOrUpdate(entry, version);
+        }
+
+        return FsResult<FileVersion>.Ok(version);
     }
 
     /// <summary>Every file at or under <paramref name="path"/>, with its version.</summary>
