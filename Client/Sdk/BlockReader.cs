@@ -102,7 +102,8 @@ internal sealed partial class BlockReader : IDisposable
                         case DataPortStatus.Ok:
                             GrainFsMetrics.ClientBytesRead.Add(remote.Read, RemoteTag);
                             MaybeReplicate(view, home, file, index, key);
-                            return FsResult<int>.Ok(remote.Read);
+                            // Served while its fill streams in (a block filled ahead, or by another reader): still cold.
+                            return new BlockRead(FsResult<int>.Ok(remote.Read), Cold: remote.Source == DataSource.UnderStorage);
                         case DataPortStatus.Corrupt:
                             refill = true;
                             break;

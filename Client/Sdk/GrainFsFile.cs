@@ -69,9 +69,11 @@ public sealed class GrainFsFile
     private void ReadAhead(int index, bool cold)
     {
         var last = Interlocked.Exchange(ref _lastBlock, index);
-        if (_readAhead <= 0 || !cold || (index != last && index != last + 1))
+        if (_readAhead <= 0 || (index != last && index != last + 1) || (!cold && index > Volatile.Read(ref _prefetchedUpTo)))
         {
-            // Only a sequential reader that just met a cold block asks for more: warm reads touch no grain.
+            // Only a sequential reader that met a cold block, or reads inside the window filled ahead of it, asks for
+            // more (so the window moves with the reader instead of draining and stalling on the next cold block);
+            // reads of a warm file touch no grain.
             return;
         }
 

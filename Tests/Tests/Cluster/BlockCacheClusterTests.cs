@@ -99,6 +99,53 @@ public sealed class BlockCacheClusterTests(GpuClusterFixture fixture) : IClassFi
     }
 
     [Fact]
+    public async Task A_sequential_cold_reader_keeps_its_read_ahead_window_moving_through_blocks_filled_ahead_of_it()
+    {
+        var folder = TestProcess.NewFolder("readahead");
+        const int block = 65536;
+        var data = RandomBytes(40 * block, 13);
+        await File.WriteAllBytesAsync(Path.Combine(folder, "seq.bin"), data);
+        var client = GrainFsClient.Create(fixture.Cluster.Client, new GrainFsClientOptions { Host = "no-such-host", ReadAheadBlocks = 4 });
+        var m = Unique("readahead");
+        Assert.True((await client.MountAsync(m, $"file://{folder}", new Dictionary<string, string> { ["block-size"] = "64KiB" })).IsOk);
+        var file = (await client.OpenAsync($"{m}/seq.bin")).GetValueOrThrow();
+        async Task<bool> HeldAsync(int index) =>
+            (await fixture.Cluster.Client.GetGrain<IBlockGrain>(file.Version.KeyOf(index).ToString()).GetStateAsync()).Tier is not null;
+        async Task WaitHeldAsync(int index)
+        {
+            for (var i = 0; i < 200 && !await HeldAsync(index); i++)
+            {
+                await Task.Delay(50);
+            }
+
+            Assert.True(await HeldAsync(index), $"block {index} was filled ahead of the reader");
+        }
+
+        var buffer = new byte[block];
+        // Block 0 is cold: the reader fills it and asks for blocks 1-4 ahead; wait until they are all held.
+        Assert.Equal(block, (await file.ReadAsync(0, buffer)).GetValueOrThrow());
+        Assert.Equal(data.AsSpan(0, block).ToArray(), buffer);
+        for (var i = 1; i <= 4; i++)
+        {
+            await WaitHeldAsync(i);
+        }
+
+        // Reading on through blocks that were filled ahead moves the window: 5, 6 and 7 follow, and nothing beyond.
+        for (var i = 1; i <= 3; i++)
+        {
+            Assert.Equal(block, (await file.ReadAsync((long)i * block, buffer)).GetValueOrThrow());
+            Assert.Equal(data.AsSpan(i * block, block).ToArray(), buffer);
+        }
+
+        for (var i = 5; i <= 7; i++)
+        {
+            await WaitHeldAsync(i);
+        }
+
+        Assert.False(await HeldAsync(8), "the window is four blocks ahead of the reader");
+    }
+
+    [Fact]
     public async Task An_object_rewritten_in_s3_is_served_with_its_new_bytes_after_sync()
     {
         var moto = fixture.Moto;
