@@ -21,7 +21,8 @@ internal static class MountCommands
         var negativeTimeout = Commands.Valued("--negative-timeout", "S", "seconds the kernel remembers a missing name (default 10)");
         var metadataCache = Commands.Valued("--metadata-cache", "N", "entries in the daemon's metadata cache (default 200000)");
         var readAhead = Commands.Valued("--read-ahead", "BLOCKS", "blocks filled ahead of a sequential reader that meets cold data (default 4)");
-        var maxRead = Commands.Valued("--max-read", "SIZE", "largest read request and kernel read-ahead window, 4KiB-1MiB (default 1MiB)");
+        var maxRead = Commands.Valued("--max-read", "SIZE", "largest read request, 4KiB-1MiB (default 1MiB)");
+        var kernelReadAhead = Commands.Valued("--kernel-read-ahead", "SIZE", "the kernel's read-ahead window for sequential readers, 128KiB-64MiB (default 4MiB; needs root)");
         var uid = Commands.Valued("--uid", "U", "owner reported for every entry (default: the mounting user)");
         var gid = Commands.Valued("--gid", "G", "group reported for every entry (default: the mounting user's)");
         var mode = Commands.Valued("--mode", "OCTAL", "permission bits reported for every entry (directories get x where r is set)");
@@ -31,7 +32,7 @@ internal static class MountCommands
         var nonEmpty = Commands.Switch("--nonempty", "allow mounting over a non-empty folder");
         var command = new Command("mount", "serve GrainFS through FUSE at a local folder, read-write unless --read-only, in the foreground (Ctrl-C or SIGTERM unmounts)")
         {
-            mountPoint, root, entryTimeout, attrTimeout, negativeTimeout, metadataCache, readAhead, maxRead, uid, gid, mode, allowOther, readOnly, opTimeout, nonEmpty,
+            mountPoint, root, entryTimeout, attrTimeout, negativeTimeout, metadataCache, readAhead, maxRead, kernelReadAhead, uid, gid, mode, allowOther, readOnly, opTimeout, nonEmpty,
         };
         command.SetAction((parse, _) =>
         {
@@ -47,7 +48,7 @@ internal static class MountCommands
                 Gid = Id(parse.GetValue(gid), "--gid"),
             };
             return MountAsync(parse.GetValue(mountPoint)!, fuse, Commands.ClientOptions(parse), parse.GetValue(nonEmpty),
-                parse.GetValue(root), parse.GetValue(mode), parse.GetValue(maxRead), parse.GetValue(metadataCache), parse.GetValue(readAhead));
+                parse.GetValue(root), parse.GetValue(mode), parse.GetValue(maxRead), parse.GetValue(kernelReadAhead), parse.GetValue(metadataCache), parse.GetValue(readAhead));
         });
         return command;
     }
@@ -60,7 +61,7 @@ internal static class MountCommands
         return command;
     }
 
-    private static async Task<int> MountAsync(string mountPoint, FuseOptions fuse, GrainFsClientOptions clientOptions, bool allowNonEmpty, string? root, string? mode, string? maxRead, string? entries, string? readAhead)
+    private static async Task<int> MountAsync(string mountPoint, FuseOptions fuse, GrainFsClientOptions clientOptions, bool allowNonEmpty, string? root, string? mode, string? maxRead, string? kernelReadAhead, string? entries, string? readAhead)
     {
         if (root is not null)
         {
@@ -92,6 +93,16 @@ internal static class MountCommands
             }
 
             fuse.MaxRead = (int)bytes;
+        }
+
+        if (kernelReadAhead is not null)
+        {
+            if (!ByteSize.TryParse(kernelReadAhead, out var bytes, out var error) || bytes < (128 << 10) || bytes > (64 << 20))
+            {
+                throw new UsageException($"--kernel-read-ahead '{kernelReadAhead}': {error ?? "between 128KiB and 64MiB"}");
+            }
+
+            fuse.KernelReadAhead = (int)bytes;
         }
 
         if (entries is not null)

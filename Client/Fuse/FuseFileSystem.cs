@@ -36,8 +36,15 @@ public sealed class FuseOptions
     /// <summary>Let other users (trainers running as other accounts) use the mount.</summary>
     public bool AllowOther { get; set; }
 
-    /// <summary>Largest read request the kernel sends, and its read-ahead window.</summary>
+    /// <summary>Largest read request the kernel sends.</summary>
     public int MaxRead { get; set; } = 1 << 20;
+
+    /// <summary>
+    /// The kernel's read-ahead window for a sequential reader of this mount (its backing device's read_ahead_kb), set
+    /// once the connection is up: a reader's next requests are already in flight to the daemon while it copies the
+    /// last. The kernel starts every FUSE mount at 128 KiB; changing it needs root (other users keep 128 KiB, logged).
+    /// </summary>
+    public int KernelReadAhead { get; set; } = 4 << 20;
 
     /// <summary>Mount read-only: the kernel refuses every change (EROFS) before it reaches the daemon, and the VFS refuses any that does.</summary>
     public bool ReadOnly { get; set; }
@@ -76,6 +83,7 @@ internal sealed partial class FuseFileSystem(VirtualFileSystem vfs, FuseOptions 
     private const uint MaxWrite = 1 << 20;
 
     private int _inFlight;
+    private int _connectedRan;
 
     /// <summary>Requests in flight, for a clean shutdown.</summary>
     public int InFlight => Volatile.Read(ref _inFlight);
@@ -86,8 +94,16 @@ internal sealed partial class FuseFileSystem(VirtualFileSystem vfs, FuseOptions 
     /// Runs a request's work on the thread pool and guarantees exactly one reply: the work's own, or EIO when the
     /// deadline passes first (logged with what was asked), so no caller is left in uninterruptible sleep.
     /// </summary>
+    /// <summary>Runs once, on the first request after the connection's INIT (whose reply the kernel has then applied).</summary>
+    internal Action? Connected { get; set; }
+
     private void Dispatch<TState>(IntPtr req, TState state, Func<Request, TState, CancellationToken, ValueTask> work)
     {
+        if (Connected is not null && Interlocked.Exchange(ref _connectedRan, 1) == 0)
+        {
+            Connected();
+        }
+
         Interlocked.Increment(ref _inFlight);
         var request = new Request(req);
         _ = Task.Run(async () =>
@@ -151,7 +167,8 @@ internal sealed partial class FuseFileSystem(VirtualFileSystem vfs, FuseOptions 
         *want &= ~Native.CapWritebackCache;
         // Must equal the max_read mount option, or libfuse refuses the connection.
         *(uint*)(conn + Native.ConnMaxRead) = (uint)options.MaxRead;
-        *(uint*)(conn + Native.ConnMaxReadahead) = (uint)options.MaxRead;
+        // The kernel keeps the smaller of this and its device's window (raised once the connection is up: see KernelReadAhead).
+        *(uint*)(conn + Native.ConnMaxReadahead) = (uint)Math.Max(options.MaxRead, options.KernelReadAhead);
         // libfuse 3.14 reads requests into a buffer of FUSE_MAX_MAX_PAGES (256 pages, 1 MiB + header) and already starts
         // max_write there; said explicitly because more is not clamped after this callback: tried with 2 MiB, the
         // kernel refused libfuse's reads (EINVAL) and the session ended.

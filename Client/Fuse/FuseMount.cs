@@ -81,6 +81,8 @@ public sealed unsafe partial class FuseMount : IDisposable
         }
 
         var mount = new FuseMount(full, vfs, logger);
+        // Off the request's thread: a write to sysfs, once.
+        s_fs!.Connected = () => Task.Run(() => mount.SetKernelReadAhead(options.KernelReadAhead));
         try
         {
             mount.Start(options);
@@ -375,6 +377,79 @@ public sealed unsafe partial class FuseMount : IDisposable
         Fs.Write(req, ino, new ReadOnlySpan<byte>(buffer, (int)size), offset, fileInfo);
 
     private static string Name(byte* name) => Marshal.PtrToStringUTF8((IntPtr)name) ?? string.Empty;
+
+    /// <summary>
+    /// Sets the read-ahead window of the mount's backing device (read_ahead_kb under /sys/class/bdi, found by the device
+    /// number /proc/self/mountinfo gives the mount point). Logged either way; without root the kernel's default stays.
+    /// </summary>
+    internal void SetKernelReadAhead(int bytes)
+    {
+        var device = DeviceOf(_mountPoint);
+        if (device is null)
+        {
+            LogReadAheadKept(_logger, _mountPoint, "the mount is not in /proc/self/mountinfo");
+            return;
+        }
+
+        var file = $"/sys/class/bdi/{device}/read_ahead_kb";
+        try
+        {
+            File.WriteAllText(file, (bytes / 1024).ToString(System.Globalization.CultureInfo.InvariantCulture));
+            LogReadAhead(_logger, _mountPoint, File.ReadAllText(file).Trim());
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            LogReadAheadKept(_logger, _mountPoint, $"{file}: {e.Message} (setting it needs root)");
+        }
+    }
+
+    /// <summary>The "major:minor" of the file system mounted at <paramref name="mountPoint"/>, or null.</summary>
+    internal static string? DeviceOf(string mountPoint)
+    {
+        string? found = null;
+        foreach (var line in File.ReadLines("/proc/self/mountinfo"))
+        {
+            // ID PARENT MAJOR:MINOR ROOT MOUNTPOINT ...; spaces and such in the mount point are octal escapes. The last
+            // match wins: a mount over an older one at the same point hides it.
+            var fields = line.Split(' ');
+            if (fields.Length > 4 && string.Equals(Unescape(fields[4]), mountPoint, StringComparison.Ordinal))
+            {
+                found = fields[2];
+            }
+        }
+
+        return found;
+    }
+
+    private static string Unescape(string field)
+    {
+        if (!field.Contains('\\', StringComparison.Ordinal))
+        {
+            return field;
+        }
+
+        var text = new StringBuilder(field.Length);
+        for (var i = 0; i < field.Length; i++)
+        {
+            if (field[i] == '\\' && i + 3 < field.Length && field.AsSpan(i + 1, 3).IndexOfAnyExcept("01234567") < 0)
+            {
+                text.Append((char)Convert.ToInt32(field.Substring(i + 1, 3), 8));
+                i += 3;
+            }
+            else
+            {
+                text.Append(field[i]);
+            }
+        }
+
+        return text.ToString();
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Kernel read-ahead of {MountPoint}: {Kib} KiB")]
+    private static partial void LogReadAhead(ILogger logger, string mountPoint, string kib);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Kernel read-ahead of {MountPoint} stays at the kernel's default: {Reason}")]
+    private static partial void LogReadAheadKept(ILogger logger, string mountPoint, string reason);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Mounted GrainFS at {MountPoint} ({Options})")]
     private static partial void LogMounted(ILogger logger, string mountPoint, string options);

@@ -85,6 +85,33 @@ public sealed class FuseLifecycleTests(EmbeddedFuseSilo fixture) : IClassFixture
     }
 
     [Fact]
+    public async Task The_kernel_read_ahead_window_is_raised_from_the_kernels_128_KiB_and_follows_the_option()
+    {
+        // The tests run as root, as a mount daemon for training hosts does: the window can be set.
+        foreach (var (options, kib) in new[] { (Array.Empty<string>(), "4096"), (["--kernel-read-ahead", "1MiB"], "1024") })
+        {
+            var mount = await FuseProcess.StartAsync(fixture.Silo, options);
+            await using (mount)
+            {
+                Assert.True(Directory.Exists(Path.Combine(mount.MountPoint, "data")));
+                var file = $"/sys/class/bdi/{GrainFs.Fuse.FuseMount.DeviceOf(mount.MountPoint)}/read_ahead_kb";
+                var value = string.Empty;
+                for (var i = 0; i < 100 && (value = File.ReadAllText(file).Trim()) != kib; i++)
+                {
+                    await Task.Delay(50);
+                }
+
+                Assert.Equal(kib, value);
+                Assert.Contains($"Kernel read-ahead of {mount.MountPoint}: {kib} KiB", mount.Process.Output, StringComparison.Ordinal);
+            }
+        }
+
+        var (code, _, stderr) = await Cli.RunAsync(["--gateway-port", fixture.Silo.GatewayPort.ToString(System.Globalization.CultureInfo.InvariantCulture), "mount", TestProcess.NewFolder("empty"), "--kernel-read-ahead", "64KiB"]);
+        Assert.Equal(2, code);
+        Assert.Contains("--kernel-read-ahead '64KiB'", stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Options_map_owner_and_mode_and_a_root_subtree()
     {
         var mount = await FuseProcess.StartAsync(fixture.Silo, ["--root", "/data", "--uid", "1234", "--gid", "4321", "--mode", "0444", "--allow-other"]);
