@@ -9,7 +9,7 @@ public sealed class GrainFsFile
     private readonly BlockReader _reader;
     private readonly IGrainFactory _grains;
     private readonly int _readAhead;
-    private int _lastBlock = -2;
+    private int _lastBlock = -1; // a first read of block 0 is the start of a sequential read
     private int _prefetchedUpTo = -1;
 
     internal GrainFsFile(FileVersion version, BlockReader reader, IGrainFactory grains, int readAhead)
