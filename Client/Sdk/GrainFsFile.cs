@@ -79,8 +79,10 @@ public sealed class GrainFsFile
 
         // Sequential: have the next blocks filled on their homes while this one is being read.
         var until = Math.Min(Version.BlockCount - 1, index + _readAhead);
-        var from = Math.Max(index + 1, Volatile.Read(ref _prefetchedUpTo) + 1);
-        if (from > until || Interlocked.CompareExchange(ref _prefetchedUpTo, until, from - 1) != from - 1)
+        var seen = Volatile.Read(ref _prefetchedUpTo);
+        var from = Math.Max(index + 1, seen + 1);
+        // Claimed from the value seen: a concurrent reader of this file that moved the window first asks for the rest.
+        if (from > until || Interlocked.CompareExchange(ref _prefetchedUpTo, until, seen) != seen)
         {
             return;
         }
