@@ -94,7 +94,27 @@ internal sealed partial class BlockReader : IDisposable
             var endpoint = home.DataEndpoint;
             try
             {
-                if (!refill)
+                var fillNeeded = false;
+                if (!refill && ReadsLocally(home))
+                {
+                    // This host's worker: wait there for a fill in progress (a read-ahead's, another reader's) to complete,
+                    // then read the block file here; no bytes cross the data port.
+                    var local = await ReadWhenHeldAsync(view, endpoint, key, offset, destination, cancellationToken).ConfigureAwait(false);
+                    if (local.Read >= 0)
+                    {
+                        return new BlockRead(FsResult<int>.Ok(local.Read), Cold: true);
+                    }
+
+                    if (local.Status is DataPortStatus.Error)
+                    {
+                        return FsResult<int>.Fail(FsStatus.IoError, $"{file.Path}: {local.Message}");
+                    }
+
+                    refill = local.Corrupt;
+                    fillNeeded = local.Status == DataPortStatus.Miss;
+                }
+
+                if (!refill && !fillNeeded)
                 {
                     var remote = await ReadRemoteAsync(endpoint, key, offset, destination, cancellationToken).ConfigureAwait(false);
                     switch (remote.Status)
@@ -125,6 +145,22 @@ internal sealed partial class BlockReader : IDisposable
 
                 silo = location.Silo;
                 endpoint = location.DataEndpoint;
+                if (Array.Find(view.Silos, s => s.Name == location.Silo) is { } filler && ReadsLocally(filler))
+                {
+                    var local = await ReadWhenHeldAsync(view, endpoint, key, offset, destination, cancellationToken).ConfigureAwait(false);
+                    if (local.Read >= 0)
+                    {
+                        return new BlockRead(FsResult<int>.Ok(local.Read), Cold: true);
+                    }
+
+                    if (local.Status is DataPortStatus.Error)
+                    {
+                        return FsResult<int>.Fail(FsStatus.IoError, $"{file.Path}: {local.Message}");
+                    }
+
+                    // Unreadable here after all (or corrupt): the bytes come through the data port.
+                }
+
                 var filled = await _dataPort.ReadAsync(endpoint, key, offset, destination, waitForFill: true, _options.FillTimeout, cancellationToken).ConfigureAwait(false);
                 switch (filled.Status)
                 {
@@ -163,6 +199,47 @@ internal sealed partial class BlockReader : IDisposable
             await Task.Delay(backoff, cancellationToken).ConfigureAwait(false);
             backoff = TimeSpan.FromMilliseconds(Math.Min(2000, backoff.TotalMilliseconds * 2));
         }
+    }
+
+    /// <summary>Whether this client reads <paramref name="silo"/>'s blocks from its tier folders (same host, allowed to).</summary>
+    private bool ReadsLocally(SiloInfo silo)
+    {
+        if (!_options.ShortCircuit || !string.Equals(silo.Host, _options.Host, StringComparison.Ordinal))
+        {
+            return false;
+        }
+
+        foreach (var root in silo.TierPaths)
+        {
+            if (!_deniedRoots.ContainsKey(root))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>
+    /// Waits until this host's worker holds the block, then reads it short-circuit: the byte count (Read ≥ 0), or -1 with
+    /// the worker's answer (Miss: neither held nor being filled; Error: the fill failed) or Corrupt set.
+    /// </summary>
+    private async ValueTask<(int Read, DataPortStatus Status, bool Corrupt, string? Message)> ReadWhenHeldAsync(
+        ClusterView.Snapshot view, string endpoint, BlockKey key, int offset, Memory<byte> destination, CancellationToken cancellationToken)
+    {
+        var held = await _dataPort.AwaitHeldAsync(endpoint, key, _options.FillTimeout, cancellationToken).ConfigureAwait(false);
+        if (held.Status != DataPortStatus.Ok)
+        {
+            return (-1, held.Status, false, held.Message);
+        }
+
+        var read = TryShortCircuit(view, key, offset, destination.Span, out var corrupt);
+        if (read >= 0)
+        {
+            GrainFsMetrics.ClientBytesRead.Add(read, FillTag);
+        }
+
+        return (read, held.Status, corrupt, null);
     }
 
     private static SiloInfo? HolderOf(ClusterView.Snapshot view, FileVersion file)

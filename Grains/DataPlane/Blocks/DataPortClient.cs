@@ -39,12 +39,23 @@ public sealed class DataPortClient : IDisposable
     }
 
     /// <summary>Reads <c>destination.Length</c> bytes of a block at <paramref name="offset"/> from the worker at <paramref name="endpoint"/> ("ip:port").</summary>
-    public async ValueTask<DataPortResult> ReadAsync(string endpoint, BlockKey key, long offset, Memory<byte> destination, bool waitForFill, TimeSpan timeout, CancellationToken cancellationToken = default)
+    public ValueTask<DataPortResult> ReadAsync(string endpoint, BlockKey key, long offset, Memory<byte> destination, bool waitForFill, TimeSpan timeout, CancellationToken cancellationToken = default) =>
+        ReadAsync(endpoint, key, offset, destination, waitForFill ? DataPortProtocol.FlagWaitForFill : (ushort)0, timeout, cancellationToken);
+
+    /// <summary>
+    /// Waits until the worker at <paramref name="endpoint"/> holds block <paramref name="key"/> in full (a fill in progress
+    /// completed), sending no bytes: Ok (its tier in <see cref="DataPortResult.Source"/>), Miss when it neither holds nor
+    /// fills it, Error with the fill's failure. For a reader on the worker's host, which then reads the block file itself.
+    /// </summary>
+    public ValueTask<DataPortResult> AwaitHeldAsync(string endpoint, BlockKey key, TimeSpan timeout, CancellationToken cancellationToken = default) =>
+        ReadAsync(endpoint, key, 0, Memory<byte>.Empty, DataPortProtocol.FlagAwaitHeld, timeout, cancellationToken);
+
+    private async ValueTask<DataPortResult> ReadAsync(string endpoint, BlockKey key, long offset, Memory<byte> destination, ushort flags, TimeSpan timeout, CancellationToken cancellationToken)
     {
         var connection = await RentAsync(endpoint, cancellationToken).ConfigureAwait(false);
         try
         {
-            var result = await connection.ReadAsync(key, offset, destination, waitForFill, timeout, cancellationToken).ConfigureAwait(false);
+            var result = await connection.ReadAsync(key, offset, destination, flags, timeout, cancellationToken).ConfigureAwait(false);
             connection = Return(endpoint, connection);
             return result;
         }
@@ -195,7 +206,7 @@ public sealed class DataPortClient : IDisposable
             }
         }
 
-        public async ValueTask<DataPortResult> ReadAsync(BlockKey key, long offset, Memory<byte> destination, bool waitForFill, TimeSpan timeout, CancellationToken cancellationToken)
+        public async ValueTask<DataPortResult> ReadAsync(BlockKey key, long offset, Memory<byte> destination, ushort flags, TimeSpan timeout, CancellationToken cancellationToken)
         {
             if (!_deadline.TryReset())
             {
@@ -209,7 +220,7 @@ public sealed class DataPortClient : IDisposable
             try
             {
                 var length = Math.Min(destination.Length, DataPortProtocol.MaxLength);
-                DataPortProtocol.WriteRequest(_request, key, offset, length, waitForFill ? DataPortProtocol.FlagWaitForFill : (ushort)0);
+                DataPortProtocol.WriteRequest(_request, key, offset, length, flags);
                 await _stream.WriteAsync(_request, token).ConfigureAwait(false);
                 await ReceiveExactlyAsync(_reply, token).ConfigureAwait(false);
                 var (status, source, payload) = DataPortProtocol.ReadReplyHeader(_reply);

@@ -75,6 +75,11 @@ public static class DataPortProtocol
     /// progress whether or not it is set; without a fill they answer Miss.</summary>
     public const ushort FlagWaitForFill = 1;
 
+    /// <summary>Flag of a read: answer once the block is held in full, with no bytes (Ok; Miss when it is neither held
+    /// nor being filled; Error when its fill failed). A reader on the worker's own host then reads the block file itself
+    /// instead of having it streamed through the connection.</summary>
+    public const ushort FlagAwaitHeld = 4;
+
     /// <summary>Flag of a write: a write capability (<see cref="GrainFs.DataPlane.Security.SessionTokens.WriteCapabilitySize"/>
     /// bytes: mount id, expiry, MAC under the cluster key) follows the request, before the block's bytes. A silo with the
     /// trust model on refuses a write without a valid one (<see cref="DataPortStatus.Denied"/>) and closes the connection.</summary>

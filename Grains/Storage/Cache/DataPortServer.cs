@@ -157,6 +157,12 @@ public sealed partial class DataPortServer : IAsyncDisposable
                         continue;
                     }
 
+                    if ((flags & DataPortProtocol.FlagAwaitHeld) != 0)
+                    {
+                        await HandleAwaitHeldAsync(stream, key).ConfigureAwait(false);
+                        continue;
+                    }
+
                     await HandleReadAsync(stream, key, offset, length).ConfigureAwait(false);
                 }
             }
@@ -263,6 +269,31 @@ public sealed partial class DataPortServer : IAsyncDisposable
 
         idle.CancelAfter(_limits.IdleTimeout);
         return ReceiveExactlyAsync(stream, buffer, idle.Token);
+    }
+
+    // A same-host reader waits here for the block to be held, then reads its file itself: no bytes cross the connection.
+    private async Task HandleAwaitHeldAsync(Stream socket, BlockKey key)
+    {
+        if (_store.FindFill(key) is { } fill)
+        {
+            try
+            {
+                await fill.Completion.WaitAsync(FillWait, _stop.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                await SendMessageAsync(socket, DataPortStatus.Error, e is TimeoutException ? "the fill did not complete in time" : e.Message).ConfigureAwait(false);
+                return;
+            }
+        }
+
+        if (_store.TryPeek(key, out var block))
+        {
+            await SendStatusAsync(socket, DataPortStatus.Ok, block.Tier.Kind.Source()).ConfigureAwait(false);
+            return;
+        }
+
+        await SendStatusAsync(socket, DataPortStatus.Miss).ConfigureAwait(false);
     }
 
     private async Task HandleReadAsync(Stream socket, BlockKey key, long offset, int length)
@@ -547,10 +578,10 @@ public sealed partial class DataPortServer : IAsyncDisposable
         ? sealedStream.WriteMessageAsync(buffer.AsMemory(0, DataPortProtocol.ReplyHeaderSize), buffer.AsMemory(DataPortProtocol.ReplyHeaderSize, payload), _stop.Token)
         : socket.WriteAsync(buffer.AsMemory(0, DataPortProtocol.ReplyHeaderSize + payload), _stop.Token);
 
-    private async Task SendStatusAsync(Stream socket, DataPortStatus status)
+    private async Task SendStatusAsync(Stream socket, DataPortStatus status, DataSource source = DataSource.Mem)
     {
         var header = new byte[DataPortProtocol.ReplyHeaderSize];
-        DataPortProtocol.WriteReplyHeader(header, status, DataSource.Mem, 0);
+        DataPortProtocol.WriteReplyHeader(header, status, source, 0);
         await socket.WriteAsync(header, _stop.Token).ConfigureAwait(false);
     }
 

@@ -146,6 +146,37 @@ public sealed class BlockCacheClusterTests(GpuClusterFixture fixture) : IClassFi
     }
 
     [Fact]
+    public async Task A_cold_read_on_the_host_of_the_filling_worker_reads_the_block_file_and_nothing_crosses_its_data_port()
+    {
+        var folder = TestProcess.NewFolder("samehost");
+        const int block = 65536;
+        var data = RandomBytes(24 * block, 14);
+        await File.WriteAllBytesAsync(Path.Combine(folder, "f.bin"), data);
+        // On Primary's host: its blocks are read from its tier folders, Secondary_1's through Secondary_1's data port.
+        var client = GrainFsClient.Create(fixture.Cluster.Client, new GrainFsClientOptions { Host = "Primary" });
+        var m = Unique("samehost");
+        Assert.True((await client.MountAsync(m, $"file://{folder}", new Dictionary<string, string> { ["block-size"] = "64KiB" })).IsOk);
+        static long Served(WorkerReport worker) => worker.BytesServedBySource.Values.Sum();
+        var before = (await client.GetReportAsync()).GetValueOrThrow().ToDictionary(w => w.Silo);
+
+        Assert.Equal(data, await ReadAll(client, $"{m}/f.bin"));
+
+        var file = (await client.OpenAsync($"{m}/f.bin")).GetValueOrThrow();
+        var homes = new List<string>();
+        for (var i = 0; i < file.Version.BlockCount; i++)
+        {
+            homes.Add((await fixture.Cluster.Client.GetGrain<IBlockGrain>(file.Version.KeyOf(i).ToString()).GetStateAsync()).Home);
+        }
+
+        var after = (await client.GetReportAsync()).GetValueOrThrow().ToDictionary(w => w.Silo);
+        var local = homes.Count(h => h == "Primary");
+        Assert.InRange(local, 1, homes.Count - 1);
+        Assert.Equal(local, after["Primary"].Fills - before["Primary"].Fills);
+        Assert.Equal(0, Served(after["Primary"]) - Served(before["Primary"]));
+        Assert.Equal((long)(homes.Count - local) * block, Served(after["Secondary_1"]) - Served(before["Secondary_1"]));
+    }
+
+    [Fact]
     public async Task An_object_rewritten_in_s3_is_served_with_its_new_bytes_after_sync()
     {
         var moto = fixture.Moto;
