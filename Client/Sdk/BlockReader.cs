@@ -27,6 +27,9 @@ public sealed record FileVersion(MountInfo Mount, string Path, string Relative, 
 
     /// <summary>What the home worker needs to fill block <paramref name="index"/>.</summary>
     public BlockSource SourceOf(int index) => new(Mount.Id, Relative, Entry.ETag, Entry.Size, BlockSize, index);
+
+    /// <summary>The same, in the form a data-port request carries.</summary>
+    public FillSource FillSourceOf(int index) => new(Mount.Id, Relative, Entry.ETag, Entry.Size, BlockSize, index);
 }
 
 /// <summary>
@@ -94,12 +97,13 @@ internal sealed partial class BlockReader : IDisposable
             var endpoint = home.DataEndpoint;
             try
             {
-                var fillNeeded = false;
+                var viaGrain = refill;
                 if (!refill && ReadsLocally(home))
                 {
-                    // This host's worker: wait there for a fill in progress (a read-ahead's, another reader's) to complete,
-                    // then read the block file here; no bytes cross the data port.
-                    var local = await ReadWhenHeldAsync(view, endpoint, key, offset, destination, cancellationToken).ConfigureAwait(false);
+                    // This host's worker: it fills the block from its source unless it holds or fills it already (a
+                    // read-ahead's fill, another reader's) and answers once it is held; the block file is read here, so no
+                    // bytes cross the data port. One round trip, no grain call.
+                    var local = await ReadWhenHeldAsync(view, endpoint, key, offset, destination, file.FillSourceOf(index), cancellationToken).ConfigureAwait(false);
                     if (local.Read >= 0)
                     {
                         return new BlockRead(FsResult<int>.Ok(local.Read), Cold: true);
@@ -110,19 +114,27 @@ internal sealed partial class BlockReader : IDisposable
                         return FsResult<int>.Fail(FsStatus.IoError, $"{file.Path}: {local.Message}");
                     }
 
+                    // Not filled (the grain says why) or unreadable here after all.
                     refill = local.Corrupt;
-                    fillNeeded = local.Status == DataPortStatus.Miss;
+                    viaGrain = true;
                 }
 
-                if (!refill && !fillNeeded)
+                if (!viaGrain)
                 {
                     var remote = await ReadRemoteAsync(endpoint, key, offset, destination, cancellationToken).ConfigureAwait(false);
+                    if (remote.Status == DataPortStatus.Miss)
+                    {
+                        // Cold: the home worker fills it from its source (single-flight there) and streams the bytes as they come.
+                        remote = await _dataPort.FillAsync(endpoint, key, file.FillSourceOf(index), offset, destination, awaitHeld: false, _options.FillTimeout, cancellationToken).ConfigureAwait(false);
+                        GrainFsMetrics.ClientFills.Add(1);
+                    }
+
                     switch (remote.Status)
                     {
                         case DataPortStatus.Ok:
-                            GrainFsMetrics.ClientBytesRead.Add(remote.Read, RemoteTag);
+                            GrainFsMetrics.ClientBytesRead.Add(remote.Read, remote.Source == DataSource.UnderStorage ? FillTag : RemoteTag);
                             MaybeReplicate(view, home, file, index, key);
-                            // Served while its fill streams in (a block filled ahead, or by another reader): still cold.
+                            // Served while its fill streams in (this read's, a read-ahead's, another reader's): still cold.
                             return new BlockRead(FsResult<int>.Ok(remote.Read), Cold: remote.Source == DataSource.UnderStorage);
                         case DataPortStatus.Corrupt:
                             refill = true;
@@ -147,7 +159,7 @@ internal sealed partial class BlockReader : IDisposable
                 endpoint = location.DataEndpoint;
                 if (Array.Find(view.Silos, s => s.Name == location.Silo) is { } filler && ReadsLocally(filler))
                 {
-                    var local = await ReadWhenHeldAsync(view, endpoint, key, offset, destination, cancellationToken).ConfigureAwait(false);
+                    var local = await ReadWhenHeldAsync(view, endpoint, key, offset, destination, null, cancellationToken).ConfigureAwait(false);
                     if (local.Read >= 0)
                     {
                         return new BlockRead(FsResult<int>.Ok(local.Read), Cold: true);
@@ -225,9 +237,11 @@ internal sealed partial class BlockReader : IDisposable
     /// the worker's answer (Miss: neither held nor being filled; Error: the fill failed) or Corrupt set.
     /// </summary>
     private async ValueTask<(int Read, DataPortStatus Status, bool Corrupt, string? Message)> ReadWhenHeldAsync(
-        ClusterView.Snapshot view, string endpoint, BlockKey key, int offset, Memory<byte> destination, CancellationToken cancellationToken)
+        ClusterView.Snapshot view, string endpoint, BlockKey key, int offset, Memory<byte> destination, FillSource? source, CancellationToken cancellationToken)
     {
-        var held = await _dataPort.AwaitHeldAsync(endpoint, key, _options.FillTimeout, cancellationToken).ConfigureAwait(false);
+        var held = source is { } fill
+            ? await _dataPort.FillAsync(endpoint, key, fill, 0, Memory<byte>.Empty, awaitHeld: true, _options.FillTimeout, cancellationToken).ConfigureAwait(false)
+            : await _dataPort.AwaitHeldAsync(endpoint, key, _options.FillTimeout, cancellationToken).ConfigureAwait(false);
         if (held.Status != DataPortStatus.Ok)
         {
             return (-1, held.Status, false, held.Message);

@@ -67,7 +67,8 @@ public static class GrainFsSiloBuilderExtensions
             .Build();
         builder.UseSiloMetadata(metadata.GetSection("Metadata"));
         services.AddSingleton(sp => new TierStore(sp.GetRequiredService<IOptions<CacheOptions>>().Value, sp.GetRequiredService<ILoggerFactory>().CreateLogger("GrainFs.Cache.TierStore"), sp.GetRequiredService<GrainFsClock>()));
-        services.AddSingleton(sp => new DataPortServer(listener, sp.GetRequiredService<TierStore>(), sp.GetRequiredService<ILoggerFactory>().CreateLogger("GrainFs.Cache.DataPort"), trust));
+        services.AddSingleton(sp => new DataPortServer(listener, sp.GetRequiredService<TierStore>(), sp.GetRequiredService<ILoggerFactory>().CreateLogger("GrainFs.Cache.DataPort"), trust, limits: null,
+            startFill: sp.GetRequiredService<BlockFiller>().StartFromDataPortAsync));
         services.AddSingleton(new GrainFs.DataPlane.Blocks.DataPortClient(trust));
         services.AddSingleton(new LocalSilo(silo.SiloName, silo.Host, dataEndpoint, silo.RoleList));
         services.AddSingleton<BlockFiller>();

@@ -50,12 +50,20 @@ public sealed class DataPortClient : IDisposable
     public ValueTask<DataPortResult> AwaitHeldAsync(string endpoint, BlockKey key, TimeSpan timeout, CancellationToken cancellationToken = default) =>
         ReadAsync(endpoint, key, 0, Memory<byte>.Empty, DataPortProtocol.FlagAwaitHeld, timeout, cancellationToken);
 
-    private async ValueTask<DataPortResult> ReadAsync(string endpoint, BlockKey key, long offset, Memory<byte> destination, ushort flags, TimeSpan timeout, CancellationToken cancellationToken)
+    /// <summary>
+    /// As <see cref="AwaitHeldAsync"/> (<paramref name="awaitHeld"/>) or a read of a block being filled, sending the block's
+    /// <paramref name="source"/> so that the worker starts the fill itself when it neither holds nor fills the block.
+    /// A worker that could not start it answers <see cref="DataPortStatus.NotFilled"/> with the reason.
+    /// </summary>
+    public ValueTask<DataPortResult> FillAsync(string endpoint, BlockKey key, FillSource source, long offset, Memory<byte> destination, bool awaitHeld, TimeSpan timeout, CancellationToken cancellationToken = default) =>
+        ReadAsync(endpoint, key, offset, awaitHeld ? Memory<byte>.Empty : destination, awaitHeld ? DataPortProtocol.FlagAwaitHeld : DataPortProtocol.FlagWaitForFill, timeout, cancellationToken, source);
+
+    private async ValueTask<DataPortResult> ReadAsync(string endpoint, BlockKey key, long offset, Memory<byte> destination, ushort flags, TimeSpan timeout, CancellationToken cancellationToken, FillSource? source = null)
     {
         var connection = await RentAsync(endpoint, cancellationToken).ConfigureAwait(false);
         try
         {
-            var result = await connection.ReadAsync(key, offset, destination, flags, timeout, cancellationToken).ConfigureAwait(false);
+            var result = await connection.ReadAsync(key, offset, destination, flags, timeout, cancellationToken, source).ConfigureAwait(false);
             connection = Return(endpoint, connection);
             return result;
         }
@@ -206,7 +214,7 @@ public sealed class DataPortClient : IDisposable
             }
         }
 
-        public async ValueTask<DataPortResult> ReadAsync(BlockKey key, long offset, Memory<byte> destination, ushort flags, TimeSpan timeout, CancellationToken cancellationToken)
+        public async ValueTask<DataPortResult> ReadAsync(BlockKey key, long offset, Memory<byte> destination, ushort flags, TimeSpan timeout, CancellationToken cancellationToken, FillSource? fillSource = null)
         {
             if (!_deadline.TryReset())
             {
@@ -220,8 +228,15 @@ public sealed class DataPortClient : IDisposable
             try
             {
                 var length = Math.Min(destination.Length, DataPortProtocol.MaxLength);
-                DataPortProtocol.WriteRequest(_request, key, offset, length, flags);
-                await _stream.WriteAsync(_request, token).ConfigureAwait(false);
+                if (fillSource is { } fill)
+                {
+                    await _stream.WriteAsync(DataPortProtocol.RequestWithSource(key, offset, length, flags, fill), token).ConfigureAwait(false);
+                }
+                else
+                {
+                    DataPortProtocol.WriteRequest(_request, key, offset, length, flags);
+                    await _stream.WriteAsync(_request, token).ConfigureAwait(false);
+                }
                 await ReceiveExactlyAsync(_reply, token).ConfigureAwait(false);
                 var (status, source, payload) = DataPortProtocol.ReadReplyHeader(_reply);
                 if (status == DataPortStatus.Ok)

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Text;
 
 namespace GrainFs.DataPlane.Blocks;
 
@@ -25,6 +26,11 @@ public enum DataPortStatus : byte
 
     /// <summary>A write without a valid capability of the cluster; a UTF-8 message follows and the connection closes.</summary>
     Denied = 6,
+
+    /// <summary>The worker could not start the fill a request's block source asked for (the mount is gone, the source
+    /// does not match the key, under-storage refused); a UTF-8 message follows. The client asks the block's grain, which
+    /// says why with a file-system status.</summary>
+    NotFilled = 7,
 }
 
 /// <summary>Where served bytes came from.</summary>
@@ -85,6 +91,15 @@ public static class DataPortProtocol
     /// trust model on refuses a write without a valid one (<see cref="DataPortStatus.Denied"/>) and closes the connection.</summary>
     public const ushort FlagCapability = 2;
 
+    /// <summary>Flag of a read: a block source (<see cref="FillSource"/>, its length in the request's last four bytes)
+    /// follows the request. A worker that neither holds nor fills the block starts its fill from it (the source must
+    /// give the requested key under the mount's block-name key, which only the mount's readers know), then answers the
+    /// read as it answers any read of a block being filled: no grain call, no activation per cold block.</summary>
+    public const ushort FlagSource = 8;
+
+    /// <summary>The largest encoded block source.</summary>
+    public const int MaxSourceLength = 8192;
+
     /// <summary>Request size.</summary>
     public const int RequestSize = 44;
 
@@ -105,6 +120,24 @@ public static class DataPortProtocol
         BinaryPrimitives.WriteInt64LittleEndian(destination[28..], offset);
         BinaryPrimitives.WriteInt32LittleEndian(destination[36..], length);
         BinaryPrimitives.WriteInt32LittleEndian(destination[40..], 0);
+    }
+
+    /// <summary>Writes a read request followed by its block source (<see cref="FlagSource"/> added to <paramref name="flags"/>) into a new buffer.</summary>
+    public static byte[] RequestWithSource(BlockKey key, long offset, int length, ushort flags, in FillSource source)
+    {
+        var encoded = source.Encode();
+        var request = new byte[RequestSize + encoded.Length];
+        WriteRequest(request, key, offset, length, (ushort)(flags | FlagSource));
+        BinaryPrimitives.WriteInt32LittleEndian(request.AsSpan(40), encoded.Length);
+        encoded.CopyTo(request, RequestSize);
+        return request;
+    }
+
+    /// <summary>The length of the block source that follows a request with <see cref="FlagSource"/>; -1 when out of bounds.</summary>
+    public static int SourceLength(ReadOnlySpan<byte> request)
+    {
+        var length = BinaryPrimitives.ReadInt32LittleEndian(request[40..]);
+        return length is > 0 and <= MaxSourceLength ? length : -1;
     }
 
     /// <summary>Reads a request; null with a reason when it is not one this version understands.</summary>
@@ -159,5 +192,81 @@ public static class DataPortProtocol
         }
 
         return ((DataPortStatus)source[4], (DataSource)source[5], length);
+    }
+}
+
+/// <summary>What a worker needs to fill a block from under-storage (the data-port form of a block source).</summary>
+/// <param name="MountId">The mount.</param>
+/// <param name="Path">The file's path relative to the mount root.</param>
+/// <param name="ETag">The file version.</param>
+/// <param name="FileSize">The file's size.</param>
+/// <param name="BlockSize">The mount's block size.</param>
+/// <param name="Index">The block's index.</param>
+public readonly record struct FillSource(long MountId, string Path, string ETag, long FileSize, int BlockSize, int Index)
+{
+    /// <summary>Mount id, file size, block size and index (little-endian), then the ETag and the path, each as a 16-bit length and UTF-8.</summary>
+    public byte[] Encode()
+    {
+        var etag = Encoding.UTF8.GetBytes(ETag);
+        var path = Encoding.UTF8.GetBytes(Path);
+        if (24 + 4 + etag.Length + path.Length > DataPortProtocol.MaxSourceLength)
+        {
+            throw new ArgumentException($"block source {Path}: longer than {DataPortProtocol.MaxSourceLength} bytes encoded");
+        }
+
+        var bytes = new byte[24 + 2 + etag.Length + 2 + path.Length];
+        var span = bytes.AsSpan();
+        BinaryPrimitives.WriteInt64LittleEndian(span, MountId);
+        BinaryPrimitives.WriteInt64LittleEndian(span[8..], FileSize);
+        BinaryPrimitives.WriteInt32LittleEndian(span[16..], BlockSize);
+        BinaryPrimitives.WriteInt32LittleEndian(span[20..], Index);
+        BinaryPrimitives.WriteUInt16LittleEndian(span[24..], (ushort)etag.Length);
+        etag.CopyTo(span[26..]);
+        BinaryPrimitives.WriteUInt16LittleEndian(span[(26 + etag.Length)..], (ushort)path.Length);
+        path.CopyTo(span[(28 + etag.Length)..]);
+        return bytes;
+    }
+
+    /// <summary>Reads <see cref="Encode"/>'s form; false with a reason when it is malformed.</summary>
+    public static bool TryDecode(ReadOnlySpan<byte> bytes, out FillSource source, out string? error)
+    {
+        source = default;
+        error = "a malformed block source";
+        if (bytes.Length < 28)
+        {
+            return false;
+        }
+
+        var etagLength = BinaryPrimitives.ReadUInt16LittleEndian(bytes[24..]);
+        if (bytes.Length < 28 + etagLength)
+        {
+            return false;
+        }
+
+        var pathLength = BinaryPrimitives.ReadUInt16LittleEndian(bytes[(26 + etagLength)..]);
+        if (bytes.Length != 28 + etagLength + pathLength)
+        {
+            return false;
+        }
+
+        try
+        {
+            var strict = new UTF8Encoding(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+            source = new FillSource(
+                BinaryPrimitives.ReadInt64LittleEndian(bytes),
+                strict.GetString(bytes.Slice(28 + etagLength, pathLength)),
+                strict.GetString(bytes.Slice(26, etagLength)),
+                BinaryPrimitives.ReadInt64LittleEndian(bytes[8..]),
+                BinaryPrimitives.ReadInt32LittleEndian(bytes[16..]),
+                BinaryPrimitives.ReadInt32LittleEndian(bytes[20..]));
+        }
+        catch (DecoderFallbackException)
+        {
+            error = "a block source that is not valid UTF-8";
+            return false;
+        }
+
+        error = null;
+        return true;
     }
 }

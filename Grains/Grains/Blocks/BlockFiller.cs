@@ -40,6 +40,27 @@ public sealed class BlockFiller(TierStore store, UnderStorageRegistry registry, 
         return mount;
     }
 
+    /// <summary>
+    /// Starts (or joins) the fill of block <paramref name="key"/> from a source a reader sent to the data port: null once
+    /// started, or why not. The source must give <paramref name="key"/> under the mount's block-name key (which only
+    /// readers of the mount get), so a client can fill only blocks it may read.
+    /// </summary>
+    public async ValueTask<string?> StartFromDataPortAsync(BlockKey key, FillSource source)
+    {
+        var start = await StartAsync(new BlockSource(source.MountId, source.Path, source.ETag, source.FileSize, source.BlockSize, source.Index)).ConfigureAwait(false);
+        if (start.Status != FsStatus.Ok)
+        {
+            return start.Message;
+        }
+
+        if (start.Key != key)
+        {
+            return $"block source {source.Path}#{source.Index} of mount {source.MountId} does not match block {key}";
+        }
+
+        return start.Fill is { Completion.IsFaulted: true } fill ? fill.Completion.Exception!.GetBaseException().Message : null;
+    }
+
     /// <summary>Starts (or joins) the fill of a block; the status says why it could not start.</summary>
     public async ValueTask<FillStart> StartAsync(BlockSource source, ushort flags = 0, long expiresTicks = 0)
     {

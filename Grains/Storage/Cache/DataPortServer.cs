@@ -44,6 +44,7 @@ public sealed partial class DataPortServer : IAsyncDisposable
     private readonly ClusterTrust? _trust;
     private readonly SessionTokens? _tokens;
     private readonly DataPortLimits _limits;
+    private readonly Func<BlockKey, FillSource, ValueTask<string?>>? _startFill;
     private readonly CancellationTokenSource _stop = new();
     private readonly List<Task> _connections = [];
     private int _open;
@@ -55,7 +56,17 @@ public sealed partial class DataPortServer : IAsyncDisposable
     /// (<see cref="SealedStream"/>); without, plain TCP (only to measure what the trust model costs).
     /// </summary>
     public DataPortServer(TcpListener listener, TierStore store, ILogger logger, ClusterTrust? trust = null, DataPortLimits? limits = null)
+        : this(listener, store, logger, trust, limits, startFill: null)
     {
+    }
+
+    /// <summary>
+    /// As the other constructor, taking block sources (<see cref="DataPortProtocol.FlagSource"/>): <paramref name="startFill"/>
+    /// starts (or joins) the fill of a block from its source and returns null, or why it could not.
+    /// </summary>
+    public DataPortServer(TcpListener listener, TierStore store, ILogger logger, ClusterTrust? trust, DataPortLimits? limits, Func<BlockKey, FillSource, ValueTask<string?>>? startFill)
+    {
+        _startFill = startFill;
         _store = store;
         _logger = logger;
         _listener = listener;
@@ -155,6 +166,20 @@ public sealed partial class DataPortServer : IAsyncDisposable
 
                         await HandleWriteAsync(stream, key, length).ConfigureAwait(false);
                         continue;
+                    }
+
+                    if ((flags & DataPortProtocol.FlagSource) != 0)
+                    {
+                        var started = await StartFillAsync(stream, request, key).ConfigureAwait(false);
+                        if (started is null)
+                        {
+                            return;
+                        }
+
+                        if (started == false)
+                        {
+                            continue;
+                        }
                     }
 
                     if ((flags & DataPortProtocol.FlagAwaitHeld) != 0)
@@ -269,6 +294,49 @@ public sealed partial class DataPortServer : IAsyncDisposable
 
         idle.CancelAfter(_limits.IdleTimeout);
         return ReceiveExactlyAsync(stream, buffer, idle.Token);
+    }
+
+    // A read that carries its block's source: the fill starts here unless the block is held or being filled. True to go
+    // on with the read; false when refused (answered NotFilled); null when the connection must close (a bad source).
+    private async Task<bool?> StartFillAsync(Stream stream, byte[] request, BlockKey key)
+    {
+        var length = DataPortProtocol.SourceLength(request);
+        if (length < 0)
+        {
+            await SendMessageAsync(stream, DataPortStatus.BadRequest, $"a block source of at most {DataPortProtocol.MaxSourceLength} bytes").ConfigureAwait(false);
+            return null;
+        }
+
+        var bytes = ArrayPool<byte>.Shared.Rent(length);
+        FillSource source;
+        string? error;
+        try
+        {
+            await ReceiveExactlyAsync(stream, bytes.AsMemory(0, length), _stop.Token).ConfigureAwait(false);
+            if (!FillSource.TryDecode(bytes.AsSpan(0, length), out source, out error))
+            {
+                await SendMessageAsync(stream, DataPortStatus.BadRequest, error!).ConfigureAwait(false);
+                return null;
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(bytes);
+        }
+
+        if (_store.TryPeek(key, out _) || _store.FindFill(key) is not null)
+        {
+            return true;
+        }
+
+        error = _startFill is null ? "this worker takes no block sources" : await _startFill(key, source).ConfigureAwait(false);
+        if (error is null)
+        {
+            return true;
+        }
+
+        await SendMessageAsync(stream, DataPortStatus.NotFilled, error).ConfigureAwait(false);
+        return false;
     }
 
     // A same-host reader waits here for the block to be held, then reads its file itself: no bytes cross the connection.

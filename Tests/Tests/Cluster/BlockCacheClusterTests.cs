@@ -177,6 +177,36 @@ public sealed class BlockCacheClusterTests(GpuClusterFixture fixture) : IClassFi
     }
 
     [Fact]
+    public async Task Cold_reads_fill_through_the_home_workers_data_port_without_a_block_grain_activation_per_block()
+    {
+        var folder = TestProcess.NewFolder("lean");
+        var files = Enumerable.Range(0, 20).Select(i => RandomBytes(1000 + i, 100 + i)).ToArray();
+        for (var i = 0; i < files.Length; i++)
+        {
+            await File.WriteAllBytesAsync(Path.Combine(folder, $"f{i}.bin"), files[i]);
+        }
+
+        var remote = RemoteClient();
+        var local = GrainFsClient.Create(fixture.Cluster.Client, new GrainFsClientOptions { Host = "Primary" });
+        var m = Unique("lean");
+        Assert.True((await remote.MountAsync(m, $"file://{folder}")).IsOk);
+        var management = fixture.Cluster.Client.GetGrain<IManagementGrain>(0);
+        async Task<int> BlockGrainsAsync() =>
+            (await management.GetSimpleGrainStatistics()).Where(s => s.GrainType.Contains("BlockGrain", StringComparison.Ordinal)).Sum(s => s.ActivationCount);
+        var before = await BlockGrainsAsync();
+        var fills = (await remote.GetReportAsync()).GetValueOrThrow().Sum(w => w.Fills);
+
+        // Half read from another host (data port), half on Primary's host (its blocks short-circuit): every one cold.
+        for (var i = 0; i < files.Length; i++)
+        {
+            Assert.Equal(files[i], await ReadAll(i % 2 == 0 ? remote : local, $"{m}/f{i}.bin"));
+        }
+
+        Assert.Equal(before, await BlockGrainsAsync());
+        Assert.Equal(files.Length, (await remote.GetReportAsync()).GetValueOrThrow().Sum(w => w.Fills) - fills);
+    }
+
+    [Fact]
     public async Task An_object_rewritten_in_s3_is_served_with_its_new_bytes_after_sync()
     {
         var moto = fixture.Moto;

@@ -244,6 +244,38 @@ public sealed class TrustModelTests(TrustModelFixture fixture) : IClassFixture<T
     }
 
     [Fact]
+    public async Task A_data_port_fill_starts_only_from_a_source_that_names_the_block_under_the_mount_key()
+    {
+        await File.WriteAllTextAsync(Path.Combine(fixture.Dataset, "fill.txt"), "bytes filled through the data port");
+        await using var alice = await fixture.ClientAsync("alice");
+        var entry = (await alice.StatAsync("/m/fill.txt")).Value!;
+        var mount = (await alice.GetMountsAsync(refresh: true)).Value!.Mounts.Single(m => m.Path == "/m");
+        var silo = (await alice.Grains.GetGrain<IClusterGrain>(0).GetSilosAsync()).Single();
+        var source = new FillSource(mount.Id, "fill.txt", entry.ETag, entry.Size, mount.Options.BlockSize, 0);
+        var realKey = BlockKey.For(WriteTag.FileId(mount.BlockNamespace, "fill.txt", entry.ETag, entry.Size, mount.Options.BlockSize), 0);
+        var guessedKey = BlockKey.For(WriteTag.FileId(mount.Uri, "fill.txt", entry.ETag, entry.Size, mount.Options.BlockSize), 0);
+        var buffer = new byte[4096];
+        using var reader = new DataPortClient(ClusterTrust.Open(fixture.Folder("alice"), fixture.ClusterId, IdentityKind.Client));
+
+        // A key computed from public facts does not match the source: nothing is filled under it.
+        var guessed = await reader.FillAsync(silo.DataEndpoint, guessedKey, source, 0, buffer, awaitHeld: false, TimeSpan.FromSeconds(10));
+        Assert.Equal(DataPortStatus.NotFilled, guessed.Status);
+        Assert.Contains("does not match", guessed.Message, StringComparison.Ordinal);
+        Assert.Equal(DataPortStatus.Miss, (await reader.ReadAsync(silo.DataEndpoint, guessedKey, 0, buffer, waitForFill: false, TimeSpan.FromSeconds(10))).Status);
+
+        // A source that climbs out of the mount is refused before the mount is looked at.
+        var climbing = await reader.FillAsync(silo.DataEndpoint, realKey, source with { Path = "../trust/secret.txt" }, 0, buffer, awaitHeld: false, TimeSpan.FromSeconds(10));
+        Assert.Equal(DataPortStatus.NotFilled, climbing.Status);
+        Assert.Contains("..", climbing.Message, StringComparison.Ordinal);
+
+        // The real key with its source: filled and served in one request.
+        Assert.Equal(DataPortStatus.Miss, (await reader.ReadAsync(silo.DataEndpoint, realKey, 0, buffer, waitForFill: false, TimeSpan.FromSeconds(10))).Status);
+        var filled = await reader.FillAsync(silo.DataEndpoint, realKey, source, 0, buffer, awaitHeld: false, TimeSpan.FromSeconds(10));
+        Assert.Equal(DataPortStatus.Ok, filled.Status);
+        Assert.Equal("bytes filled through the data port", System.Text.Encoding.UTF8.GetString(buffer, 0, filled.Read));
+    }
+
+    [Fact]
     public async Task A_data_port_write_needs_a_capability_that_only_writers_of_the_mount_get()
     {
         await using var alice = await fixture.ClientAsync("alice");
