@@ -52,6 +52,8 @@ public sealed class TrustModelFixture : IAsyncLifetime
 
         Dataset = TestProcess.NewFolder("trust-data");
         await File.WriteAllTextAsync(Path.Combine(Dataset, "secret.txt"), "the training set's bytes");
+        // Read only through a data-port fill (its test asks for it cold).
+        await File.WriteAllTextAsync(Path.Combine(Dataset, "fill.txt"), "bytes filled through the data port");
         // The file the wire test reads (made before the mount lists the folder, which it then keeps: sync-interval never).
         await File.WriteAllTextAsync(Path.Combine(Dataset, WireFile), string.Concat(Enumerable.Repeat(WireMarker + "\n", 2000)));
         Silo = await SiloProcess.StartAsync("trust", ["--cluster-id", ClusterId, "--credentials", Folder("silo")]);
@@ -246,7 +248,6 @@ public sealed class TrustModelTests(TrustModelFixture fixture) : IClassFixture<T
     [Fact]
     public async Task A_data_port_fill_starts_only_from_a_source_that_names_the_block_under_the_mount_key()
     {
-        await File.WriteAllTextAsync(Path.Combine(fixture.Dataset, "fill.txt"), "bytes filled through the data port");
         await using var alice = await fixture.ClientAsync("alice");
         var entry = (await alice.StatAsync("/m/fill.txt")).Value!;
         var mount = (await alice.GetMountsAsync(refresh: true)).Value!.Mounts.Single(m => m.Path == "/m");
