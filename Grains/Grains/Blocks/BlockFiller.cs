@@ -47,22 +47,12 @@ public sealed class BlockFiller(TierStore store, UnderStorageRegistry registry, 
     /// </summary>
     public async ValueTask<string?> StartFromDataPortAsync(BlockKey key, FillSource source)
     {
-        var start = await StartAsync(new BlockSource(source.MountId, source.Path, source.ETag, source.FileSize, source.BlockSize, source.Index)).ConfigureAwait(false);
-        if (start.Status != FsStatus.Ok)
-        {
-            return start.Message;
-        }
-
-        if (start.Key != key)
-        {
-            return $"block source {source.Path}#{source.Index} of mount {source.MountId} does not match block {key}";
-        }
-
-        return start.Fill is { Completion.IsFaulted: true } fill ? fill.Completion.Exception!.GetBaseException().Message : null;
+        var start = await StartAsync(new BlockSource(source.MountId, source.Path, source.ETag, source.FileSize, source.BlockSize, source.Index), expectedKey: key).ConfigureAwait(false);
+        return start.Status != FsStatus.Ok ? start.Message : start.Fill is { Completion.IsFaulted: true } fill ? fill.Completion.Exception!.GetBaseException().Message : null;
     }
 
     /// <summary>Starts (or joins) the fill of a block; the status says why it could not start.</summary>
-    public async ValueTask<FillStart> StartAsync(BlockSource source, ushort flags = 0, long expiresTicks = 0)
+    public async ValueTask<FillStart> StartAsync(BlockSource source, ushort flags = 0, long expiresTicks = 0, BlockKey? expectedKey = null)
     {
         // The path comes from a caller: refused before the mount is even resolved when it could leave the mount by its words.
         var pathError = source.Path.Length == 0 ? "the path is empty (a block belongs to a file)"
@@ -84,6 +74,12 @@ public sealed class BlockFiller(TierStore store, UnderStorageRegistry registry, 
         }
 
         var key = KeyOf(mount, source);
+        if (expectedKey is { } expected && expected != key)
+        {
+            // Nothing starts: a caller who does not know the mount's block-name key cannot have blocks filled.
+            return new FillStart(FsStatus.InvalidArgument, $"block source {source.Path}#{source.Index} of mount {source.MountId} does not match block {expected}", key, null);
+        }
+
         if (WriteTag.IsWritten(source.ETag) && WriteTag.UnderStorageETag(source.ETag) is null)
         {
             // Not persisted yet: under-storage holds no copy (or an older version), so only the write worker can serve it.

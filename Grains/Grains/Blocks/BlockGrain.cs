@@ -31,15 +31,11 @@ internal sealed partial class BlockGrain(BlockFiller filler, LocalSilo silo, ILo
 
     public async ValueTask<BlockLocation> FillAsync(BlockSource source)
     {
-        var start = await filler.StartAsync(source);
+        // Checked before anything starts: a source that is not this block's fills nothing.
+        var start = await filler.StartAsync(source, expectedKey: _key);
         if (start.Status != FsStatus.Ok)
         {
             return Fail(start.Status, start.Message);
-        }
-
-        if (start.Key != _key)
-        {
-            return Fail(FsStatus.InvalidArgument, $"block source {source.Path}#{source.Index} does not match block {_key}");
         }
 
         if (start.Fill is { } fill && fill.Completion.IsFaulted)
