@@ -36,6 +36,18 @@ public sealed class BlockCacheClusterTests(GpuClusterFixture fixture) : IClassFi
         return data;
     }
 
+    /// <summary>A file of <paramref name="blocks"/> 64 KiB blocks in a new folder, mounted with that block size, and a client with <paramref name="options"/>.</summary>
+    private async Task<(GrainFsClient Client, string Mount, byte[] Data)> MountBlocksAsync(string name, string file, int blocks, int seed, GrainFsClientOptions options)
+    {
+        var folder = TestProcess.NewFolder(name);
+        var data = RandomBytes(blocks * 65536, seed);
+        await File.WriteAllBytesAsync(Path.Combine(folder, file), data);
+        var client = GrainFsClient.Create(fixture.Cluster.Client, options);
+        var m = Unique(name);
+        Assert.True((await client.MountAsync(m, $"file://{folder}", new Dictionary<string, string> { ["block-size"] = "64KiB" })).IsOk);
+        return (client, m, data);
+    }
+
     private static byte[] RandomBytes(int length, int seed)
     {
         var data = new byte[length];
@@ -101,13 +113,8 @@ public sealed class BlockCacheClusterTests(GpuClusterFixture fixture) : IClassFi
     [Fact]
     public async Task A_sequential_cold_reader_keeps_its_read_ahead_window_moving_through_blocks_filled_ahead_of_it()
     {
-        var folder = TestProcess.NewFolder("readahead");
         const int block = 65536;
-        var data = RandomBytes(40 * block, 13);
-        await File.WriteAllBytesAsync(Path.Combine(folder, "seq.bin"), data);
-        var client = GrainFsClient.Create(fixture.Cluster.Client, new GrainFsClientOptions { Host = "no-such-host", ReadAheadBlocks = 4 });
-        var m = Unique("readahead");
-        Assert.True((await client.MountAsync(m, $"file://{folder}", new Dictionary<string, string> { ["block-size"] = "64KiB" })).IsOk);
+        var (client, m, data) = await MountBlocksAsync("readahead", "seq.bin", 40, 13, new GrainFsClientOptions { Host = "no-such-host", ReadAheadBlocks = 4 });
         var file = (await client.OpenAsync($"{m}/seq.bin")).GetValueOrThrow();
         async Task<bool> HeldAsync(int index) =>
             (await fixture.Cluster.Client.GetGrain<IBlockGrain>(file.Version.KeyOf(index).ToString()).GetStateAsync()).Tier is not null;
@@ -148,14 +155,9 @@ public sealed class BlockCacheClusterTests(GpuClusterFixture fixture) : IClassFi
     [Fact]
     public async Task A_cold_read_on_the_host_of_the_filling_worker_reads_the_block_file_and_nothing_crosses_its_data_port()
     {
-        var folder = TestProcess.NewFolder("samehost");
         const int block = 65536;
-        var data = RandomBytes(24 * block, 14);
-        await File.WriteAllBytesAsync(Path.Combine(folder, "f.bin"), data);
         // On Primary's host: its blocks are read from its tier folders, Secondary_1's through Secondary_1's data port.
-        var client = GrainFsClient.Create(fixture.Cluster.Client, new GrainFsClientOptions { Host = "Primary" });
-        var m = Unique("samehost");
-        Assert.True((await client.MountAsync(m, $"file://{folder}", new Dictionary<string, string> { ["block-size"] = "64KiB" })).IsOk);
+        var (client, m, data) = await MountBlocksAsync("samehost", "f.bin", 24, 14, new GrainFsClientOptions { Host = "Primary" });
         static long Served(WorkerReport worker) => worker.BytesServedBySource.Values.Sum();
         var before = (await client.GetReportAsync()).GetValueOrThrow().ToDictionary(w => w.Silo);
 
