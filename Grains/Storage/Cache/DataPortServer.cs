@@ -168,18 +168,21 @@ public sealed partial class DataPortServer : IAsyncDisposable
                         continue;
                     }
 
+                    var filling = false;
                     if ((flags & DataPortProtocol.FlagSource) != 0)
                     {
                         var started = await StartFillAsync(stream, request, key).ConfigureAwait(false);
-                        if (started is null)
+                        if (started is FillStart.Closed)
                         {
                             return;
                         }
 
-                        if (started == false)
+                        if (started is FillStart.Refused)
                         {
                             continue;
                         }
+
+                        filling = started is FillStart.Filling;
                     }
 
                     if ((flags & DataPortProtocol.FlagAwaitHeld) != 0)
@@ -188,7 +191,7 @@ public sealed partial class DataPortServer : IAsyncDisposable
                         continue;
                     }
 
-                    await HandleReadAsync(stream, key, offset, length).ConfigureAwait(false);
+                    await HandleReadAsync(stream, key, offset, length, filling).ConfigureAwait(false);
                 }
             }
         }
@@ -296,15 +299,15 @@ public sealed partial class DataPortServer : IAsyncDisposable
         return ReceiveExactlyAsync(stream, buffer, idle.Token);
     }
 
-    // A read that carries its block's source: the fill starts here unless the block is held or being filled. True to go
-    // on with the read; false when refused (answered NotFilled); null when the connection must close (a bad source).
-    private async Task<bool?> StartFillAsync(Stream stream, byte[] request, BlockKey key)
+    // A read that carries its block's source: the fill starts here unless the block is held or being filled. Held or
+    // Filling to go on with the read; Refused when answered NotFilled; Closed when the connection must close (a bad source).
+    private async Task<FillStart> StartFillAsync(Stream stream, byte[] request, BlockKey key)
     {
         var length = DataPortProtocol.SourceLength(request);
         if (length < 0)
         {
             await SendMessageAsync(stream, DataPortStatus.BadRequest, $"a block source of at most {DataPortProtocol.MaxSourceLength} bytes").ConfigureAwait(false);
-            return null;
+            return FillStart.Closed;
         }
 
         var bytes = ArrayPool<byte>.Shared.Rent(length);
@@ -316,7 +319,7 @@ public sealed partial class DataPortServer : IAsyncDisposable
             if (!FillSource.TryDecode(bytes.AsSpan(0, length), out source, out error))
             {
                 await SendMessageAsync(stream, DataPortStatus.BadRequest, error!).ConfigureAwait(false);
-                return null;
+                return FillStart.Closed;
             }
         }
         finally
@@ -324,19 +327,24 @@ public sealed partial class DataPortServer : IAsyncDisposable
             ArrayPool<byte>.Shared.Return(bytes);
         }
 
-        if (_store.TryPeek(key, out _) || _store.FindFill(key) is not null)
+        if (_store.TryPeek(key, out _))
         {
-            return true;
+            return FillStart.Held;
+        }
+
+        if (_store.FindFill(key) is not null)
+        {
+            return FillStart.Filling;
         }
 
         error = _startFill is null ? "this worker takes no block sources" : await _startFill(key, source).ConfigureAwait(false);
         if (error is null)
         {
-            return true;
+            return FillStart.Filling;
         }
 
         await SendMessageAsync(stream, DataPortStatus.NotFilled, error).ConfigureAwait(false);
-        return false;
+        return FillStart.Refused;
     }
 
     // A same-host reader waits here for the block to be held, then reads its file itself: no bytes cross the connection.
@@ -364,12 +372,16 @@ public sealed partial class DataPortServer : IAsyncDisposable
         await SendStatusAsync(socket, DataPortStatus.Miss).ConfigureAwait(false);
     }
 
-    private async Task HandleReadAsync(Stream socket, BlockKey key, long offset, int length)
+    // filling: this request started the block's fill or found it in progress; its bytes are reported as coming from
+    // under-storage even when the fill completed before they were read (a small block often does), so that the reader
+    // knows it met a cold block (sequential readers read ahead on cold blocks only).
+    private async Task HandleReadAsync(Stream socket, BlockKey key, long offset, int length, bool filling)
     {
         var started = Stopwatch.GetTimestamp();
+        var reported = filling ? DataSource.UnderStorage : (DataSource?)null;
         if (_store.TryGet(key, out var block))
         {
-            var served = await ServeCachedAsync(socket, block, offset, length).ConfigureAwait(false);
+            var served = await ServeCachedAsync(socket, block, offset, length, reported).ConfigureAwait(false);
             if (served)
             {
                 Record(block.Tier.Name, started);
@@ -383,7 +395,7 @@ public sealed partial class DataPortServer : IAsyncDisposable
         if (fill is null)
         {
             // Held a moment ago but gone (evicted, freed) or never held: the client asks the block's grain to fill it.
-            if (_store.TryPeek(key, out var again) && await ServeCachedAsync(socket, again, offset, length).ConfigureAwait(false))
+            if (_store.TryPeek(key, out var again) && await ServeCachedAsync(socket, again, offset, length, reported).ConfigureAwait(false))
             {
                 return;
             }
@@ -403,7 +415,7 @@ public sealed partial class DataPortServer : IAsyncDisposable
             return;
         }
 
-        if (fill.Completion.IsCompletedSuccessfully && _store.TryPeek(key, out var filled) && await ServeCachedAsync(socket, filled, offset, length).ConfigureAwait(false))
+        if (fill.Completion.IsCompletedSuccessfully && _store.TryPeek(key, out var filled) && await ServeCachedAsync(socket, filled, offset, length, DataSource.UnderStorage).ConfigureAwait(false))
         {
             Record("under-storage", started);
             return;
@@ -448,7 +460,7 @@ public sealed partial class DataPortServer : IAsyncDisposable
                 return;
             }
 
-            if (_store.TryPeek(key, out var done) && await ServeCachedAsync(socket, done, offset, length).ConfigureAwait(false))
+            if (_store.TryPeek(key, out var done) && await ServeCachedAsync(socket, done, offset, length, DataSource.UnderStorage).ConfigureAwait(false))
             {
                 return;
             }
@@ -596,8 +608,11 @@ public sealed partial class DataPortServer : IAsyncDisposable
         public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 
-    /// <summary>Serves a held block; false when its file is gone (the caller answers Miss).</summary>
-    private async Task<bool> ServeCachedAsync(Stream socket, CachedBlock block, long offset, int length)
+    /// <summary>
+    /// Serves a held block; false when its file is gone (the caller answers Miss). The reply names the block's tier as
+    /// its source unless <paramref name="reported"/> says otherwise (a block whose fill this request waited on).
+    /// </summary>
+    private async Task<bool> ServeCachedAsync(Stream socket, CachedBlock block, long offset, int length, DataSource? reported = null)
     {
         var header = block.Header;
         var count = (int)Math.Max(0, Math.Min(length, header.DataLength - offset));
@@ -622,7 +637,7 @@ public sealed partial class DataPortServer : IAsyncDisposable
                 return true;
             }
 
-            DataPortProtocol.WriteReplyHeader(buffer, DataPortStatus.Ok, block.Tier.Kind.Source(), read);
+            DataPortProtocol.WriteReplyHeader(buffer, DataPortStatus.Ok, reported ?? block.Tier.Kind.Source(), read);
             await SendReplyAsync(socket, buffer, read).ConfigureAwait(false);
             _store.RecordServed(block.Tier.Name, read);
             return true;
@@ -710,4 +725,20 @@ public sealed partial class DataPortServer : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Data port listening on {Endpoint}")]
     private static partial void LogListening(ILogger logger, string endpoint);
+}
+
+/// <summary>What a read that carries its block's source found or did.</summary>
+internal enum FillStart
+{
+    /// <summary>The block is held: the read is served from its tier.</summary>
+    Held,
+
+    /// <summary>This read started the block's fill or found one in progress: the read waits on it.</summary>
+    Filling,
+
+    /// <summary>The worker would not fill it (answered NotFilled); the connection goes on.</summary>
+    Refused,
+
+    /// <summary>The source was malformed (answered BadRequest); the connection closes.</summary>
+    Closed,
 }
