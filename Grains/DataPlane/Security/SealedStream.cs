@@ -1,92 +1,50 @@
 using System.Buffers;
-using System.Buffers.Binary;
 using System.Net.Security;
-using System.Security.Cryptography;
 
 namespace GrainFs.DataPlane.Security;
 
 /// <summary>
-/// The data port's record layer once its TLS 1.3 handshake is done. TLS authenticates both ends (mutual certificates of
-/// the cluster) and agrees on a forward-secret channel; through that channel each end sends 32 random bytes, and each
-/// direction's AES-256-GCM key is derived from both with HKDF-SHA256. From then on every byte travels in sealed frames
-/// straight on the TCP connection: a 4-byte little-endian length (at most <see cref="MaxFrame"/>, bound in as associated
-/// data), the ciphertext, a 16-byte tag; the nonce is the frame's sequence number in its direction, so a frame dropped,
-/// replayed, reordered or altered fails to open and closes the connection. This is TLS's own record construction with
-/// 256 KiB records instead of 16 KiB, decrypted straight into the reader's buffer: the bulk bytes of the data port pay
-/// one AES-GCM pass per side and no extra copy. After <see cref="MaxFramesPerKey"/> frames in one direction (1 TiB at
-/// full frames) the stream refuses to go on and the caller opens a new connection, which gets new keys.
+/// The data port's record layer once its TLS 1.3 handshake is done: every byte travels in <see cref="FrameCipher"/>
+/// frames of up to <see cref="MaxFrame"/> bytes straight on the TCP connection, sealed from the writer's buffer and
+/// opened straight into the reader's, so the bulk bytes of the data port pay one AES-GCM pass per side and no extra
+/// copy. A frame dropped, replayed, reordered or altered fails to open and ends the stream with an error.
 /// </summary>
 public sealed class SealedStream : Stream
 {
     /// <summary>The largest plaintext of one frame.</summary>
     public const int MaxFrame = 256 * 1024;
 
-    /// <summary>Frames one direction's key seals before the connection must be replaced (well inside AES-GCM's limits).</summary>
-    public const long MaxFramesPerKey = 1L << 22;
-
-    private const int KEY_SIZE = 32;
-    private const int LENGTH_SIZE = 4;
-    private const int TAG_SIZE = 16;
-    private const int NONCE_SIZE = 12;
-
-    private static readonly byte[] Salt = "grainfs-data-port-v1"u8.ToArray();
+    private const string PROTOCOL = "grainfs-data-port-v1";
+    private const int LENGTH_SIZE = FrameCipher.LengthSize;
+    private const int TAG_SIZE = FrameCipher.TagSize;
 
     private readonly Stream _transport;
     private readonly SslStream _handshake;
-    private readonly AesGcm _seal;
-    private readonly AesGcm _open;
+    private readonly FrameCipher _cipher;
     private readonly byte[] _lengthIn = new byte[LENGTH_SIZE];
-    private readonly byte[] _nonceOut = new byte[NONCE_SIZE];
-    private readonly byte[] _nonceIn = new byte[NONCE_SIZE];
-    private long _sent;
-    private long _received;
 
     // Plaintext of the last frame not yet handed to the reader (a read smaller than the frame).
     private byte[]? _left;
     private int _leftStart;
     private int _leftEnd;
 
-    private SealedStream(Stream transport, SslStream handshake, byte[] sealKey, byte[] openKey)
+    private SealedStream(Stream transport, SslStream handshake, FrameCipher cipher)
     {
         _transport = transport;
         _handshake = handshake;
-        _seal = new AesGcm(sealKey, TAG_SIZE);
-        _open = new AesGcm(openKey, TAG_SIZE);
-        CryptographicOperations.ZeroMemory(sealKey);
-        CryptographicOperations.ZeroMemory(openKey);
+        _cipher = cipher;
     }
 
     /// <summary>
     /// Agrees on the frame keys through <paramref name="tls"/> (authenticated, over <paramref name="transport"/>) and
-    /// returns the stream that seals frames on <paramref name="transport"/>. The client speaks first and the server
-    /// answers, and neither sends anything after its key share until the other's has arrived, so nothing of the frames
-    /// is ever read into the TLS stream's buffer. <paramref name="tls"/> must leave <paramref name="transport"/> open;
-    /// disposing the result disposes both.
+    /// returns the stream that seals frames on <paramref name="transport"/>. The data port's client speaks first and
+    /// the server sends nothing until asked, so nothing of the frames is ever read into the TLS stream's buffer.
+    /// <paramref name="tls"/> must leave <paramref name="transport"/> open; disposing the result disposes both.
     /// </summary>
     public static async Task<SealedStream> EstablishAsync(SslStream tls, Stream transport, bool isClient, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(tls);
-        var mine = RandomNumberGenerator.GetBytes(KEY_SIZE);
-        var theirs = new byte[KEY_SIZE];
-        if (isClient)
-        {
-            await tls.WriteAsync(mine, cancellationToken).ConfigureAwait(false);
-            await tls.FlushAsync(cancellationToken).ConfigureAwait(false);
-            await tls.ReadExactlyAsync(theirs, cancellationToken).ConfigureAwait(false);
-        }
-        else
-        {
-            await tls.ReadExactlyAsync(theirs, cancellationToken).ConfigureAwait(false);
-            await tls.WriteAsync(mine, cancellationToken).ConfigureAwait(false);
-            await tls.FlushAsync(cancellationToken).ConfigureAwait(false);
-        }
-
-        var shares = isClient ? [.. mine, .. theirs] : (byte[])[.. theirs, .. mine];
-        var toServer = HKDF.DeriveKey(HashAlgorithmName.SHA256, shares, KEY_SIZE, Salt, "client to server"u8.ToArray());
-        var toClient = HKDF.DeriveKey(HashAlgorithmName.SHA256, shares, KEY_SIZE, Salt, "server to client"u8.ToArray());
-        CryptographicOperations.ZeroMemory(shares);
-        CryptographicOperations.ZeroMemory(mine);
-        return isClient ? new SealedStream(transport, tls, toServer, toClient) : new SealedStream(transport, tls, toClient, toServer);
+        var cipher = await FrameCipher.AgreeAsync(tls, isClient, PROTOCOL, MaxFrame, cancellationToken).ConfigureAwait(false);
+        return new SealedStream(transport, tls, cipher);
     }
 
     /// <inheritdoc />
@@ -163,17 +121,7 @@ public sealed class SealedStream : Stream
         await WriteAsync(body[first..], cancellationToken).ConfigureAwait(false);
     }
 
-    private void Seal(ReadOnlySpan<byte> plaintext, Span<byte> frame)
-    {
-        if (_sent >= MaxFramesPerKey)
-        {
-            throw new IOException($"the data-port connection sealed {MaxFramesPerKey} frames under one key; open a new connection");
-        }
-
-        BinaryPrimitives.WriteInt64LittleEndian(_nonceOut.AsSpan(4), _sent++);
-        BinaryPrimitives.WriteInt32LittleEndian(frame, plaintext.Length);
-        _seal.Encrypt(_nonceOut, plaintext, frame.Slice(LENGTH_SIZE, plaintext.Length), frame.Slice(LENGTH_SIZE + plaintext.Length, TAG_SIZE), frame[..LENGTH_SIZE]);
-    }
+    private void Seal(ReadOnlySpan<byte> plaintext, Span<byte> frame) => _cipher.Seal(plaintext, frame);
 
     /// <inheritdoc />
     public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
@@ -201,33 +149,14 @@ public sealed class SealedStream : Stream
             header += n;
         }
 
-        var length = BinaryPrimitives.ReadInt32LittleEndian(_lengthIn);
-        if (length is <= 0 or > MaxFrame)
-        {
-            throw new InvalidDataException($"a sealed frame of {length} bytes (at most {MaxFrame})");
-        }
-
-        if (_received >= MaxFramesPerKey)
-        {
-            throw new IOException($"the data-port connection opened {MaxFramesPerKey} frames under one key; open a new connection");
-        }
-
+        var length = _cipher.ReadLength(_lengthIn);
         var frame = ArrayPool<byte>.Shared.Rent(length + TAG_SIZE);
         var keep = false;
         try
         {
             await _transport.ReadExactlyAsync(frame.AsMemory(0, length + TAG_SIZE), cancellationToken).ConfigureAwait(false);
-            BinaryPrimitives.WriteInt64LittleEndian(_nonceIn.AsSpan(4), _received++);
             var whole = buffer.Length >= length;
-            var plaintext = whole ? buffer.Span[..length] : frame.AsSpan(0, length);
-            try
-            {
-                _open.Decrypt(_nonceIn, frame.AsSpan(0, length), frame.AsSpan(length, TAG_SIZE), plaintext, _lengthIn);
-            }
-            catch (AuthenticationTagMismatchException e)
-            {
-                throw new IOException("a data-port frame failed its authentication tag (altered, replayed or out of order)", e);
-            }
+            _cipher.Open(_lengthIn, frame.AsSpan(0, length + TAG_SIZE), whole ? buffer.Span[..length] : frame.AsSpan(0, length));
 
             if (whole)
             {
@@ -283,8 +212,7 @@ public sealed class SealedStream : Stream
     {
         if (disposing)
         {
-            _seal.Dispose();
-            _open.Dispose();
+            _cipher.Dispose();
             _handshake.Dispose();
             _transport.Dispose();
             if (_left is not null)
