@@ -1,15 +1,14 @@
-using System.Security.Authentication;
 using System.Security.Cryptography;
 using GrainFs.DataPlane.Security;
 using Microsoft.Extensions.DependencyInjection;
 using Orleans.Configuration;
-using Orleans.Connections.Security;
 
 namespace GrainFs.Client;
 
 /// <summary>
-/// A client's side of the trust model: mutual TLS 1.3 to the gateways with its certificate, and a session token on every
-/// grain call, got by a login that proves its certificate's key and renewed at half its life.
+/// A client's side of the trust model: sealed connections to the gateways (a mutual TLS 1.3 handshake with its
+/// certificate, then AES-256-GCM frames), and a session token on every grain call, got by a login that proves its
+/// certificate's key and renewed at half its life.
 /// </summary>
 public static class ClientSecurityExtensions
 {
@@ -26,25 +25,18 @@ public static class ClientSecurityExtensions
         var trust = session.Trust;
         builder.Services.AddSingleton(session);
         builder.AddOutgoingGrainCallFilter<SessionCallFilter>();
-        builder.Configure<ClientConnectionOptions>(connections => connections.ConfigureConnection(c => c.UseClientTls(new TlsOptions
+        builder.Configure<ClientConnectionOptions>(connections => connections.ConfigureConnection(c => c.UseSealedClient(new SealedConnectionOptions(trust, Accepts.Silos, failure =>
         {
-            LocalCertificate = trust.Certificate,
-            LocalClientCertificateSelector = (_, _, _, _, _) => trust.Certificate,
-            RemoteCertificateMode = RemoteCertificateMode.RequireCertificate,
-            ClientCertificateMode = RemoteCertificateMode.RequireCertificate,
-            SslProtocols = SslProtocols.Tls13,
-            HandshakeTimeout = TimeSpan.FromSeconds(10),
-            RemoteCertificateValidation = (certificate, _, _) =>
+            switch (failure.Kind)
             {
-                if (trust.Validate(certificate, Accepts.Silos, out var reason) is not null)
-                {
-                    return true;
-                }
-
-                session.LastRefusal = $"the gateway's certificate is not one of this cluster's ({reason}; credentials {trust.Folder})";
-                return false;
-            },
-        })));
+                case HandshakeFailureKind.PeerRefused:
+                    session.LastRefusal = $"the gateway's certificate is not one of this cluster's ({failure.Reason}; credentials {trust.Folder})";
+                    break;
+                case HandshakeFailureKind.RefusedByPeer:
+                    session.LastRefusal = $"{failure.Reason}; the credentials ({trust.Folder}) are not this cluster's";
+                    break;
+            }
+        }))));
         return builder;
     }
 }

@@ -1,19 +1,20 @@
-using System.Security.Authentication;
 using GrainFs.DataPlane.Security;
 using GrainFs.Grains.Security;
+using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using Orleans.Configuration;
-using Orleans.Connections.Security;
 
 namespace GrainFs.Silo.Hosting;
 
 /// <summary>
-/// The trust model on a silo: mutual TLS 1.3 on the silo-to-silo port (silo certificates only) and the gateway (any
-/// identity of the cluster), the login grain, the access filter on every incoming grain call, the silo mark on every
-/// outgoing one, the per-mount access cache, the audit log and the secret box sealing mount credentials at rest.
+/// The trust model on a silo: sealed connections (<see cref="SealedConnection"/>: a mutual TLS 1.3 handshake, then
+/// AES-256-GCM frames) on the silo-to-silo port (silo certificates only) and the gateway (any identity of the cluster),
+/// the login grain, the access filter on every incoming grain call, the silo mark on every outgoing one, the per-mount
+/// access cache, the audit log and the secret box sealing mount credentials at rest.
 /// </summary>
-public static class GrainFsSecurityExtensions
+public static partial class GrainFsSecurityExtensions
 {
     /// <summary>Adds the trust model with the credentials of <paramref name="trust"/>; audit events go to <paramref name="auditPath"/>.</summary>
     public static ISiloBuilder AddGrainFsSecurity(this ISiloBuilder builder, ClusterTrust trust, string clusterId, string? auditPath)
@@ -28,32 +29,28 @@ public static class GrainFsSecurityExtensions
         builder.AddOutgoingGrainCallFilter<SiloCallMarker>();
         builder.Configure<SiloConnectionOptions>(connections =>
         {
-            connections.ConfigureSiloInboundConnection(c => c.UseServerTls(Tls(trust, Accepts.Silos, "silo port")));
-            connections.ConfigureSiloOutboundConnection(c => c.UseClientTls(Tls(trust, Accepts.Silos, "silo port")));
-            connections.ConfigureGatewayInboundConnection(c => c.UseServerTls(Tls(trust, Accepts.Anyone, "gateway")));
+            connections.ConfigureSiloInboundConnection(c => c.UseSealedServer(Sealed(c, trust, Accepts.Silos, "silo port")));
+            connections.ConfigureSiloOutboundConnection(c => c.UseSealedClient(Sealed(c, trust, Accepts.Silos, "silo port")));
+            connections.ConfigureGatewayInboundConnection(c => c.UseSealedServer(Sealed(c, trust, Accepts.Anyone, "gateway")));
         });
         return builder;
     }
 
-    private static TlsOptions Tls(ClusterTrust trust, IdentityKind[] accepts, string endpoint) => new()
+    // A refused peer is counted as a denial; every failed handshake is logged with its reason.
+    private static SealedConnectionOptions Sealed(IConnectionBuilder connection, ClusterTrust trust, IdentityKind[] accepts, string endpoint)
     {
-        // Selectors, so that a renewed certificate is presented on new connections without a restart.
-        LocalCertificate = trust.Certificate,
-        LocalServerCertificateSelector = (_, _) => trust.Certificate,
-        LocalClientCertificateSelector = (_, _, _, _, _) => trust.Certificate,
-        RemoteCertificateMode = RemoteCertificateMode.RequireCertificate,
-        ClientCertificateMode = RemoteCertificateMode.RequireCertificate,
-        SslProtocols = SslProtocols.Tls13,
-        HandshakeTimeout = TimeSpan.FromSeconds(10),
-        RemoteCertificateValidation = (certificate, _, _) =>
+        var logger = (connection.ApplicationServices.GetService<ILoggerFactory>() ?? NullLoggerFactory.Instance).CreateLogger("GrainFs.Security.Connections");
+        return new SealedConnectionOptions(trust, accepts, failure =>
         {
-            if (trust.Validate(certificate, accepts, out _) is not null)
+            if (failure.Kind == HandshakeFailureKind.PeerRefused)
             {
-                return true;
+                SiloSecurity.CountDenied(endpoint);
             }
 
-            SiloSecurity.CountDenied(endpoint);
-            return false;
-        },
-    };
+            LogHandshakeFailed(logger, endpoint, failure.Kind, failure.Reason);
+        });
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "A connection to the {Endpoint} failed its handshake ({Kind}): {Reason}")]
+    private static partial void LogHandshakeFailed(ILogger logger, string endpoint, HandshakeFailureKind kind, string reason);
 }
