@@ -102,7 +102,8 @@ public sealed class FuseLifecycleTests(EmbeddedFuseSilo fixture) : IClassFixture
                 }
 
                 Assert.Equal(kib, value);
-                Assert.Contains($"Kernel read-ahead of {mount.MountPoint}: {kib} KiB", mount.Process.Output, StringComparison.Ordinal);
+                // The daemon logs the window once it is set, which can be a moment after the test sees it.
+                await mount.Process.WaitForOutputAsync($"Kernel read-ahead of {mount.MountPoint}: {kib} KiB", TimeSpan.FromSeconds(10));
             }
         }
 
