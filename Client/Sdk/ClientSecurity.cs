@@ -95,21 +95,39 @@ internal sealed class SessionCallFilter(ClientSession session, IServiceProvider 
 {
     private IGrainFactory? _grains;
 
-    public async Task Invoke(IOutgoingGrainCallContext context)
+    // With a current token (nearly always) the call goes on with no state machine of this filter's own.
+    public Task Invoke(IOutgoingGrainCallContext context)
     {
         // The login itself, and the type manifest the client fetches while it connects (before it can log in), go without.
         var type = context.InterfaceMethod.DeclaringType;
-        if (!(type == typeof(IAuthGrain) && context.InterfaceMethod.Name == nameof(IAuthGrain.LoginAsync)) && type?.Name != "IClusterManifestSystemTarget")
+        if ((type == typeof(IAuthGrain) && context.InterfaceMethod.Name == nameof(IAuthGrain.LoginAsync)) || type?.Name == "IClusterManifestSystemTarget")
         {
-            _grains ??= services.GetRequiredService<IGrainFactory>();
-            // Set only when it changes: each Set copies the request context.
-            var token = await session.TokenAsync(_grains).ConfigureAwait(false);
-            if (!ReferenceEquals(RequestContext.Get(SecurityContextKeys.Token), token))
-            {
-                RequestContext.Set(SecurityContextKeys.Token, token);
-            }
+            return context.Invoke();
         }
 
+        _grains ??= services.GetRequiredService<IGrainFactory>();
+        var token = session.TokenAsync(_grains);
+        if (!token.IsCompletedSuccessfully)
+        {
+            return WithTokenAsync(token, context);
+        }
+
+        SetToken(token.Result);
+        return context.Invoke();
+    }
+
+    private static async Task WithTokenAsync(ValueTask<string> token, IOutgoingGrainCallContext context)
+    {
+        SetToken(await token.ConfigureAwait(false));
         await context.Invoke().ConfigureAwait(false);
+    }
+
+    // Set only when it changes: each Set copies the request context.
+    private static void SetToken(string token)
+    {
+        if (!ReferenceEquals(RequestContext.Get(SecurityContextKeys.Token), token))
+        {
+            RequestContext.Set(SecurityContextKeys.Token, token);
+        }
     }
 }

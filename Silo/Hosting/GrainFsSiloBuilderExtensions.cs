@@ -38,6 +38,7 @@ public static class GrainFsSiloBuilderExtensions
         services.AddSingleton(Options.Create(settings.Telemetry));
         services.AddSingleton(Options.Create(settings.Persist));
         services.AddSingleton<GrainFs.Grains.Security.MountAccess>();
+        services.AddSingleton(sp => new GrainFs.Grains.Security.CallerIdentity(sp.GetService<GrainFs.Grains.Security.SiloSecurity>()));
         GrainFs.DataPlane.Security.ClusterTrust? trust = null;
         if (!silo.InsecureNoAuth)
         {

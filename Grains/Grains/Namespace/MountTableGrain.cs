@@ -14,6 +14,7 @@ internal sealed partial class MountTableGrain(
     IMetadataStore store,
     UnderStorageRegistry registry,
     SecretBox secrets,
+    GrainFs.Grains.Security.CallerIdentity callers,
     GrainFsClock time,
     ILogger<MountTableGrain> logger) : Grain, IMountTableGrain
 {
@@ -115,7 +116,7 @@ internal sealed partial class MountTableGrain(
     // --insecure-no-auth (no cluster key) has no identities: every caller reads every mount.
     public ValueTask<MountTableSnapshot> GetTableAsync()
     {
-        var caller = GrainFs.Grains.Security.Caller.Principal;
+        var caller = callers.Current;
         var everyone = !secrets.HasKeys;
         return ValueTask.FromResult(new MountTableSnapshot(_stored.Version,
             [.. _mounts.Select(m => everyone || (caller is not null && GrainFs.Grains.Security.MountAccess.Decide(caller, m, write: false) is null) ? m.ForReader() : m.Redacted())]));

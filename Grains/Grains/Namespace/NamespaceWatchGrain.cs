@@ -6,14 +6,14 @@ namespace GrainFs.Grains.Namespace;
 /// Fans namespace changes out to the subscribed clients (one-way calls, so a slow or dead client holds nobody up).
 /// Subscriptions live in memory and expire unless renewed: a reactivation loses them only until the clients renew.
 /// </summary>
-internal sealed partial class NamespaceWatchGrain(GrainFsClock time, GrainFs.Grains.Security.MountAccess access, ILogger<NamespaceWatchGrain> logger) : Grain, INamespaceWatchGrain
+internal sealed partial class NamespaceWatchGrain(GrainFsClock time, GrainFs.Grains.Security.MountAccess access, GrainFs.Grains.Security.CallerIdentity caller, ILogger<NamespaceWatchGrain> logger) : Grain, INamespaceWatchGrain
 {
     private readonly Dictionary<INamespaceObserver, (DateTime Until, GrainFs.DataPlane.Security.Principal? Who)> _observers = [];
 
     // Each subscriber hears only of paths in mounts it may read (an admin, or a silo, of all).
     public ValueTask SubscribeAsync(INamespaceObserver observer)
     {
-        _observers[observer] = (time.GetUtcNow().UtcDateTime + INamespaceWatchGrain.SubscriptionLifetime, GrainFs.Grains.Security.Caller.Principal);
+        _observers[observer] = (time.GetUtcNow().UtcDateTime + INamespaceWatchGrain.SubscriptionLifetime, caller.Current);
         return ValueTask.CompletedTask;
     }
 

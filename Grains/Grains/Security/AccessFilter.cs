@@ -15,48 +15,65 @@ namespace GrainFs.Grains.Security;
 public sealed partial class AccessFilter(SiloSecurity security, MountAccess access, AuditLog audit, ILogger<AccessFilter> logger) : IIncomingGrainCallFilter
 {
     private static readonly ConcurrentDictionary<MethodInfo, Rule> Rules = new();
+    private static readonly ConcurrentDictionary<GrainId, long> DirectoryMounts = new();
 
-    public async Task Invoke(IIncomingGrainCallContext context)
+    // Most calls are decided without waiting (the token's check is cached, the mount table is in memory): they go on
+    // to the grain with no state machine, allocation or request-context change of this filter's own.
+    public Task Invoke(IIncomingGrainCallContext context)
     {
         var rule = RuleOf(context.InterfaceMethod);
-        if (rule.LocalOnly || security.Tokens.IsSiloMark(RequestContext.Get(SecurityContextKeys.SiloMark) as string))
+        if (rule.LocalOnly || rule.Level == Access.Anonymous || security.Tokens.IsSiloMark(RequestContext.Get(SecurityContextKeys.SiloMark) as string))
         {
-            Caller.Set(null);
-            await context.Invoke();
-            return;
+            return context.Invoke();
         }
 
-        if (rule.Level == Access.Anonymous)
+        var principal = security.Tokens.Verify(RequestContext.Get(SecurityContextKeys.Token) as string);
+        if (principal is null)
         {
-            await context.Invoke();
-            return;
+            return Task.FromException(Deny(context, null, "the call carries no valid session (a client logs in with a certificate of this cluster)"));
         }
 
-        var principal = security.Tokens.Verify(RequestContext.Get(SecurityContextKeys.Token) as string)
-            ?? throw Deny(context, null, "the call carries no valid session (a client logs in with a certificate of this cluster)");
         switch (rule.Level)
         {
             case Access.SiloOnly:
-                throw Deny(context, principal, "it is for silos only");
+                return Task.FromException(Deny(context, principal, "it is for silos only"));
             case Access.Admin when !principal.IsAdmin:
-                throw Deny(context, principal, "it needs an admin identity");
+                return Task.FromException(Deny(context, principal, "it needs an admin identity"));
             case Access.Read or Access.Write:
-                var mount = MountOf(context, rule) ?? throw Deny(context, principal, "the call names no mount");
-                if (await access.CheckAsync(principal, mount, rule.Level == Access.Write) is { } reason)
+                if (MountOf(context, rule) is not { } mount)
                 {
-                    throw Deny(context, principal, reason);
+                    return Task.FromException(Deny(context, principal, "the call names no mount"));
+                }
+
+                var check = access.CheckAsync(principal, mount, rule.Level == Access.Write);
+                if (!check.IsCompletedSuccessfully)
+                {
+                    return CheckedAsync(check, context, principal, rule);
+                }
+
+                if (check.Result is { } reason)
+                {
+                    return Task.FromException(Deny(context, principal, reason));
                 }
 
                 break;
         }
 
-        Caller.Set(principal);
-        if (!rule.Audit)
+        return rule.Audit ? AuditedAsync(context, principal) : context.Invoke();
+    }
+
+    private async Task CheckedAsync(ValueTask<string?> check, IIncomingGrainCallContext context, Principal principal, Rule rule)
+    {
+        if (await check is { } reason)
         {
-            await context.Invoke();
-            return;
+            throw Deny(context, principal, reason);
         }
 
+        await (rule.Audit ? AuditedAsync(context, principal) : context.Invoke());
+    }
+
+    private async Task AuditedAsync(IIncomingGrainCallContext context, Principal principal)
+    {
         try
         {
             await context.Invoke();
@@ -81,13 +98,13 @@ public sealed partial class AccessFilter(SiloSecurity security, MountAccess acce
         // Timer ticks come through the call filters too; they are local by construction (their invoker cannot be sent).
         if (m.DeclaringType?.Name == "IGrainTimerInvoker")
         {
-            return new Rule(Access.SiloOnly, false, -1, LocalOnly: true);
+            return new Rule(Access.SiloOnly, false, -1, LocalOnly: true, []);
         }
 
         // The one system target a client calls before it can log in: the cluster's type manifest (no data, no effects).
         if (m.DeclaringType?.Name == "IClusterManifestSystemTarget")
         {
-            return new Rule(Access.Anonymous, false, -1, false);
+            return new Rule(Access.Anonymous, false, -1, false, []);
         }
 
         var attribute = m.GetCustomAttribute<AccessAttribute>();
@@ -95,18 +112,19 @@ public sealed partial class AccessFilter(SiloSecurity security, MountAccess acce
         {
             // Interfaces not GrainFS's own (the management grain, the dashboard's) are for silos and admins.
             var ours = m.DeclaringType?.Namespace?.StartsWith("GrainFs", StringComparison.Ordinal) == true;
-            return new Rule(ours ? Access.SiloOnly : Access.Admin, false, -1, false);
+            return new Rule(ours ? Access.SiloOnly : Access.Admin, false, -1, false, []);
         }
 
         var parameters = m.GetParameters();
         var mountParameter = Array.FindIndex(parameters, p => p.Name == "mountId" && p.ParameterType == typeof(long));
-        return new Rule(attribute.Level, attribute.Audit, mountParameter, false);
+        var scoped = Enumerable.Range(0, parameters.Length).Where(i => typeof(IMountScoped).IsAssignableFrom(parameters[i].ParameterType)).ToArray();
+        return new Rule(attribute.Level, attribute.Audit, mountParameter, false, scoped);
     });
 
     private static long? MountOf(IIncomingGrainCallContext context, Rule rule)
     {
         var request = context.Request;
-        for (var i = 0; i < request.GetArgumentCount(); i++)
+        foreach (var i in rule.ScopedParameters)
         {
             if (request.GetArgument(i) is IMountScoped scoped)
             {
@@ -122,17 +140,37 @@ public sealed partial class AccessFilter(SiloSecurity security, MountAccess acce
         var type = context.InterfaceMethod.DeclaringType;
         if (type == typeof(IDirectoryGrain))
         {
-            try
-            {
-                return DirectoryKey.Parse(context.TargetId.Key.ToString()!).MountId;
-            }
-            catch (FormatException)
-            {
-                return null;
-            }
+            return DirectoryMount(context.TargetId);
         }
 
         return type == typeof(IMountUsageGrain) ? context.TargetId.GetIntegerKey() : null;
+    }
+
+    // The mount of a directory grain, parsed from its key once per grain (a bounded cache: directories in use).
+    private static long? DirectoryMount(GrainId grain)
+    {
+        if (DirectoryMounts.TryGetValue(grain, out var known))
+        {
+            return known;
+        }
+
+        long mount;
+        try
+        {
+            mount = DirectoryKey.Parse(grain.Key.ToString()!).MountId;
+        }
+        catch (FormatException)
+        {
+            return null;
+        }
+
+        if (DirectoryMounts.Count >= 100_000)
+        {
+            DirectoryMounts.Clear();
+        }
+
+        DirectoryMounts[grain] = mount;
+        return mount;
     }
 
     private GrainFsAccessDeniedException Deny(IIncomingGrainCallContext context, Principal? principal, string reason)
@@ -172,7 +210,7 @@ public sealed partial class AccessFilter(SiloSecurity security, MountAccess acce
     [LoggerMessage(Level = LogLevel.Warning, Message = "{Message}")]
     private static partial void LogDenied(ILogger logger, string message);
 
-    private sealed record Rule(Access Level, bool Audit, int MountParameter, bool LocalOnly);
+    private sealed record Rule(Access Level, bool Audit, int MountParameter, bool LocalOnly, int[] ScopedParameters);
 }
 
 /// <summary>

@@ -6,7 +6,7 @@ namespace GrainFs.Grains.Security;
 
 /// <summary>Logs clients in on the silo they call: checks the certificate and a fresh signature, then issues a session token.</summary>
 [StatelessWorker]
-internal sealed partial class AuthGrain(SiloSecurity security, ILogger<AuthGrain> logger) : Grain, IAuthGrain
+internal sealed partial class AuthGrain(SiloSecurity security, CallerIdentity caller, ILogger<AuthGrain> logger) : Grain, IAuthGrain
 {
     public ValueTask<SessionGrant> LoginAsync(LoginRequest request)
     {
@@ -52,7 +52,7 @@ internal sealed partial class AuthGrain(SiloSecurity security, ILogger<AuthGrain
         }
     }
 
-    public ValueTask<string> WhoAmIAsync() => ValueTask.FromResult(Caller.Principal?.ToString() ?? "a silo");
+    public ValueTask<string> WhoAmIAsync() => ValueTask.FromResult(caller.Current?.ToString() ?? "a silo");
 
     // The access filter has checked that the caller may write the mount.
     public ValueTask<WriteCapability> GrantWritesAsync(long mountId)

@@ -33,13 +33,15 @@ public sealed class SiloSecurity
     public static void CountDenied(string where) => Denied.Add(1, new KeyValuePair<string, object?>("where", where));
 }
 
-/// <summary>The authenticated caller of the grain call being served (null: a silo).</summary>
-public static class Caller
+/// <summary>
+/// The authenticated caller of the grain call being served, read when a grain asks from the call's request context
+/// (the session token the access filter has checked, or a silo's mark): nothing is set per call for the few grains
+/// that ask. Null for a silo, a timer, and on a silo with --insecure-no-auth (no identities).
+/// </summary>
+public sealed class CallerIdentity(SiloSecurity? security)
 {
-    private static readonly AsyncLocal<Principal?> Current = new();
-
-    /// <summary>The client whose call is being served, or null when a silo made it.</summary>
-    public static Principal? Principal => Current.Value;
-
-    internal static void Set(Principal? principal) => Current.Value = principal;
+    /// <summary>The client whose call is being served, or null when a silo made it (or identities are off).</summary>
+    public Principal? Current => security is null || security.Tokens.IsSiloMark(RequestContext.Get(SecurityContextKeys.SiloMark) as string)
+        ? null
+        : security.Tokens.Verify(RequestContext.Get(SecurityContextKeys.Token) as string);
 }
