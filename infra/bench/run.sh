@@ -2,7 +2,7 @@
 # GrainFS against the tools users would pick instead — direct S3 GETs, rclone mount (full VFS cache), s3fs
 # (use_cache) and local disk — on the same data in one run, with a training-style workload.
 #   infra/bench/run.sh                      the default run (about 12 minutes on 2 cores)
-#   infra/bench/run.sh --images 20000 --large-mib 1024 --repeats 5      a larger one
+#   infra/bench/run.sh --preset large       30,000 images and 2 × 1 GiB files (flags such as --images override it)
 # Results (markdown table, JSON, PNG chart, machine description) go to infra/bench/results/.
 # Every mount and process it starts is stopped when it exits, fails or is interrupted (Ctrl-C).
 set -euo pipefail
@@ -11,14 +11,14 @@ bench=infra/bench
 work=${GRAINFS_BENCH_WORK:-/tmp/grainfs-bench/compare}
 
 missing=()
-for tool in dotnet node npm rclone s3fs fusermount3; do
+for tool in dotnet node npm rclone s3fs fusermount3 fio; do
   command -v "$tool" >/dev/null || missing+=("$tool")
 done
 [ -e /dev/fuse ] || missing+=("/dev/fuse")
 /usr/bin/python3 -c "import torch, PIL, numpy, matplotlib" 2>/dev/null || missing+=("python3-torch/python3-pil/python3-matplotlib for /usr/bin/python3")
 if [ ${#missing[@]} -gt 0 ]; then
   echo "run.sh: missing: ${missing[*]}" >&2
-  echo "run.sh: on Debian: apt-get install -y rclone s3fs fuse3 nodejs npm python3-torch python3-pil python3-matplotlib" >&2
+  echo "run.sh: on Debian: apt-get install -y rclone s3fs fuse3 fio nodejs npm python3-torch python3-pil python3-matplotlib" >&2
   exit 2
 fi
 

@@ -36,6 +36,9 @@ internal sealed class Row
 
     public double? Utilisation { get; set; }
 
+    /// <summary>MB/s of each fio job (<see cref="FioJobs.All"/>), for systems that show the dataset as a folder.</summary>
+    public Dictionary<string, double>? Fio { get; set; }
+
     public string? Failure { get; set; }
 }
 
@@ -57,11 +60,26 @@ internal static class CompareBenchmark
     public static async Task<int> RunAsync(BenchArgs args)
     {
         var repo = Repo.Root;
+        // The default preset takes about 12 minutes on 2 cores; "large" is a dataset of the size users bring
+        // (30,000 images, 2 × 1 GiB videos). Explicit flags override either.
+        var preset = args.Text("--preset", "default");
+        (int Images, int LargeMib)? sizes = preset switch
+        {
+            "default" => (3000, 256),
+            "large" => (30_000, 1024),
+            _ => null,
+        };
+        if (sizes is null)
+        {
+            Console.Error.WriteLine($"grainfs-bench compare: --preset '{preset}' is not a preset (default, large)");
+            return 2;
+        }
+
         var settings = new Settings(
             // Absolute: mount points are compared with the kernel's mount table.
             Path.GetFullPath(args.Text("--work", Path.Combine(Path.GetTempPath(), "grainfs-bench", "compare"))),
-            args.Int("--images", 3000),
-            args.Int("--large-mib", 256),
+            args.Int("--images", sizes.Value.Images),
+            args.Int("--large-mib", sizes.Value.LargeMib),
             args.Int("--large-files", 2),
             args.Int("--repeats", 3),
             args.Int("--cold-repeats", 2),
@@ -141,6 +159,7 @@ internal static class CompareBenchmark
         }
 
         Need(OnPath("node"), "node (apt-get install nodejs npm)");
+        Need(OnPath("fio"), "fio (apt-get install fio)");
         Need(File.Exists(s.S3rver), $"s3rver ({s.S3rver}; infra/bench/run.sh installs it with npm)");
         Need(File.Exists(s.SiloDll), $"the GrainFS silo ({s.SiloDll}; dotnet build Orleans.sln -c Release)");
         Need(File.Exists(s.CliDll), $"the grainfs CLI ({s.CliDll}; dotnet build Orleans.sln -c Release)");
@@ -300,6 +319,18 @@ internal static class CompareBenchmark
 
         Progress($"{name}: accelerator emulation (batch {s.Batch}, {s.ComputeMs} ms per batch)");
         (row.Accelerators, row.Utilisation) = await EmulateAsync(s, system, images, ct);
+        if (system.Folder is { } files)
+        {
+            // Warm, as the rows above left it: the large file read once more first, the images by the emulation.
+            await system.ReadLargeAsync(large[0], ct);
+            row.Fio = [];
+            foreach (var job in FioJobs.All)
+            {
+                Progress($"{name}: {job.Name} ({job.Description}, {FioJobs.Runtime} s)");
+                row.Fio[job.Name] = await FioJobs.RunAsync(job, files, large[0], ct);
+            }
+        }
+
         Progress($"{name}: done (accelerators at >=90%: {row.Accelerators})");
     }
 
@@ -605,6 +636,23 @@ internal static class CompareBenchmark
             foreach (var r in rows.Where(r => r.Failure is null))
             {
                 text.AppendLine($"| {r.System} | {Ratio(r.ColdSmall, b.ColdSmall)} | {Ratio(r.WarmSmall, b.WarmSmall)} | {Ratio(r.ColdLarge, b.ColdLarge)} | {Ratio(r.WarmLarge, b.WarmLarge)} | {Ratio(r.Metadata, b.Metadata)} | {Ratio(r.LoaderRaw, b.LoaderRaw)} | {Ratio(r.LoaderDecode, b.LoaderDecode)} | {Ratio(r.Accelerators, b.Accelerators)} |");
+            }
+        }
+
+        var fio = rows.Where(r => r.Failure is null && r.Fio is not null).ToList();
+        var local = fio.FirstOrDefault(r => r.System == "local disk");
+        if (fio.Count > 0)
+        {
+            text.AppendLine();
+            text.AppendLine(CultureInfo.InvariantCulture, $"## fio, warm (MB/s, and the ratio to local disk)");
+            text.AppendLine();
+            text.AppendLine(string.Join(' ', FioJobs.All.Select(j => $"`{j.Name}`: {j.Description}.")) + $" Each job runs {FioJobs.Runtime} s, time-based, with fio's defaults otherwise: `invalidate=1` drops the kernel's page cache of the files first, so the reads reach each system (the disk, GrainFS's tiers through its daemon, rclone's and s3fs's cache folders) rather than only the kernel's cache.");
+            text.AppendLine();
+            text.AppendLine("| system | " + string.Join(" | ", FioJobs.All.Select(j => $"{j.Name} MB/s | {j.Name} vs local")) + " |");
+            text.AppendLine("| --- |" + string.Concat(Enumerable.Repeat(" --- | --- |", FioJobs.All.Length)));
+            foreach (var r in fio)
+            {
+                text.AppendLine($"| {r.System} | " + string.Join(" | ", FioJobs.All.Select(j => $"{F(r.Fio!.GetValueOrDefault(j.Name))} | {Ratio(r.Fio!.GetValueOrDefault(j.Name), local?.Fio?.GetValueOrDefault(j.Name))}")) + " |");
             }
         }
 
