@@ -270,7 +270,7 @@ internal static class CompareBenchmark
         for (var r = 0; r < s.Repeats; r++)
         {
             Progress($"{name}: warm random small-file reads ({r + 1}/{s.Repeats})");
-            warm.Add(await ReadSmallAsync(system, images, s.Readers, 100 + r, ct));
+            warm.Add(await ReadSmallAsync(system, images, s.Readers, 100 + (r * 1000), ct, warm: true));
         }
 
         row.WarmSmall = Median(warm);
@@ -282,12 +282,12 @@ internal static class CompareBenchmark
             await system.MakeColdAsync(ct);
             coldLarge.Add(await ReadLargeAsync(system, large[r % large.Count], ct));
             Progress($"{name}: warm sequential large-file read ({r + 1}/{s.ColdRepeats})");
-            warmLarge.Add(await ReadLargeAsync(system, large[r % large.Count], ct));
+            warmLarge.Add(await ReadLargeAsync(system, large[r % large.Count], ct, warm: true));
         }
 
         for (var r = s.ColdRepeats; r < s.Repeats; r++)
         {
-            warmLarge.Add(await ReadLargeAsync(system, large[(r - 1) % large.Count], ct));
+            warmLarge.Add(await ReadLargeAsync(system, large[(r - 1) % large.Count], ct, warm: true));
         }
 
         row.ColdLarge = Median(coldLarge);
@@ -340,32 +340,52 @@ internal static class CompareBenchmark
         return values[values.Count / 2];
     }
 
-    /// <summary>Reads every image once in a random order with <paramref name="readers"/> readers; files per second.</summary>
-    private static async Task<double> ReadSmallAsync(BenchSystem system, List<string> images, int readers, int seed, CancellationToken ct)
+    /// <summary>A warm sample lasts at least this long (whole passes), so that tens of milliseconds of a fast system are not timed alone.</summary>
+    private static readonly TimeSpan WarmSample = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// Reads every image in a random order with <paramref name="readers"/> readers; files per second. A cold sample is
+    /// one pass; a warm one repeats passes (each in a new order) until it has lasted <see cref="WarmSample"/>.
+    /// </summary>
+    private static async Task<double> ReadSmallAsync(BenchSystem system, List<string> images, int readers, int seed, CancellationToken ct, bool warm = false)
     {
-        var order = images.ToArray();
-        new Random(seed).Shuffle(order);
-        var next = -1;
         var clock = Stopwatch.StartNew();
-        await Task.WhenAll(Enumerable.Range(0, readers).Select(_ => Task.Run(async () =>
+        var files = 0L;
+        do
         {
-            var buffer = new byte[512 * 1024];
-            int i;
-            while ((i = Interlocked.Increment(ref next)) < order.Length)
+            var order = images.ToArray();
+            new Random(seed++).Shuffle(order);
+            var next = -1;
+            await Task.WhenAll(Enumerable.Range(0, readers).Select(_ => Task.Run(async () =>
             {
-                if (await system.ReadAsync(order[i], buffer, ct) <= 0)
+                var buffer = new byte[512 * 1024];
+                int i;
+                while ((i = Interlocked.Increment(ref next)) < order.Length)
                 {
-                    throw new InvalidOperationException($"{system.Name} returned no bytes for {order[i]}");
+                    if (await system.ReadAsync(order[i], buffer, ct) <= 0)
+                    {
+                        throw new InvalidOperationException($"{system.Name} returned no bytes for {order[i]}");
+                    }
                 }
-            }
-        }, ct)));
-        return order.Length / clock.Elapsed.TotalSeconds;
+            }, ct)));
+            files += order.Length;
+        }
+        while (warm && clock.Elapsed < WarmSample);
+
+        return files / clock.Elapsed.TotalSeconds;
     }
 
-    private static async Task<double> ReadLargeAsync(BenchSystem system, string file, CancellationToken ct)
+    /// <summary>Reads <paramref name="file"/> whole; MB/s. A warm sample repeats the read until it has lasted <see cref="WarmSample"/>.</summary>
+    private static async Task<double> ReadLargeAsync(BenchSystem system, string file, CancellationToken ct, bool warm = false)
     {
         var clock = Stopwatch.StartNew();
-        var bytes = await system.ReadLargeAsync(file, ct);
+        var bytes = 0L;
+        do
+        {
+            bytes += await system.ReadLargeAsync(file, ct);
+        }
+        while (warm && clock.Elapsed < WarmSample);
+
         return bytes / clock.Elapsed.TotalSeconds / 1e6;
     }
 
@@ -605,7 +625,7 @@ internal static class CompareBenchmark
         var passed = string.Join(' ', shown);
         text.AppendLine($"Command: `infra/bench/run.sh{(passed.Length > 0 ? " " + passed : string.Empty)}`");
         text.AppendLine();
-        text.AppendLine(CultureInfo.InvariantCulture, $"Dataset: {s.Images:N0} ImageNet-like JPEGs (~100 KB, 100 class folders) and {s.LargeFiles} × {s.LargeMib} MiB files, on s3rver (Node, range-aware) on loopback; moto was not used (it reads the whole object for each ranged GET). Readers: {s.Readers}. Medians of {s.Repeats} warm and {s.ColdRepeats} cold repeats. Cold: every cache of the system dropped (GrainFS `fs free`, rclone and s3fs restarted with empty cache folders) and the kernel's caches dropped.");
+        text.AppendLine(CultureInfo.InvariantCulture, $"Dataset: {s.Images:N0} ImageNet-like JPEGs (~100 KB, 100 class folders) and {s.LargeFiles} × {s.LargeMib} MiB files, on s3rver (Node, range-aware) on loopback; moto was not used (it reads the whole object for each ranged GET). Readers: {s.Readers}. Medians of {s.Repeats} warm and {s.ColdRepeats} cold repeats; a warm sample repeats whole passes until it has lasted {WarmSample.TotalSeconds:F0} s. Cold: every cache of the system dropped (GrainFS `fs free`, rclone and s3fs restarted with empty cache folders) and the kernel's caches dropped.");
         text.AppendLine();
         text.AppendLine(CultureInfo.InvariantCulture, $"Accelerator emulation (MLPerf Storage style): each simulated accelerator takes batches of {s.Batch} samples and computes {s.ComputeMs} ms per batch (a ResNet-50 step), fed by {s.Readers} loaders that each assemble whole batches and keep at most two ready each (as DataLoader workers do with prefetch_factor 2); the count doubles from 1 while every accelerator is ≥ 90% busy (cap {s.MaxAccelerators}), then bisects between the last count kept busy and the first that was not, to within an eighth. Utilisation is compute time over each accelerator's time from its first batch, over 10 batches.");
         text.AppendLine();
