@@ -96,6 +96,13 @@ public sealed class GrainFsClientOptions
     /// <summary>How long a read may wait for a block being filled from under-storage.</summary>
     public TimeSpan FillTimeout { get; set; } = TimeSpan.FromMinutes(2);
 
+    /// <summary>
+    /// How long a stat or listing waits for a directory that the cluster is still listing from under-storage (a
+    /// directory of millions of objects takes minutes; the silo answers EBUSY and the SDK asks again) before it fails
+    /// with ETIMEDOUT.
+    /// </summary>
+    public TimeSpan DirectorySyncTimeout { get; set; } = TimeSpan.FromMinutes(10);
+
     /// <summary>Entries asked for per list page.</summary>
     public int ListPageSize { get; set; } = 1000;
 
@@ -326,6 +333,7 @@ public sealed class GrainFsClientOptionsValidator : IValidateOptions<GrainFsClie
             (nameof(options.DataTimeout), options.DataTimeout),
             (nameof(options.FailoverTimeout), options.FailoverTimeout),
             (nameof(options.FillTimeout), options.FillTimeout),
+            (nameof(options.DirectorySyncTimeout), options.DirectorySyncTimeout),
         })
         {
             if (value < TimeSpan.Zero)

@@ -4,12 +4,15 @@ namespace GrainFs.Client;
 
 /// <summary>
 /// The client's bounded cache of resolved paths: entries and negative answers, each with an expiry.
-/// When full, the entries closest to expiry are dropped in one sweep (amortised: a sweep frees a tenth).
+/// When full, the entries closest to expiry are dropped in one sweep (amortised: a sweep frees a tenth). The size is
+/// kept in a counter of its own: a concurrent dictionary's Count takes every one of its locks, and a listing puts
+/// every entry it reads (a FUSE listing of 100,000 names spent most of its time there).
 /// </summary>
 internal sealed class MetadataCache(int capacity, TimeProvider time)
 {
     private readonly ConcurrentDictionary<string, Item> _items = new(StringComparer.Ordinal);
     private readonly Lock _sweepLock = new();
+    private int _count;
 
     private sealed record Item(FsStatus Status, FsEntry? Entry, long ExpiresTicks, long MountId);
 
@@ -26,7 +29,7 @@ internal sealed class MetadataCache(int capacity, TimeProvider time)
                 return true;
             }
 
-            _items.TryRemove(path, out _);
+            Remove(path);
         }
 
         status = FsStatus.Ok;
@@ -41,12 +44,20 @@ internal sealed class MetadataCache(int capacity, TimeProvider time)
             return;
         }
 
-        if (_items.Count >= capacity)
+        if (Volatile.Read(ref _count) >= capacity)
         {
             Sweep();
         }
 
-        _items[path] = new Item(status, entry, time.GetUtcNow().UtcTicks + ttl.Ticks, mountId);
+        var item = new Item(status, entry, time.GetUtcNow().UtcTicks + ttl.Ticks, mountId);
+        if (_items.TryAdd(path, item))
+        {
+            Interlocked.Increment(ref _count);
+        }
+        else
+        {
+            _items[path] = item;
+        }
     }
 
     /// <summary>Forgets everything cached for a mount (after an unmount or remount).</summary>
@@ -56,27 +67,39 @@ internal sealed class MetadataCache(int capacity, TimeProvider time)
         {
             if (item.MountId == mountId)
             {
-                _items.TryRemove(key, out _);
+                Remove(key);
             }
         }
     }
 
-    public void Clear() => _items.Clear();
+    public void Clear()
+    {
+        _items.Clear();
+        Volatile.Write(ref _count, 0);
+    }
 
     /// <summary>Forgets one path (this client changed it).</summary>
-    public void Forget(string path) => _items.TryRemove(path, out _);
+    public void Forget(string path) => Remove(path);
 
     /// <summary>Forgets a path and everything under it (a directory renamed or removed).</summary>
     public void ForgetUnder(string path)
     {
-        _items.TryRemove(path, out _);
+        Remove(path);
         var prefix = path.EndsWith('/') ? path : path + "/";
         foreach (var key in _items.Keys)
         {
             if (key.StartsWith(prefix, StringComparison.Ordinal))
             {
-                _items.TryRemove(key, out _);
+                Remove(key);
             }
+        }
+    }
+
+    private void Remove(string path)
+    {
+        if (_items.TryRemove(path, out _))
+        {
+            Interlocked.Decrement(ref _count);
         }
     }
 
@@ -95,8 +118,11 @@ internal sealed class MetadataCache(int capacity, TimeProvider time)
             var drop = Math.Max(1, snapshot.Length / 10);
             for (var i = 0; i < snapshot.Length && (i < drop || snapshot[i].Value.ExpiresTicks <= now); i++)
             {
-                _items.TryRemove(snapshot[i].Key, out _);
+                Remove(snapshot[i].Key);
             }
+
+            // A put that raced a removal of its path may have counted itself or not: the count is set right here.
+            Volatile.Write(ref _count, _items.Count);
         }
         finally
         {

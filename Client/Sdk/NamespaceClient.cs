@@ -129,7 +129,7 @@ public sealed class NamespaceClient
         {
             var shards = _shards.TryGetValue((mount.Id, parent), out var known) ? known : 1;
             var key = new DirectoryKey(mount.Id, DirectoryKey.ShardOf(name, shards), parent);
-            var call = await _calls.CallAsync(() => _calls.Grains.GetGrain<IDirectoryGrain>(key.ToString()).LookupAsync(name), resolved.Path).ConfigureAwait(false);
+            var call = await WhileListingAsync(() => _calls.CallAsync(() => _calls.Grains.GetGrain<IDirectoryGrain>(key.ToString()).LookupAsync(name), resolved.Path), r => r.Status, cancellationToken).ConfigureAwait(false);
             if (!call.IsOk)
             {
                 return FsResult<FsEntry>.Fail(call.Status, call.Message);
@@ -200,7 +200,7 @@ public sealed class NamespaceClient
         while (true)
         {
             var key = new DirectoryKey(mount.Id, shard, directory);
-            var call = await _calls.CallAsync(() => _calls.Grains.GetGrain<IDirectoryGrain>(key.ToString()).ListAsync(after, max), resolved.Path).ConfigureAwait(false);
+            var call = await WhileListingAsync(() => _calls.CallAsync(() => _calls.Grains.GetGrain<IDirectoryGrain>(key.ToString()).ListAsync(after, max), resolved.Path), p => p.Status, cancellationToken).ConfigureAwait(false);
             if (!call.IsOk)
             {
                 return FsResult<DirectoryPage>.Fail(call.Status, call.Message);
@@ -254,6 +254,40 @@ public sealed class NamespaceClient
             return FsResult<DirectoryPage>.Ok(new DirectoryPage(page.Entries, next));
         }
     }
+
+    /// <summary>
+    /// Makes a directory grain call, asking again while the directory answers EBUSY (it is still being listed from
+    /// under-storage: the grain answers within a few seconds however long the listing takes), for up to
+    /// <see cref="GrainFsClientOptions.DirectorySyncTimeout"/>; then ETIMEDOUT naming the directory's last answer.
+    /// </summary>
+    private async ValueTask<FsResult<T>> WhileListingAsync<T>(Func<ValueTask<FsResult<T>>> call, Func<T, FsStatus> statusOf, CancellationToken cancellationToken)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var pause = TimeSpan.FromMilliseconds(50);
+        while (true)
+        {
+            var result = await call().ConfigureAwait(false);
+            if (!result.IsOk || statusOf(result.Value!) != FsStatus.Busy)
+            {
+                return result;
+            }
+
+            if (Stopwatch.GetElapsedTime(started) >= _options.DirectorySyncTimeout)
+            {
+                return FsResult<T>.Fail(FsStatus.TimedOut, $"{MessageOf(result.Value!)} after {_options.DirectorySyncTimeout.TotalSeconds:F0} s (DirectorySyncTimeout)");
+            }
+
+            await Task.Delay(pause, cancellationToken).ConfigureAwait(false);
+            pause = TimeSpan.FromMilliseconds(Math.Min(1000, pause.TotalMilliseconds * 2));
+        }
+    }
+
+    private static string? MessageOf<T>(T answer) => answer switch
+    {
+        LookupResult lookup => lookup.Message,
+        ListPage page => page.Message,
+        _ => null,
+    };
 
     /// <summary>Every entry of a directory, page by page. Throws <see cref="GrainFsException"/> when a page fails.</summary>
     public async IAsyncEnumerable<FsEntry> ListAsync(string path, [EnumeratorCancellation] CancellationToken cancellationToken = default)

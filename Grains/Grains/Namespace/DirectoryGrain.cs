@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Globalization;
 using GrainFs.DataPlane;
 using GrainFs.Storage.Metadata;
 using GrainFs.Storage.UnderStorage;
@@ -30,6 +31,9 @@ internal sealed partial class DirectoryGrain(
     private MountInfo? _mount;
     private DirectorySnapshot? _snapshot;
     private Task<SyncState>? _sync;
+
+    // Entries the listing in progress has read so far (for the EBUSY answer's message).
+    private int _listedSoFar;
     private DateTime _retryAfterUtc;
     private long _heldEntries;
     private long _heldBytes;
@@ -263,15 +267,25 @@ internal sealed partial class DirectoryGrain(
         return Current();
     }
 
-    private Task<SyncState> SyncOnceAsync()
+    private async Task<SyncState> SyncOnceAsync()
     {
         // Single flight: concurrent requests (the grain interleaves only at awaits of this one task) share one listing.
         if (_sync is null || _sync.IsCompleted)
         {
+            _listedSoFar = 0;
             _sync = SyncAsync();
         }
 
-        return _sync;
+        // A listing that outlasts the wait goes on in this activation; the caller hears EBUSY and asks again, so no
+        // grain call waits longer than its timeout however large the directory.
+        var sync = _sync;
+        if (!sync.IsCompleted && await Task.WhenAny(sync, Task.Delay(_options.SyncAnswerWait, time)) != sync)
+        {
+            return new SyncState(FsStatus.Busy, _snapshot?.Generation ?? 0, _snapshot?.ShardCount ?? 1,
+                string.Create(CultureInfo.InvariantCulture, $"{DisplayPath}: still listing under-storage ({Volatile.Read(ref _listedSoFar):N0} entries so far)"));
+        }
+
+        return await sync;
     }
 
     private async Task<SyncState> SyncAsync()
@@ -285,6 +299,7 @@ internal sealed partial class DirectoryGrain(
             await foreach (var page in Storage().ListAsync(_key.Path))
             {
                 entries.AddRange(page);
+                Volatile.Write(ref _listedSoFar, entries.Count);
             }
 
             state = DirectoryState.Listed;

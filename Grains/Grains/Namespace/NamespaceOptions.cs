@@ -21,6 +21,9 @@ public sealed class NamespaceOptions
     /// <summary>Default for <see cref="SyncRetryDelay"/>.</summary>
     public static readonly TimeSpan DEFAULT_SYNC_RETRY_DELAY = TimeSpan.FromSeconds(10);
 
+    /// <summary>Default for <see cref="SyncAnswerWait"/>.</summary>
+    public static readonly TimeSpan DEFAULT_SYNC_ANSWER_WAIT = TimeSpan.FromSeconds(5);
+
     /// <summary>A directory with more entries than this is split into shards by name hash.</summary>
     public int ShardThreshold { get; set; } = DEFAULT_SHARD_THRESHOLD;
 
@@ -32,4 +35,11 @@ public sealed class NamespaceOptions
 
     /// <summary>After a failed re-list with cached entries to fall back on, how long to serve them before trying again.</summary>
     public TimeSpan SyncRetryDelay { get; set; } = DEFAULT_SYNC_RETRY_DELAY;
+
+    /// <summary>
+    /// How long a call waits for a directory's listing from under-storage before it is answered EBUSY ("still listing,
+    /// ask again": the SDK asks again until the listing is done) while the listing goes on. A directory of millions of
+    /// objects takes longer to list than a grain call may take.
+    /// </summary>
+    public TimeSpan SyncAnswerWait { get; set; } = DEFAULT_SYNC_ANSWER_WAIT;
 }

@@ -33,6 +33,11 @@ public sealed class NamespaceOptionsValidator : IValidateOptions<NamespaceOption
             failures.Add("GrainFs:Namespace:SyncRetryDelay must not be negative");
         }
 
+        if (options.SyncAnswerWait <= TimeSpan.Zero || options.SyncAnswerWait > TimeSpan.FromSeconds(20))
+        {
+            failures.Add($"GrainFs:Namespace:SyncAnswerWait must be more than 0 and at most 00:00:20, inside a grain call's timeout (was {options.SyncAnswerWait})");
+        }
+
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
 }
