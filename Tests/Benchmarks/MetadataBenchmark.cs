@@ -6,21 +6,23 @@ using GrainFs.Tests.Infrastructure;
 namespace GrainFs.Benchmarks;
 
 /// <summary>
-/// Caches the entries of N local files across directories in an embedded silo process, then prints silo
-/// memory per cached entry and uncached stat throughput and latency through the SDK, next to the stat
-/// system call on the same files measured in the same run.
+/// Caches the entries of N local files across directories (or, with --flat, all in one directory, as datasets put
+/// millions of objects under one prefix) in an embedded silo process, then prints silo memory per cached entry,
+/// listing entries/s, uncached stat throughput and latency through the SDK next to the stat system call on the same
+/// files, and the time of `ls -f | wc -l` of a directory through a FUSE mount next to local disk, all in one run.
 /// </summary>
 internal static class MetadataBenchmark
 {
     public static async Task<int> RunAsync(BenchArgs args)
     {
         var entries = args.Int("--entries", 1_000_000);
-        var perDirectory = args.Int("--per-dir", 1000);
+        var flat = args.Text("--flat", "false") == "true";
+        var perDirectory = flat ? entries : args.Int("--per-dir", 1000);
         var samples = args.Int("--samples", 200_000);
         var folder = args.Text("--folder", Path.Combine(Path.GetTempPath(), "grainfs-bench", $"meta-{entries}-{perDirectory}"));
         var directories = (entries + perDirectory - 1) / perDirectory;
 
-        Console.WriteLine($"# metadata benchmark: {entries:N0} files in {directories:N0} directories under {folder}");
+        Console.WriteLine($"# metadata benchmark: {entries:N0} files in {directories:N0} director{(directories == 1 ? "y" : "ies")} under {folder}");
         var paths = CreateFiles(folder, entries, perDirectory);
 
         // The small test tiers under the silo's data folder: this benchmark caches entries, not blocks, and the
@@ -93,7 +95,44 @@ internal static class MetadataBenchmark
             Console.WriteLine(Row("GrainFS SDK stat, client-cached", inFlight.ToString(CultureInfo.InvariantCulture), warm, statSingle.OpsPerSecond));
         }
 
+        await ListThroughFuseAsync(silo, folder, Math.Min(entries, perDirectory));
         return 0;
+    }
+
+    // `ls -f | wc -l` of the first directory through a FUSE mount of the silo (first and second time: the kernel keeps
+    // the listing in its page cache) next to the same command on local disk (dentries warm).
+    private static async Task ListThroughFuseAsync(SiloProcess silo, string folder, int expected)
+    {
+        var local = Path.Combine(folder, "d00000");
+        await using var mount = await FuseProcess.StartAsync(silo, ["--read-only"]);
+        var remote = Path.Combine(mount.MountPoint, "bench", "d00000");
+        var rows = new List<string>();
+        foreach (var (name, path) in new[] { ("local disk", local), ("local disk, again", local), ("GrainFS FUSE, first", remote), ("GrainFS FUSE, again", remote) })
+        {
+            var clock = Stopwatch.StartNew();
+            var count = await CountEntriesAsync(path);
+            var seconds = clock.Elapsed.TotalSeconds;
+            // ls -f lists . and .. too.
+            if (count != expected + 2)
+            {
+                throw new InvalidOperationException($"ls -f {path} listed {count} names, expected {expected + 2}");
+            }
+
+            rows.Add(string.Create(CultureInfo.InvariantCulture, $"| {name} | {count - 2:N0} | {seconds:F2} | {(count - 2) / seconds:N0} |"));
+        }
+
+        Console.WriteLine();
+        Console.WriteLine("| `ls -f | wc -l` of d00000 | entries | seconds | entries/s |");
+        Console.WriteLine("| --- | --- | --- | --- |");
+        rows.ForEach(Console.WriteLine);
+    }
+
+    private static async Task<long> CountEntriesAsync(string directory)
+    {
+        using var shell = Process.Start(new ProcessStartInfo("bash", ["-c", "ls -f \"$1\" | wc -l", "ls", directory]) { RedirectStandardOutput = true })!;
+        var output = await shell.StandardOutput.ReadToEndAsync();
+        await shell.WaitForExitAsync();
+        return shell.ExitCode == 0 ? long.Parse(output.Trim(), CultureInfo.InvariantCulture) : throw new InvalidOperationException($"ls -f {directory} failed (exit {shell.ExitCode})");
     }
 
     private static string Row(string name, string inFlight, Measured m, double baseline) =>
@@ -118,10 +157,16 @@ internal static class MetadataBenchmark
         var clock = Stopwatch.StartNew();
         var random = new Random(1);
         var sizes = Enumerable.Range(0, entries).Select(_ => (long)random.Next(20_000, 200_000)).ToArray();
-        Parallel.For(0, (entries + perDirectory - 1) / perDirectory, d =>
+        for (var d = 0; d < (entries + perDirectory - 1) / perDirectory; d++)
         {
             Directory.CreateDirectory(Path.Combine(folder, $"d{d:D5}"));
-            for (var i = d * perDirectory; i < Math.Min(entries, (d + 1) * perDirectory); i++)
+        }
+
+        // In chunks rather than per directory, so that one flat directory of millions is made in parallel too.
+        const int Chunk = 10_000;
+        Parallel.For(0, (entries + Chunk - 1) / Chunk, c =>
+        {
+            for (var i = c * Chunk; i < Math.Min(entries, (c + 1) * Chunk); i++)
             {
                 using var file = File.Create(Path.Combine(folder, paths[i]));
                 file.SetLength(sizes[i]); // sparse: the size is real, the blocks are not written
