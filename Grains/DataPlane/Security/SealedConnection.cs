@@ -366,22 +366,8 @@ public static class SealedConnection
 
     // A stream over a duplex pipe for the TLS handshake: reads take what has arrived (at most what is asked), writes
     // are flushed at once.
-    private sealed class PipeStream(IDuplexPipe pipe) : Stream
+    private sealed class PipeStream(IDuplexPipe pipe) : DuplexStream
     {
-        public override bool CanRead => true;
-
-        public override bool CanSeek => false;
-
-        public override bool CanWrite => true;
-
-        public override long Length => throw new NotSupportedException();
-
-        public override long Position
-        {
-            get => throw new NotSupportedException();
-            set => throw new NotSupportedException();
-        }
-
         public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
         {
             while (true)
@@ -404,27 +390,11 @@ public static class SealedConnection
             }
         }
 
-        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-            ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
         public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
         {
             await pipe.Output.WriteAsync(buffer, cancellationToken).ConfigureAwait(false);
         }
 
-        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-            WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
         public override Task FlushAsync(CancellationToken cancellationToken) => pipe.Output.FlushAsync(cancellationToken).AsTask();
-
-        public override void Flush() => throw new NotSupportedException("the handshake stream is asynchronous");
-
-        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException("the handshake stream is asynchronous");
-
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException("the handshake stream is asynchronous");
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
     }
 }

@@ -9,7 +9,7 @@ namespace GrainFs.DataPlane.Security;
 /// opened straight into the reader's, so the bulk bytes of the data port pay one AES-GCM pass per side and no extra
 /// copy. A frame dropped, replayed, reordered or altered fails to open and ends the stream with an error.
 /// </summary>
-public sealed class SealedStream : Stream
+public sealed class SealedStream : DuplexStream
 {
     /// <summary>The largest plaintext of one frame.</summary>
     public const int MaxFrame = 256 * 1024;
@@ -45,25 +45,6 @@ public sealed class SealedStream : Stream
     {
         var cipher = await FrameCipher.AgreeAsync(tls, isClient, PROTOCOL, MaxFrame, cancellationToken).ConfigureAwait(false);
         return new SealedStream(transport, tls, cipher);
-    }
-
-    /// <inheritdoc />
-    public override bool CanRead => true;
-
-    /// <inheritdoc />
-    public override bool CanSeek => false;
-
-    /// <inheritdoc />
-    public override bool CanWrite => true;
-
-    /// <inheritdoc />
-    public override long Length => throw new NotSupportedException();
-
-    /// <inheritdoc />
-    public override long Position
-    {
-        get => throw new NotSupportedException();
-        set => throw new NotSupportedException();
     }
 
     /// <inheritdoc />
@@ -190,22 +171,7 @@ public sealed class SealedStream : Stream
     }
 
     /// <inheritdoc />
-    public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
-
-    /// <inheritdoc />
-    public override void Write(byte[] buffer, int offset, int count) => WriteAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
-
-    /// <inheritdoc />
     public override Task FlushAsync(CancellationToken cancellationToken) => _transport.FlushAsync(cancellationToken);
-
-    /// <inheritdoc />
-    public override void Flush() => _transport.Flush();
-
-    /// <inheritdoc />
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-    /// <inheritdoc />
-    public override void SetLength(long value) => throw new NotSupportedException();
 
     /// <inheritdoc />
     protected override void Dispose(bool disposing)
