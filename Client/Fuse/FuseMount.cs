@@ -213,6 +213,12 @@ public sealed unsafe partial class FuseMount : IDisposable
             Native.SessionUnmount(_session);
         }
 
+        if (s_fs is { } fs)
+        {
+            var (fromFiles, bytes, throughVfs) = fs.ReadCounts;
+            LogReads(_logger, fromFiles, bytes, throughVfs);
+        }
+
         LogUnmounted(_logger, _mountPoint);
     }
 
@@ -453,6 +459,9 @@ public sealed unsafe partial class FuseMount : IDisposable
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Mounted GrainFS at {MountPoint} ({Options})")]
     private static partial void LogMounted(ILogger logger, string mountPoint, string options);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Read requests: {FromBlockFiles} answered from block files on this host ({Bytes} bytes, spliced), {ThroughVfs} through the VFS")]
+    private static partial void LogReads(ILogger logger, long fromBlockFiles, long bytes, long throughVfs);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Unmounted {MountPoint}")]
     private static partial void LogUnmounted(ILogger logger, string mountPoint);

@@ -45,6 +45,8 @@ internal static unsafe partial class Native
 
     // fuse_conn_info capability bits (fuse_common.h).
     public const uint CapAsyncRead = 1u << 0;
+    public const uint CapSpliceWrite = 1u << 7;
+    public const uint CapSpliceMove = 1u << 8;
     public const uint CapAtomicOTrunc = 1u << 3;
     public const uint CapAutoInvalData = 1u << 12;
     public const uint CapReaddirplus = 1u << 13;
@@ -228,6 +230,36 @@ internal static unsafe partial class Native
 
     [LibraryImport(Lib, EntryPoint = "fuse_reply_buf")]
     public static partial int ReplyBuf(IntPtr req, byte* buffer, nuint size);
+
+    // fuse_buf flags and fuse_buf_copy_flags (fuse_common.h).
+    public const int BufIsFd = 1 << 1;
+    public const int BufFdSeek = 1 << 2;
+    public const int BufSpliceMove = 1 << 3;
+
+    /// <summary>struct fuse_buf: size_t size; enum fuse_buf_flags flags; void *mem; int fd; off_t pos (40 bytes).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct FuseBuf
+    {
+        public nuint Size;
+        public int Flags;
+        public IntPtr Mem;
+        public int Fd;
+        public long Pos;
+    }
+
+    /// <summary>struct fuse_bufvec with one buffer: size_t count, idx, off; struct fuse_buf buf[1] (64 bytes).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct FuseBufvec
+    {
+        public nuint Count;
+        public nuint Idx;
+        public nuint Off;
+        public FuseBuf Buf;
+    }
+
+    /// <summary>Replies to a read with the bytes of a buffer vector; an fd buffer is spliced when the connection allows (0 or -errno; the request is answered either way).</summary>
+    [LibraryImport(Lib, EntryPoint = "fuse_reply_data")]
+    public static partial int ReplyData(IntPtr req, FuseBufvec* bufv, int flags);
 
     [LibraryImport(Lib, EntryPoint = "fuse_reply_statfs")]
     public static partial int ReplyStatfs(IntPtr req, StatVfs* stat);

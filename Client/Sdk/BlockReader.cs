@@ -435,6 +435,31 @@ internal sealed partial class BlockReader : IDisposable
         return -1;
     }
 
+    /// <summary>
+    /// Where <paramref name="length"/> bytes at <paramref name="offset"/> of block <paramref name="index"/> lie in a block
+    /// file on this host that this process has read and checked (false: read them with <see cref="ReadAsync"/>). The
+    /// read is counted as a short-circuit read and reported to the worker like one.
+    /// </summary>
+    public bool TryLocalSpan(FileVersion file, int index, int offset, int length, out LocalSpan span)
+    {
+        span = default;
+        if (!_options.ShortCircuit || _options.VerifyShortCircuit)
+        {
+            return false;
+        }
+
+        var key = file.KeyOf(index);
+        if (!_local.TryGetValue(key, out var block) || offset + length > block.Header.DataLength || !block.Checked.Covers(offset, length))
+        {
+            return false;
+        }
+
+        span = new LocalSpan(block.Path, BlockFile.HeaderLength(block.Header.DataLength) + (long)offset, length);
+        NoteAccess(key);
+        GrainFsMetrics.ClientBytesRead.Add(length, ShortCircuitTag);
+        return true;
+    }
+
     /// <summary>Reads from a known local block file; -1 when it is gone (or, with <paramref name="corrupt"/> set, failed its checksum).</summary>
     private int ReadLocal(LocalBlock block, BlockKey key, int offset, Span<byte> destination, out bool corrupt)
     {
@@ -515,6 +540,13 @@ internal sealed partial class BlockReader : IDisposable
     [LoggerMessage(Level = LogLevel.Information, Message = "Cannot read tier folder {Root}: reading its blocks through the data port")]
     private static partial void LogShortCircuitDenied(ILogger logger, string root);
 }
+
+/// <summary>
+/// Bytes of a file that lie in one block file on this host, already checked against their checksums by this process:
+/// <paramref name="Length"/> bytes at <paramref name="Offset"/> of the file at <paramref name="Path"/>. A reader may
+/// hand them on without reading them itself (the FUSE mount splices them to the kernel).
+/// </summary>
+public readonly record struct LocalSpan(string Path, long Offset, int Length);
 
 /// <summary>What a block read returned, and whether the block had to be filled from under-storage first.</summary>
 internal readonly record struct BlockRead(FsResult<int> Result, bool Cold)

@@ -66,6 +66,30 @@ public sealed class GrainFsFile
         return FsResult<int>.Ok(total);
     }
 
+    /// <summary>
+    /// Where the <paramref name="length"/> bytes at <paramref name="offset"/> lie on this host when they are all in one
+    /// block file this process has read and checked before (false: read them with <see cref="ReadAsync(long, Memory{byte}, CancellationToken)"/>).
+    /// </summary>
+    public bool TryLocalSpan(long offset, int length, out LocalSpan span)
+    {
+        span = default;
+        var blockSize = Version.BlockSize;
+        if (offset < 0 || length <= 0 || offset + length > Length)
+        {
+            return false;
+        }
+
+        var index = (int)(offset / blockSize);
+        var within = (int)(offset - ((long)index * blockSize));
+        if (within + (long)length > blockSize || !_reader.TryLocalSpan(Version, index, within, length, out span))
+        {
+            return false;
+        }
+
+        ReadAhead(index, cold: false);
+        return true;
+    }
+
     private void ReadAhead(int index, bool cold)
     {
         var last = Interlocked.Exchange(ref _lastBlock, index);

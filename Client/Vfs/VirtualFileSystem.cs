@@ -215,6 +215,24 @@ public sealed partial class VirtualFileSystem
         return read.IsOk ? read : Failed<int>(read.Status, read.Message, path);
     }
 
+    /// <summary>
+    /// Where a read of up to <paramref name="size"/> bytes at <paramref name="offset"/> lies on this host, when the whole
+    /// answer (the bytes up to the end of the file) is in one block file the client has read and checked before; false
+    /// when the read must go through <see cref="ReadAsync"/> (a write handle, a cold or remote block, a read across
+    /// blocks, at or past the end).
+    /// </summary>
+    public bool TryLocalSpan(ulong ino, ulong fh, long offset, int size, out LocalSpan span)
+    {
+        span = default;
+        if (FindWrite(fh) is not null || (_files.Find(fh)?.File ?? Inodes.Find(ino)?.Reader) is not { } file)
+        {
+            return false;
+        }
+
+        var length = (int)Math.Min(size, file.Length - offset);
+        return length > 0 && file.TryLocalSpan(offset, length, out span);
+    }
+
     /// <summary>Closes a read handle (write handles close with <see cref="ReleaseAsync"/>).</summary>
     public void Release(ulong fh) => _files.Remove(fh);
 
