@@ -435,6 +435,9 @@ internal sealed partial class BlockReader : IDisposable
         return -1;
     }
 
+    /// <summary>Told the path of every file read through this reader (the client's announced orders follow their readers).</summary>
+    internal Action<string>? FileRead { get; set; }
+
     /// <summary>
     /// Where <paramref name="length"/> bytes at <paramref name="offset"/> of block <paramref name="index"/> lie in a block
     /// file on this host that this process has read and checked (false: read them with <see cref="ReadAsync"/>). The

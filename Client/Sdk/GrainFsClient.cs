@@ -36,6 +36,8 @@ public sealed partial class GrainFsClient : IAsyncDisposable
         // test cluster's) uses the credentials its options name.
         var trust = options.InsecureNoAuth ? null : connection.Trust ?? GrainFs.DataPlane.Security.ClusterTrust.Open(options.Credentials, options.ClusterId, GrainFs.DataPlane.Security.IdentityKind.Client);
         _blocks = new BlockReader(connection.Grains, _cluster, options, trust, logger);
+        _prefetcher = new Prefetcher(Namespace, _blocks, _cluster, options, logger, _stop.Token);
+        _blocks.FileRead = _prefetcher.NoteRead;
         Cache = new CacheAdmin(calls, Namespace, _cluster, time);
         WriteCapabilities = new WriteCapabilities(calls, options.InsecureNoAuth, time);
 
@@ -57,6 +59,7 @@ public sealed partial class GrainFsClient : IAsyncDisposable
     }
 
     private readonly NamespaceWatcher? _watcher;
+    private readonly Prefetcher _prefetcher;
 
     /// <summary>With <see cref="GrainFsClientOptions.WatchChanges"/>: full GrainFS paths another client (or this one) changed.</summary>
     public event Action<string[]>? PathsChanged;
@@ -134,6 +137,29 @@ public sealed partial class GrainFsClient : IAsyncDisposable
         var version = await Namespace.VersionOfAsync(path, cancellationToken).ConfigureAwait(false);
         return version.IsOk ? FsResult<GrainFsFile>.Ok(Open(version.Value!)) : FsResult<GrainFsFile>.Fail(version.Status, version.Message);
     }
+
+    /// <summary>
+    /// Announces the order in which files will be read (a training epoch's order): the cluster fills them ahead of the
+    /// reader, in order, at most <see cref="PrefetchOptions.WindowBytes"/> ahead of the last one read through this
+    /// client. Returns once the order is accepted; it then runs until every file is fetched and read, it is cancelled,
+    /// a newer order of the same <see cref="PrefetchOptions.Job"/> replaces it, or it expires. A path that is missing or
+    /// not a file is skipped with a warning.
+    /// </summary>
+    public PrefetchOrder Prefetch(IEnumerable<string> paths, PrefetchOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(paths);
+        var list = paths.ToList();
+        options ??= new PrefetchOptions();
+        if (options.WindowBytes <= 0 || options.Parallel <= 0 || options.Expiry <= TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), options, "a read order needs a positive window, parallelism and expiry");
+        }
+
+        return _prefetcher.Announce(list, options);
+    }
+
+    /// <summary>The announced read orders in force.</summary>
+    public IReadOnlyCollection<PrefetchOrder> PrefetchOrders => _prefetcher.Orders;
 
     /// <summary>A reader of a file version already resolved (a front end that keeps inodes of its own).</summary>
     public GrainFsFile Open(FileVersion version) => new(version, _blocks, Grains, _options.ReadAheadBlocks);
@@ -229,6 +255,7 @@ public sealed partial class GrainFsClient : IAsyncDisposable
         }
 
         await _stop.CancelAsync().ConfigureAwait(false);
+        await Task.WhenAll(_prefetcher.Orders.Select(o => o.Completion)).ConfigureAwait(false);
         if (_refresher is not null)
         {
             await _refresher.ConfigureAwait(false);

@@ -40,6 +40,7 @@ public sealed class GrainFsFile
             return FsResult<int>.Fail(FsStatus.InvalidArgument, $"{Path}: negative offset {offset}");
         }
 
+        _reader.FileRead?.Invoke(Path);
         var total = 0;
         var blockSize = Version.BlockSize;
         while (total < destination.Length && offset + total < Length)
@@ -86,6 +87,7 @@ public sealed class GrainFsFile
             return false;
         }
 
+        _reader.FileRead?.Invoke(Path);
         ReadAhead(index, cold: false);
         return true;
     }

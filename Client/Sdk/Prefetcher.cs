@@ -1,0 +1,337 @@
+using System.Diagnostics.Metrics;
+using GrainFs.DataPlane;
+using GrainFs.DataPlane.Blocks;
+using Microsoft.Extensions.Logging;
+
+namespace GrainFs.Client;
+
+/// <summary>How an announced read order is prefetched.</summary>
+public sealed record PrefetchOptions
+{
+    /// <summary>Default for <see cref="WindowBytes"/>.</summary>
+    public const long DEFAULT_WINDOW_BYTES = 1L << 30;
+
+    /// <summary>Default for <see cref="Parallel"/>.</summary>
+    public const int DEFAULT_PARALLEL = 8;
+
+    /// <summary>Default for <see cref="Expiry"/>.</summary>
+    public static readonly TimeSpan DEFAULT_EXPIRY = TimeSpan.FromMinutes(30);
+
+    /// <summary>The job the order belongs to: a newer order of the same job replaces it (null: an order of its own).</summary>
+    public string? Job { get; init; }
+
+    /// <summary>The most bytes fetched ahead of the reader (files announced, fetched, not yet read).</summary>
+    public long WindowBytes { get; init; } = DEFAULT_WINDOW_BYTES;
+
+    /// <summary>Files fetched at once.</summary>
+    public int Parallel { get; init; } = DEFAULT_PARALLEL;
+
+    /// <summary>How long the order stays active when its files are not all read (an abandoned order).</summary>
+    public TimeSpan Expiry { get; init; } = DEFAULT_EXPIRY;
+}
+
+/// <summary>What an announced order has done so far.</summary>
+/// <param name="Files">Files announced.</param>
+/// <param name="Skipped">Files that could not be prefetched (missing, not files, failed), each logged.</param>
+/// <param name="Fetched">Files fetched into the cache ahead of the reader.</param>
+/// <param name="FetchedBytes">Their bytes.</param>
+/// <param name="Read">Files the reader has reached.</param>
+/// <param name="Ahead">Bytes fetched and not yet read (at most the window).</param>
+public readonly record struct PrefetchProgress(int Files, int Skipped, int Fetched, long FetchedBytes, int Read, long Ahead);
+
+/// <summary>
+/// An announced read order: the files a reader will read, in that order. The cluster fills them ahead of the reader
+/// (block by block on their home workers, no bytes through this client), never more than the window ahead of the last
+/// file read, until every file has been fetched and read, the order is cancelled or replaced by a newer one of its job,
+/// or it expires.
+/// </summary>
+public sealed class PrefetchOrder
+{
+    private readonly Prefetcher _owner;
+    private readonly CancellationTokenSource _stop;
+    private readonly Dictionary<string, int> _positions;
+    private readonly long[] _sizes;
+    private readonly bool[] _fetched;
+    private readonly SemaphoreSlim _progress = new(0);
+    private readonly object _gate = new();
+    private int _readUpTo = -1;
+    private int _releasedUpTo = -1;
+    private long _ahead;
+    private int _skipped;
+    private int _fetchedCount;
+    private long _fetchedBytes;
+
+    internal PrefetchOrder(Prefetcher owner, string job, IReadOnlyList<string> paths, PrefetchOptions options, CancellationToken stop)
+    {
+        _owner = owner;
+        Job = job;
+        Paths = paths;
+        Options = options;
+        _stop = CancellationTokenSource.CreateLinkedTokenSource(stop);
+        _stop.CancelAfter(options.Expiry);
+        _positions = new Dictionary<string, int>(paths.Count, StringComparer.Ordinal);
+        for (var i = paths.Count - 1; i >= 0; i--)
+        {
+            _positions[paths[i]] = i;
+        }
+
+        _sizes = new long[paths.Count];
+        _fetched = new bool[paths.Count];
+    }
+
+    /// <summary>The job the order belongs to.</summary>
+    public string Job { get; }
+
+    /// <summary>The announced paths, in order.</summary>
+    public IReadOnlyList<string> Paths { get; }
+
+    /// <summary>How the order is prefetched.</summary>
+    public PrefetchOptions Options { get; }
+
+    /// <summary>Completes when the order has fetched every file, was cancelled, replaced or expired.</summary>
+    public Task Completion { get; private set; } = Task.CompletedTask;
+
+    /// <summary>True while the order may still fetch or track reads.</summary>
+    public bool IsActive => !_stop.IsCancellationRequested && Volatile.Read(ref _readUpTo) < Paths.Count - 1;
+
+    /// <summary>What the order has done so far.</summary>
+    public PrefetchProgress Progress
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return new PrefetchProgress(Paths.Count, _skipped, _fetchedCount, _fetchedBytes, _readUpTo + 1, _ahead);
+            }
+        }
+    }
+
+    /// <summary>Stops the order: nothing more is fetched (fills already started finish on their workers).</summary>
+    public void Cancel() => _stop.Cancel();
+
+    internal void Start() => Completion = RunAsync(_stop.Token);
+
+    // The reader reached a file of the order: what was fetched up to it no longer counts against the window.
+    internal void NoteRead(string path)
+    {
+        if (!_positions.TryGetValue(path, out var position))
+        {
+            return;
+        }
+
+        lock (_gate)
+        {
+            if (position <= _readUpTo)
+            {
+                return;
+            }
+
+            _readUpTo = position;
+            for (var i = _releasedUpTo + 1; i <= position; i++)
+            {
+                if (_fetched[i])
+                {
+                    _ahead -= _sizes[i];
+                }
+            }
+
+            _releasedUpTo = position;
+        }
+
+        _progress.Release();
+        if (position == Paths.Count - 1)
+        {
+            _owner.Retire(this);
+        }
+    }
+
+    private async Task RunAsync(CancellationToken cancellationToken)
+    {
+        using var slots = new SemaphoreSlim(Math.Max(1, Options.Parallel));
+        var running = new List<Task>();
+        try
+        {
+            for (var i = 0; i < Paths.Count; i++)
+            {
+                var version = await _owner.ResolveAsync(Paths[i], cancellationToken).ConfigureAwait(false);
+                if (version is null)
+                {
+                    Interlocked.Increment(ref _skipped);
+                    continue;
+                }
+
+                // Wait for room in the window (a file larger than the window goes alone, when nothing else is ahead).
+                while (true)
+                {
+                    lock (_gate)
+                    {
+                        if (i <= _readUpTo)
+                        {
+                            break; // the reader passed it already: nothing to fetch
+                        }
+
+                        if (_ahead == 0 || _ahead + version.Entry.Size <= Options.WindowBytes)
+                        {
+                            _ahead += version.Entry.Size;
+                            _sizes[i] = version.Entry.Size;
+                            _fetched[i] = true;
+                            break;
+                        }
+                    }
+
+                    await _progress.WaitAsync(cancellationToken).ConfigureAwait(false);
+                }
+
+                if (!_fetched[i])
+                {
+                    continue;
+                }
+
+                await slots.WaitAsync(cancellationToken).ConfigureAwait(false);
+                running.RemoveAll(t => t.IsCompleted);
+                running.Add(FetchAsync(version, slots, cancellationToken));
+            }
+
+            await Task.WhenAll(running).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    private async Task FetchAsync(FileVersion version, SemaphoreSlim slots, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var failure = await _owner.FillAsync(version, cancellationToken).ConfigureAwait(false);
+            if (failure is null)
+            {
+                lock (_gate)
+                {
+                    _fetchedCount++;
+                    _fetchedBytes += version.Entry.Size;
+                }
+            }
+            else
+            {
+                Interlocked.Increment(ref _skipped);
+                _owner.Skipped(version.Path, failure);
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
+        finally
+        {
+            slots.Release();
+        }
+    }
+}
+
+/// <summary>
+/// The client's announced orders: at most one per job, each prefetching on its own, all told of the files this client
+/// reads so that each order's window moves with its reader.
+/// </summary>
+internal sealed partial class Prefetcher(NamespaceClient ns, BlockReader blocks, ClusterView cluster, GrainFsClientOptions options, ILogger logger, CancellationToken stop)
+{
+    private static readonly Counter<long> Files = GrainFsMetrics.Meter.CreateCounter<long>("grainfs.client.prefetch_files", "{file}", "Files of announced read orders, by outcome (fetched, skipped)");
+    private static readonly Counter<long> Bytes = GrainFsMetrics.Meter.CreateCounter<long>("grainfs.client.prefetch_bytes", "By", "Bytes fetched ahead of readers by announced read orders");
+
+    private readonly Lock _gate = new();
+    private readonly Dictionary<string, PrefetchOrder> _orders = new(StringComparer.Ordinal);
+    private volatile PrefetchOrder[] _active = [];
+
+    /// <summary>Starts an order, replacing the job's earlier one.</summary>
+    public PrefetchOrder Announce(IReadOnlyList<string> paths, PrefetchOptions options)
+    {
+        var job = options.Job ?? Guid.NewGuid().ToString("N");
+        var order = new PrefetchOrder(this, job, paths, options, stop);
+        lock (_gate)
+        {
+            if (_orders.Remove(job, out var replaced))
+            {
+                replaced.Cancel();
+            }
+
+            _orders[job] = order;
+            _active = [.. _orders.Values];
+        }
+
+        order.Start();
+        LogAnnounced(logger, job, paths.Count, options.WindowBytes);
+        return order;
+    }
+
+    /// <summary>The orders in force.</summary>
+    public IReadOnlyCollection<PrefetchOrder> Orders => _active;
+
+    /// <summary>Tells the active orders that this client read <paramref name="path"/> (a cheap no-op without any).</summary>
+    public void NoteRead(string path)
+    {
+        var active = _active;
+        foreach (var order in active)
+        {
+            order.NoteRead(path);
+        }
+    }
+
+    internal void Retire(PrefetchOrder order)
+    {
+        lock (_gate)
+        {
+            if (_orders.TryGetValue(order.Job, out var current) && ReferenceEquals(current, order))
+            {
+                _orders.Remove(order.Job);
+                _active = [.. _orders.Values];
+            }
+        }
+    }
+
+    internal async ValueTask<FileVersion?> ResolveAsync(string path, CancellationToken cancellationToken)
+    {
+        var file = await ns.VersionOfAsync(path, cancellationToken).ConfigureAwait(false);
+        if (file.IsOk)
+        {
+            return file.Value;
+        }
+
+        Skipped(path, file.Message ?? file.Status.Describe());
+        return null;
+    }
+
+    // Fills every block of the file on its home worker (no bytes come back); null when all are held, else why not.
+    internal async ValueTask<string?> FillAsync(FileVersion file, CancellationToken cancellationToken)
+    {
+        var view = await cluster.GetAsync(cancellationToken).ConfigureAwait(false);
+        for (var index = 0; index < file.BlockCount; index++)
+        {
+            var key = file.KeyOf(index);
+            if (cluster.Home(view, key) is not { } home)
+            {
+                return "no silo is available";
+            }
+
+            var held = await blocks.DataPort.FillAsync(home.DataEndpoint, key, file.FillSourceOf(index), 0, Memory<byte>.Empty, awaitHeld: true, options.FillTimeout, cancellationToken).ConfigureAwait(false);
+            if (held.Status != DataPortStatus.Ok)
+            {
+                return $"block {index} on {home.Name}: {held.Status} {held.Message}";
+            }
+        }
+
+        Files.Add(1, new KeyValuePair<string, object?>("outcome", "fetched"));
+        Bytes.Add(file.Entry.Size);
+        return null;
+    }
+
+    internal void Skipped(string path, string reason)
+    {
+        Files.Add(1, new KeyValuePair<string, object?>("outcome", "skipped"));
+        LogSkipped(logger, path, reason);
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Read order {Job} announced: {Files} files, a window of {WindowBytes} bytes")]
+    private static partial void LogAnnounced(ILogger logger, string job, int files, long windowBytes);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Read order: {Path} is not prefetched: {Reason}")]
+    private static partial void LogSkipped(ILogger logger, string path, string reason);
+}
