@@ -16,6 +16,7 @@ command -v fusermount3 >/dev/null || missing+=("fuse3 (apt-get install fuse3)")
 [ -e /dev/fuse ] || missing+=("/dev/fuse (the FUSE tests mount for real)")
 /usr/bin/python3 -c "import torch, PIL" 2>/dev/null || missing+=("PyTorch and Pillow for Debian's python3 (apt-get install python3-torch python3-pil)")
 command -v rsync >/dev/null || missing+=("rsync (apt-get install rsync)")
+/usr/bin/python3 -c "import ensurepip, venv" 2>/dev/null || missing+=("python3-venv (apt-get install python3-venv)")
 command -v tcpdump >/dev/null || missing+=("tcpdump (apt-get install tcpdump)")
 if [ ${#missing[@]} -gt 0 ]; then
   printf 'run-tests.sh: missing prerequisites:\n' >&2

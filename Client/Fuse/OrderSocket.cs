@@ -1,0 +1,269 @@
+using System.Buffers;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using GrainFs.Client;
+using Microsoft.Extensions.Logging;
+
+namespace GrainFs.Fuse;
+
+/// <summary>
+/// The mount daemon's local socket for announced read orders (a training loader's epoch order, from the Python
+/// package or any program): a request is a JSON header line (<c>{"v":1,"job":"…","window":bytes,"cancel":false}</c>)
+/// followed by the files' paths under the mount point, each ended by a NUL byte, up to the end of the client's
+/// stream; the answer is one JSON line (<c>{"ok":true,"job":"…","accepted":N,"outside":M}</c>). The order is
+/// prefetched by this daemon's client and outlives the connection. The socket sits at
+/// <see cref="PathFor"/> (from the mount point and the daemon's uid, which a client reads from /proc/self/mountinfo),
+/// mode 0600, or 0666 on a mount with allow_other, where every local user may use the mount anyway; an announced
+/// file is only cached, never handed to a process that could not open it.
+/// </summary>
+public sealed partial class OrderSocket : IAsyncDisposable
+{
+    /// <summary>The largest announcement taken (bytes of paths).</summary>
+    public const int MaxRequestBytes = 512 << 20;
+
+    private static readonly JsonSerializerOptions Json = new() { DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull };
+
+    private readonly Socket _listener;
+    private readonly string _mountPoint;
+    private readonly string _root;
+    private readonly GrainFsClient _client;
+    private readonly ILogger _logger;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task _accepting;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<Task, byte> _serving = new();
+
+    private OrderSocket(Socket listener, string path, string mountPoint, string root, GrainFsClient client, ILogger logger)
+    {
+        _listener = listener;
+        SocketPath = path;
+        _mountPoint = mountPoint;
+        _root = root;
+        _client = client;
+        _logger = logger;
+        _accepting = AcceptAsync(_stop.Token);
+    }
+
+    /// <summary>Where the socket is.</summary>
+    public string SocketPath { get; }
+
+    /// <summary>
+    /// The socket of the mount at <paramref name="mountPoint"/> served by a daemon of user <paramref name="uid"/>:
+    /// /run/grainfs for root, /tmp/grainfs-UID otherwise; named by the first 16 hex digits of the SHA-256 of the mount point.
+    /// </summary>
+    public static string PathFor(string mountPoint, uint uid)
+    {
+        var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(mountPoint)))[..16];
+        return Path.Combine(uid == 0 ? "/run/grainfs" : $"/tmp/grainfs-{uid}", hash + ".sock");
+    }
+
+    /// <summary>Listens for orders for the mount at <paramref name="mountPoint"/> (showing GrainFS path <paramref name="root"/>).</summary>
+    public static OrderSocket Listen(string mountPoint, string root, bool allowOther, GrainFsClient client, ILogger logger)
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            throw new PlatformNotSupportedException("read orders need a Unix socket");
+        }
+
+        var uid = Native.GetUid();
+        var path = PathFor(mountPoint, uid);
+        var folder = Path.GetDirectoryName(path)!;
+        Directory.CreateDirectory(folder);
+        File.SetUnixFileMode(folder, uid == 0 || allowOther
+            ? UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute
+            : UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        if (File.Exists(path))
+        {
+            File.Delete(path); // left by a daemon that died: this mount point is ours now
+        }
+
+        var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            listener.Bind(new UnixDomainSocketEndPoint(path));
+            File.SetUnixFileMode(path, allowOther
+                ? UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.OtherRead | UnixFileMode.OtherWrite
+                : UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            listener.Listen(64);
+        }
+        catch
+        {
+            listener.Dispose();
+            throw;
+        }
+
+        LogListening(logger, path);
+        return new OrderSocket(listener, path, Path.TrimEndingDirectorySeparator(mountPoint), root, client, logger);
+    }
+
+    private async Task AcceptAsync(CancellationToken cancellationToken)
+    {
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            Socket connection;
+            try
+            {
+                connection = await _listener.AcceptAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException)
+            {
+                return;
+            }
+
+            // Each connection is served on its own (a slow client holds up no other); the disposal awaits them.
+            var serving = ServeAsync(connection, cancellationToken);
+            _serving.TryAdd(serving, 0);
+            _ = serving.ContinueWith(t => _serving.TryRemove(t, out _), TaskScheduler.Default);
+        }
+    }
+
+    private async Task ServeAsync(Socket connection, CancellationToken cancellationToken)
+    {
+        using (connection)
+        {
+            Reply reply;
+            try
+            {
+                using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                deadline.CancelAfter(TimeSpan.FromMinutes(1));
+                var request = await ReadAllAsync(connection, deadline.Token).ConfigureAwait(false);
+                reply = Handle(request);
+            }
+            catch (Exception e) when (e is InvalidDataException or JsonException or IOException or SocketException or OperationCanceledException)
+            {
+                reply = new Reply(false, null, 0, 0, e is OperationCanceledException ? "the request did not arrive within a minute" : e.Message);
+            }
+
+            try
+            {
+                await connection.SendAsync(JsonSerializer.SerializeToUtf8Bytes(reply, Json).Append((byte)'\n').ToArray(), SocketFlags.None, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException)
+            {
+                // The client went away: the order stands.
+            }
+        }
+    }
+
+    private static async Task<byte[]> ReadAllAsync(Socket connection, CancellationToken cancellationToken)
+    {
+        var buffer = new ArrayBufferWriter<byte>(64 << 10);
+        while (true)
+        {
+            var memory = buffer.GetMemory(64 << 10);
+            var n = await connection.ReceiveAsync(memory, SocketFlags.None, cancellationToken).ConfigureAwait(false);
+            if (n == 0)
+            {
+                return buffer.WrittenSpan.ToArray();
+            }
+
+            buffer.Advance(n);
+            if (buffer.WrittenCount > MaxRequestBytes)
+            {
+                throw new InvalidDataException($"an announcement of more than {MaxRequestBytes} bytes");
+            }
+        }
+    }
+
+    private Reply Handle(byte[] request)
+    {
+        var newline = Array.IndexOf(request, (byte)'\n');
+        if (newline < 0)
+        {
+            throw new InvalidDataException("no header line (a JSON object ended by a newline)");
+        }
+
+        var header = JsonSerializer.Deserialize<Header>(request.AsSpan(0, newline), Json) ?? throw new InvalidDataException("an empty header");
+        if (header.V != 1)
+        {
+            throw new InvalidDataException($"protocol version {header.V} (this daemon speaks 1)");
+        }
+
+        if (header.Cancel)
+        {
+            var job = header.Job ?? throw new InvalidDataException("a cancel names no job");
+            var cancelled = _client.PrefetchOrders.Where(o => o.Job == job).ToList();
+            cancelled.ForEach(o => o.Cancel());
+            return new Reply(true, job, cancelled.Count, 0, null);
+        }
+
+        var paths = new List<string>();
+        var outside = 0;
+        var prefix = _mountPoint + "/";
+        var start = newline + 1;
+        while (start < request.Length)
+        {
+            var end = Array.IndexOf(request, (byte)0, start);
+            if (end < 0)
+            {
+                end = request.Length;
+            }
+
+            var path = Encoding.UTF8.GetString(request, start, end - start);
+            start = end + 1;
+            if (path.Length == 0)
+            {
+                continue;
+            }
+
+            if (!path.StartsWith(prefix, StringComparison.Ordinal) || FsPath.TryNormalize(FsPath.Combine(_root, path[prefix.Length..]), out var grainfsPath, out _) != FsStatus.Ok)
+            {
+                outside++;
+                continue;
+            }
+
+            paths.Add(grainfsPath);
+        }
+
+        if (outside > 0)
+        {
+            LogOutside(_logger, outside, _mountPoint);
+        }
+
+        var order = _client.Prefetch(paths, new PrefetchOptions
+        {
+            Job = header.Job,
+            WindowBytes = header.Window is > 0 ? header.Window.Value : PrefetchOptions.DEFAULT_WINDOW_BYTES,
+        });
+        return new Reply(true, order.Job, paths.Count, outside, null);
+    }
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync().ConfigureAwait(false);
+        _listener.Dispose();
+        await _accepting.ConfigureAwait(false);
+        await Task.WhenAll(_serving.Keys).ConfigureAwait(false);
+        try
+        {
+            File.Delete(SocketPath);
+        }
+        catch (IOException)
+        {
+        }
+
+        _stop.Dispose();
+    }
+
+    private sealed record Header(
+        [property: JsonPropertyName("v")] int V,
+        [property: JsonPropertyName("job")] string? Job,
+        [property: JsonPropertyName("window")] long? Window,
+        [property: JsonPropertyName("cancel")] bool Cancel);
+
+    private sealed record Reply(
+        [property: JsonPropertyName("ok")] bool Ok,
+        [property: JsonPropertyName("job")] string? Job,
+        [property: JsonPropertyName("accepted")] int Accepted,
+        [property: JsonPropertyName("outside")] int Outside,
+        [property: JsonPropertyName("error")] string? Error);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Read orders are taken at {Path}")]
+    private static partial void LogListening(ILogger logger, string path);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "A read order named {Count} path(s) outside {MountPoint}: skipped")]
+    private static partial void LogOutside(ILogger logger, int count, string mountPoint);
+}
