@@ -156,7 +156,7 @@ internal static class MountCommands
         using (mount)
         {
             // Announced read orders (the Python package's sampler, grainfs.prefetch) reach this daemon's client here.
-            await using var orders = OrderSocket.Listen(mount.MountPoint, fuse.Root, fuse.AllowOther, client, logger);
+            await using var orders = OrderSocket.TryListen(mount.MountPoint, fuse.Root, fuse.AllowOther, client, logger);
             using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
             using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
             Console.Error.WriteLine($"grainfs: {fuse.Root} mounted at {mount.MountPoint}; Ctrl-C or `grainfs umount {mount.MountPoint}` unmounts");

@@ -98,6 +98,20 @@ public sealed partial class OrderSocket : IAsyncDisposable
         return new OrderSocket(listener, path, Path.TrimEndingDirectorySeparator(mountPoint), root, client, logger);
     }
 
+    /// <summary>As <see cref="Listen"/>, or null with a warning when the socket cannot be made: the mount works without read orders.</summary>
+    public static OrderSocket? TryListen(string mountPoint, string root, bool allowOther, GrainFsClient client, ILogger logger)
+    {
+        try
+        {
+            return Listen(mountPoint, root, allowOther, client, logger);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or SocketException or PlatformNotSupportedException)
+        {
+            LogNoOrders(logger, PathFor(mountPoint, Native.GetUid()), e.Message);
+            return null;
+        }
+    }
+
     private async Task AcceptAsync(CancellationToken cancellationToken)
     {
         while (!cancellationToken.IsCancellationRequested)
@@ -260,6 +274,9 @@ public sealed partial class OrderSocket : IAsyncDisposable
         [property: JsonPropertyName("accepted")] int Accepted,
         [property: JsonPropertyName("outside")] int Outside,
         [property: JsonPropertyName("error")] string? Error);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Read orders are not taken: cannot listen at {Path}: {Reason}")]
+    private static partial void LogNoOrders(ILogger logger, string path, string reason);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Read orders are taken at {Path}")]
     private static partial void LogListening(ILogger logger, string path);
