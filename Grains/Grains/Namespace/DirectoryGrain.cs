@@ -100,7 +100,7 @@ internal sealed partial class DirectoryGrain(
             return await LookupInUnderStorageAsync(name);
         }
 
-        var state = await EnsureFreshAsync();
+        var state = await EnsureFreshAsync(answerBusy: true);
         if (state.Status != FsStatus.Ok)
         {
             Count(OpLookup, state.Status);
@@ -154,8 +154,8 @@ internal sealed partial class DirectoryGrain(
 
         // With sync-interval 0 a listing re-reads under-storage once, at its first page.
         var state = IsHead && after is null && _mount.Options.SyncIntervalSeconds == 0
-            ? await SyncOnceAsync()
-            : await EnsureFreshAsync();
+            ? await SyncOnceAsync(answerBusy: true)
+            : await EnsureFreshAsync(answerBusy: true);
         if (state.Status != FsStatus.Ok)
         {
             Count(OpList, state.Status);
@@ -191,10 +191,11 @@ internal sealed partial class DirectoryGrain(
         return await EnsureFreshAsync(maxAgeSeconds);
     }
 
-    private ValueTask<SyncState> EnsureFreshAsync() => EnsureFreshAsync(_mount!.Options.SyncIntervalSeconds);
+    // Lookups and listings (the SDK asks again on EBUSY) pass answerBusy; everything else waits for the listing.
+    private ValueTask<SyncState> EnsureFreshAsync(bool answerBusy = false) => EnsureFreshAsync(_mount!.Options.SyncIntervalSeconds, answerBusy);
 
     /// <summary>Makes the snapshot no older than <paramref name="maxAgeSeconds"/> (-1: any age; 0 is treated as any age here: per-access syncs happen at list start).</summary>
-    private async ValueTask<SyncState> EnsureFreshAsync(int maxAgeSeconds)
+    private async ValueTask<SyncState> EnsureFreshAsync(int maxAgeSeconds, bool answerBusy = false)
     {
         var now = time.GetUtcNow().UtcDateTime;
         if (_snapshot is not null && !IsStale(_snapshot, maxAgeSeconds, now))
@@ -213,7 +214,7 @@ internal sealed partial class DirectoryGrain(
             return Current();
         }
 
-        return await SyncOnceAsync();
+        return await SyncOnceAsync(answerBusy);
     }
 
     private static bool IsStale(DirectorySnapshot snapshot, int maxAgeSeconds, DateTime now) =>
@@ -267,7 +268,7 @@ internal sealed partial class DirectoryGrain(
         return Current();
     }
 
-    private async Task<SyncState> SyncOnceAsync()
+    private async Task<SyncState> SyncOnceAsync(bool answerBusy = false)
     {
         // Single flight: concurrent requests (the grain interleaves only at awaits of this one task) share one listing.
         if (_sync is null || _sync.IsCompleted)
@@ -279,7 +280,7 @@ internal sealed partial class DirectoryGrain(
         // A listing that outlasts the wait goes on in this activation; the caller hears EBUSY and asks again, so no
         // grain call waits longer than its timeout however large the directory.
         var sync = _sync;
-        if (!sync.IsCompleted && await Task.WhenAny(sync, Task.Delay(_options.SyncAnswerWait, time)) != sync)
+        if (answerBusy && !sync.IsCompleted && await Task.WhenAny(sync, Task.Delay(_options.SyncAnswerWait, time)) != sync)
         {
             return new SyncState(FsStatus.Busy, _snapshot?.Generation ?? 0, _snapshot?.ShardCount ?? 1,
                 string.Create(CultureInfo.InvariantCulture, $"{DisplayPath}: still listing under-storage ({Volatile.Read(ref _listedSoFar):N0} entries so far)"));
