@@ -150,6 +150,19 @@ public sealed record WorkerReport(
     [property: Id(11)] string? WriteTier = null);
 
 /// <summary>
+/// A part of an announced read order as one worker sees it: the keys of its blocks of mount <see cref="MountId"/>, in
+/// the order a reader will request them, from place <see cref="Start"/>; <see cref="Last"/> puts the order in force.
+/// </summary>
+[GenerateSerializer, Alias("GrainFs.OrderPart")]
+public sealed record OrderPart(
+    [property: Id(0)] long MountId,
+    [property: Id(1)] string Job,
+    [property: Id(2)] int Start,
+    [property: Id(3)] BlockKey[] Keys,
+    [property: Id(4)] bool Last,
+    [property: Id(5)] TimeSpan Expiry) : IMountScoped;
+
+/// <summary>
 /// The worker of one silo: owns that silo's tier store. Keyed by the silo's name and placed on it. Batches
 /// (load, free, pin, TTL) go to the worker of the blocks' home in one call, never one call per block.
 /// </summary>
@@ -170,6 +183,18 @@ public interface IWorkerGrain : IGrainWithStringKey
     /// <summary>Where a load stands, once it is done or after at most <paramref name="maxWaitMilliseconds"/> (capped at 10 s).</summary>
     [Alias("WaitLoad"), Access(Access.Admin)]
     ValueTask<LoadStatus> WaitLoadAsync(long load, int maxWaitMilliseconds);
+
+    /// <summary>
+    /// Takes a part of the order in which a reader will request this worker's blocks; the last part puts the order in
+    /// force, replacing the one before: eviction then takes first what the reader has passed, and last what it will
+    /// reach last. The order lapses after its expiry, or when <see cref="ForgetOrderAsync"/> names its job.
+    /// </summary>
+    [Alias("AnnounceOrder"), Access(Access.Read)]
+    ValueTask AnnounceOrderAsync(OrderPart part);
+
+    /// <summary>Ends the order of <paramref name="job"/> if it is the one in force (eviction as without one).</summary>
+    [Alias("ForgetOrder"), Access(Access.Read)]
+    ValueTask ForgetOrderAsync(long mountId, string job);
 
     /// <summary>Removes blocks from every tier of this worker.</summary>
     [Alias("Free"), Access(Access.Admin, Audit = true)]

@@ -36,7 +36,7 @@ public sealed partial class GrainFsClient : IAsyncDisposable
         // test cluster's) uses the credentials its options name.
         var trust = options.InsecureNoAuth ? null : connection.Trust ?? GrainFs.DataPlane.Security.ClusterTrust.Open(options.Credentials, options.ClusterId, GrainFs.DataPlane.Security.IdentityKind.Client);
         _blocks = new BlockReader(connection.Grains, _cluster, options, trust, logger);
-        _prefetcher = new Prefetcher(Namespace, _blocks, _cluster, options, logger, _stop.Token);
+        _prefetcher = new Prefetcher(connection.Grains, Namespace, _blocks, _cluster, options, logger, _stop.Token);
         _blocks.FileRead = _prefetcher.NoteRead;
         Cache = new CacheAdmin(calls, Namespace, _cluster, time);
         WriteCapabilities = new WriteCapabilities(calls, options.InsecureNoAuth, time);

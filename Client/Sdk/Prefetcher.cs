@@ -88,7 +88,7 @@ public sealed class PrefetchOrder
     /// <summary>How the order is prefetched.</summary>
     public PrefetchOptions Options { get; }
 
-    /// <summary>Completes when the order has fetched every file, was cancelled, replaced or expired.</summary>
+    /// <summary>Completes when the order is over: read to the end, cancelled, replaced by a newer one of its job, or expired.</summary>
     public Task Completion { get; private set; } = Task.CompletedTask;
 
     /// <summary>True while the order may still fetch or track reads.</summary>
@@ -109,7 +109,40 @@ public sealed class PrefetchOrder
     /// <summary>Stops the order: nothing more is fetched (fills already started finish on their workers).</summary>
     public void Cancel() => _stop.Cancel();
 
-    internal void Start() => Completion = RunAsync(_stop.Token);
+    internal void Start() => Completion = RunAllAsync(_stop.Token);
+
+    /// <summary>Set when a newer order of the same job took over (the workers then keep that one's ranking).</summary>
+    internal bool Replaced { get; set; }
+
+    // The prefetch pass and, beside it, the workers' copy of the order (for eviction); once the order is over (read to
+    // the end, cancelled, expired), the workers forget it unless a newer order of the job took its place.
+    private async Task RunAllAsync(CancellationToken cancellationToken)
+    {
+        var told = _owner.SendOrderAsync(this, cancellationToken);
+        await RunAsync(cancellationToken).ConfigureAwait(false);
+        (long MountId, List<string> Silos) workers;
+        try
+        {
+            workers = await told.ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is OperationCanceledException or TimeoutException or OrleansException)
+        {
+            return;
+        }
+
+        try
+        {
+            await Task.Delay(Timeout.Infinite, cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        if (!Replaced)
+        {
+            await _owner.ForgetOrderAsync(Job, workers.MountId, workers.Silos).ConfigureAwait(false);
+        }
+    }
 
     // The reader reached a file of the order: what was fetched up to it no longer counts against the window.
     internal void NoteRead(string path)
@@ -142,6 +175,7 @@ public sealed class PrefetchOrder
         if (position == Paths.Count - 1)
         {
             _owner.Retire(this);
+            _stop.Cancel(); // read to the end: the order is over
         }
     }
 
@@ -232,7 +266,7 @@ public sealed class PrefetchOrder
 /// The client's announced orders: at most one per job, each prefetching on its own, all told of the files this client
 /// reads so that each order's window moves with its reader.
 /// </summary>
-internal sealed partial class Prefetcher(NamespaceClient ns, BlockReader blocks, ClusterView cluster, GrainFsClientOptions options, ILogger logger, CancellationToken stop)
+internal sealed partial class Prefetcher(IGrainFactory grains, NamespaceClient ns, BlockReader blocks, ClusterView cluster, GrainFsClientOptions options, ILogger logger, CancellationToken stop)
 {
     private static readonly Counter<long> Files = GrainFsMetrics.Meter.CreateCounter<long>("grainfs.client.prefetch_files", "{file}", "Files of announced read orders, by outcome (fetched, skipped)");
     private static readonly Counter<long> Bytes = GrainFsMetrics.Meter.CreateCounter<long>("grainfs.client.prefetch_bytes", "By", "Bytes fetched ahead of readers by announced read orders");
@@ -240,6 +274,9 @@ internal sealed partial class Prefetcher(NamespaceClient ns, BlockReader blocks,
     private readonly Lock _gate = new();
     private readonly Dictionary<string, PrefetchOrder> _orders = new(StringComparer.Ordinal);
     private volatile PrefetchOrder[] _active = [];
+
+    /// <summary>Most keys per order part sent to a worker.</summary>
+    public const int KeysPerPart = 16_384;
 
     /// <summary>Starts an order, replacing the job's earlier one.</summary>
     public PrefetchOrder Announce(IReadOnlyList<string> paths, PrefetchOptions options)
@@ -250,6 +287,7 @@ internal sealed partial class Prefetcher(NamespaceClient ns, BlockReader blocks,
         {
             if (_orders.Remove(job, out var replaced))
             {
+                replaced.Replaced = true;
                 replaced.Cancel();
             }
 
@@ -299,6 +337,81 @@ internal sealed partial class Prefetcher(NamespaceClient ns, BlockReader blocks,
         return null;
     }
 
+    /// <summary>
+    /// Tells each home worker the order in which the reader will request its blocks (one mount's, the first file's),
+    /// so that its eviction keeps what the reader has still to read; the silos told, with the mount.
+    /// </summary>
+    internal async Task<(long MountId, List<string> Silos)> SendOrderAsync(PrefetchOrder order, CancellationToken cancellationToken)
+    {
+        var view = await cluster.GetAsync(cancellationToken).ConfigureAwait(false);
+        var perSilo = new Dictionary<string, List<BlockKey>>(StringComparer.Ordinal);
+        long? mountId = null;
+        var otherMounts = 0;
+        foreach (var path in order.Paths)
+        {
+            var version = await ns.VersionOfAsync(path, cancellationToken).ConfigureAwait(false);
+            if (!version.IsOk)
+            {
+                continue; // the prefetch pass warns of it
+            }
+
+            var file = version.Value!;
+            mountId ??= file.Mount.Id;
+            if (file.Mount.Id != mountId)
+            {
+                otherMounts++;
+                continue;
+            }
+
+            for (var index = 0; index < file.BlockCount; index++)
+            {
+                var key = file.KeyOf(index);
+                if (cluster.Home(view, key) is { } home)
+                {
+                    if (!perSilo.TryGetValue(home.Name, out var keys))
+                    {
+                        perSilo[home.Name] = keys = [];
+                    }
+
+                    keys.Add(key);
+                }
+            }
+        }
+
+        if (otherMounts > 0)
+        {
+            LogOtherMounts(logger, order.Job, otherMounts);
+        }
+
+        foreach (var (silo, keys) in perSilo)
+        {
+            var worker = grains.GetGrain<IWorkerGrain>(silo);
+            for (var start = 0; start < keys.Count; start += KeysPerPart)
+            {
+                var count = Math.Min(KeysPerPart, keys.Count - start);
+                await worker.AnnounceOrderAsync(new OrderPart(mountId!.Value, order.Job, start, [.. keys.GetRange(start, count)], start + count == keys.Count, order.Options.Expiry)).ConfigureAwait(false);
+            }
+        }
+
+        return (mountId ?? 0, [.. perSilo.Keys]);
+    }
+
+    /// <summary>Tells the workers an order reached that it has ended (cancelled, expired, read to the end).</summary>
+    internal async Task ForgetOrderAsync(string job, long mountId, IEnumerable<string> silos)
+    {
+        foreach (var silo in silos)
+        {
+            try
+            {
+                await grains.GetGrain<IWorkerGrain>(silo).ForgetOrderAsync(mountId, job).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is TimeoutException or OrleansException or InvalidOperationException)
+            {
+                LogForgetFailed(logger, job, silo, e.Message); // the worker's copy lapses at its expiry anyway
+            }
+        }
+    }
+
     // Fills every block of the file on its home worker (no bytes come back); null when all are held, else why not.
     internal async ValueTask<string?> FillAsync(FileVersion file, CancellationToken cancellationToken)
     {
@@ -331,6 +444,12 @@ internal sealed partial class Prefetcher(NamespaceClient ns, BlockReader blocks,
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Read order {Job} announced: {Files} files, a window of {WindowBytes} bytes")]
     private static partial void LogAnnounced(ILogger logger, string job, int files, long windowBytes);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Read order {Job}: {Count} file(s) of other mounts than its first are prefetched but not ranked for eviction")]
+    private static partial void LogOtherMounts(ILogger logger, string job, int count);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Read order {Job}: worker {Silo} was not told the order ended ({Reason})")]
+    private static partial void LogForgetFailed(ILogger logger, string job, string silo, string reason);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Read order: {Path} is not prefetched: {Reason}")]
     private static partial void LogSkipped(ILogger logger, string path, string reason);

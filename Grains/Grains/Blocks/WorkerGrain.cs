@@ -44,6 +44,18 @@ internal sealed class WorkerGrain(BlockFiller filler, WorkerJobs jobs, LocalSilo
     public ValueTask<LoadStatus> WaitLoadAsync(long load, int maxWaitMilliseconds) =>
         jobs.WaitLoadAsync(load, TimeSpan.FromMilliseconds(Math.Clamp(maxWaitMilliseconds, 0, (int)MaxLoadWait.TotalMilliseconds)));
 
+    public ValueTask AnnounceOrderAsync(OrderPart part)
+    {
+        Store.AddOrderPart(part.Job, part.Start, part.Keys, part.Last, part.Expiry);
+        return ValueTask.CompletedTask;
+    }
+
+    public ValueTask ForgetOrderAsync(long mountId, string job)
+    {
+        Store.ForgetOrder(job);
+        return ValueTask.CompletedTask;
+    }
+
     public async ValueTask<BatchResult> FreeAsync(BlockKey[] keys)
     {
         var (freed, bytes) = await Store.FreeAsync(keys);

@@ -128,11 +128,75 @@ public sealed class TierIndex
     private long _promotionCount;
     private long _corrupt;
 
+    private readonly TimeProvider _time;
+    private string? _orderJob;
+    private long _orderExpiresTicks;
+
     /// <summary>Creates the index over tiers, fastest first.</summary>
-    public TierIndex(IReadOnlyList<Tier> tiers, string policy)
+    public TierIndex(IReadOnlyList<Tier> tiers, string policy, TimeProvider? time = null)
     {
         Tiers = tiers;
         Policy = policy;
+        _time = time ?? TimeProvider.System;
+    }
+
+    /// <summary>The job whose read order the tiers' eviction follows, if any.</summary>
+    public string? OrderJob
+    {
+        get
+        {
+            lock (_lock)
+            {
+                ExpireOrder();
+                return _orderJob;
+            }
+        }
+    }
+
+    /// <summary>Puts a read order in force on every tier (replacing the one before) until <paramref name="expiry"/> passes.</summary>
+    public void AnnounceOrder(string job, IReadOnlyList<BlockKey> order, TimeSpan expiry)
+    {
+        lock (_lock)
+        {
+            foreach (var tier in Tiers)
+            {
+                (tier.Policy as EpochOrderPolicy)?.Announce(order);
+            }
+
+            _orderJob = job;
+            _orderExpiresTicks = _time.GetUtcNow().UtcTicks + expiry.Ticks;
+        }
+    }
+
+    /// <summary>Ends the order of <paramref name="job"/> if it is the one in force.</summary>
+    public void ForgetOrder(string job)
+    {
+        lock (_lock)
+        {
+            if (_orderJob == job)
+            {
+                EndOrder();
+            }
+        }
+    }
+
+    // Under the lock.
+    private void ExpireOrder()
+    {
+        if (_orderJob is not null && _time.GetUtcNow().UtcTicks >= _orderExpiresTicks)
+        {
+            EndOrder();
+        }
+    }
+
+    private void EndOrder()
+    {
+        foreach (var tier in Tiers)
+        {
+            (tier.Policy as EpochOrderPolicy)?.Forget();
+        }
+
+        _orderJob = null;
     }
 
     /// <summary>The tiers, fastest first.</summary>
@@ -521,6 +585,7 @@ public sealed class TierIndex
                 return null;
             }
 
+            ExpireOrder();
             if (!tier.Policy.TryNextVictim(k => _blocks.TryGetValue(k, out var b) && !b.Busy && !b.Header.Kept && b.Tier == tier, out var key))
             {
                 return null;

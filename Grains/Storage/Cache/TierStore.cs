@@ -30,7 +30,8 @@ public sealed partial class TierStore : IAsyncDisposable
         var clock = time ?? TimeProvider.System;
         var sketch = new FrequencySketch((int)Math.Min(int.MaxValue / 4, options.Tiers.Sum(t => t.Capacity) / (64 * 1024)));
         var permissions = TierPermissions.From(options);
-        Index = new TierIndex([.. options.Tiers.Select((spec, level) => new Tier(level, spec, EvictionPolicies.Create(options.Policy, spec.Capacity, sketch), permissions))], options.Policy);
+        // Every tier's policy follows an announced read order while one is in force, and its own rule otherwise.
+        Index = new TierIndex([.. options.Tiers.Select((spec, level) => new Tier(level, spec, new EpochOrderPolicy(EvictionPolicies.Create(options.Policy, spec.Capacity, sketch)), permissions))], options.Policy, clock);
         _fills = new FillCoordinator(Index, options, clock, logger);
         var writeKind = options.WriteTierKind;
         WriteTier = Index.Tiers.FirstOrDefault(t => t.Kind == writeKind) ?? Index.Tiers[0];
@@ -39,6 +40,41 @@ public sealed partial class TierStore : IAsyncDisposable
 
     /// <summary>The index: lookups, accounting, reports.</summary>
     public TierIndex Index { get; }
+
+    private readonly Lock _orderGate = new();
+    private readonly Dictionary<string, List<BlockKey>> _orderParts = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// Takes a part of an announced read order (parts of one job arrive in order, from place <paramref name="start"/>);
+    /// the last puts the whole order in force for <paramref name="expiry"/>. Parts of an order never finished are
+    /// dropped when another job's parts arrive.
+    /// </summary>
+    public void AddOrderPart(string job, int start, BlockKey[] keys, bool last, TimeSpan expiry)
+    {
+        List<BlockKey> order;
+        lock (_orderGate)
+        {
+            if (start == 0 || !_orderParts.TryGetValue(job, out order!))
+            {
+                _orderParts.Clear();
+                order = [];
+                _orderParts[job] = order;
+            }
+
+            order.AddRange(keys);
+            if (!last)
+            {
+                return;
+            }
+
+            _orderParts.Remove(job);
+        }
+
+        Index.AnnounceOrder(job, order, expiry);
+    }
+
+    /// <summary>Ends the order of <paramref name="job"/> if it is in force.</summary>
+    public void ForgetOrder(string job) => Index.ForgetOrder(job);
 
     /// <summary>The background maintenance; a silo runs it as a hosted service.</summary>
     public TierMaintenance Maintenance { get; }

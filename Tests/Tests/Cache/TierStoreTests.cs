@@ -45,6 +45,45 @@ public sealed class TierStoreTests
     }
 
     [Fact]
+    public async Task With_a_read_order_in_force_eviction_takes_what_the_reader_passed_then_what_it_will_reach_last()
+    {
+        var root = TestProcess.NewFolder("ts-order");
+        const int Size = 256 * 1024;
+        var keys = Enumerable.Range(0, 12).Select(i => new BlockKey(40, 40, i)).ToArray();
+        var blockBytes = BlockFile.HeaderLength(Size) + Size;
+        await using var store = await StoreAsync(root, 8L * blockBytes, 64 << 20);
+        store.AddOrderPart("epoch", 0, keys[..5], last: false, TimeSpan.FromMinutes(10));
+        store.AddOrderPart("epoch", 5, keys[5..], last: true, TimeSpan.FromMinutes(10));
+        Assert.Equal("epoch", store.Index.OrderJob);
+        for (var i = 0; i < 8; i++)
+        {
+            await store.StartFill(keys[i], Size, Source(Bytes(Size, i)))!.Completion;
+        }
+
+        // The reader has read the first four; four more blocks arrive (the prefetcher's), and the tier makes room.
+        for (var i = 0; i < 4; i++)
+        {
+            Assert.True(store.TryGet(keys[i], out _));
+        }
+
+        for (var i = 8; i < 12; i++)
+        {
+            await store.StartFill(keys[i], Size, Source(Bytes(Size, i)))!.Completion;
+        }
+
+        await PassAsync(store);
+        bool InMem(BlockKey key) => store.TryGet(key, out var block) && block.Tier.Name == "MEM";
+        var kept = keys.Where(InMem).Select(k => k.Index).ToList();
+        Assert.DoesNotContain(kept, i => i < 4);
+        Assert.All(Enumerable.Range(4, 4), i => Assert.Contains(i, kept));
+        Assert.Equal(Enumerable.Range(4, kept.Count), kept); // what went beyond those read: the farthest ahead
+
+        // Forgotten, the base policy decides again.
+        store.ForgetOrder("epoch");
+        Assert.Null(store.Index.OrderJob);
+    }
+
+    [Fact]
     public async Task A_fill_is_checksummed_renamed_into_place_and_read_back_exactly()
     {
         var root = TestProcess.NewFolder("ts");

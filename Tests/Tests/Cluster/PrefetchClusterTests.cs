@@ -1,13 +1,16 @@
 using System.Text.RegularExpressions;
 using GrainFs.Client;
+using GrainFs.Storage.Cache;
 using GrainFs.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace GrainFs.Tests.Cluster;
 
 /// <summary>
 /// Announced read orders on a 3-silo cluster over a moto bucket of its own (its request log counts the GETs of each
-/// object): the files are filled ahead of the reader, never more than the window ahead, each from S3 once; a missing
-/// path is skipped; a cancelled order fetches nothing more; a newer order of the same job replaces the older.
+/// object): the files are filled ahead of the reader, never more than the window ahead, each from S3 once, and their
+/// home workers rank them for eviction by the order until it is read to the end; a missing path is skipped; a cancelled
+/// order fetches nothing more; a newer order of the same job replaces the older.
 /// </summary>
 public sealed class PrefetchClusterTests(GpuClusterFixture fixture) : IClassFixture<GpuClusterFixture>
 {
@@ -63,6 +66,14 @@ public sealed class PrefetchClusterTests(GpuClusterFixture fixture) : IClassFixt
 
             // The window: ten files fetched, none of the rest, while nobody reads.
             await WaitFetchedAsync(order, 10);
+
+            // The files' home workers rank their blocks by the order for eviction.
+            for (var i = 0; i < 200 && OrderJobs().All(j => j != order.Job); i++)
+            {
+                await Task.Delay(50);
+            }
+
+            Assert.Contains(order.Job, OrderJobs());
             await Task.Delay(500);
             Assert.Equal(10, order.Progress.Fetched);
             Assert.Equal(10 * FileSize, order.Progress.Ahead);
@@ -83,8 +94,19 @@ public sealed class PrefetchClusterTests(GpuClusterFixture fixture) : IClassFixt
             Assert.Equal((31, 1, 30, 31), (done.Files, done.Skipped, done.Fetched, done.Read));
             Assert.False(order.IsActive);
             Assert.Empty(client.PrefetchOrders);
+
+            // Read to the end, the order is forgotten by the workers too.
+            for (var i = 0; i < 200 && OrderJobs().Contains(order.Job); i++)
+            {
+                await Task.Delay(50);
+            }
+
+            Assert.DoesNotContain(order.Job, OrderJobs());
         }
     }
+
+    private List<string?> OrderJobs() =>
+        [.. fixture.SiloServices.Values.Select(s => s.GetRequiredService<TierStore>().Index.OrderJob)];
 
     [Fact]
     public async Task A_cancelled_or_replaced_order_fetches_nothing_more()
