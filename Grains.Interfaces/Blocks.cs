@@ -147,7 +147,21 @@ public sealed record WorkerReport(
     [property: Id(8)] long Evictions,
     [property: Id(9)] long Corrupt,
     [property: Id(10)] Dictionary<string, long> BytesServedBySource,
-    [property: Id(11)] string? WriteTier = null);
+    [property: Id(11)] string? WriteTier = null,
+    [property: Id(12)] WorkerPrefetch? Prefetch = null);
+
+/// <summary>
+/// A worker's fills ahead of readers (announced read orders; counted in <see cref="WorkerReport.Fills"/> too): how many
+/// and their bytes, hits (a reader asked for the block afterwards), wasted (evicted before anyone did), and the prefetch
+/// fills running now (the worker's prefetch queue).
+/// </summary>
+[GenerateSerializer, Immutable, Alias("grainfs.WorkerPrefetch")]
+public sealed record WorkerPrefetch(
+    [property: Id(0)] long Fills,
+    [property: Id(1)] long Bytes,
+    [property: Id(2)] long Hits,
+    [property: Id(3)] long Wasted,
+    [property: Id(4)] int Running);
 
 /// <summary>
 /// A part of an announced read order as one worker sees it: the keys of its blocks of mount <see cref="MountId"/>, in
@@ -257,7 +271,7 @@ public sealed record PersistStatus(
     [property: Id(3)] long RateBytesPerSecond,
     [property: Id(4)] long PersistedBytes);
 
-/// <summary>A silo as clients see it: where its worker's data port is, which tier folders it has, its roles.</summary>
+/// <summary>A silo as clients see it: where its worker's data port is, which tier folders it has, its roles, and how many bytes its tiers hold (0 when not told).</summary>
 [GenerateSerializer, Immutable, Alias("grainfs.SiloInfo")]
 public sealed record SiloInfo(
     [property: Id(0)] string Name,
@@ -265,7 +279,8 @@ public sealed record SiloInfo(
     [property: Id(2)] string Host,
     [property: Id(3)] string[] Roles,
     [property: Id(4)] string DataEndpoint,
-    [property: Id(5)] string[] TierPaths);
+    [property: Id(5)] string[] TierPaths,
+    [property: Id(6)] long CacheCapacity = 0);
 
 /// <summary>Cluster membership with GrainFS's silo metadata. A stateless worker: answered by whichever silo is called.</summary>
 [Alias("grainfs.IClusterGrain")]

@@ -199,6 +199,14 @@ internal sealed class CacheCommands(GrainFsClient client, Terminal terminal)
                 json.WriteNumber("fillBytes", w.FillBytes);
                 json.WriteNumber("evictions", w.Evictions);
                 json.WriteNumber("corrupt", w.Corrupt);
+                var prefetch = w.Prefetch ?? new WorkerPrefetch(0, 0, 0, 0, 0);
+                json.WriteStartObject("prefetch");
+                json.WriteNumber("fills", prefetch.Fills);
+                json.WriteNumber("bytes", prefetch.Bytes);
+                json.WriteNumber("hits", prefetch.Hits);
+                json.WriteNumber("wasted", prefetch.Wasted);
+                json.WriteNumber("running", prefetch.Running);
+                json.WriteEndObject();
                 json.WriteStartObject("bytesServedBySource");
                 foreach (var (source, bytes) in w.BytesServedBySource)
                 {
@@ -229,6 +237,12 @@ internal sealed class CacheCommands(GrainFsClient client, Terminal terminal)
             if (w.BytesServedBySource.Count > 0)
             {
                 stdout.WriteLine("  served: " + string.Join(", ", w.BytesServedBySource.Select(kv => $"{kv.Key} {ByteSize.Format(kv.Value)}")));
+            }
+
+            if (w.Prefetch is { Fills: > 0 } or { Running: > 0 })
+            {
+                var p = w.Prefetch;
+                stdout.WriteLine($"  prefetch: {p.Fills} fills ({ByteSize.Format(p.Bytes)}), {p.Hits} hits, {p.Wasted} wasted (evicted unread), {p.Running} running");
             }
         }
 

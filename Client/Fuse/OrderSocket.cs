@@ -11,7 +11,7 @@ namespace GrainFs.Fuse;
 
 /// <summary>
 /// The mount daemon's local socket for announced read orders (a training loader's epoch order, from the Python
-/// package or any program): a request is a JSON header line (<c>{"v":1,"job":"…","window":bytes,"cancel":false}</c>)
+/// package or any program): a request is a JSON header line (<c>{"v":1,"job":"…","window":bytes,"share":0.25,"cancel":false}</c>; window and share optional)
 /// followed by the files' paths under the mount point, each ended by a NUL byte, up to the end of the client's
 /// stream; the answer is one JSON line (<c>{"ok":true,"job":"…","accepted":N,"outside":M}</c>). The order is
 /// prefetched by this daemon's client and outlives the connection. The socket sits at
@@ -203,6 +203,11 @@ public sealed partial class OrderSocket : IAsyncDisposable
             return new Reply(true, job, cancelled.Count, 0, null);
         }
 
+        if (header.Share is { } share && share is not (> 0 and <= 1))
+        {
+            throw new InvalidDataException($"share {share} is not a share of the cache (0 < share <= 1)");
+        }
+
         var paths = new List<string>();
         var outside = 0;
         var prefix = _mountPoint + "/";
@@ -240,6 +245,7 @@ public sealed partial class OrderSocket : IAsyncDisposable
         {
             Job = header.Job,
             WindowBytes = header.Window is > 0 ? header.Window.Value : PrefetchOptions.DEFAULT_WINDOW_BYTES,
+            WindowShare = header.Share ?? PrefetchOptions.DEFAULT_WINDOW_SHARE,
         });
         return new Reply(true, order.Job, paths.Count, outside, null);
     }
@@ -266,7 +272,8 @@ public sealed partial class OrderSocket : IAsyncDisposable
         [property: JsonPropertyName("v")] int V,
         [property: JsonPropertyName("job")] string? Job,
         [property: JsonPropertyName("window")] long? Window,
-        [property: JsonPropertyName("cancel")] bool Cancel);
+        [property: JsonPropertyName("cancel")] bool Cancel,
+        [property: JsonPropertyName("share")] double? Share = null);
 
     private sealed record Reply(
         [property: JsonPropertyName("ok")] bool Ok,

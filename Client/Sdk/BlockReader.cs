@@ -86,8 +86,9 @@ internal sealed partial class BlockReader : IDisposable
         var backoff = TimeSpan.FromMilliseconds(100);
         for (var attempt = 1; ; attempt++)
         {
-            // A file written through GrainFS is read from the worker that took its blocks first (its home may never have had them).
-            var home = (attempt == 1 ? HolderOf(view, file) : null) ?? _cluster.Home(view, key);
+            // A file written through GrainFS is read from the worker that took its blocks first (its home may never have had them);
+            // a file of an announced read order from the worker its prefetch fills (this host's, joining a fill in flight).
+            var home = (attempt == 1 ? HolderOf(view, file) ?? (Announced?.Invoke(file.Path) == true ? NearestWorker(view, key) : null) : null) ?? _cluster.Home(view, key);
             if (home is null)
             {
                 return FsResult<int>.Fail(FsStatus.IoError, $"{file.Path}: no silo is available");
@@ -213,8 +214,35 @@ internal sealed partial class BlockReader : IDisposable
         }
     }
 
+    /// <summary>True for the files of this client's announced read orders (set by the prefetcher).</summary>
+    internal Func<string, bool>? Announced { get; set; }
+
+    /// <summary>
+    /// The worker nearest to this client for a block: its home when this client reads the home's folders or no worker on
+    /// this host lets it, else the first worker of this host whose folders it reads. Read orders fill their blocks there,
+    /// so the reader finds them short-circuit.
+    /// </summary>
+    internal SiloInfo? NearestWorker(ClusterView.Snapshot view, BlockKey key)
+    {
+        var home = _cluster.Home(view, key);
+        if (home is null || ReadsLocally(home))
+        {
+            return home;
+        }
+
+        foreach (var silo in view.Silos)
+        {
+            if (ReadsLocally(silo))
+            {
+                return silo;
+            }
+        }
+
+        return home;
+    }
+
     /// <summary>Whether this client reads <paramref name="silo"/>'s blocks from its tier folders (same host, allowed to).</summary>
-    private bool ReadsLocally(SiloInfo silo)
+    internal bool ReadsLocally(SiloInfo silo)
     {
         if (!_options.ShortCircuit || !string.Equals(silo.Host, _options.Host, StringComparison.Ordinal))
         {

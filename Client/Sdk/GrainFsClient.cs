@@ -140,8 +140,9 @@ public sealed partial class GrainFsClient : IAsyncDisposable
 
     /// <summary>
     /// Announces the order in which files will be read (a training epoch's order): the cluster fills them ahead of the
-    /// reader, in order, at most <see cref="PrefetchOptions.WindowBytes"/> ahead of the last one read through this
-    /// client. Returns once the order is accepted; it then runs until every file is fetched and read, it is cancelled,
+    /// reader, in order, into this host's worker when it has one (else the blocks' homes), at most
+    /// <see cref="PrefetchOptions.WindowBytes"/> (and <see cref="PrefetchOptions.WindowShare"/> of that cache) ahead of
+    /// the last one read through this client. Returns once the order is accepted; it then runs until every file is fetched and read, it is cancelled,
     /// a newer order of the same <see cref="PrefetchOptions.Job"/> replaces it, or it expires. A path that is missing or
     /// not a file is skipped with a warning.
     /// </summary>
@@ -149,13 +150,7 @@ public sealed partial class GrainFsClient : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(paths);
         var list = paths.ToList();
-        options ??= new PrefetchOptions();
-        if (options.WindowBytes <= 0 || options.Parallel <= 0 || options.Expiry <= TimeSpan.Zero)
-        {
-            throw new ArgumentOutOfRangeException(nameof(options), options, "a read order needs a positive window, parallelism and expiry");
-        }
-
-        return _prefetcher.Announce(list, options);
+        return _prefetcher.Announce(list, options ?? new PrefetchOptions());
     }
 
     /// <summary>The announced read orders in force.</summary>
@@ -247,6 +242,9 @@ public sealed partial class GrainFsClient : IAsyncDisposable
     }
 
     /// <inheritdoc />
+    /// <summary>Tells this host's workers now of the short-circuit reads not yet reported (an owned connection does so every 2 s).</summary>
+    internal Task ReportAccessAsync() => _blocks.ReportAccessAsync(CancellationToken.None);
+
     public async ValueTask DisposeAsync()
     {
         if (_watcher is not null)

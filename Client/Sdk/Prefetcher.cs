@@ -11,6 +11,9 @@ public sealed record PrefetchOptions
     /// <summary>Default for <see cref="WindowBytes"/>.</summary>
     public const long DEFAULT_WINDOW_BYTES = 1L << 30;
 
+    /// <summary>Default for <see cref="WindowShare"/>.</summary>
+    public const double DEFAULT_WINDOW_SHARE = 0.25;
+
     /// <summary>Default for <see cref="Parallel"/>.</summary>
     public const int DEFAULT_PARALLEL = 8;
 
@@ -22,6 +25,13 @@ public sealed record PrefetchOptions
 
     /// <summary>The most bytes fetched ahead of the reader (files announced, fetched, not yet read).</summary>
     public long WindowBytes { get; init; } = DEFAULT_WINDOW_BYTES;
+
+    /// <summary>
+    /// The most the window may take of the cache it fills (this host's worker, or the home workers' tiers together when
+    /// the reader has no worker on its host), as a share from 0 (exclusive) to 1: the smaller of this and
+    /// <see cref="WindowBytes"/> applies, so an order cannot push out the rest of a small cache.
+    /// </summary>
+    public double WindowShare { get; init; } = DEFAULT_WINDOW_SHARE;
 
     /// <summary>Files fetched at once.</summary>
     public int Parallel { get; init; } = DEFAULT_PARALLEL;
@@ -37,7 +47,9 @@ public sealed record PrefetchOptions
 /// <param name="FetchedBytes">Their bytes.</param>
 /// <param name="Read">Files the reader has reached.</param>
 /// <param name="Ahead">Bytes fetched and not yet read (at most the window).</param>
-public readonly record struct PrefetchProgress(int Files, int Skipped, int Fetched, long FetchedBytes, int Read, long Ahead);
+/// <param name="InFlight">Files being fetched now (the order's queue at the workers).</param>
+/// <param name="Window">The window in force: <see cref="PrefetchOptions.WindowBytes"/>, or less by <see cref="PrefetchOptions.WindowShare"/> (0 until known).</param>
+public readonly record struct PrefetchProgress(int Files, int Skipped, int Fetched, long FetchedBytes, int Read, long Ahead, int InFlight = 0, long Window = 0);
 
 /// <summary>
 /// An announced read order: the files a reader will read, in that order. The cluster fills them ahead of the reader
@@ -60,6 +72,8 @@ public sealed class PrefetchOrder
     private int _skipped;
     private int _fetchedCount;
     private long _fetchedBytes;
+    private int _inFlight;
+    private long _window;
 
     internal PrefetchOrder(Prefetcher owner, string job, IReadOnlyList<string> paths, PrefetchOptions options, CancellationToken stop)
     {
@@ -101,7 +115,7 @@ public sealed class PrefetchOrder
         {
             lock (_gate)
             {
-                return new PrefetchProgress(Paths.Count, _skipped, _fetchedCount, _fetchedBytes, _readUpTo + 1, _ahead);
+                return new PrefetchProgress(Paths.Count, _skipped, _fetchedCount, _fetchedBytes, _readUpTo + 1, _ahead, _inFlight, _window);
             }
         }
     }
@@ -113,6 +127,9 @@ public sealed class PrefetchOrder
 
     /// <summary>Set when a newer order of the same job took over (the workers then keep that one's ranking).</summary>
     internal bool Replaced { get; set; }
+
+    /// <summary>Whether <paramref name="path"/> is one of the order's files.</summary>
+    internal bool Names(string path) => _positions.ContainsKey(path);
 
     // The prefetch pass and, beside it, the workers' copy of the order (for eviction); once the order is over (read to
     // the end, cancelled, expired), the workers forget it unless a newer order of the job took its place.
@@ -185,6 +202,12 @@ public sealed class PrefetchOrder
         var running = new List<Task>();
         try
         {
+            var window = await _owner.WindowOfAsync(Options, cancellationToken).ConfigureAwait(false);
+            lock (_gate)
+            {
+                _window = window;
+            }
+
             for (var i = 0; i < Paths.Count; i++)
             {
                 var version = await _owner.ResolveAsync(Paths[i], cancellationToken).ConfigureAwait(false);
@@ -204,7 +227,7 @@ public sealed class PrefetchOrder
                             break; // the reader passed it already: nothing to fetch
                         }
 
-                        if (_ahead == 0 || _ahead + version.Entry.Size <= Options.WindowBytes)
+                        if (_ahead == 0 || _ahead + version.Entry.Size <= window)
                         {
                             _ahead += version.Entry.Size;
                             _sizes[i] = version.Entry.Size;
@@ -235,6 +258,8 @@ public sealed class PrefetchOrder
 
     private async Task FetchAsync(FileVersion version, SemaphoreSlim slots, CancellationToken cancellationToken)
     {
+        Interlocked.Increment(ref _inFlight);
+        Prefetcher.InFlight.Add(1);
         try
         {
             var failure = await _owner.FillAsync(version, cancellationToken).ConfigureAwait(false);
@@ -257,6 +282,8 @@ public sealed class PrefetchOrder
         }
         finally
         {
+            Interlocked.Decrement(ref _inFlight);
+            Prefetcher.InFlight.Add(-1);
             slots.Release();
         }
     }
@@ -264,12 +291,37 @@ public sealed class PrefetchOrder
 
 /// <summary>
 /// The client's announced orders: at most one per job, each prefetching on its own, all told of the files this client
-/// reads so that each order's window moves with its reader.
+/// reads so that each order's window moves with its reader. Blocks are filled on the worker nearest to the reader (this
+/// host's when there is one whose folders it reads, else their homes), and the reader's own cold reads of an order's
+/// files go to that worker too, joining the prefetch's fill instead of starting another.
 /// </summary>
-internal sealed partial class Prefetcher(IGrainFactory grains, NamespaceClient ns, BlockReader blocks, ClusterView cluster, GrainFsClientOptions options, ILogger logger, CancellationToken stop)
+internal sealed partial class Prefetcher
 {
     private static readonly Counter<long> Files = GrainFsMetrics.Meter.CreateCounter<long>("grainfs.client.prefetch_files", "{file}", "Files of announced read orders, by outcome (fetched, skipped)");
     private static readonly Counter<long> Bytes = GrainFsMetrics.Meter.CreateCounter<long>("grainfs.client.prefetch_bytes", "By", "Bytes fetched ahead of readers by announced read orders");
+
+    /// <summary>Files of announced orders being fetched now, by every client of the process (the prefetch queue).</summary>
+    internal static readonly UpDownCounter<long> InFlight = GrainFsMetrics.Meter.CreateUpDownCounter<long>("grainfs.client.prefetch_in_flight", "{file}", "Files of announced read orders being fetched now");
+
+    private readonly IGrainFactory grains;
+    private readonly NamespaceClient ns;
+    private readonly BlockReader blocks;
+    private readonly ClusterView cluster;
+    private readonly GrainFsClientOptions options;
+    private readonly ILogger logger;
+    private readonly CancellationToken stop;
+
+    public Prefetcher(IGrainFactory grains, NamespaceClient ns, BlockReader blocks, ClusterView cluster, GrainFsClientOptions options, ILogger logger, CancellationToken stop)
+    {
+        this.grains = grains;
+        this.ns = ns;
+        this.blocks = blocks;
+        this.cluster = cluster;
+        this.options = options;
+        this.logger = logger;
+        this.stop = stop;
+        blocks.Announced = Names;
+    }
 
     private readonly Lock _gate = new();
     private readonly Dictionary<string, PrefetchOrder> _orders = new(StringComparer.Ordinal);
@@ -281,6 +333,11 @@ internal sealed partial class Prefetcher(IGrainFactory grains, NamespaceClient n
     /// <summary>Starts an order, replacing the job's earlier one.</summary>
     public PrefetchOrder Announce(IReadOnlyList<string> paths, PrefetchOptions options)
     {
+        if (options.WindowBytes <= 0 || options.WindowShare is not (> 0 and <= 1) || options.Parallel <= 0 || options.Expiry <= TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), options, $"a read order needs WindowBytes > 0 (got {options.WindowBytes}), 0 < WindowShare <= 1 (got {options.WindowShare}), Parallel > 0 (got {options.Parallel}) and an Expiry > 0 (got {options.Expiry})");
+        }
+
         var job = options.Job ?? Guid.NewGuid().ToString("N");
         var order = new PrefetchOrder(this, job, paths, options, stop);
         lock (_gate)
@@ -302,6 +359,45 @@ internal sealed partial class Prefetcher(IGrainFactory grains, NamespaceClient n
 
     /// <summary>The orders in force.</summary>
     public IReadOnlyCollection<PrefetchOrder> Orders => _active;
+
+    /// <summary>Whether an active order names <paramref name="path"/> (a cheap no-op without any).</summary>
+    public bool Names(string path)
+    {
+        foreach (var order in _active)
+        {
+            if (order.Names(path))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>
+    /// The window of an order: its bytes, bounded by its share of the cache it fills (this host's workers whose folders
+    /// this client reads, else the home workers together); the bytes alone when the silos do not say their capacity.
+    /// </summary>
+    internal async ValueTask<long> WindowOfAsync(PrefetchOptions order, CancellationToken cancellationToken)
+    {
+        var view = await cluster.GetAsync(cancellationToken).ConfigureAwait(false);
+        long local = 0, homes = 0;
+        foreach (var silo in view.Silos)
+        {
+            if (blocks.ReadsLocally(silo))
+            {
+                local += silo.CacheCapacity;
+            }
+        }
+
+        foreach (var home in view.Homes)
+        {
+            homes += home.CacheCapacity;
+        }
+
+        var capacity = local > 0 ? local : homes;
+        return capacity > 0 ? Math.Min(order.WindowBytes, Math.Max(1, (long)(capacity * order.WindowShare))) : order.WindowBytes;
+    }
 
     /// <summary>Tells the active orders that this client read <paramref name="path"/> (a cheap no-op without any).</summary>
     public void NoteRead(string path)
@@ -366,11 +462,11 @@ internal sealed partial class Prefetcher(IGrainFactory grains, NamespaceClient n
             for (var index = 0; index < file.BlockCount; index++)
             {
                 var key = file.KeyOf(index);
-                if (cluster.Home(view, key) is { } home)
+                if (blocks.NearestWorker(view, key) is { } target)
                 {
-                    if (!perSilo.TryGetValue(home.Name, out var keys))
+                    if (!perSilo.TryGetValue(target.Name, out var keys))
                     {
-                        perSilo[home.Name] = keys = [];
+                        perSilo[target.Name] = keys = [];
                     }
 
                     keys.Add(key);
@@ -412,22 +508,22 @@ internal sealed partial class Prefetcher(IGrainFactory grains, NamespaceClient n
         }
     }
 
-    // Fills every block of the file on its home worker (no bytes come back); null when all are held, else why not.
+    // Fills every block of the file on the worker nearest to the reader (no bytes come back); null when all are held, else why not.
     internal async ValueTask<string?> FillAsync(FileVersion file, CancellationToken cancellationToken)
     {
         var view = await cluster.GetAsync(cancellationToken).ConfigureAwait(false);
         for (var index = 0; index < file.BlockCount; index++)
         {
             var key = file.KeyOf(index);
-            if (cluster.Home(view, key) is not { } home)
+            if (blocks.NearestWorker(view, key) is not { } target)
             {
                 return "no silo is available";
             }
 
-            var held = await blocks.DataPort.FillAsync(home.DataEndpoint, key, file.FillSourceOf(index), 0, Memory<byte>.Empty, awaitHeld: true, options.FillTimeout, cancellationToken).ConfigureAwait(false);
+            var held = await blocks.DataPort.PrefetchAsync(target.DataEndpoint, key, file.FillSourceOf(index), options.FillTimeout, cancellationToken).ConfigureAwait(false);
             if (held.Status != DataPortStatus.Ok)
             {
-                return $"block {index} on {home.Name}: {held.Status} {held.Message}";
+                return $"block {index} on {target.Name}: {held.Status} {held.Message}";
             }
         }
 

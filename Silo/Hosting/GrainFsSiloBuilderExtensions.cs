@@ -64,6 +64,7 @@ public static class GrainFsSiloBuilderExtensions
                 ["Metadata:" + SiloMetadataKeys.Roles] = string.Join(',', silo.RoleList),
                 ["Metadata:" + SiloMetadataKeys.DataPort] = dataEndpoint,
                 ["Metadata:" + SiloMetadataKeys.Tiers] = string.Join('|', settings.Cache.Tiers.Select(t => Path.GetFullPath(t.Path))),
+                ["Metadata:" + SiloMetadataKeys.CacheCapacity] = settings.Cache.Tiers.Sum(t => t.Capacity).ToString(System.Globalization.CultureInfo.InvariantCulture),
             })
             .Build();
         builder.UseSiloMetadata(metadata.GetSection("Metadata"));
@@ -154,6 +155,11 @@ internal sealed class SiloGauges(NamespaceStats stats, SiloIdentity identity, Ti
         meter.CreateObservableCounter("grainfs.cache.demotions", () => new Measurement<long>(store.GetReport().Demotions, host), "{block}", "Blocks demoted to a slower tier");
         meter.CreateObservableCounter("grainfs.cache.corrupt", () => new Measurement<long>(store.GetReport().Corrupt, host), "{block}", "Blocks discarded after a failed checksum");
         meter.CreateObservableCounter("grainfs.cache.bytes_served", ServedBySource, "By", "Bytes served by the data port, by source");
+        meter.CreateObservableCounter("grainfs.prefetch.fills", () => new Measurement<long>(store.GetReport().Prefetch.Fills, host), "{block}", "Blocks filled ahead of readers by announced read orders");
+        meter.CreateObservableCounter("grainfs.prefetch.bytes", () => new Measurement<long>(store.GetReport().Prefetch.Bytes, host), "By", "Bytes filled ahead of readers by announced read orders");
+        meter.CreateObservableCounter("grainfs.prefetch.hits", () => new Measurement<long>(store.GetReport().Prefetch.Hits, host), "{block}", "Prefetched blocks a reader asked for afterwards");
+        meter.CreateObservableCounter("grainfs.prefetch.wasted", () => new Measurement<long>(store.GetReport().Prefetch.Wasted, host), "{block}", "Prefetched blocks evicted before any reader asked for them");
+        meter.CreateObservableGauge("grainfs.prefetch.running", () => new Measurement<long>(store.GetReport().Prefetch.Running, host), "{block}", "Prefetch fills in progress on this worker");
         return Task.CompletedTask;
 
         IEnumerable<Measurement<long>> ServedBySource()

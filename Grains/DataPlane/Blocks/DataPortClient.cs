@@ -58,6 +58,13 @@ public sealed class DataPortClient : IDisposable
     public ValueTask<DataPortResult> FillAsync(string endpoint, BlockKey key, FillSource source, long offset, Memory<byte> destination, bool awaitHeld, TimeSpan timeout, CancellationToken cancellationToken = default) =>
         ReadAsync(endpoint, key, offset, awaitHeld ? Memory<byte>.Empty : destination, awaitHeld ? DataPortProtocol.FlagAwaitHeld : DataPortProtocol.FlagWaitForFill, timeout, cancellationToken, source);
 
+    /// <summary>
+    /// Has the worker fill a block ahead of a reader (<see cref="DataPortProtocol.FlagPrefetch"/>) and answers once it is
+    /// held, with no bytes: Ok, NotFilled with the reason, or Error when the fill failed.
+    /// </summary>
+    public ValueTask<DataPortResult> PrefetchAsync(string endpoint, BlockKey key, FillSource source, TimeSpan timeout, CancellationToken cancellationToken = default) =>
+        ReadAsync(endpoint, key, 0, Memory<byte>.Empty, DataPortProtocol.FlagAwaitHeld | DataPortProtocol.FlagPrefetch, timeout, cancellationToken, source);
+
     private async ValueTask<DataPortResult> ReadAsync(string endpoint, BlockKey key, long offset, Memory<byte> destination, ushort flags, TimeSpan timeout, CancellationToken cancellationToken, FillSource? source = null)
     {
         var connection = await RentAsync(endpoint, cancellationToken).ConfigureAwait(false);

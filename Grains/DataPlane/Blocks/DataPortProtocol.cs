@@ -97,6 +97,11 @@ public static class DataPortProtocol
     /// read as it answers any read of a block being filled: no grain call, no activation per cold block.</summary>
     public const ushort FlagSource = 8;
 
+    /// <summary>Flag of a read with a source: the fill is a prefetch ahead of a reader (an announced read order). The
+    /// worker counts it as one: prefetch fills, hits when a reader later asks for the block, wasted when it is evicted
+    /// before anyone did.</summary>
+    public const ushort FlagPrefetch = 16;
+
     /// <summary>The largest encoded block source.</summary>
     public const int MaxSourceLength = 8192;
 

@@ -30,7 +30,8 @@ internal sealed class ClusterGrain(IClusterMembershipService membership, ISiloMe
                 data.GetValueOrDefault(SiloMetadataKeys.Host) ?? string.Empty,
                 (data.GetValueOrDefault(SiloMetadataKeys.Roles) ?? string.Empty).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
                 endpoint,
-                (data.GetValueOrDefault(SiloMetadataKeys.Tiers) ?? string.Empty).Split('|', StringSplitOptions.RemoveEmptyEntries)));
+                (data.GetValueOrDefault(SiloMetadataKeys.Tiers) ?? string.Empty).Split('|', StringSplitOptions.RemoveEmptyEntries),
+                long.TryParse(data.GetValueOrDefault(SiloMetadataKeys.CacheCapacity), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var capacity) ? capacity : 0));
         }
 
         silos.Sort((a, b) => string.CompareOrdinal(a.Name, b.Name));

@@ -17,6 +17,9 @@ public static class SiloMetadataKeys
 
     /// <summary>The tier folders, fastest first, separated by '|' (short-circuit readers open block files there).</summary>
     public const string Tiers = "grainfs.tiers";
+
+    /// <summary>Bytes the worker's tiers hold together (read-order windows are bounded by a share of it).</summary>
+    public const string CacheCapacity = "grainfs.capacity";
 }
 
 /// <summary>This silo's identity for the grains that report where bytes are.</summary>

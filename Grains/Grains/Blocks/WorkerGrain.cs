@@ -35,7 +35,8 @@ internal sealed class WorkerGrain(BlockFiller filler, WorkerJobs jobs, LocalSilo
             report.Evictions,
             report.Corrupt,
             new Dictionary<string, long>(report.BytesServedBySource),
-            silo.Writes ? Store.WriteTier.Name : null));
+            silo.Writes ? Store.WriteTier.Name : null,
+            new WorkerPrefetch(report.Prefetch.Fills, report.Prefetch.Bytes, report.Prefetch.Hits, report.Prefetch.Wasted, report.Prefetch.Running)));
     }
 
     public ValueTask<long> StartLoadAsync(BlockSource[] blocks, bool? pin, DateTime? expiresUtc) =>

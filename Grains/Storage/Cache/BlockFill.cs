@@ -24,6 +24,9 @@ public sealed class BlockFill
     /// <summary>Bytes the block will hold.</summary>
     public int Length { get; }
 
+    /// <summary>Started ahead of a reader by an announced read order (the block is marked prefetched once held).</summary>
+    internal bool Prefetch { get; set; }
+
     /// <summary>The tier it is written to, once space is reserved (before any byte is published).</summary>
     public Tier? Tier { get; private set; }
 

@@ -171,7 +171,7 @@ public sealed partial class DataPortServer : IAsyncDisposable
                     var filling = false;
                     if ((flags & DataPortProtocol.FlagSource) != 0)
                     {
-                        var started = await StartFillAsync(stream, request, key).ConfigureAwait(false);
+                        var started = await StartFillAsync(stream, request, key, prefetch: (flags & DataPortProtocol.FlagPrefetch) != 0).ConfigureAwait(false);
                         if (started is FillStart.Closed)
                         {
                             return;
@@ -301,7 +301,8 @@ public sealed partial class DataPortServer : IAsyncDisposable
 
     // A read that carries its block's source: the fill starts here unless the block is held or being filled. Held or
     // Filling to go on with the read; Refused when answered NotFilled; Closed when the connection must close (a bad source).
-    private async Task<FillStart> StartFillAsync(Stream stream, byte[] request, BlockKey key)
+    // A prefetch (an announced read order's fill) is marked as one once this request has started it.
+    private async Task<FillStart> StartFillAsync(Stream stream, byte[] request, BlockKey key, bool prefetch)
     {
         var length = DataPortProtocol.SourceLength(request);
         if (length < 0)
@@ -340,6 +341,11 @@ public sealed partial class DataPortServer : IAsyncDisposable
         error = _startFill is null ? "this worker takes no block sources" : await _startFill(key, source).ConfigureAwait(false);
         if (error is null)
         {
+            if (prefetch)
+            {
+                _store.Index.NotePrefetch(key);
+            }
+
             return FillStart.Filling;
         }
 

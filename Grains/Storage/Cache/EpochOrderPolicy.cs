@@ -3,22 +3,43 @@ using GrainFs.DataPlane.Blocks;
 namespace GrainFs.Storage.Cache;
 
 /// <summary>
-/// Eviction that knows the reader's order: while an announced order (a training epoch's) is in force, a block the
-/// reader has already passed in this epoch, and so will not need before the next one, goes first; then blocks the order
-/// does not name, by the base policy; then, of the blocks still ahead of the reader, the one it will reach last.
-/// For a known sequence that is Belady's choice (evict the block whose next use is farthest), except that it cannot see
-/// into epochs not yet announced. Without an order the base policy decides alone. The reader's place in the order is
-/// the farthest announced block requested so far. Not thread-safe: the tier index serializes calls, as for every
-/// policy.
+/// Eviction that knows the readers' orders: while announced orders (training epochs, one per job) are in force, a block
+/// every order naming it has already passed in this epoch, and so will not be needed before the next one, goes first;
+/// then blocks no order names, by the base policy; then, of the blocks still ahead of a reader, the one whose next read
+/// is farthest away (in places of the order that reaches it first). For one known sequence that is Belady's choice
+/// (evict the block whose next use is farthest), except that it cannot see into epochs not yet announced. Without an
+/// order the base policy decides alone. A reader's place in its order is the farthest block of it requested so far.
+/// Not thread-safe: the tier index serializes calls, as for every policy.
 /// </summary>
 public sealed class EpochOrderPolicy(IEvictionPolicy basePolicy) : IEvictionPolicy
 {
-    private Dictionary<BlockKey, int> _positions = [];
+    private static readonly IComparer<(int Position, BlockKey Key)> ByPosition =
+        Comparer<(int Position, BlockKey Key)>.Create(static (a, b) => a.Position != b.Position ? a.Position.CompareTo(b.Position) : a.Key.CompareTo(b.Key));
 
-    // Held blocks of the order, by position: those below the cursor were read this epoch.
-    private readonly SortedSet<(int Position, BlockKey Key)> _held = new(Comparer<(int Position, BlockKey Key)>.Create(static (a, b) => a.Position != b.Position ? a.Position.CompareTo(b.Position) : a.Key.CompareTo(b.Key)));
+    // How far down an order's blocks ahead of its reader eviction looks for the one read farthest from now by every order.
+    private const int AheadCandidates = 8;
+
+    private readonly Dictionary<string, Order> _orders = new(StringComparer.Ordinal);
     private readonly HashSet<BlockKey> _present = [];
-    private int _cursor = -1;
+
+    // Held blocks some order names (the base policy is asked only when there are others).
+    private readonly HashSet<BlockKey> _named = [];
+
+    /// <summary>The job of orders announced without one.</summary>
+    public const string DefaultJob = "";
+
+    private sealed class Order(Dictionary<BlockKey, int> positions)
+    {
+        public Dictionary<BlockKey, int> Positions { get; } = positions;
+
+        // Held blocks of the order, by position: those at or below the cursor were read this epoch.
+        public SortedSet<(int Position, BlockKey Key)> Held { get; } = new(ByPosition);
+
+        public int Cursor { get; set; } = -1;
+
+        // Places until the reader of this order reaches the key: -1 when it does not name it or passed it already.
+        public int Distance(BlockKey key) => Positions.TryGetValue(key, out var position) && position > Cursor ? position - Cursor : -1;
+    }
 
     /// <inheritdoc />
     public string Name => basePolicy.Name + "+order";
@@ -27,13 +48,20 @@ public sealed class EpochOrderPolicy(IEvictionPolicy basePolicy) : IEvictionPoli
     public IEvictionPolicy Base => basePolicy;
 
     /// <summary>True while an order is in force.</summary>
-    public bool HasOrder => _positions.Count > 0;
+    public bool HasOrder => _orders.Count > 0;
+
+    /// <summary>The jobs whose orders are in force.</summary>
+    public IReadOnlyCollection<string> Jobs => _orders.Keys;
+
+    /// <summary>Puts <paramref name="order"/> in force as the order of <see cref="DefaultJob"/>.</summary>
+    public void Announce(IReadOnlyList<BlockKey> order) => Announce(DefaultJob, order);
 
     /// <summary>
-    /// Puts <paramref name="order"/> in force (the blocks the reader will request, in order), replacing the last one: a
-    /// new epoch starts with its reader before the first block. A block named twice keeps its first place.
+    /// Puts <paramref name="order"/> (the blocks a reader will request, in order) in force for <paramref name="job"/>,
+    /// replacing that job's last one: a new epoch starts with its reader before the first block. Other jobs' orders stay.
+    /// A block named twice keeps its first place.
     /// </summary>
-    public void Announce(IReadOnlyList<BlockKey> order)
+    public void Announce(string job, IReadOnlyList<BlockKey> order)
     {
         var positions = new Dictionary<BlockKey, int>(order.Count);
         for (var i = 0; i < order.Count; i++)
@@ -41,24 +69,45 @@ public sealed class EpochOrderPolicy(IEvictionPolicy basePolicy) : IEvictionPoli
             positions.TryAdd(order[i], i);
         }
 
-        _positions = positions;
-        _cursor = -1;
-        _held.Clear();
+        var entry = new Order(positions);
         foreach (var key in _present)
         {
             if (positions.TryGetValue(key, out var position))
             {
-                _held.Add((position, key));
+                entry.Held.Add((position, key));
             }
+        }
+
+        Forget(job);
+        _orders[job] = entry;
+        foreach (var (_, key) in entry.Held)
+        {
+            _named.Add(key);
         }
     }
 
-    /// <summary>Ends the order in force (abandoned, expired, read to the end): the base policy decides alone again.</summary>
+    /// <summary>Ends every order in force: the base policy decides alone again.</summary>
     public void Forget()
     {
-        _positions = [];
-        _held.Clear();
-        _cursor = -1;
+        _orders.Clear();
+        _named.Clear();
+    }
+
+    /// <summary>Ends the order of <paramref name="job"/> (abandoned, expired, read to the end); the others stay.</summary>
+    public void Forget(string job)
+    {
+        if (!_orders.Remove(job, out var order))
+        {
+            return;
+        }
+
+        foreach (var (_, key) in order.Held)
+        {
+            if (!Named(key))
+            {
+                _named.Remove(key);
+            }
+        }
     }
 
     /// <inheritdoc />
@@ -73,9 +122,13 @@ public sealed class EpochOrderPolicy(IEvictionPolicy basePolicy) : IEvictionPoli
     {
         basePolicy.OnAdded(key, bytes);
         _present.Add(key);
-        if (_positions.TryGetValue(key, out var position))
+        foreach (var order in _orders.Values)
         {
-            _held.Add((position, key));
+            if (order.Positions.TryGetValue(key, out var position))
+            {
+                order.Held.Add((position, key));
+                _named.Add(key);
+            }
         }
     }
 
@@ -88,9 +141,12 @@ public sealed class EpochOrderPolicy(IEvictionPolicy basePolicy) : IEvictionPoli
 
     private void Reached(BlockKey key)
     {
-        if (_positions.TryGetValue(key, out var position) && position > _cursor)
+        foreach (var order in _orders.Values)
         {
-            _cursor = position;
+            if (order.Positions.TryGetValue(key, out var position) && position > order.Cursor)
+            {
+                order.Cursor = position;
+            }
         }
     }
 
@@ -99,54 +155,114 @@ public sealed class EpochOrderPolicy(IEvictionPolicy basePolicy) : IEvictionPoli
     {
         basePolicy.OnRemoved(key);
         _present.Remove(key);
-        if (_positions.TryGetValue(key, out var position))
+        _named.Remove(key);
+        foreach (var order in _orders.Values)
         {
-            _held.Remove((position, key));
+            if (order.Positions.TryGetValue(key, out var position))
+            {
+                order.Held.Remove((position, key));
+            }
         }
+    }
+
+    // Places until the first reader that still needs the key reaches it; -1 when no order needs it again this epoch.
+    private int NextUse(BlockKey key)
+    {
+        var next = -1;
+        foreach (var order in _orders.Values)
+        {
+            var distance = order.Distance(key);
+            if (distance > 0 && (next < 0 || distance < next))
+            {
+                next = distance;
+            }
+        }
+
+        return next;
+    }
+
+    private bool Named(BlockKey key)
+    {
+        foreach (var order in _orders.Values)
+        {
+            if (order.Positions.ContainsKey(key))
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     /// <inheritdoc />
     public bool TryNextVictim(Func<BlockKey, bool> canEvict, out BlockKey victim)
     {
-        if (_positions.Count == 0)
+        if (_orders.Count == 0)
         {
             return basePolicy.TryNextVictim(canEvict, out victim);
         }
 
-        // Read already this epoch: the one read longest ago.
-        foreach (var (position, key) in _held)
+        // Read already this epoch by its reader, and not ahead of another: the one read longest ago.
+        var single = _orders.Count == 1;
+        foreach (var order in _orders.Values)
         {
-            if (position > _cursor)
+            foreach (var (position, key) in order.Held)
             {
-                break;
-            }
+                if (position > order.Cursor)
+                {
+                    break;
+                }
 
-            if (canEvict(key))
-            {
-                victim = key;
-                return true;
+                if (canEvict(key) && (single || NextUse(key) < 0))
+                {
+                    victim = key;
+                    return true;
+                }
             }
         }
 
-        // Not in the order, by the base policy (only when there are such blocks: the base policy holds every block).
-        if (_present.Count > _held.Count && basePolicy.TryNextVictim(k => !_positions.ContainsKey(k) && canEvict(k), out victim))
+        // Not in any order, by the base policy (only when there may be such blocks: the base policy holds every block).
+        if (_present.Count > _named.Count && basePolicy.TryNextVictim(k => !Named(k) && canEvict(k), out victim))
         {
             return true;
         }
 
-        // Ahead of the reader: the one it will reach last.
-        foreach (var (position, key) in _held.Reverse())
+        // Ahead of the readers: the block whose next read is farthest away.
+        var found = false;
+        var farthest = -1;
+        victim = default;
+        foreach (var order in _orders.Values)
         {
-            if (position <= _cursor)
+            var looked = 0;
+            foreach (var (position, key) in order.Held.Reverse())
             {
-                break;
-            }
+                if (position <= order.Cursor || looked == AheadCandidates)
+                {
+                    break;
+                }
 
-            if (canEvict(key))
-            {
-                victim = key;
-                return true;
+                if (!canEvict(key))
+                {
+                    continue;
+                }
+
+                looked++;
+                var next = single ? position - order.Cursor : NextUse(key);
+                if (next > farthest)
+                {
+                    (farthest, victim, found) = (next, key, true);
+                }
+
+                if (single)
+                {
+                    break;
+                }
             }
+        }
+
+        if (found)
+        {
+            return true;
         }
 
         victim = default;

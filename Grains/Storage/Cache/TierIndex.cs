@@ -80,6 +80,9 @@ public sealed class CachedBlock
 
     /// <summary>A free that came while the block was busy: the owner deletes the files and ends this removal.</summary>
     internal TierIndex.Removal? DeferredFree { get; set; }
+
+    /// <summary>Filled ahead of a reader and not asked for since (a hit when it is, wasted when evicted first).</summary>
+    internal bool Prefetched { get; set; }
 }
 
 /// <summary>How a move of a block to another tier ended.</summary>
@@ -99,7 +102,18 @@ public enum MoveOutcome
 public sealed record TierReport(string Name, string Path, long Capacity, long Used, int Blocks, long Hits);
 
 /// <summary>A store's report.</summary>
-public sealed record TierStoreReport(IReadOnlyList<TierReport> Tiers, string Policy, long Requests, long Misses, long Fills, long FillBytes, long Evictions, long Demotions, long Promotions, long Corrupt, IReadOnlyDictionary<string, long> BytesServedBySource);
+public sealed record TierStoreReport(IReadOnlyList<TierReport> Tiers, string Policy, long Requests, long Misses, long Fills, long FillBytes, long Evictions, long Demotions, long Promotions, long Corrupt, IReadOnlyDictionary<string, long> BytesServedBySource)
+{
+    /// <summary>Fills ahead of readers (announced read orders): how many, how they ended, how many run now.</summary>
+    public PrefetchCounts Prefetch { get; init; } = new(0, 0, 0, 0, 0);
+}
+
+/// <summary>
+/// A worker's prefetches: fills started by announced read orders (counted in the fills too) and their bytes; hits, the
+/// prefetched blocks a reader asked for afterwards; wasted, those evicted before anyone did; running, the prefetch fills
+/// in progress (the worker's prefetch queue).
+/// </summary>
+public sealed record PrefetchCounts(long Fills, long Bytes, long Hits, long Wasted, int Running);
 
 /// <summary>
 /// The index of a worker's tier store: which blocks are held where, which are being filled, and the exact byte
@@ -127,10 +141,13 @@ public sealed class TierIndex
     private long _demotions;
     private long _promotionCount;
     private long _corrupt;
+    private long _prefetchFills;
+    private long _prefetchBytes;
+    private long _prefetchHits;
+    private long _prefetchWasted;
 
     private readonly TimeProvider _time;
-    private string? _orderJob;
-    private long _orderExpiresTicks;
+    private readonly Dictionary<string, long> _orderExpiry = new(StringComparer.Ordinal);
 
     /// <summary>Creates the index over tiers, fastest first.</summary>
     public TierIndex(IReadOnlyList<Tier> tiers, string policy, TimeProvider? time = null)
@@ -140,63 +157,83 @@ public sealed class TierIndex
         _time = time ?? TimeProvider.System;
     }
 
-    /// <summary>The job whose read order the tiers' eviction follows, if any.</summary>
-    public string? OrderJob
+    /// <summary>The jobs whose read orders are in force (lapsed ones dropped first).</summary>
+    public IReadOnlyList<string> OrderJobs
     {
         get
         {
             lock (_lock)
             {
-                ExpireOrder();
-                return _orderJob;
+                ExpireOrders();
+                return [.. _orderExpiry.Keys];
             }
         }
     }
 
-    /// <summary>Puts a read order in force on every tier (replacing the one before) until <paramref name="expiry"/> passes.</summary>
+    /// <summary>Most read orders in force at once; a new job's order beyond it ends the one closest to its expiry.</summary>
+    public const int MaxOrders = 16;
+
+    /// <summary>
+    /// Puts <paramref name="job"/>'s read order in force on every tier (replacing that job's last one; other jobs' orders
+    /// stay) until <paramref name="expiry"/> passes.
+    /// </summary>
     public void AnnounceOrder(string job, IReadOnlyList<BlockKey> order, TimeSpan expiry)
     {
         lock (_lock)
         {
-            foreach (var tier in Tiers)
+            ExpireOrders();
+            if (!_orderExpiry.ContainsKey(job) && _orderExpiry.Count >= MaxOrders)
             {
-                (tier.Policy as EpochOrderPolicy)?.Announce(order);
+                EndOrder(_orderExpiry.MinBy(o => o.Value).Key);
             }
 
-            _orderJob = job;
-            _orderExpiresTicks = _time.GetUtcNow().UtcTicks + expiry.Ticks;
+            foreach (var tier in Tiers)
+            {
+                (tier.Policy as EpochOrderPolicy)?.Announce(job, order);
+            }
+
+            _orderExpiry[job] = _time.GetUtcNow().UtcTicks + expiry.Ticks;
         }
     }
 
-    /// <summary>Ends the order of <paramref name="job"/> if it is the one in force.</summary>
+    /// <summary>Ends the order of <paramref name="job"/> if it is in force.</summary>
     public void ForgetOrder(string job)
     {
         lock (_lock)
         {
-            if (_orderJob == job)
-            {
-                EndOrder();
-            }
+            EndOrder(job);
         }
     }
 
     // Under the lock.
-    private void ExpireOrder()
+    private void ExpireOrders()
     {
-        if (_orderJob is not null && _time.GetUtcNow().UtcTicks >= _orderExpiresTicks)
+        if (_orderExpiry.Count == 0)
         {
-            EndOrder();
+            return;
+        }
+
+        var now = _time.GetUtcNow().UtcTicks;
+        foreach (var (job, expires) in _orderExpiry)
+        {
+            if (now >= expires)
+            {
+                EndOrder(job);
+            }
         }
     }
 
-    private void EndOrder()
+    private void EndOrder(string job)
     {
-        foreach (var tier in Tiers)
+        if (!_orderExpiry.Remove(job))
         {
-            (tier.Policy as EpochOrderPolicy)?.Forget();
+            return;
         }
 
-        _orderJob = null;
+        foreach (var tier in Tiers)
+        {
+            (tier.Policy as EpochOrderPolicy)?.Forget(job);
+        }
     }
 
     /// <summary>The tiers, fastest first.</summary>
@@ -253,6 +290,12 @@ public sealed class TierIndex
             block.Tier.Policy.OnRequest(key);
             block.Tier.Policy.OnAccess(key);
             block.Tier.Hits++;
+            if (block.Prefetched)
+            {
+                block.Prefetched = false;
+                _prefetchHits++;
+            }
+
             promote = block.Tier.Level > 0 && !block.Busy && _promotions.Add(key);
         }
 
@@ -297,6 +340,32 @@ public sealed class TierIndex
         lock (_lock)
         {
             return _fills.GetValueOrDefault(key);
+        }
+    }
+
+    /// <summary>
+    /// Marks the fill of <paramref name="key"/>, just started by an announced read order, as a prefetch (or the block,
+    /// when that fill already completed): counted as a prefetch fill, then as a hit or as wasted.
+    /// </summary>
+    public void NotePrefetch(BlockKey key)
+    {
+        lock (_lock)
+        {
+            if (_fills.TryGetValue(key, out var fill))
+            {
+                if (!fill.Prefetch)
+                {
+                    fill.Prefetch = true;
+                    _prefetchFills++;
+                    _prefetchBytes += fill.Length;
+                }
+            }
+            else if (_blocks.TryGetValue(key, out var block) && !block.Prefetched)
+            {
+                block.Prefetched = true;
+                _prefetchFills++;
+                _prefetchBytes += block.Header.DataLength;
+            }
         }
     }
 
@@ -421,7 +490,7 @@ public sealed class TierIndex
         lock (_lock)
         {
             tier.Used -= reserved;
-            Add(new CachedBlock(fill.Key, tier, header));
+            Add(new CachedBlock(fill.Key, tier, header) { Prefetched = fill.Prefetch });
             _fills.Remove(fill.Key);
             _fillBytes += fill.Length;
         }
@@ -585,7 +654,7 @@ public sealed class TierIndex
                 return null;
             }
 
-            ExpireOrder();
+            ExpireOrders();
             if (!tier.Policy.TryNextVictim(k => _blocks.TryGetValue(k, out var b) && !b.Busy && !b.Header.Kept && b.Tier == tier, out var key))
             {
                 return null;
@@ -680,6 +749,11 @@ public sealed class TierIndex
 
             RemoveLocked(victim);
             _evictions++;
+            if (victim.Prefetched)
+            {
+                _prefetchWasted++;
+            }
+
             return [(victim.Path, BeginRemovalLocked(victim.Key))];
         }
     }
@@ -756,7 +830,10 @@ public sealed class TierIndex
                 _demotions,
                 _promotionCount,
                 Interlocked.Read(ref _corrupt),
-                new Dictionary<string, long>(_servedBySource));
+                new Dictionary<string, long>(_servedBySource))
+            {
+                Prefetch = new PrefetchCounts(_prefetchFills, _prefetchBytes, _prefetchHits, _prefetchWasted, _fills.Values.Count(f => f.Prefetch)),
+            };
         }
     }
 

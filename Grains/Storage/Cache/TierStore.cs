@@ -56,7 +56,11 @@ public sealed partial class TierStore : IAsyncDisposable
         {
             if (start == 0 || !_orderParts.TryGetValue(job, out order!))
             {
-                _orderParts.Clear();
+                if (_orderParts.Count >= TierIndex.MaxOrders)
+                {
+                    _orderParts.Clear(); // announcements whose last part never came
+                }
+
                 order = [];
                 _orderParts[job] = order;
             }

@@ -219,6 +219,44 @@ public sealed class EvictionPolicyTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void Two_jobs_orders_stay_in_force_together_and_a_block_goes_first_when_no_reader_needs_it_again()
+    {
+        var policy = new EpochOrderPolicy(new LruPolicy());
+        var keys = Enumerable.Range(0, 6).Select(i => new BlockKey(5, 5, i)).ToArray();
+        foreach (var key in keys)
+        {
+            policy.OnAdded(key, 10);
+        }
+
+        // Job a reads 0 1 2 3, job b reads 3 2 4 5; a's reader is past 0 and 1, b's past 3.
+        policy.Announce("a", [keys[0], keys[1], keys[2], keys[3]]);
+        policy.Announce("b", [keys[3], keys[2], keys[4], keys[5]]);
+        Assert.Equal(2, policy.Jobs.Count);
+        policy.OnRequest(keys[0]);
+        policy.OnRequest(keys[1]);
+        policy.OnRequest(keys[3]); // a's reader is now at 3, its last (so past 2), and b's at its first
+
+        // Passed by every reader that names them: 0, 1 (a only) and 3 (a and b); 2 is still ahead of b.
+        var passed = new List<int>();
+        while (policy.TryNextVictim(k => !passed.Contains(k.Index), out var victim) && passed.Count < 3)
+        {
+            passed.Add(victim.Index);
+        }
+
+        Assert.Equal([0, 1, 3], passed.Order());
+
+        // Then, ahead of b's reader: the block it reaches last (5) before 4 and 2.
+        Assert.True(policy.TryNextVictim(k => k.Index is 2 or 4 or 5, out var ahead));
+        Assert.Equal(5, ahead.Index);
+
+        // b's order ends and a's stays in force: 2, which a's reader has passed, now goes before 4 and 5.
+        policy.Forget("b");
+        Assert.Equal(["a"], policy.Jobs);
+        Assert.True(policy.TryNextVictim(k => k.Index is 2 or 4 or 5, out var next));
+        Assert.Equal(2, next.Index);
+    }
+
+    [Fact]
     public void Lru_evicts_the_least_recently_used_and_skips_what_cannot_go()
     {
         var lru = new LruPolicy();

@@ -55,7 +55,7 @@ public sealed class TierStoreTests
         await using var store = await StoreAsync(root, 10L * blockBytes, 64 << 20);
         store.AddOrderPart("epoch", 0, keys[..5], last: false, TimeSpan.FromMinutes(10));
         store.AddOrderPart("epoch", 5, keys[5..], last: true, TimeSpan.FromMinutes(10));
-        Assert.Equal("epoch", store.Index.OrderJob);
+        Assert.Equal(["epoch"], store.Index.OrderJobs);
         for (var i = 0; i < 8; i++)
         {
             await store.StartFill(keys[i], Size, Source(Bytes(Size, i)))!.Completion;
@@ -84,7 +84,49 @@ public sealed class TierStoreTests
 
         // Forgotten, the base policy decides again.
         store.ForgetOrder("epoch");
-        Assert.Null(store.Index.OrderJob);
+        Assert.Empty(store.Index.OrderJobs);
+    }
+
+    [Fact]
+    public async Task Prefetched_blocks_count_once_as_hits_when_read_and_as_wasted_when_evicted_unread()
+    {
+        var root = TestProcess.NewFolder("ts-prefetch");
+        const int Size = 512 * 1024;
+        var keys = Enumerable.Range(0, 12).Select(i => new BlockKey(41, 41, i)).ToArray();
+        var blockBytes = BlockFile.HeaderLength(Size) + Size;
+        await using var store = await StoreAsync(root, 4L * blockBytes, 2L * blockBytes, policy: "lru");
+
+        // Four blocks filled ahead of a reader (as the data port marks an announced order's fills).
+        for (var i = 0; i < 4; i++)
+        {
+            var fill = store.StartFill(keys[i], Size, Source(Bytes(Size, i)))!;
+            store.Index.NotePrefetch(keys[i]);
+            await fill.Completion;
+        }
+
+        var report = store.GetReport();
+        Assert.Equal((4L, 4L * Size, 0L, 0L, 0), (report.Prefetch.Fills, report.Prefetch.Bytes, report.Prefetch.Hits, report.Prefetch.Wasted, report.Prefetch.Running));
+        Assert.Equal(4, report.Fills); // a prefetch is a fill like any other
+
+        // The reader reaches two of them: two hits, counted once however often they are read.
+        Assert.True(store.TryGet(keys[0], out _));
+        Assert.True(store.TryGet(keys[1], out _));
+        Assert.True(store.TryGet(keys[0], out _));
+        Assert.Equal(2, store.GetReport().Prefetch.Hits);
+
+        // Eight ordinary fills in room for six: older blocks leave. Each prefetched block that leaves unread is wasted;
+        // the two that were read are not, whether they left or not.
+        for (var i = 4; i < 12; i++)
+        {
+            await store.StartFill(keys[i], Size, Source(Bytes(Size, i)))!.Completion;
+        }
+
+        await PassAsync(store);
+        report = store.GetReport();
+        var unreadGone = keys[2..4].Count(k => !store.TryPeek(k, out _));
+        var held = string.Join(",", store.Index.Snapshot().Select(b => $"{b.Key.Index}@{b.Tier.Name}"));
+        Assert.True(report.Evictions >= 6 && unreadGone >= 1, $"{report.Evictions} evictions; held {held}");
+        Assert.Equal((4L, 2L, (long)unreadGone), (report.Prefetch.Fills, report.Prefetch.Hits, report.Prefetch.Wasted));
     }
 
     [Fact]
