@@ -175,6 +175,28 @@ public sealed class PrefetchClusterTests(GpuClusterFixture fixture) : IClassFixt
     }
 
     [Fact]
+    public async Task The_window_is_bounded_by_its_share_of_the_cache_it_fills()
+    {
+        var (moto, bucket, client, _, paths) = await BucketAsync(10, host: "Secondary_2");
+        await using (moto)
+        {
+            // A share of Secondary_2's cache worth three files and a half: three are fetched ahead, however large the byte window.
+            var capacity = fixture.SiloServices["Secondary_2"].GetRequiredService<TierStore>().Tiers.Sum(t => t.Capacity);
+            var share = 3.5 * FileSize / capacity;
+            var order = client.Prefetch(paths, new PrefetchOptions { WindowBytes = 1L << 40, WindowShare = share, Parallel = 4 });
+            await WaitFetchedAsync(order, 3);
+            await Task.Delay(500);
+            Assert.Equal(3, order.Progress.Fetched);
+            Assert.Equal((long)(capacity * share), order.Progress.Window);
+            Assert.All(Enumerable.Range(3, 7), i => Assert.Equal(0, Gets(moto, bucket, i)));
+
+            // A share that is not one is refused before anything starts.
+            Assert.Throws<ArgumentOutOfRangeException>(() => client.Prefetch(paths, new PrefetchOptions { WindowShare = 1.5 }));
+            order.Cancel();
+        }
+    }
+
+    [Fact]
     public async Task Two_jobs_on_one_host_prefetch_their_own_orders_side_by_side_and_each_file_comes_from_s3_once()
     {
         var (moto, bucket, first, _, paths) = await BucketAsync(24);
