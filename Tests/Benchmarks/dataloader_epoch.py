@@ -1,4 +1,10 @@
-"""One DataLoader epoch over an image folder; prints samples per second. Usage: root raw|decode workers."""
+"""DataLoader epochs over an image folder; prints samples per second, a line per epoch.
+
+Usage: root raw|decode workers [epochs [none|order [drop]]]. With "order" the epochs are drawn by the same
+RandomSampler, wrapped in grainfs.torch.EpochOrderSampler, which announces each epoch's order to the GrainFS mount
+before it is read (the grainfs package must be importable: PYTHONPATH=Client/Python). With "drop" the kernel's page
+cache is dropped before each epoch (root only), so that only the system's own cache holds files between epochs.
+"""
 import os
 import sys
 import time
@@ -6,7 +12,7 @@ import time
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 
 class Folder(Dataset):
@@ -28,13 +34,26 @@ class Folder(Dataset):
 
 def main():
     root, mode, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    epochs = int(sys.argv[4]) if len(sys.argv) > 4 else 1
+    order = len(sys.argv) > 5 and sys.argv[5] == "order"
+    drop = len(sys.argv) > 6 and sys.argv[6] == "drop"
     torch.manual_seed(0)
-    loader = DataLoader(Folder(root, mode == "decode"), batch_size=32, shuffle=True, num_workers=workers)
-    started = time.perf_counter()
-    count = 0
-    for batch in loader:
-        count += len(batch)
-    print(f"{count / (time.perf_counter() - started):.1f}")
+    dataset = Folder(root, mode == "decode")
+    sampler = RandomSampler(dataset)
+    if order:
+        from grainfs.torch import EpochOrderSampler
+
+        sampler = EpochOrderSampler(sampler, lambda i: dataset.files[i], job="bench-%d" % os.getpid())
+    loader = DataLoader(dataset, batch_size=32, sampler=sampler, num_workers=workers)
+    for _ in range(epochs):
+        if drop:
+            with open("/proc/sys/vm/drop_caches", "w") as caches:
+                caches.write("1")
+        started = time.perf_counter()
+        count = 0
+        for batch in loader:
+            count += len(batch)
+        print(f"{count / (time.perf_counter() - started):.1f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 # (use_cache) and local disk — on the same data in one run, with a training-style workload.
 #   infra/bench/run.sh                      the default run (about 12 minutes on 2 cores)
 #   infra/bench/run.sh --preset large       30,000 images and 2 × 1 GiB files (flags such as --images override it)
+#   infra/bench/run.sh --epochs false       without the epoch section (cold first epoch, a dataset twice the cache)
 # Results (markdown table, JSON, PNG chart, machine description) go to infra/bench/results/.
 # Every mount and process it starts is stopped when it exits, fails or is interrupted (Ctrl-C).
 set -euo pipefail
@@ -45,7 +46,7 @@ cleanup() {
     [[ "$ancestors" == *" $pid "* ]] || kill -9 "$pid" 2>/dev/null || true
   done
   # The GrainFS silo's MEM tier is RAM (tmpfs): not left occupied after the run.
-  rm -rf /dev/shm/grainfs-compare
+  rm -rf /dev/shm/grainfs-compare /dev/shm/grainfs-compare-*
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

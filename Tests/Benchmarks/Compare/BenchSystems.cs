@@ -270,9 +270,9 @@ internal sealed class GrainFsSdkSystem(GrainFsDeployment grainfs) : BenchSystem
 }
 
 /// <summary>GrainFS through its FUSE mount (`grainfs mount`).</summary>
-internal sealed class GrainFsFuseSystem(GrainFsDeployment grainfs, string mountPoint, ChildProcesses children) : FolderSystem
+internal sealed class GrainFsFuseSystem(GrainFsDeployment grainfs, string mountPoint, ChildProcesses children, string name = "GrainFS FUSE") : FolderSystem
 {
-    public override string Name => "GrainFS FUSE";
+    public override string Name => name;
 
     public override string Source => grainfs.Server.Name;
 
@@ -338,7 +338,7 @@ internal abstract class CachingMountSystem(string tool, string work, ChildProces
 }
 
 /// <summary>`rclone mount` with its full VFS cache.</summary>
-internal sealed class RcloneSystem(S3rverServer server, string work, ChildProcesses children) : CachingMountSystem("rclone", work, children)
+internal sealed class RcloneSystem(S3rverServer server, string work, ChildProcesses children, string name = "rclone", string[]? extraArgs = null) : CachingMountSystem(name, work, children)
 {
     public override string Source => server.Name;
 
@@ -359,7 +359,7 @@ internal sealed class RcloneSystem(S3rverServer server, string work, ChildProces
         Directory.CreateDirectory(MountPoint);
         Directory.CreateDirectory(CacheDir);
         // rclone refuses to start while AWS_CA_BUNDLE is set (PLATFORM.md): it is removed for this child only.
-        await Children.MountAsync("rclone", "rclone", ["mount", $"bench:{server.Bucket}", MountPoint, "--config", config, "--vfs-cache-mode", "full", "--cache-dir", CacheDir, "--read-only", "--dir-cache-time", "1h"], MountPoint, new Dictionary<string, string?> { ["AWS_CA_BUNDLE"] = null }, cancellationToken);
+        await Children.MountAsync(Name, "rclone", ["mount", $"bench:{server.Bucket}", MountPoint, "--config", config, "--vfs-cache-mode", "full", "--cache-dir", CacheDir, "--read-only", "--dir-cache-time", "1h", .. extraArgs ?? []], MountPoint, new Dictionary<string, string?> { ["AWS_CA_BUNDLE"] = null }, cancellationToken);
     }
 }
 

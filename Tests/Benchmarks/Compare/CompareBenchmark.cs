@@ -55,7 +55,7 @@ internal static class CompareBenchmark
 
     private sealed record Settings(
         string Work, int Images, int LargeMib, int LargeFiles, int Repeats, int ColdRepeats, int Readers, int Batch, int ComputeMs, int MaxAccelerators,
-        string Output, string S3rver, string SiloDll, string CliDll, string[] Systems, string Python);
+        string Output, string S3rver, string SiloDll, string CliDll, string[] Systems, string Python, bool Epochs);
 
     public static async Task<int> RunAsync(BenchArgs args)
     {
@@ -92,7 +92,8 @@ internal static class CompareBenchmark
             args.Text("--silo", Path.Combine(repo, "Silo", "bin", "Release", "net10.0", "grainfs-silo.dll")),
             args.Text("--cli", Path.Combine(repo, "Client", "Cli", "bin", "Release", "net10.0", "grainfs.dll")),
             args.Text("--systems", "local disk,direct S3,GrainFS SDK,GrainFS FUSE,rclone,s3fs").Split(',', StringSplitOptions.TrimEntries),
-            "/usr/bin/python3");
+            "/usr/bin/python3",
+            args.Text("--epochs", "true") is "true" or "yes" or "1");
 
         using var cancel = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) =>
@@ -110,8 +111,8 @@ internal static class CompareBenchmark
         try
         {
             CheckTools(settings);
-            var rows = await RunSystemsAsync(settings, cancel.Token);
-            await WriteResultsAsync(settings, rows, cancel.Token);
+            var (rows, epochs) = await RunSystemsAsync(settings, cancel.Token);
+            await WriteResultsAsync(settings, rows, epochs, cancel.Token);
             return rows.Any(r => r.Failure is not null) ? 1 : 0;
         }
         catch (HarnessException e)
@@ -184,7 +185,7 @@ internal static class CompareBenchmark
         }
     }
 
-    private static async Task<List<Row>> RunSystemsAsync(Settings s, CancellationToken ct)
+    private static async Task<(List<Row> Rows, List<EpochRow>? Epochs)> RunSystemsAsync(Settings s, CancellationToken ct)
     {
         Directory.CreateDirectory(s.Work);
         var dataset = Path.Combine(s.Work, "dataset");
@@ -233,7 +234,14 @@ internal static class CompareBenchmark
             }
         }
 
-        return rows;
+        List<EpochRow>? epochs = null;
+        if (s.Epochs && grainfs is not null && s.Systems.Contains("GrainFS FUSE"))
+        {
+            var imageBytes = images.Sum(i => new FileInfo(Path.Combine(dataset, i)).Length);
+            epochs = await EpochRows.RunAsync(new EpochRows.Context(s.Work, dataset, images.Count, imageBytes, server, grainfs, children, s.Python, s.SiloDll, s.CliDll, Progress), ct);
+        }
+
+        return (rows, epochs);
     }
 
     private static async Task<S3rverServer> StartS3rverAsync(ChildProcesses children, Settings s, CancellationToken ct)
@@ -597,7 +605,7 @@ internal static class CompareBenchmark
 
     // ------------------------------------------------------------------ output
 
-    private static async Task WriteResultsAsync(Settings s, List<Row> rows, CancellationToken ct)
+    private static async Task WriteResultsAsync(Settings s, List<Row> rows, List<EpochRow>? epochs, CancellationToken ct)
     {
         Directory.CreateDirectory(s.Output);
         var stamp = DateTime.UtcNow.ToString("yyyy-MM-dd-HHmm", CultureInfo.InvariantCulture);
@@ -605,6 +613,10 @@ internal static class CompareBenchmark
         var json = Path.Combine(s.Output, $"compare-{stamp}.json");
         var png = Path.Combine(s.Output, $"compare-{stamp}.png");
         await File.WriteAllTextAsync(json, JsonSerializer.Serialize(rows, new JsonSerializerOptions { WriteIndented = true }), ct);
+        if (epochs is not null)
+        {
+            await File.WriteAllTextAsync(Path.ChangeExtension(json, null) + "-epochs.json", JsonSerializer.Serialize(epochs, new JsonSerializerOptions { WriteIndented = true }), ct);
+        }
 
         var text = new StringBuilder();
         text.AppendLine(CultureInfo.InvariantCulture, $"# GrainFS against the alternatives — {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
@@ -674,6 +686,12 @@ internal static class CompareBenchmark
             {
                 text.AppendLine($"| {r.System} | " + string.Join(" | ", FioJobs.All.Select(j => $"{F(r.Fio!.GetValueOrDefault(j.Name))} | {Ratio(r.Fio!.GetValueOrDefault(j.Name), local?.Fio?.GetValueOrDefault(j.Name))}")) + " |");
             }
+        }
+
+        if (epochs is not null)
+        {
+            text.AppendLine();
+            text.Append(EpochRows.Markdown(epochs, s.Batch, s.ComputeMs, rows.FirstOrDefault(r => r.System == "direct S3")?.ColdSmall ?? 0));
         }
 
         text.AppendLine();

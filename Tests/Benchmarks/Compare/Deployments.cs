@@ -122,31 +122,40 @@ internal sealed class GrainFsDeployment : IAsyncDisposable
 
     public string CliDll { get; }
 
-    /// <summary>The silo's MEM tier: RAM, so the harness removes it when it ends rather than leave it occupied.</summary>
-    public static string MemoryTier => Path.Combine("/dev/shm", "grainfs-compare");
+    /// <summary>The MEM tier of the deployment named <paramref name="name"/>: RAM, so the harness removes it when it ends rather than leave it occupied.</summary>
+    public static string MemoryTier(string name = "compare") => Path.Combine("/dev/shm", "grainfs-" + name);
 
-    /// <summary>Removes the MEM tier folder (after the silo has stopped, or before it starts).</summary>
+    /// <summary>Removes the MEM tier folders of every deployment (after their silos have stopped, or before they start).</summary>
     public static void RemoveMemoryTier()
     {
-        if (Directory.Exists(MemoryTier))
+        foreach (var folder in Directory.GetDirectories("/dev/shm", "grainfs-compare*"))
         {
-            Directory.Delete(MemoryTier, recursive: true);
+            Directory.Delete(folder, recursive: true);
         }
     }
 
-    public static async Task<GrainFsDeployment> StartAsync(ChildProcesses children, S3rverServer server, string work, string siloDll, string cliDll, long memTier, CancellationToken cancellationToken)
+    /// <summary>
+    /// Starts a silo named <paramref name="name"/> with a MEM tier of <paramref name="memTier"/> bytes and, unless
+    /// <paramref name="memoryOnly"/>, an SSD tier twice that size, and mounts the bucket at /bench.
+    /// </summary>
+    public static async Task<GrainFsDeployment> StartAsync(ChildProcesses children, S3rverServer server, string work, string siloDll, string cliDll, long memTier, CancellationToken cancellationToken, string name = "compare", bool memoryOnly = false)
     {
-        var data = Path.Combine(work, "grainfs");
-        var log = children.LogOf("grainfs-silo");
-        RemoveMemoryTier();
+        var data = Path.Combine(work, name == "compare" ? "grainfs" : "grainfs-" + name);
+        var log = children.LogOf(name == "compare" ? "grainfs-silo" : "grainfs-silo-" + name);
+        var memory = MemoryTier(name);
+        if (Directory.Exists(memory))
+        {
+            Directory.Delete(memory, recursive: true);
+        }
+
         SiloProcess silo;
         try
         {
-            silo = await SiloProcess.StartAsync("compare", new SiloProcessOptions
+            silo = await SiloProcess.StartAsync(name, new SiloProcessOptions
             {
                 Dll = siloDll,
                 Data = data,
-                Tiers = [$"MEM={MemoryTier}:{memTier}", $"SSD={Path.Combine(data, "ssd")}:{memTier * 2}"],
+                Tiers = memoryOnly ? [$"MEM={memory}:{memTier}"] : [$"MEM={memory}:{memTier}", $"SSD={Path.Combine(data, "ssd")}:{memTier * 2}"],
                 ExtraArgs = ["--host", Host],
                 Dashboard = false,
                 LogFile = log,
@@ -157,7 +166,7 @@ internal sealed class GrainFsDeployment : IAsyncDisposable
             throw new HarnessException($"the GrainFS silo did not start ({e.Message.Split('\n')[0]}); see {log}");
         }
 
-        children.Track("grainfs-silo", silo);
+        children.Track(name == "compare" ? "grainfs-silo" : "grainfs-silo-" + name, silo);
         GrainFsClient client;
         try
         {
