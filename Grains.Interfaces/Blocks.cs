@@ -166,6 +166,8 @@ public sealed record WorkerPrefetch(
 /// <summary>
 /// A part of an announced read order as one worker sees it: the keys of its blocks of mount <see cref="MountId"/>, in
 /// the order a reader will request them, from place <see cref="Start"/>; <see cref="Last"/> puts the order in force.
+/// <see cref="Told"/>: the announcing client will tell where its reader is (<see cref="IWorkerGrain.AdvanceOrderAsync"/>),
+/// so the worker places the reader by that alone from the start.
 /// </summary>
 [GenerateSerializer, Alias("GrainFs.OrderPart")]
 public sealed record OrderPart(
@@ -174,7 +176,8 @@ public sealed record OrderPart(
     [property: Id(2)] int Start,
     [property: Id(3)] BlockKey[] Keys,
     [property: Id(4)] bool Last,
-    [property: Id(5)] TimeSpan Expiry) : IMountScoped;
+    [property: Id(5)] TimeSpan Expiry,
+    [property: Id(6)] bool Told = false) : IMountScoped;
 
 /// <summary>
 /// The worker of one silo: owns that silo's tier store. Keyed by the silo's name and placed on it. Batches
@@ -205,6 +208,15 @@ public interface IWorkerGrain : IGrainWithStringKey
     /// </summary>
     [Alias("AnnounceOrder"), Access(Access.Read)]
     ValueTask AnnounceOrderAsync(OrderPart part);
+
+    /// <summary>
+    /// Where the reader of <paramref name="job"/>'s order is: it has read this worker's blocks up to place
+    /// <paramref name="position"/> of the order (the index of the last one). From the first such call the worker places
+    /// that reader by these alone, not by the requests it sees (which other readers of the same blocks make too, and
+    /// which short-circuit readers report late).
+    /// </summary>
+    [Alias("AdvanceOrder"), Access(Access.Read)]
+    ValueTask AdvanceOrderAsync(long mountId, string job, int position);
 
     /// <summary>Ends the order of <paramref name="job"/> if it is the one in force (eviction as without one).</summary>
     [Alias("ForgetOrder"), Access(Access.Read)]

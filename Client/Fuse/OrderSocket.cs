@@ -11,7 +11,7 @@ namespace GrainFs.Fuse;
 
 /// <summary>
 /// The mount daemon's local socket for announced read orders (a training loader's epoch order, from the Python
-/// package or any program): a request is a JSON header line (<c>{"v":1,"job":"…","window":bytes,"share":0.25,"cancel":false}</c>; window and share optional)
+/// package or any program): a request is a JSON header line (<c>{"v":1,"job":"…","window":bytes,"share":0.25,"parallel":16,"cancel":false}</c>; window, share and parallel optional)
 /// followed by the files' paths under the mount point, each ended by a NUL byte, up to the end of the client's
 /// stream; the answer is one JSON line (<c>{"ok":true,"job":"…","accepted":N,"outside":M}</c>). The order is
 /// prefetched by this daemon's client and outlives the connection. The socket sits at
@@ -208,6 +208,11 @@ public sealed partial class OrderSocket : IAsyncDisposable
             throw new InvalidDataException($"share {share} is not a share of the cache (0 < share <= 1)");
         }
 
+        if (header.Parallel is { } parallel && parallel is < 1 or > PrefetchOptions.MAX_PARALLEL)
+        {
+            throw new InvalidDataException($"parallel {parallel} is not a number of fetches from 1 to {PrefetchOptions.MAX_PARALLEL}");
+        }
+
         var paths = new List<string>();
         var outside = 0;
         var prefix = _mountPoint + "/";
@@ -246,6 +251,7 @@ public sealed partial class OrderSocket : IAsyncDisposable
             Job = header.Job,
             WindowBytes = header.Window is > 0 ? header.Window.Value : PrefetchOptions.DEFAULT_WINDOW_BYTES,
             WindowShare = header.Share ?? PrefetchOptions.DEFAULT_WINDOW_SHARE,
+            Parallel = header.Parallel ?? PrefetchOptions.DEFAULT_PARALLEL,
         });
         return new Reply(true, order.Job, paths.Count, outside, null);
     }
@@ -273,7 +279,8 @@ public sealed partial class OrderSocket : IAsyncDisposable
         [property: JsonPropertyName("job")] string? Job,
         [property: JsonPropertyName("window")] long? Window,
         [property: JsonPropertyName("cancel")] bool Cancel,
-        [property: JsonPropertyName("share")] double? Share = null);
+        [property: JsonPropertyName("share")] double? Share = null,
+        [property: JsonPropertyName("parallel")] int? Parallel = null);
 
     private sealed record Reply(
         [property: JsonPropertyName("ok")] bool Ok,

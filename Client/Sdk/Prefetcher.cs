@@ -15,7 +15,10 @@ public sealed record PrefetchOptions
     public const double DEFAULT_WINDOW_SHARE = 0.25;
 
     /// <summary>Default for <see cref="Parallel"/>.</summary>
-    public const int DEFAULT_PARALLEL = 8;
+    public const int DEFAULT_PARALLEL = 16;
+
+    /// <summary>Most files fetched at once by one order.</summary>
+    public const int MAX_PARALLEL = 256;
 
     /// <summary>Default for <see cref="Expiry"/>.</summary>
     public static readonly TimeSpan DEFAULT_EXPIRY = TimeSpan.FromMinutes(30);
@@ -39,6 +42,9 @@ public sealed record PrefetchOptions
     /// <summary>How long the order stays active when its files are not all read (an abandoned order).</summary>
     public TimeSpan Expiry { get; init; } = DEFAULT_EXPIRY;
 }
+
+/// <summary>The workers an order was sent to (by silo: for each of its blocks of the order, the place of the block's file in the order), and the mount.</summary>
+internal sealed record OrderTargets(long MountId, Dictionary<string, List<int>> Silos);
 
 /// <summary>What an announced order has done so far.</summary>
 /// <param name="Files">Files announced.</param>
@@ -75,6 +81,13 @@ public sealed class PrefetchOrder
     private int _inFlight;
     private long _window;
 
+    // Files this client has read, and the place below which it has read them all.
+    private readonly bool[] _read;
+    private int _readAll = -1;
+
+    /// <summary>How far behind the farthest file read the position told to the workers may be (parallel loaders read out of order).</summary>
+    internal const int ReaderSlack = 1024;
+
     internal PrefetchOrder(Prefetcher owner, string job, IReadOnlyList<string> paths, PrefetchOptions options, CancellationToken stop)
     {
         _owner = owner;
@@ -91,6 +104,7 @@ public sealed class PrefetchOrder
 
         _sizes = new long[paths.Count];
         _fetched = new bool[paths.Count];
+        _read = new bool[paths.Count];
     }
 
     /// <summary>The job the order belongs to.</summary>
@@ -136,28 +150,39 @@ public sealed class PrefetchOrder
     private async Task RunAllAsync(CancellationToken cancellationToken)
     {
         var told = _owner.SendOrderAsync(this, cancellationToken);
-        await RunAsync(cancellationToken).ConfigureAwait(false);
-        (long MountId, List<string> Silos) workers;
+        var fetching = RunAsync(cancellationToken);
+        OrderTargets workers;
         try
         {
             workers = await told.ConfigureAwait(false);
         }
         catch (Exception e) when (e is OperationCanceledException or TimeoutException or OrleansException)
         {
+            await fetching.ConfigureAwait(false);
             return;
         }
 
-        try
-        {
-            await Task.Delay(Timeout.Infinite, cancellationToken).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException)
-        {
-        }
-
+        // While the order runs, the workers learn where its reader is from this client, which knows.
+        await _owner.TellPositionsAsync(this, workers, cancellationToken).ConfigureAwait(false);
+        await fetching.ConfigureAwait(false);
         if (!Replaced)
         {
-            await _owner.ForgetOrderAsync(Job, workers.MountId, workers.Silos).ConfigureAwait(false);
+            await _owner.ForgetOrderAsync(Job, workers.MountId, workers.Silos.Keys).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// The place in the order the reader has certainly passed: every file up to it read, or, when some were not read
+    /// through this client (skipped, served by a kernel cache), at most <see cref="ReaderSlack"/> behind the farthest.
+    /// </summary>
+    internal int ReaderPosition
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return Math.Max(_readAll, _readUpTo - ReaderSlack);
+            }
         }
     }
 
@@ -171,6 +196,12 @@ public sealed class PrefetchOrder
 
         lock (_gate)
         {
+            _read[position] = true;
+            while (_readAll + 1 < _read.Length && _read[_readAll + 1])
+            {
+                _readAll++;
+            }
+
             if (position <= _readUpTo)
             {
                 return;
@@ -333,9 +364,9 @@ internal sealed partial class Prefetcher
     /// <summary>Starts an order, replacing the job's earlier one.</summary>
     public PrefetchOrder Announce(IReadOnlyList<string> paths, PrefetchOptions options)
     {
-        if (options.WindowBytes <= 0 || options.WindowShare is not (> 0 and <= 1) || options.Parallel <= 0 || options.Expiry <= TimeSpan.Zero)
+        if (options.WindowBytes <= 0 || options.WindowShare is not (> 0 and <= 1) || options.Parallel is < 1 or > PrefetchOptions.MAX_PARALLEL || options.Expiry <= TimeSpan.Zero)
         {
-            throw new ArgumentOutOfRangeException(nameof(options), options, $"a read order needs WindowBytes > 0 (got {options.WindowBytes}), 0 < WindowShare <= 1 (got {options.WindowShare}), Parallel > 0 (got {options.Parallel}) and an Expiry > 0 (got {options.Expiry})");
+            throw new ArgumentOutOfRangeException(nameof(options), options, $"a read order needs WindowBytes > 0 (got {options.WindowBytes}), 0 < WindowShare <= 1 (got {options.WindowShare}), Parallel from 1 to {PrefetchOptions.MAX_PARALLEL} (got {options.Parallel}) and an Expiry > 0 (got {options.Expiry})");
         }
 
         var job = options.Job ?? Guid.NewGuid().ToString("N");
@@ -437,14 +468,17 @@ internal sealed partial class Prefetcher
     /// Tells each home worker the order in which the reader will request its blocks (one mount's, the first file's),
     /// so that its eviction keeps what the reader has still to read; the silos told, with the mount.
     /// </summary>
-    internal async Task<(long MountId, List<string> Silos)> SendOrderAsync(PrefetchOrder order, CancellationToken cancellationToken)
+    internal async Task<OrderTargets> SendOrderAsync(PrefetchOrder order, CancellationToken cancellationToken)
     {
         var view = await cluster.GetAsync(cancellationToken).ConfigureAwait(false);
         var perSilo = new Dictionary<string, List<BlockKey>>(StringComparer.Ordinal);
+        var filesOf = new Dictionary<string, List<int>>(StringComparer.Ordinal);
+        var place = -1;
         long? mountId = null;
         var otherMounts = 0;
         foreach (var path in order.Paths)
         {
+            place++;
             var version = await ns.VersionOfAsync(path, cancellationToken).ConfigureAwait(false);
             if (!version.IsOk)
             {
@@ -467,9 +501,11 @@ internal sealed partial class Prefetcher
                     if (!perSilo.TryGetValue(target.Name, out var keys))
                     {
                         perSilo[target.Name] = keys = [];
+                        filesOf[target.Name] = [];
                     }
 
                     keys.Add(key);
+                    filesOf[target.Name].Add(place);
                 }
             }
         }
@@ -485,11 +521,72 @@ internal sealed partial class Prefetcher
             for (var start = 0; start < keys.Count; start += KeysPerPart)
             {
                 var count = Math.Min(KeysPerPart, keys.Count - start);
-                await worker.AnnounceOrderAsync(new OrderPart(mountId!.Value, order.Job, start, [.. keys.GetRange(start, count)], start + count == keys.Count, order.Options.Expiry)).ConfigureAwait(false);
+                await worker.AnnounceOrderAsync(new OrderPart(mountId!.Value, order.Job, start, [.. keys.GetRange(start, count)], start + count == keys.Count, order.Options.Expiry, Told: true)).ConfigureAwait(false);
             }
         }
 
-        return (mountId ?? 0, [.. perSilo.Keys]);
+        return new OrderTargets(mountId ?? 0, filesOf);
+    }
+
+    /// <summary>
+    /// Until the order ends, tells each worker it reached where the order's reader is in that worker's part of the order
+    /// (every 250 ms when it moved): the index of the last block of the files the reader has passed.
+    /// </summary>
+    internal async Task TellPositionsAsync(PrefetchOrder order, OrderTargets targets, CancellationToken cancellationToken)
+    {
+        var told = targets.Silos.Keys.ToDictionary(s => s, _ => -1, StringComparer.Ordinal);
+        try
+        {
+            while (true)
+            {
+                await Task.Delay(PositionInterval, cancellationToken).ConfigureAwait(false);
+                var reader = order.ReaderPosition;
+                foreach (var (silo, files) in targets.Silos)
+                {
+                    var position = LastAtOrBefore(files, reader);
+                    if (position <= told[silo])
+                    {
+                        continue;
+                    }
+
+                    try
+                    {
+                        await grains.GetGrain<IWorkerGrain>(silo).AdvanceOrderAsync(targets.MountId, order.Job, position).ConfigureAwait(false);
+                        told[silo] = position;
+                    }
+                    catch (Exception e) when (e is TimeoutException or OrleansException or InvalidOperationException)
+                    {
+                        LogForgetFailed(logger, order.Job, silo, e.Message); // tried again on the next tick
+                    }
+                }
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    /// <summary>How often workers are told where a reader is.</summary>
+    internal static readonly TimeSpan PositionInterval = TimeSpan.FromMilliseconds(250);
+
+    // The index of the last entry at or before place (entries ascending); -1 when none is.
+    private static int LastAtOrBefore(List<int> places, int place)
+    {
+        int low = 0, high = places.Count;
+        while (low < high)
+        {
+            var middle = (low + high) >>> 1;
+            if (places[middle] <= place)
+            {
+                low = middle + 1;
+            }
+            else
+            {
+                high = middle;
+            }
+        }
+
+        return low - 1;
     }
 
     /// <summary>Tells the workers an order reached that it has ended (cancelled, expired, read to the end).</summary>
@@ -544,7 +641,7 @@ internal sealed partial class Prefetcher
     [LoggerMessage(Level = LogLevel.Warning, Message = "Read order {Job}: {Count} file(s) of other mounts than its first are prefetched but not ranked for eviction")]
     private static partial void LogOtherMounts(ILogger logger, string job, int count);
 
-    [LoggerMessage(Level = LogLevel.Debug, Message = "Read order {Job}: worker {Silo} was not told the order ended ({Reason})")]
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Read order {Job}: worker {Silo} was not told of the order's progress or end ({Reason})")]
     private static partial void LogForgetFailed(ILogger logger, string job, string silo, string reason);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Read order: {Path} is not prefetched: {Reason}")]

@@ -105,12 +105,13 @@ def _send(mount, header, payload=b""):
     return reply
 
 
-def prefetch(paths, job=None, window=None, window_share=None):
+def prefetch(paths, job=None, window=None, window_share=None, parallel=None):
     """Announces that ``paths`` will be read in this order; returns how many files the daemons accepted.
 
     ``job`` names the order: a newer order of the same job replaces it (a new epoch). ``window`` is the most bytes
     fetched ahead of the reader (the daemon's default, 1 GiB, when None); ``window_share`` the most of the cache the
-    window may take, from 0 (exclusive) to 1 (the daemon's default, 0.25, when None). Paths outside every GrainFS mount are ignored; a
+    window may take, from 0 (exclusive) to 1 (the daemon's default, 0.25, when None); ``parallel`` how many files are
+    fetched at once, 1 to 256 (the daemon's default, 16, when None). Paths outside every GrainFS mount are ignored; a
     path of a mount that does not exist is skipped by the daemon with a warning in its log. Raises GrainFSError when a
     daemon cannot be reached or refuses.
     """
@@ -118,6 +119,8 @@ def prefetch(paths, job=None, window=None, window_share=None):
         raise ValueError("window_share must be above 0 and at most 1, got %r" % (window_share,))
     if window is not None and window <= 0:
         raise ValueError("window must be a positive number of bytes, got %r" % (window,))
+    if parallel is not None and not 1 <= parallel <= 256:
+        raise ValueError("parallel must be from 1 to 256, got %r" % (parallel,))
     known = mounts()
     by_mount = {}
     order = []
@@ -136,6 +139,8 @@ def prefetch(paths, job=None, window=None, window_share=None):
         header = {"v": 1, "job": job, "window": window, "cancel": False}
         if window_share is not None:
             header["share"] = window_share
+        if parallel is not None:
+            header["parallel"] = parallel
         payload = b"\0".join(p.encode("utf-8", "surrogateescape") for p in listed) + b"\0"
         accepted += _send(mount, header, payload).get("accepted", 0)
     return accepted

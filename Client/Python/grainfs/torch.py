@@ -24,17 +24,18 @@ class EpochOrderSampler(torch.utils.data.Sampler):
     given and training goes on unchanged.
     """
 
-    def __init__(self, sampler, paths_of, job=None, window=None, window_share=None):
+    def __init__(self, sampler, paths_of, job=None, window=None, window_share=None, parallel=None):
         self.sampler = sampler
         self.paths_of = paths_of
         self.job = job or "%s-%d-%x" % (socket.gethostname(), os.getpid(), id(self))
         self.window = window
         self.window_share = window_share
+        self.parallel = parallel
 
     def __iter__(self):
         indices = list(iter(self.sampler))
         try:
-            prefetch([self.paths_of(i) for i in indices], job=self.job, window=self.window, window_share=self.window_share)
+            prefetch([self.paths_of(i) for i in indices], job=self.job, window=self.window, window_share=self.window_share, parallel=self.parallel)
         except GrainFSError as error:
             warnings.warn("grainfs: this epoch's order was not announced: %s" % error)
         return iter(indices)

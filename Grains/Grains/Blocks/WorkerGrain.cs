@@ -47,7 +47,13 @@ internal sealed class WorkerGrain(BlockFiller filler, WorkerJobs jobs, LocalSilo
 
     public ValueTask AnnounceOrderAsync(OrderPart part)
     {
-        Store.AddOrderPart(part.Job, part.Start, part.Keys, part.Last, part.Expiry);
+        Store.AddOrderPart(part.Job, part.Start, part.Keys, part.Last, part.Expiry, part.Told);
+        return ValueTask.CompletedTask;
+    }
+
+    public ValueTask AdvanceOrderAsync(long mountId, string job, int position)
+    {
+        Store.Index.AdvanceOrder(job, position);
         return ValueTask.CompletedTask;
     }
 

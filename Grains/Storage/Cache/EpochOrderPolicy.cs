@@ -37,6 +37,9 @@ public sealed class EpochOrderPolicy(IEvictionPolicy basePolicy) : IEvictionPoli
 
         public int Cursor { get; set; } = -1;
 
+        // Placed by its reader's own reports (Advance) rather than by the requests the store sees.
+        public bool Told { get; set; }
+
         // Places until the reader of this order reaches the key: -1 when it does not name it or passed it already.
         public int Distance(BlockKey key) => Positions.TryGetValue(key, out var position) && position > Cursor ? position - Cursor : -1;
     }
@@ -59,9 +62,10 @@ public sealed class EpochOrderPolicy(IEvictionPolicy basePolicy) : IEvictionPoli
     /// <summary>
     /// Puts <paramref name="order"/> (the blocks a reader will request, in order) in force for <paramref name="job"/>,
     /// replacing that job's last one: a new epoch starts with its reader before the first block. Other jobs' orders stay.
-    /// A block named twice keeps its first place.
+    /// A block named twice keeps its first place. With <paramref name="told"/> the reader is placed only by
+    /// <see cref="Advance"/> from the start (its announcer reports its place; requests may be other readers' or late).
     /// </summary>
-    public void Announce(string job, IReadOnlyList<BlockKey> order)
+    public void Announce(string job, IReadOnlyList<BlockKey> order, bool told = false)
     {
         var positions = new Dictionary<BlockKey, int>(order.Count);
         for (var i = 0; i < order.Count; i++)
@@ -69,7 +73,7 @@ public sealed class EpochOrderPolicy(IEvictionPolicy basePolicy) : IEvictionPoli
             positions.TryAdd(order[i], i);
         }
 
-        var entry = new Order(positions);
+        var entry = new Order(positions) { Told = told };
         foreach (var key in _present)
         {
             if (positions.TryGetValue(key, out var position))
@@ -83,6 +87,24 @@ public sealed class EpochOrderPolicy(IEvictionPolicy basePolicy) : IEvictionPoli
         foreach (var (_, key) in entry.Held)
         {
             _named.Add(key);
+        }
+    }
+
+    /// <summary>
+    /// The reader of <paramref name="job"/>'s order has read up to place <paramref name="position"/>. From then on that
+    /// order's reader is placed by these reports alone: requests for its blocks may come from other readers (another
+    /// job reading the same files in its own order) or arrive late (short-circuit reads are reported in batches, some
+    /// after the next epoch's order is in force), and either would move it past blocks it has still to read.
+    /// </summary>
+    public void Advance(string job, int position)
+    {
+        if (_orders.TryGetValue(job, out var order))
+        {
+            order.Told = true;
+            if (position > order.Cursor)
+            {
+                order.Cursor = position;
+            }
         }
     }
 
@@ -143,7 +165,7 @@ public sealed class EpochOrderPolicy(IEvictionPolicy basePolicy) : IEvictionPoli
     {
         foreach (var order in _orders.Values)
         {
-            if (order.Positions.TryGetValue(key, out var position) && position > order.Cursor)
+            if (!order.Told && order.Positions.TryGetValue(key, out var position) && position > order.Cursor)
             {
                 order.Cursor = position;
             }

@@ -177,7 +177,7 @@ public sealed class TierIndex
     /// Puts <paramref name="job"/>'s read order in force on every tier (replacing that job's last one; other jobs' orders
     /// stay) until <paramref name="expiry"/> passes.
     /// </summary>
-    public void AnnounceOrder(string job, IReadOnlyList<BlockKey> order, TimeSpan expiry)
+    public void AnnounceOrder(string job, IReadOnlyList<BlockKey> order, TimeSpan expiry, bool told = false)
     {
         lock (_lock)
         {
@@ -189,10 +189,22 @@ public sealed class TierIndex
 
             foreach (var tier in Tiers)
             {
-                (tier.Policy as EpochOrderPolicy)?.Announce(job, order);
+                (tier.Policy as EpochOrderPolicy)?.Announce(job, order, told);
             }
 
             _orderExpiry[job] = _time.GetUtcNow().UtcTicks + expiry.Ticks;
+        }
+    }
+
+    /// <summary>The reader of <paramref name="job"/>'s order has read up to <paramref name="position"/> (see <see cref="EpochOrderPolicy.Advance"/>).</summary>
+    public void AdvanceOrder(string job, int position)
+    {
+        lock (_lock)
+        {
+            foreach (var tier in Tiers)
+            {
+                (tier.Policy as EpochOrderPolicy)?.Advance(job, position);
+            }
         }
     }
 

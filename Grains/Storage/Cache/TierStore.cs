@@ -49,7 +49,7 @@ public sealed partial class TierStore : IAsyncDisposable
     /// the last puts the whole order in force for <paramref name="expiry"/>. Parts of an order never finished are
     /// dropped when another job's parts arrive.
     /// </summary>
-    public void AddOrderPart(string job, int start, BlockKey[] keys, bool last, TimeSpan expiry)
+    public void AddOrderPart(string job, int start, BlockKey[] keys, bool last, TimeSpan expiry, bool told = false)
     {
         List<BlockKey> order;
         lock (_orderGate)
@@ -74,7 +74,7 @@ public sealed partial class TierStore : IAsyncDisposable
             _orderParts.Remove(job);
         }
 
-        Index.AnnounceOrder(job, order, expiry);
+        Index.AnnounceOrder(job, order, expiry, told);
     }
 
     /// <summary>Ends the order of <paramref name="job"/> if it is in force.</summary>

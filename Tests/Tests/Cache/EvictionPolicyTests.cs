@@ -257,6 +257,47 @@ public sealed class EvictionPolicyTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void A_reader_that_tells_its_place_is_placed_by_that_alone_not_by_requests_for_its_blocks()
+    {
+        var policy = new EpochOrderPolicy(new LruPolicy());
+        var keys = Enumerable.Range(0, 6).Select(i => new BlockKey(6, 6, i)).ToArray();
+        foreach (var key in keys)
+        {
+            policy.OnAdded(key, 10);
+        }
+
+        // Announced by a client that will report its reader's place: requests do not place the reader even before the
+        // first report (the last epoch's reads may be reported after the new order is in force).
+        policy.Announce("a", keys, told: true);
+        policy.OnRequest(keys[3]);
+        Assert.True(policy.TryNextVictim(_ => true, out var first));
+        Assert.Equal(5, first.Index);
+
+        policy.Advance("a", 1); // the reader has read 0 and 1
+
+        // A request for block 4 (another job's reader, or a report that came late) does not move a's reader past 2 and 3.
+        policy.OnRequest(keys[4]);
+        var victims = new List<int>();
+        while (victims.Count < 3 && policy.TryNextVictim(k => !victims.Contains(k.Index), out var victim))
+        {
+            victims.Add(victim.Index);
+        }
+
+        // Passed first (0, 1), then the block the reader will reach last (5), never 2, 3 or 4 before it.
+        Assert.Equal([0, 1, 5], victims);
+
+        // Its next report moves it on: 2 and 3 are passed now.
+        policy.Advance("a", 3);
+        Assert.True(policy.TryNextVictim(k => k.Index is 2 or 3 or 4, out var next));
+        Assert.Equal(2, next.Index);
+
+        // A report of a place it is already past changes nothing.
+        policy.Advance("a", 0);
+        Assert.True(policy.TryNextVictim(k => k.Index is 3 or 4, out next));
+        Assert.Equal(3, next.Index);
+    }
+
+    [Fact]
     public void Lru_evicts_the_least_recently_used_and_skips_what_cannot_go()
     {
         var lru = new LruPolicy();
