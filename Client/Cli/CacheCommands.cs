@@ -47,7 +47,7 @@ internal sealed class CacheCommands(GrainFsClient client, Terminal terminal)
         ttl.SetAction((parse, _) =>
         {
             var text = parse.GetValue(duration)!;
-            var time = TryParseDuration(text, out var parsed) ? parsed : throw new UsageException($"'{text}' is not a duration (30s, 10m, 2h, 7d, or hh:mm:ss)");
+            var time = TryParseDuration(text, out var parsed) ? parsed : throw new UsageException($"'{text}' is not a duration (30s, 10m, 2h, 7d, or hh:mm:ss; at most {MaxDurationDays}d)");
             return Commands.WithClientAsync(parse, (c, t) => new CacheCommands(c, t).TtlAsync(parse.GetValue(ttlPath)!, time));
         });
         yield return ttl;
@@ -139,23 +139,27 @@ internal sealed class CacheCommands(GrainFsClient client, Terminal terminal)
         return 0;
     }
 
+    /// <summary>The longest duration the CLI takes (a TTL, a persist delay): 100 years.</summary>
+    public const int MaxDurationDays = 36_500;
+
+    /// <summary>Parses 30s, 10m, 2h, 7d (decimals allowed) or hh:mm:ss: above zero and at most <see cref="MaxDurationDays"/> days.</summary>
     public static bool TryParseDuration(string text, out TimeSpan duration)
     {
         duration = default;
         if (text.Length >= 2 && double.TryParse(text.AsSpan(0, text.Length - 1), NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var number) && number > 0)
         {
-            duration = char.ToLowerInvariant(text[^1]) switch
+            var unit = char.ToLowerInvariant(text[^1]) switch { 's' => 1.0, 'm' => 60.0, 'h' => 3600.0, 'd' => 86400.0, _ => 0.0 };
+            var seconds = number * unit;
+            if (seconds <= 0 || seconds > MaxDurationDays * 86400.0)
             {
-                's' => TimeSpan.FromSeconds(number),
-                'm' => TimeSpan.FromMinutes(number),
-                'h' => TimeSpan.FromHours(number),
-                'd' => TimeSpan.FromDays(number),
-                _ => default,
-            };
+                return false;
+            }
+
+            duration = TimeSpan.FromSeconds(seconds);
             return duration > TimeSpan.Zero;
         }
 
-        return TimeSpan.TryParse(text, CultureInfo.InvariantCulture, out duration) && duration > TimeSpan.Zero;
+        return TimeSpan.TryParse(text, CultureInfo.InvariantCulture, out duration) && duration > TimeSpan.Zero && duration <= TimeSpan.FromDays(MaxDurationDays);
     }
 
     public async Task<int> ReportAsync(bool asJson)

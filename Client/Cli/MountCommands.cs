@@ -178,9 +178,11 @@ internal static class MountCommands
             return TimeSpan.FromSeconds(fallback);
         }
 
-        return double.TryParse(text, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var seconds) && seconds >= 0
+        // A request's deadline becomes a timer, which takes at most int.MaxValue milliseconds (24.8 days).
+        const double Max = int.MaxValue / 1000;
+        return double.TryParse(text, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var seconds) && seconds >= 0 && seconds <= Max
             ? TimeSpan.FromSeconds(seconds)
-            : throw new UsageException($"{name} '{text}': a number of seconds");
+            : throw new UsageException($"{name} '{text}': a number of seconds from 0 to {Max:0}");
     }
 
     private static uint? Id(string? text, string name) =>

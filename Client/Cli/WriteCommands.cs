@@ -102,7 +102,7 @@ internal sealed class WriteCommands(GrainFsClient client, Terminal terminal)
 
         var persistPath = Commands.Positional("path", "a file, or a directory (every file under it)");
         var timeout = Commands.Checked<TimeSpan>("--timeout", "DURATION", "how long to wait: 30s, 10m, 2h or hh:mm:ss (default 10m); then ETIMEDOUT, or EIO with the reason when the upload failed",
-            CacheCommands.TryParseDuration, "not a duration; 30s, 10m, 2h, 7d or hh:mm:ss");
+            CacheCommands.TryParseDuration, $"not a duration; 30s, 10m, 2h, 7d or hh:mm:ss, at most {CacheCommands.MaxDurationDays}d");
         var persistJson = Commands.Switch("--json", "print the entry as fs stat --json does");
         var persist = new Command("persist", "wait until a file (or every file under a directory) is in under-storage") { persistPath, timeout, persistJson };
         persist.SetAction((parse, _) => Commands.WithClientAsync(parse, (c, t) =>

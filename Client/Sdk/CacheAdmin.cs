@@ -166,9 +166,17 @@ public sealed class CacheAdmin
     public ValueTask<FsResult<CacheOperationResult>> UnpinAsync(string path, CancellationToken cancellationToken = default) =>
         BroadcastAsync(path, (worker, keys) => worker.SetFlagsAsync(keys, false, null), cancellationToken);
 
-    /// <summary>Gives the cached blocks of a file or tree a time to live: they are freed when it ends.</summary>
+    /// <summary>The longest TTL: 100 years.</summary>
+    public static readonly TimeSpan MaxTtl = TimeSpan.FromDays(36_500);
+
+    /// <summary>Gives the cached blocks of a file or tree a time to live (above zero, at most <see cref="MaxTtl"/>): they are freed when it ends.</summary>
     public ValueTask<FsResult<CacheOperationResult>> SetTtlAsync(string path, TimeSpan ttl, CancellationToken cancellationToken = default)
     {
+        if (ttl <= TimeSpan.Zero || ttl > MaxTtl)
+        {
+            return ValueTask.FromResult(FsResult<CacheOperationResult>.Fail(FsStatus.InvalidArgument, $"{path}: a TTL of {ttl} is not above zero and at most {MaxTtl.TotalDays:0} days"));
+        }
+
         var expires = _time.GetUtcNow().UtcDateTime + ttl;
         return BroadcastAsync(path, (worker, keys) => worker.SetFlagsAsync(keys, null, expires), cancellationToken);
     }

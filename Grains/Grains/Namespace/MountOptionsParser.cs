@@ -49,7 +49,7 @@ public static class MountOptionsParser
                 case "sync-interval":
                     if (!TryParseInterval(value, out sync))
                     {
-                        error = $"option sync-interval: '{value}' is not -1 (never), 0 (every access) or a number of seconds (also 30s, 5m, 2h, never, always)";
+                        error = $"option sync-interval: '{value}' is not -1 (never), 0 (every access) or a number of seconds up to {int.MaxValue} (also 30s, 5m, 2h, 7d, never, always)";
                         return false;
                     }
 
@@ -194,7 +194,13 @@ public static class MountOptionsParser
             return false;
         }
 
-        seconds = checked(count * factor);
+        var total = (long)count * factor;
+        if (total > int.MaxValue)
+        {
+            return false; // about 68 years: longer is never meant
+        }
+
+        seconds = (int)total;
         return true;
     }
 

@@ -324,6 +324,14 @@ public sealed class BlockCacheClusterTests(GpuClusterFixture fixture) : IClassFi
         Assert.Equal(20, (await client.UnpinAsync(m)).Value!.Blocks);
         Assert.False((await fixture.Cluster.Client.GetGrain<IBlockGrain>(file.Version.KeyOf(0).ToString()).GetStateAsync()).Pinned);
 
+        // A TTL that is no time or past any date is refused, naming it, and changes nothing.
+        foreach (var absurd in new[] { TimeSpan.Zero, TimeSpan.MaxValue })
+        {
+            var refused = await client.SetTtlAsync($"{m}/class00", absurd);
+            Assert.Equal(FsStatus.InvalidArgument, refused.Status);
+            Assert.Contains(absurd.ToString(), refused.Message, StringComparison.Ordinal);
+        }
+
         var ttl = await client.SetTtlAsync($"{m}/class00", TimeSpan.FromSeconds(1));
         Assert.Equal(10, ttl.Value!.Blocks);
         // The TTL runs out on the workers' clock, and the next maintenance pass of each worker frees those blocks.

@@ -64,6 +64,11 @@ public sealed class CliUsageTests
     [InlineData("fs rm --force /w/a", "unknown option '--force' (see grainfs fs rm --help)")]
     [InlineData("fs put --no-clobber local /w/a", "unknown option '--no-clobber' (see grainfs fs put --help)")]
     [InlineData("fs mv /w/a /w/b /w/c", "unexpected argument '/w/c'")]
+    [InlineData("fs ttl /w/a 99999999d", "'99999999d' is not a duration (30s, 10m, 2h, 7d, or hh:mm:ss; at most 36500d)")]
+    [InlineData("fs ttl /w/a 0s", "'0s' is not a duration")]
+    [InlineData("fs persist /w/a --timeout 99999999d", "--timeout '99999999d': not a duration")]
+    [InlineData("mount /tmp/never-mounted --op-timeout 4294968", "--op-timeout '4294968': a number of seconds from 0 to 2147483")]
+    [InlineData("mount /tmp/never-mounted --attr-timeout -1", "--attr-timeout '-1': a number of seconds from 0 to 2147483")]
     public async Task A_usage_error_exits_2_with_one_line_naming_the_problem_before_connecting(string command, string words)
     {
         // No silo listens on this port: a usage error must not even try to connect (that would exit 3 after a timeout).

@@ -27,6 +27,8 @@ public class MountOptionsParserTests
     [InlineData("file", "endpoint=http://x", "unknown mount option 'endpoint'")]
     [InlineData("s3", "sync-interval=soon", "sync-interval")]
     [InlineData("s3", "sync-interval=-2", "sync-interval")]
+    [InlineData("s3", "sync-interval=99999999d", "option sync-interval: '99999999d'")]
+    [InlineData("file", "sync-interval=3000000000", "option sync-interval: '3000000000'")]
     [InlineData("s3", "mode=0999", "mode")]
     [InlineData("s3", "owner=alice", "numeric uid")]
     [InlineData("s3", "readonly=maybe", "readonly")]
