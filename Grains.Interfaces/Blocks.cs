@@ -148,7 +148,8 @@ public sealed record WorkerReport(
     [property: Id(9)] long Corrupt,
     [property: Id(10)] Dictionary<string, long> BytesServedBySource,
     [property: Id(11)] string? WriteTier = null,
-    [property: Id(12)] WorkerPrefetch? Prefetch = null);
+    [property: Id(12)] WorkerPrefetch? Prefetch = null,
+    [property: Id(13)] long Lost = 0);
 
 /// <summary>
 /// A worker's fills ahead of readers (announced read orders; counted in <see cref="WorkerReport.Fills"/> too): how many

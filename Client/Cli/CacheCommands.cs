@@ -203,6 +203,7 @@ internal sealed class CacheCommands(GrainFsClient client, Terminal terminal)
                 json.WriteNumber("fillBytes", w.FillBytes);
                 json.WriteNumber("evictions", w.Evictions);
                 json.WriteNumber("corrupt", w.Corrupt);
+                json.WriteNumber("lost", w.Lost);
                 var prefetch = w.Prefetch ?? new WorkerPrefetch(0, 0, 0, 0, 0);
                 json.WriteStartObject("prefetch");
                 json.WriteNumber("fills", prefetch.Fills);
@@ -231,7 +232,7 @@ internal sealed class CacheCommands(GrainFsClient client, Terminal terminal)
         foreach (var w in workers)
         {
             var ratio = w.Requests == 0 ? "-" : (1 - ((double)w.Misses / w.Requests)).ToString("P1", CultureInfo.InvariantCulture);
-            stdout.WriteLine($"{w.Silo} on {w.Host}  policy {w.Policy}  hit ratio {ratio} ({w.Requests} requests)  fills {w.Fills} ({ByteSize.Format(w.FillBytes)})  evictions {w.Evictions}");
+            stdout.WriteLine($"{w.Silo} on {w.Host}  policy {w.Policy}  hit ratio {ratio} ({w.Requests} requests)  fills {w.Fills} ({ByteSize.Format(w.FillBytes)})  evictions {w.Evictions}{(w.Lost > 0 ? $"  lost files {w.Lost}" : string.Empty)}");
             foreach (var t in w.Tiers)
             {
                 var share = t.Capacity == 0 ? 0 : (double)t.Used / t.Capacity;

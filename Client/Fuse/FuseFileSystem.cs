@@ -429,6 +429,11 @@ internal sealed partial class FuseFileSystem(VirtualFileSystem vfs, FuseOptions 
 
         using (file)
         {
+            if (RandomAccess.GetLength(file) < span.Offset + span.Length)
+            {
+                return false; // truncated behind the worker's back: the VFS reads (and checks) the block again
+            }
+
             var added = false;
             file.DangerousAddRef(ref added);
             try

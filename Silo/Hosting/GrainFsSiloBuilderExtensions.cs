@@ -153,6 +153,7 @@ internal sealed class SiloGauges(NamespaceStats stats, SiloIdentity identity, Ti
         meter.CreateObservableCounter("grainfs.cache.fill_bytes", () => new Measurement<long>(store.GetReport().FillBytes, host), "By", "Bytes filled from under-storage");
         meter.CreateObservableCounter("grainfs.cache.evictions", () => new Measurement<long>(store.GetReport().Evictions, host), "{block}", "Blocks evicted from the last tier");
         meter.CreateObservableCounter("grainfs.cache.demotions", () => new Measurement<long>(store.GetReport().Demotions, host), "{block}", "Blocks demoted to a slower tier");
+        meter.CreateObservableCounter("grainfs.cache.lost", () => new Measurement<long>(store.GetReport().Lost, host), "{block}", "Blocks whose files were removed or cut short behind the worker (dropped, refilled on the next read)");
         meter.CreateObservableCounter("grainfs.cache.corrupt", () => new Measurement<long>(store.GetReport().Corrupt, host), "{block}", "Blocks discarded after a failed checksum");
         meter.CreateObservableCounter("grainfs.cache.bytes_served", ServedBySource, "By", "Bytes served by the data port, by source");
         meter.CreateObservableCounter("grainfs.prefetch.fills", () => new Measurement<long>(store.GetReport().Prefetch.Fills, host), "{block}", "Blocks filled ahead of readers by announced read orders");

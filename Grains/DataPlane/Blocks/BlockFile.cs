@@ -192,7 +192,8 @@ public static class BlockFile
         var count = (int)(end - offset);
         if (!verify)
         {
-            return ReadFully(handle, destination[..count], dataStart + offset);
+            // Unchecked, but whole: a file shorter than its header says (truncated behind the worker's back) is no block.
+            return ReadFully(handle, destination[..count], dataStart + offset) == count ? count : -1;
         }
 
         var firstChunk = (int)(offset / ChunkSize);

@@ -36,7 +36,8 @@ internal sealed class WorkerGrain(BlockFiller filler, WorkerJobs jobs, LocalSilo
             report.Corrupt,
             new Dictionary<string, long>(report.BytesServedBySource),
             silo.Writes ? Store.WriteTier.Name : null,
-            new WorkerPrefetch(report.Prefetch.Fills, report.Prefetch.Bytes, report.Prefetch.Hits, report.Prefetch.Wasted, report.Prefetch.Running)));
+            new WorkerPrefetch(report.Prefetch.Fills, report.Prefetch.Bytes, report.Prefetch.Hits, report.Prefetch.Wasted, report.Prefetch.Running),
+            report.Lost));
     }
 
     public ValueTask<long> StartLoadAsync(BlockSource[] blocks, bool? pin, DateTime? expiresUtc) =>

@@ -328,9 +328,14 @@ public sealed partial class DataPortServer : IAsyncDisposable
             ArrayPool<byte>.Shared.Return(bytes);
         }
 
-        if (_store.TryPeek(key, out _))
+        if (_store.TryPeek(key, out var held))
         {
-            return FillStart.Held;
+            if (await _store.DropIfLostAsync(held).ConfigureAwait(false) is false)
+            {
+                return FillStart.Held;
+            }
+
+            // Its file was removed or cut short behind the worker's back: dropped, and filled again below.
         }
 
         if (_store.FindFill(key) is not null)
@@ -369,7 +374,7 @@ public sealed partial class DataPortServer : IAsyncDisposable
             }
         }
 
-        if (_store.TryPeek(key, out var block))
+        if (_store.TryPeek(key, out var block) && await _store.DropIfLostAsync(block).ConfigureAwait(false) is false)
         {
             await SendStatusAsync(socket, DataPortStatus.Ok, block.Tier.Kind.Source()).ConfigureAwait(false);
             return;
@@ -633,6 +638,9 @@ public sealed partial class DataPortServer : IAsyncDisposable
             }
             catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
             {
+                // Gone: evicted or freed a moment ago, or removed behind the worker's back (then dropped from the index
+                // here, so that the fill the client asks for next is not refused as already held).
+                await _store.DropIfLostAsync(block).ConfigureAwait(false);
                 return false;
             }
 

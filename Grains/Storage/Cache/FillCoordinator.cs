@@ -96,6 +96,10 @@ public sealed partial class FillCoordinator : IAsyncDisposable
         {
             tier = await ReserveAsync(need, placement?.Tier, _stop.Token).ConfigureAwait(false);
             fill.Place(tier);
+
+            // The tier's tmp folder may have been removed behind the store's back (a cleaner, a person): made again,
+            // at one stat per fill, rather than failing every later fill of the tier.
+            TierFolders.EnsureFolder(tier.TempRoot, tier.Permissions);
             BlockHeader header;
             await using (var source = await open(_stop.Token).ConfigureAwait(false))
             {

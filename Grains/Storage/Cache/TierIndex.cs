@@ -104,6 +104,9 @@ public sealed record TierReport(string Name, string Path, long Capacity, long Us
 /// <summary>A store's report.</summary>
 public sealed record TierStoreReport(IReadOnlyList<TierReport> Tiers, string Policy, long Requests, long Misses, long Fills, long FillBytes, long Evictions, long Demotions, long Promotions, long Corrupt, IReadOnlyDictionary<string, long> BytesServedBySource)
 {
+    /// <summary>Blocks whose files were removed or cut short behind the store's back (dropped, refilled on the next read).</summary>
+    public long Lost { get; init; }
+
     /// <summary>Fills ahead of readers (announced read orders): how many, how they ended, how many run now.</summary>
     public PrefetchCounts Prefetch { get; init; } = new(0, 0, 0, 0, 0);
 }
@@ -141,6 +144,7 @@ public sealed class TierIndex
     private long _demotions;
     private long _promotionCount;
     private long _corrupt;
+    private long _lost;
     private long _prefetchFills;
     private long _prefetchBytes;
     private long _prefetchHits;
@@ -605,6 +609,9 @@ public sealed class TierIndex
     /// <summary>Counts a block discarded after a failed checksum.</summary>
     public void CountCorrupt() => Interlocked.Increment(ref _corrupt);
 
+    /// <summary>Counts a block whose file was removed or cut short behind the store's back.</summary>
+    public void CountLost() => Interlocked.Increment(ref _lost);
+
     // ------------------------------------------------------------------ busy blocks: movers and header rewrites
 
     /// <summary>Takes ownership of a held block's file (false when it is not held or already owned).</summary>
@@ -844,6 +851,7 @@ public sealed class TierIndex
                 Interlocked.Read(ref _corrupt),
                 new Dictionary<string, long>(_servedBySource))
             {
+                Lost = Interlocked.Read(ref _lost),
                 Prefetch = new PrefetchCounts(_prefetchFills, _prefetchBytes, _prefetchHits, _prefetchWasted, _fills.Values.Count(f => f.Prefetch)),
             };
         }

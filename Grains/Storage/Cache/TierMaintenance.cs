@@ -149,6 +149,7 @@ public sealed partial class TierMaintenance : BackgroundService
         var copied = false;
         try
         {
+            TierFolders.EnsureFolder(to.TempRoot, to.Permissions);
             await using (var source = new FileStream(block.Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, CopyBufferSize, FileOptions.Asynchronous | FileOptions.SequentialScan))
             await using (var target = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, CopyBufferSize, FileOptions.Asynchronous))
             {

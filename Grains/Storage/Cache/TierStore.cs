@@ -134,6 +134,38 @@ public sealed partial class TierStore : IAsyncDisposable
     public Task<(int Freed, long Bytes)> FreeAsync(IEnumerable<BlockKey> keys) => TierFiles.FreeAsync(Index, keys, evenUnpersisted: false);
 
     /// <summary>Drops a block whose data failed its checksum, so the next read refills it.</summary>
+    /// <summary>
+    /// Whether a held block's file is missing or shorter than its header says (removed or truncated behind the worker's
+    /// back, by a cleaner of /dev/shm or a person); if so the block is dropped from the index (its file too) and counted
+    /// as lost, so that the next read fills it again. False, at the cost of one stat, when the file is whole.
+    /// </summary>
+    public async Task<bool> DropIfLostAsync(CachedBlock block)
+    {
+        long length;
+        try
+        {
+            length = new FileInfo(block.Path).Length;
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            length = -1;
+        }
+
+        if (length >= block.Header.FileLength || !Index.TryPeek(block.Key, out var current) || !ReferenceEquals(current, block))
+        {
+            return false; // whole, or no longer this block (evicted, freed, refilled meanwhile)
+        }
+
+        var (freed, _) = await TierFiles.FreeAsync(Index, [block.Key], evenUnpersisted: true).ConfigureAwait(false);
+        if (freed > 0)
+        {
+            Index.CountLost();
+            LogLost(_logger, block.Key.ToString(), block.Path, length < 0 ? "missing" : $"{length} of {block.Header.FileLength} bytes");
+        }
+
+        return true;
+    }
+
     public async Task DiscardAsync(BlockKey key)
     {
         var (freed, _) = await TierFiles.FreeAsync(Index, [key], evenUnpersisted: true).ConfigureAwait(false);
@@ -207,6 +239,9 @@ public sealed partial class TierStore : IAsyncDisposable
         await Maintenance.StopAsync(CancellationToken.None).ConfigureAwait(false);
         await _fills.DisposeAsync().ConfigureAwait(false);
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Block {Key}: its file {Path} was removed or cut short behind the worker ({State}); dropped, the next read refills it")]
+    private static partial void LogLost(ILogger logger, string key, string path, string state);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Block {Key} failed its checksum and was discarded; the next read refills it")]
     private static partial void LogCorrupt(ILogger logger, string key);
