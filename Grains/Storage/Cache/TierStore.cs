@@ -113,9 +113,37 @@ public sealed partial class TierStore : IAsyncDisposable
     /// <inheritdoc cref="TierIndex.FindFill"/>
     public BlockFill? FindFill(BlockKey key) => Index.FindFill(key);
 
+    // Pin and TTL of blocks dropped as corrupt or lost, given to their next fill: a refill keeps what was set on the block.
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<BlockKey, (ushort Flags, long ExpiresTicks)> _kept = new();
+
     /// <inheritdoc cref="FillCoordinator.Start(BlockKey, int, Func{CancellationToken, ValueTask{Stream}}, ushort, long)"/>
-    public BlockFill? StartFill(BlockKey key, int length, Func<CancellationToken, ValueTask<Stream>> open, ushort flags = 0, long expiresTicks = 0) =>
-        _fills.Start(key, length, open, flags, expiresTicks);
+    /// <remarks>A block dropped as corrupt or lost gets its pin and TTL back (unless this fill sets a TTL of its own).</remarks>
+    public BlockFill? StartFill(BlockKey key, int length, Func<CancellationToken, ValueTask<Stream>> open, ushort flags = 0, long expiresTicks = 0)
+    {
+        if (!_kept.IsEmpty && _kept.TryRemove(key, out var kept))
+        {
+            flags |= kept.Flags;
+            expiresTicks = expiresTicks != 0 ? expiresTicks : kept.ExpiresTicks;
+        }
+
+        return _fills.Start(key, length, open, flags, expiresTicks);
+    }
+
+    // Remembers the pin and TTL of a block about to be dropped as corrupt or lost.
+    private void KeepSettings(CachedBlock block)
+    {
+        if (!block.Header.Pinned && block.Header.ExpiresTicks == 0)
+        {
+            return;
+        }
+
+        if (_kept.Count >= 100_000)
+        {
+            _kept.Clear(); // bounded: a flood of bad blocks costs their settings, not the silo's memory
+        }
+
+        _kept[block.Key] = ((ushort)(block.Header.Flags & BlockFile.FlagPinned), block.Header.ExpiresTicks);
+    }
 
     /// <summary>
     /// Starts storing a written block from <paramref name="open"/> on the write tier, synced to disk, never evicted until
@@ -156,6 +184,7 @@ public sealed partial class TierStore : IAsyncDisposable
             return false; // whole, or no longer this block (evicted, freed, refilled meanwhile)
         }
 
+        KeepSettings(block);
         var (freed, _) = await TierFiles.FreeAsync(Index, [block.Key], evenUnpersisted: true).ConfigureAwait(false);
         if (freed > 0)
         {
@@ -166,8 +195,14 @@ public sealed partial class TierStore : IAsyncDisposable
         return true;
     }
 
+    /// <summary>Drops a block that failed its checksum (its pin and TTL go to its next fill); counted as corrupt.</summary>
     public async Task DiscardAsync(BlockKey key)
     {
+        if (Index.TryPeek(key, out var block))
+        {
+            KeepSettings(block);
+        }
+
         var (freed, _) = await TierFiles.FreeAsync(Index, [key], evenUnpersisted: true).ConfigureAwait(false);
         if (freed > 0)
         {

@@ -130,6 +130,40 @@ public sealed class TierStoreTests
     }
 
     [Fact]
+    public async Task A_block_dropped_as_corrupt_or_lost_keeps_its_pin_and_ttl_when_it_is_filled_again()
+    {
+        var root = TestProcess.NewFolder("ts-keep");
+        await using var store = await StoreAsync(root, 64 << 20, 64 << 20);
+        var data = Bytes(100_000, 9);
+        var pinned = new BlockKey(42, 42, 0);
+        var expiring = new BlockKey(42, 42, 1);
+        var expires = DateTime.UtcNow.AddDays(3).Ticks;
+        await store.StartFill(pinned, data.Length, Source(data), BlockFile.FlagPinned)!.Completion;
+        await store.StartFill(expiring, data.Length, Source(data), 0, expires)!.Completion;
+
+        // Corrupt: discarded, then filled again by a reader that knows nothing of the settings.
+        await store.DiscardAsync(pinned);
+        Assert.False(store.TryPeek(pinned, out _));
+        await store.StartFill(pinned, data.Length, Source(data))!.Completion;
+        Assert.True(store.TryPeek(pinned, out var refilled));
+        Assert.True(refilled.Header.Pinned);
+
+        // Lost: its file removed behind the store's back, dropped on the next look, filled again with its TTL.
+        Assert.True(store.TryPeek(expiring, out var block));
+        File.Delete(block.Path);
+        Assert.True(await store.DropIfLostAsync(block));
+        Assert.Equal(1, store.GetReport().Lost);
+        await store.StartFill(expiring, data.Length, Source(data))!.Completion;
+        Assert.True(store.TryPeek(expiring, out refilled));
+        Assert.Equal(expires, refilled.Header.ExpiresTicks);
+        Assert.False(refilled.Header.Pinned);
+
+        // A whole file is not lost.
+        Assert.False(await store.DropIfLostAsync(refilled));
+        Assert.Equal(data, ReadBack(refilled));
+    }
+
+    [Fact]
     public async Task A_fill_is_checksummed_renamed_into_place_and_read_back_exactly()
     {
         var root = TestProcess.NewFolder("ts");
