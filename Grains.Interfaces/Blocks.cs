@@ -193,10 +193,11 @@ public interface IWorkerGrain : IGrainWithStringKey
 
     /// <summary>
     /// Starts loading blocks that are not held (several fills at once, in the background) and applying pin/TTL to all of
-    /// them; returns at once with the load's id, to follow with <see cref="WaitLoadAsync"/>.
+    /// them (a TTL runs from now on this worker's clock, the one it is compared with); returns at once with the load's
+    /// id, to follow with <see cref="WaitLoadAsync"/>.
     /// </summary>
     [Alias("StartLoad"), Access(Access.Admin, Audit = true)]
-    ValueTask<long> StartLoadAsync(BlockSource[] blocks, bool? pin, DateTime? expiresUtc);
+    ValueTask<long> StartLoadAsync(BlockSource[] blocks, bool? pin, TimeSpan? ttl);
 
     /// <summary>Where a load stands, once it is done or after at most <paramref name="maxWaitMilliseconds"/> (capped at 10 s).</summary>
     [Alias("WaitLoad"), Access(Access.Admin)]
@@ -227,9 +228,13 @@ public interface IWorkerGrain : IGrainWithStringKey
     [Alias("Free"), Access(Access.Admin, Audit = true)]
     ValueTask<BatchResult> FreeAsync(BlockKey[] keys);
 
-    /// <summary>Changes pin and TTL of held blocks; null leaves a setting as it is.</summary>
+    /// <summary>
+    /// Changes pin and TTL of held blocks; null leaves a setting as it is. A TTL runs from now on this worker's clock
+    /// (the one its expiry is compared with, whatever the caller's clock says); a pinned block outlives its TTL until
+    /// it is unpinned.
+    /// </summary>
     [Alias("SetFlags"), Access(Access.Admin, Audit = true)]
-    ValueTask<BatchResult> SetFlagsAsync(BlockKey[] keys, bool? pin, DateTime? expiresUtc);
+    ValueTask<BatchResult> SetFlagsAsync(BlockKey[] keys, bool? pin, TimeSpan? ttl);
 
     /// <summary>
     /// Starts copying a block from another worker's data port into this worker's tiers (a replica) and returns at once;

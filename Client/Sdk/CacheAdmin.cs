@@ -54,6 +54,11 @@ public sealed class CacheAdmin
     /// </summary>
     public async ValueTask<FsResult<CacheOperationResult>> LoadAsync(string path, IProgress<LoadProgress>? progress = null, bool? pin = null, TimeSpan? ttl = null, int parallelBatches = 8, CancellationToken cancellationToken = default)
     {
+        if (ttl is { } given && (given <= TimeSpan.Zero || given > MaxTtl))
+        {
+            return FsResult<CacheOperationResult>.Fail(FsStatus.InvalidArgument, $"{path}: a TTL of {given} is not above zero and at most {MaxTtl.TotalDays:0} days");
+        }
+
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var files = await _namespace.FilesUnderAsync(path, cancellationToken).ConfigureAwait(false);
         if (!files.IsOk)
@@ -64,7 +69,7 @@ public sealed class CacheAdmin
         var list = files.Value!;
         var totalBytes = list.Sum(f => f.Entry.Size);
         var view = await _cluster.GetAsync(cancellationToken).ConfigureAwait(false);
-        var expires = ttl is { } t ? _time.GetUtcNow().UtcDateTime + t : (DateTime?)null;
+
         var remaining = new int[list.Count];
         var batches = new List<(string Silo, List<(int File, BlockSource Source)> Blocks)>();
         var open = new Dictionary<string, List<(int File, BlockSource Source)>>(StringComparer.Ordinal);
@@ -101,7 +106,7 @@ public sealed class CacheAdmin
         await Parallel.ForEachAsync(batches, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, parallelBatches), CancellationToken = cancellationToken }, async (batch, ct) =>
         {
             var sources = batch.Blocks.ConvertAll(b => b.Source).ToArray();
-            var result = await LoadBatchAsync(_calls.Grains.GetGrain<IWorkerGrain>(batch.Silo), sources, pin, expires, path).ConfigureAwait(false);
+            var result = await LoadBatchAsync(_calls.Grains.GetGrain<IWorkerGrain>(batch.Silo), sources, pin, ttl, path).ConfigureAwait(false);
             lock (gate)
             {
                 if (!result.IsOk)
@@ -136,9 +141,9 @@ public sealed class CacheAdmin
     }
 
     /// <summary>Runs one batch on its worker: started there in the background, then followed until it is done.</summary>
-    private async ValueTask<FsResult<LoadStatus>> LoadBatchAsync(IWorkerGrain worker, BlockSource[] sources, bool? pin, DateTime? expires, string path)
+    private async ValueTask<FsResult<LoadStatus>> LoadBatchAsync(IWorkerGrain worker, BlockSource[] sources, bool? pin, TimeSpan? ttl, string path)
     {
-        var started = await _calls.CallAsync(() => worker.StartLoadAsync(sources, pin, expires), path).ConfigureAwait(false);
+        var started = await _calls.CallAsync(() => worker.StartLoadAsync(sources, pin, ttl), path).ConfigureAwait(false);
         if (!started.IsOk)
         {
             return FsResult<LoadStatus>.Fail(started.Status, started.Message);
@@ -177,8 +182,8 @@ public sealed class CacheAdmin
             return ValueTask.FromResult(FsResult<CacheOperationResult>.Fail(FsStatus.InvalidArgument, $"{path}: a TTL of {ttl} is not above zero and at most {MaxTtl.TotalDays:0} days"));
         }
 
-        var expires = _time.GetUtcNow().UtcDateTime + ttl;
-        return BroadcastAsync(path, (worker, keys) => worker.SetFlagsAsync(keys, null, expires), cancellationToken);
+        // The TTL travels as a duration: each worker starts it on its own clock, the one its expiry is compared with.
+        return BroadcastAsync(path, (worker, keys) => worker.SetFlagsAsync(keys, null, ttl), cancellationToken);
     }
 
     private async ValueTask<FsResult<CacheOperationResult>> BroadcastAsync(string path, Func<IWorkerGrain, BlockKey[], ValueTask<BatchResult>> action, CancellationToken cancellationToken)

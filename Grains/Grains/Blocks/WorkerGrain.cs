@@ -40,8 +40,8 @@ internal sealed class WorkerGrain(BlockFiller filler, WorkerJobs jobs, LocalSilo
             report.Lost));
     }
 
-    public ValueTask<long> StartLoadAsync(BlockSource[] blocks, bool? pin, DateTime? expiresUtc) =>
-        ValueTask.FromResult(jobs.StartLoad(blocks, pin, expiresUtc));
+    public ValueTask<long> StartLoadAsync(BlockSource[] blocks, bool? pin, TimeSpan? ttl) =>
+        ValueTask.FromResult(jobs.StartLoad(blocks, pin, ttl));
 
     public ValueTask<LoadStatus> WaitLoadAsync(long load, int maxWaitMilliseconds) =>
         jobs.WaitLoadAsync(load, TimeSpan.FromMilliseconds(Math.Clamp(maxWaitMilliseconds, 0, (int)MaxLoadWait.TotalMilliseconds)));
@@ -70,9 +70,9 @@ internal sealed class WorkerGrain(BlockFiller filler, WorkerJobs jobs, LocalSilo
         return new BatchResult(freed, bytes, 0, null);
     }
 
-    public async ValueTask<BatchResult> SetFlagsAsync(BlockKey[] keys, bool? pin, DateTime? expiresUtc)
+    public async ValueTask<BatchResult> SetFlagsAsync(BlockKey[] keys, bool? pin, TimeSpan? ttl)
     {
-        var changed = await Store.SetFlagsAsync(keys, pin, expiresUtc?.ToUniversalTime().Ticks);
+        var changed = await Store.SetFlagsAsync(keys, pin, jobs.ExpiresTicks(ttl));
         return new BatchResult(changed, 0, 0, null);
     }
 

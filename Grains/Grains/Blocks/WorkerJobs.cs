@@ -26,13 +26,16 @@ public sealed partial class WorkerJobs(BlockFiller filler, IGrainFactory grains,
     private TierStore Store => filler.Store;
 
     /// <summary>Starts a load; returns its id.</summary>
-    public long StartLoad(BlockSource[] blocks, bool? pin, DateTime? expiresUtc)
+    /// <summary>When a TTL set now ends, on this worker's clock (the one expiries are compared with); null for none.</summary>
+    public long? ExpiresTicks(TimeSpan? ttl) => ttl is { } t ? (time.GetUtcNow() + t).UtcTicks : null;
+
+    public long StartLoad(BlockSource[] blocks, bool? pin, TimeSpan? ttl)
     {
         Forget(time.GetUtcNow());
         var id = Interlocked.Increment(ref _nextLoad);
         var load = new Load(blocks.Length);
         _loads[id] = load;
-        Track(RunLoadAsync(load, blocks, pin, expiresUtc));
+        Track(RunLoadAsync(load, blocks, pin, ExpiresTicks(ttl)));
         return id;
     }
 
@@ -96,11 +99,11 @@ public sealed partial class WorkerJobs(BlockFiller filler, IGrainFactory grains,
         }
     }
 
-    private async Task RunLoadAsync(Load load, BlockSource[] blocks, bool? pin, DateTime? expiresUtc)
+    private async Task RunLoadAsync(Load load, BlockSource[] blocks, bool? pin, long? expiresTicks)
     {
         await Task.Yield();
         var flags = pin == true ? BlockFile.FlagPinned : (ushort)0;
-        var expires = expiresUtc?.ToUniversalTime().Ticks ?? 0;
+        var expires = expiresTicks ?? 0;
         var held = new List<BlockKey>();
         var running = new List<BlockFill>(MaxParallelFills);
         try
@@ -145,9 +148,9 @@ public sealed partial class WorkerJobs(BlockFiller filler, IGrainFactory grains,
                 await SettleAsync(load, fill).ConfigureAwait(false);
             }
 
-            if (held.Count > 0 && (pin is not null || expiresUtc is not null))
+            if (held.Count > 0 && (pin is not null || expiresTicks is not null))
             {
-                await Store.SetFlagsAsync(held, pin, expiresUtc is null ? null : expires).ConfigureAwait(false);
+                await Store.SetFlagsAsync(held, pin, expiresTicks).ConfigureAwait(false);
             }
         }
         finally

@@ -777,7 +777,7 @@ public sealed class TierIndex
         }
     }
 
-    /// <summary>Keys whose TTL ended (pinned blocks too: a TTL is an explicit order; unpersisted blocks never).</summary>
+    /// <summary>Keys whose TTL ended (never pinned blocks, which outlive their TTL until unpinned, nor unpersisted ones).</summary>
     public List<BlockKey> Expired(long nowTicks)
     {
         lock (_lock)
@@ -785,7 +785,7 @@ public sealed class TierIndex
             var expired = new List<BlockKey>();
             foreach (var block in _blocks.Values)
             {
-                if (block.Header.ExpiresTicks != 0 && block.Header.ExpiresTicks <= nowTicks && !block.Busy && !block.Header.Unpersisted)
+                if (block.Header.ExpiresTicks != 0 && block.Header.ExpiresTicks <= nowTicks && !block.Busy && !block.Header.Kept)
                 {
                     expired.Add(block.Key);
                 }

@@ -369,6 +369,48 @@ public sealed class BlockCacheClusterTests(GpuClusterFixture fixture) : IClassFi
     }
 
     [Fact]
+    public async Task A_ttl_runs_on_the_workers_clock_and_a_pinned_block_outlives_it_until_unpinned()
+    {
+        var folder = TestProcess.NewFolder("ttlclock");
+        var files = TestData.ImageFolder(folder, classes: 1, perClass: 6, maxSize: 100_000);
+        var client = RemoteClient(); // on the system clock, which the workers' clock is now two hours ahead of
+        fixture.Clock.Advance(TimeSpan.FromHours(2));
+        var m = Unique("ttlclock");
+        Assert.True((await client.MountAsync(m, $"file://{folder}")).IsOk);
+        Assert.True((await client.LoadAsync(m)).IsOk);
+        var names = files.Keys.Order(StringComparer.Ordinal).ToList();
+        async Task<bool> HeldAsync(string name)
+        {
+            var version = (await client.OpenAsync($"{m}/{name}")).GetValueOrThrow().Version;
+            return (await fixture.Cluster.Client.GetGrain<IBlockGrain>(version.KeyOf(0).ToString()).GetStateAsync()).Tier is not null;
+        }
+
+        // An hour from now on the workers' clock: not already past, as it would be on the client's.
+        var ttl = await client.SetTtlAsync(m, TimeSpan.FromHours(1));
+        Assert.True(ttl.IsOk, ttl.Message);
+        Assert.Equal(6, ttl.Value!.Blocks);
+        await fixture.MaintainAllAsync();
+        foreach (var name in names)
+        {
+            Assert.True(await HeldAsync(name), $"{name} was freed before its TTL ended");
+        }
+
+        // One file pinned: when the hour has passed the others go, the pinned one stays until it is unpinned.
+        Assert.True((await client.PinAsync($"{m}/{names[0]}")).IsOk);
+        fixture.Clock.Advance(TimeSpan.FromHours(1) + TimeSpan.FromSeconds(1));
+        await fixture.MaintainAllAsync();
+        Assert.True(await HeldAsync(names[0]));
+        foreach (var name in names.Skip(1))
+        {
+            Assert.False(await HeldAsync(name), $"{name} outlived its TTL");
+        }
+
+        Assert.True((await client.UnpinAsync($"{m}/{names[0]}")).IsOk);
+        await fixture.MaintainAllAsync();
+        Assert.False(await HeldAsync(names[0]));
+    }
+
+    [Fact]
     public async Task Pin_free_and_ttl_act_on_every_block_of_a_tree()
     {
         var folder = TestProcess.NewFolder("pin");
@@ -474,7 +516,7 @@ public sealed class BlockCacheClusterTests(GpuClusterFixture fixture) : IClassFi
         var silos = await client.GetSilosAsync();
         var worker = fixture.Cluster.Client.GetGrain<IWorkerGrain>(silos[0].Name);
         gate.Close();
-        var load = await worker.StartLoadAsync([.. files.Select(f => f.SourceOf(0))], pin: null, expiresUtc: null);
+        var load = await worker.StartLoadAsync([.. files.Select(f => f.SourceOf(0))], pin: null, ttl: null);
 
         // The store holds every request; the worker still answers at once.
         var report = await worker.GetReportAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10));

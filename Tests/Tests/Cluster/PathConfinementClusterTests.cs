@@ -79,7 +79,7 @@ public sealed class PathConfinementClusterTests(ClusterFixture fixture) : IClass
         Assert.Null(state.Tier);
 
         var worker = fixture.Cluster.Client.GetGrain<IWorkerGrain>(state.Home);
-        var load = await worker.StartLoadAsync([source], pin: null, expiresUtc: null);
+        var load = await worker.StartLoadAsync([source], pin: null, ttl: null);
         var status = await worker.WaitLoadAsync(load, 10_000);
         Assert.True(status.Done);
         Assert.Equal((1, 0, 0L), (status.Failures, status.Blocks, status.Bytes));
