@@ -115,7 +115,9 @@ public sealed record TierUsage(
     [property: Id(2)] long Capacity,
     [property: Id(3)] long Used,
     [property: Id(4)] int Blocks,
-    [property: Id(5)] long Hits);
+    [property: Id(5)] long Hits,
+    [property: Id(6)] string? OutOfService = null,
+    [property: Id(7)] long Faults = 0);
 
 /// <summary>Where a load (pre-warm) started on a worker stands.</summary>
 /// <param name="Done">True once every block is filled or has failed.</param>

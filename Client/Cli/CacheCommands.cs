@@ -192,6 +192,12 @@ internal sealed class CacheCommands(GrainFsClient client, Terminal terminal)
                     json.WriteNumber("used", t.Used);
                     json.WriteNumber("blocks", t.Blocks);
                     json.WriteNumber("hits", t.Hits);
+                    json.WriteNumber("faults", t.Faults);
+                    if (t.OutOfService is { } why)
+                    {
+                        json.WriteString("outOfService", why);
+                    }
+
                     json.WriteEndObject();
                 }
 
@@ -237,6 +243,10 @@ internal sealed class CacheCommands(GrainFsClient client, Terminal terminal)
             {
                 var share = t.Capacity == 0 ? 0 : (double)t.Used / t.Capacity;
                 stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  {t.Tier,-4} {ByteSize.Format(t.Used),12} / {ByteSize.Format(t.Capacity),-12} {share,6:P1}  {t.Blocks,8} blocks  {t.Hits,10} hits  {t.Path}"));
+                if (t.OutOfService is { } why)
+                {
+                    stdout.WriteLine($"       OUT OF SERVICE ({t.Faults} faults): {why}");
+                }
             }
 
             if (w.BytesServedBySource.Count > 0)

@@ -26,7 +26,7 @@ internal sealed class WorkerGrain(BlockFiller filler, WorkerJobs jobs, LocalSilo
         return ValueTask.FromResult(new WorkerReport(
             Misplaced ? this.GetPrimaryKeyString() + " (gone; answered by " + silo.Name + ")" : silo.Name,
             silo.Host,
-            [.. report.Tiers.Select(t => new TierUsage(t.Name, t.Path, t.Capacity, t.Used, t.Blocks, t.Hits))],
+            [.. report.Tiers.Select(t => new TierUsage(t.Name, t.Path, t.Capacity, t.Used, t.Blocks, t.Hits, t.OutOfService, t.Faults))],
             report.Policy,
             report.Requests,
             report.Misses,

@@ -51,6 +51,12 @@ public sealed class BlockFill
         Interlocked.Exchange(ref _progress, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
     }
 
+    /// <summary>
+    /// The fill starts again on another tier (its disk failed): nothing counts as written until the new file has it.
+    /// Bytes already handed out were right; a reader of the old file that finds the new one shorter answers Miss.
+    /// </summary>
+    internal void Restart() => Interlocked.Exchange(ref _written, 0);
+
     internal void Complete()
     {
         _completion.TrySetResult();

@@ -83,6 +83,9 @@ public sealed class CacheOptions
     /// <summary>How long a fill waits for eviction to make room before it fails.</summary>
     public TimeSpan SpaceWait { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>How long a tier whose disk failed a fill (full although its accounting had room, an I/O error) takes no fills before it is tried again.</summary>
+    public TimeSpan TierFaultPause { get; set; } = TimeSpan.FromSeconds(30);
+
     /// <summary>The tier that takes the blocks of files written through this silo (MEM, SSD or HDD); null: SSD when the silo has one, else its first tier.</summary>
     public string? WriteTier { get; set; }
 

@@ -19,6 +19,11 @@ public sealed class CacheOptionsValidator : IValidateOptions<CacheOptions>
             failures.Add($"GrainFs:Cache:MaintenanceInterval = '{options.MaintenanceInterval}': a duration above 00:00:00");
         }
 
+        if (options.TierFaultPause < TimeSpan.Zero)
+        {
+            failures.Add($"GrainFs:Cache:TierFaultPause = '{options.TierFaultPause}': must not be negative");
+        }
+
         if (options.SpaceWait < TimeSpan.Zero)
         {
             failures.Add($"GrainFs:Cache:SpaceWait = '{options.SpaceWait}': must not be negative");

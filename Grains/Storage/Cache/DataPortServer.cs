@@ -450,7 +450,13 @@ public sealed partial class DataPortServer : IAsyncDisposable
                     read += n;
                 }
 
-                count = read;
+                if (read < count)
+                {
+                    // The fill started again on another tier (its first tier's disk failed) and the new file is not
+                    // that far yet: the client asks again and follows the new file.
+                    await SendStatusAsync(socket, DataPortStatus.Miss).ConfigureAwait(false);
+                    return;
+                }
             }
 
             DataPortProtocol.WriteReplyHeader(buffer, DataPortStatus.Ok, DataSource.UnderStorage, count);

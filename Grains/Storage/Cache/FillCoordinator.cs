@@ -94,16 +94,33 @@ public sealed partial class FillCoordinator : IAsyncDisposable
         Tier? tier = null;
         try
         {
-            tier = await ReserveAsync(need, placement?.Tier, _stop.Token).ConfigureAwait(false);
-            fill.Place(tier);
-
-            // The tier's tmp folder may have been removed behind the store's back (a cleaner, a person): made again,
-            // at one stat per fill, rather than failing every later fill of the tier.
-            TierFolders.EnsureFolder(tier.TempRoot, tier.Permissions);
             BlockHeader header;
-            await using (var source = await open(_stop.Token).ConfigureAwait(false))
+            while (true)
             {
-                header = await BlockFileWriter.WriteAsync(fill.TempPath, key, fill.Length, source, flags, _time.GetUtcNow().UtcTicks, expiresTicks, fill.Publish, _stop.Token, durable: placement?.Durable == true, mode: tier.Permissions.FileMode).ConfigureAwait(false);
+                tier = await ReserveAsync(need, placement?.Tier, _stop.Token).ConfigureAwait(false);
+                fill.Place(tier);
+                try
+                {
+                    // The tier's tmp folder may have been removed behind the store's back (a cleaner, a person): made
+                    // again, at one stat per fill, rather than failing every later fill of the tier.
+                    TierFolders.EnsureFolder(tier.TempRoot, tier.Permissions);
+                    await using var source = await open(_stop.Token).ConfigureAwait(false);
+                    header = await BlockFileWriter.WriteAsync(fill.TempPath, key, fill.Length, source, flags, _time.GetUtcNow().UtcTicks, expiresTicks, fill.Publish, _stop.Token, durable: placement?.Durable == true, mode: tier.Permissions.FileMode).ConfigureAwait(false);
+                    break;
+                }
+                catch (IOException e) when (DiskFault(e) && placement?.Tier is null)
+                {
+                    // The tier's disk failed the fill (full although its accounting had room, or an I/O error): out of
+                    // service for a while, and the fill starts again on another tier (a new GET; what readers already
+                    // got was right, what they wait for comes from the new file).
+                    fill.Restart();
+                    TierFiles.TryDelete(fill.TempPath);
+                    _index.Release(tier, need);
+                    var failed = tier;
+                    tier = null;
+                    _index.TakeOutOfService(failed, e.Message, _options.TierFaultPause);
+                    LogTierFault(_logger, failed.Name, failed.Root, e.Message, _options.TierFaultPause.TotalSeconds);
+                }
             }
 
             var final = tier.BlockPath(key);
@@ -137,6 +154,12 @@ public sealed partial class FillCoordinator : IAsyncDisposable
             }
         }
     }
+
+    // A disk that cannot take the block: full (ENOSPC, EDQUOT), failing (EIO) or read-only (EROFS). Errno values of Linux,
+    // which .NET gives as the HResult of the IOException of a failed read or write; a file created with its size reserved
+    // on a full disk fails with .NET's own "disk was full" exception instead.
+    private static bool DiskFault(IOException e) =>
+        e is not TierFullException && (e.HResult is 28 or 122 or 5 or 30 || e.Message.Contains("because the disk was full", StringComparison.Ordinal));
 
     /// <summary>Reserves <paramref name="bytes"/> in the fastest tier with room (or on <paramref name="only"/>), waiting for eviction when none has.</summary>
     private async Task<Tier> ReserveAsync(long bytes, Tier? only, CancellationToken cancellationToken)
@@ -194,6 +217,9 @@ public sealed partial class FillCoordinator : IAsyncDisposable
 
         _stop.Dispose();
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Tier {Tier} ({Root}) failed a fill ({Reason}): out of service for {Seconds} s, fills go to the other tiers")]
+    private static partial void LogTierFault(ILogger logger, string tier, string root, string reason, double seconds);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Fill of block {Key} failed: {Reason}")]
     private static partial void LogFillFailed(ILogger logger, string key, string reason);

@@ -42,6 +42,15 @@ public sealed class Tier
     /// <summary>Reads served from this tier.</summary>
     public long Hits { get; internal set; }
 
+    /// <summary>Until when (UTC ticks) the tier takes no fills after its disk failed one (full, I/O error); 0 in service.</summary>
+    public long OutOfServiceUntil { get; internal set; }
+
+    /// <summary>Why the tier was last taken out of service.</summary>
+    public string? OutOfServiceReason { get; internal set; }
+
+    /// <summary>Times the tier was taken out of service.</summary>
+    public long Faults { get; internal set; }
+
     internal IEvictionPolicy Policy { get; }
 
     /// <summary>The path of a block's file in this tier.</summary>
@@ -99,7 +108,17 @@ public enum MoveOutcome
 }
 
 /// <summary>What a store holds, for reports.</summary>
-public sealed record TierReport(string Name, string Path, long Capacity, long Used, int Blocks, long Hits);
+public sealed record TierReport(string Name, string Path, long Capacity, long Used, int Blocks, long Hits)
+{
+    /// <summary>Why the tier takes no fills now (its disk failed one), or null when it is in service.</summary>
+    public string? OutOfService { get; init; }
+
+    /// <summary>Times the tier was taken out of service.</summary>
+    public long Faults { get; init; }
+}
+
+/// <summary>No tier can take a fill: each one's disk failed a fill a moment ago.</summary>
+public sealed class TierFaultException(string message) : IOException(message);
 
 /// <summary>A store's report.</summary>
 public sealed record TierStoreReport(IReadOnlyList<TierReport> Tiers, string Policy, long Requests, long Misses, long Fills, long FillBytes, long Evictions, long Demotions, long Promotions, long Corrupt, IReadOnlyDictionary<string, long> BytesServedBySource)
@@ -435,11 +454,17 @@ public sealed class TierIndex
             lock (_lock)
             {
                 freed = _spaceFreed.Task;
+                var now = _time.GetUtcNow().UtcTicks;
                 foreach (var tier in Tiers)
                 {
                     if (only is not null && tier != only)
                     {
                         continue;
+                    }
+
+                    if (tier.OutOfServiceUntil > now && only is null)
+                    {
+                        continue; // its disk failed a fill a moment ago: the others take the fills until it is tried again
                     }
 
                     if (tier.Capacity >= bytes && tier.Used + bytes <= tier.Capacity)
@@ -455,6 +480,11 @@ public sealed class TierIndex
                     throw new IOException($"a block of {GrainFs.DataPlane.ByteSize.Format(bytes)} is larger than every tier");
                 }
 
+                if (only is null && Tiers.All(t => t.OutOfServiceUntil > now))
+                {
+                    throw new TierFaultException("every tier is out of service: " + string.Join("; ", Tiers.Select(t => $"{t.Name} ({t.Root}): {t.OutOfServiceReason}")));
+                }
+
                 _pressure = Math.Max(_pressure, bytes);
                 wantMaintenance = true;
                 return null;
@@ -466,6 +496,20 @@ public sealed class TierIndex
             {
                 _maintenanceWanted.Release();
             }
+        }
+    }
+
+    /// <summary>
+    /// Takes a tier out of service for <paramref name="period"/> after its disk failed a fill (full although the
+    /// accounting had room, or an I/O error): fills go to the other tiers meanwhile, then it is tried again.
+    /// </summary>
+    public void TakeOutOfService(Tier tier, string reason, TimeSpan period)
+    {
+        lock (_lock)
+        {
+            tier.OutOfServiceUntil = _time.GetUtcNow().UtcTicks + period.Ticks;
+            tier.OutOfServiceReason = reason;
+            tier.Faults++;
         }
     }
 
@@ -839,7 +883,11 @@ public sealed class TierIndex
         lock (_lock)
         {
             return new TierStoreReport(
-                [.. Tiers.Select(t => new TierReport(t.Name, t.Root, t.Capacity, t.Used, t.Blocks, t.Hits))],
+                [.. Tiers.Select(t => new TierReport(t.Name, t.Root, t.Capacity, t.Used, t.Blocks, t.Hits)
+                {
+                    OutOfService = t.OutOfServiceUntil > _time.GetUtcNow().UtcTicks ? t.OutOfServiceReason : null,
+                    Faults = t.Faults,
+                })],
                 Policy,
                 _requests,
                 _misses,

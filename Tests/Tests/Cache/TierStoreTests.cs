@@ -164,6 +164,49 @@ public sealed class TierStoreTests
     }
 
     [Fact]
+    public async Task A_tier_whose_disk_fills_up_is_taken_out_of_service_and_its_fills_go_to_the_next_tier()
+    {
+        // The MEM tier sits on a real 1 MiB tmpfs but says it holds 64 MiB: its disk is full long before its accounting.
+        var root = TestProcess.NewFolder("ts-enospc");
+        var small = Path.Combine(root, "small");
+        Directory.CreateDirectory(small);
+        var mounted = await TestProcess.RunAsync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", small]);
+        Assert.True(mounted.ExitCode == 0, "tests run as root (the README's test command and CI do): " + mounted.Stderr);
+        try
+        {
+            var options = new CacheOptions { TierFaultPause = TimeSpan.FromHours(1) };
+            options.Tiers = [new TierSpec(TierKind.Mem, Path.Combine(small, "mem"), 64 << 20), new TierSpec(TierKind.Ssd, Path.Combine(root, "ssd"), 64 << 20)];
+            options.Policy = "lru";
+            await using var store = new TierStore(options, NullLogger.Instance);
+            await store.InitializeAsync();
+
+            // Eight blocks of 300 KB: MEM takes what its disk holds, the fill that hits ENOSPC goes to SSD, and so does
+            // every later fill (MEM is not tried again within the pause).
+            const int Size = 300_000;
+            for (var i = 0; i < 8; i++)
+            {
+                var data = Bytes(Size, 50 + i);
+                var fill = store.StartFill(new BlockKey(43, 43, i), Size, Source(data))!;
+                await fill.Completion; // no fill fails
+                Assert.True(store.TryPeek(new BlockKey(43, 43, i), out var block));
+                Assert.Equal(data, ReadBack(block));
+            }
+
+            var tiers = Enumerable.Range(0, 8).Select(i => store.TryPeek(new BlockKey(43, 43, i), out var b) ? b.Tier.Name : "?").ToList();
+            var firstOnSsd = tiers.IndexOf("SSD");
+            Assert.InRange(firstOnSsd, 1, 3);
+            Assert.All(tiers.Skip(firstOnSsd), t => Assert.Equal("SSD", t));
+            var mem = store.GetReport().Tiers.Single(t => t.Name == "MEM");
+            Assert.Equal(1, mem.Faults);
+            Assert.Contains("disk was full", mem.OutOfService, StringComparison.Ordinal);
+        }
+        finally
+        {
+            await TestProcess.RunAsync("umount", ["-l", small]);
+        }
+    }
+
+    [Fact]
     public async Task A_fill_is_checksummed_renamed_into_place_and_read_back_exactly()
     {
         var root = TestProcess.NewFolder("ts");
