@@ -83,6 +83,12 @@ public sealed class CacheOptions
     /// <summary>How long a fill waits for eviction to make room before it fails.</summary>
     public TimeSpan SpaceWait { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>How long a fill's source may send nothing before the read is given up and the source asked again (a stalled S3 body).</summary>
+    public TimeSpan FillStallTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>How many times a fill asks its source before it fails (after stalls).</summary>
+    public int FillAttempts { get; set; } = 3;
+
     /// <summary>How long a tier whose disk failed a fill (full although its accounting had room, an I/O error) takes no fills before it is tried again.</summary>
     public TimeSpan TierFaultPause { get; set; } = TimeSpan.FromSeconds(30);
 

@@ -19,6 +19,16 @@ public sealed class CacheOptionsValidator : IValidateOptions<CacheOptions>
             failures.Add($"GrainFs:Cache:MaintenanceInterval = '{options.MaintenanceInterval}': a duration above 00:00:00");
         }
 
+        if (options.FillStallTimeout <= TimeSpan.Zero || options.FillStallTimeout > TimeSpan.FromDays(1))
+        {
+            failures.Add($"GrainFs:Cache:FillStallTimeout = '{options.FillStallTimeout}': must be above zero and at most a day");
+        }
+
+        if (options.FillAttempts is < 1 or > 100)
+        {
+            failures.Add($"GrainFs:Cache:FillAttempts = '{options.FillAttempts}': must be 1 to 100");
+        }
+
         if (options.TierFaultPause < TimeSpan.Zero)
         {
             failures.Add($"GrainFs:Cache:TierFaultPause = '{options.TierFaultPause}': must not be negative");

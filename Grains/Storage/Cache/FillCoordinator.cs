@@ -92,21 +92,29 @@ public sealed partial class FillCoordinator : IAsyncDisposable
         var key = fill.Key;
         var need = BlockFile.HeaderLength(fill.Length) + (long)fill.Length;
         Tier? tier = null;
+        var attempts = 0;
         try
         {
             BlockHeader header;
             while (true)
             {
-                tier = await ReserveAsync(need, placement?.Tier, _stop.Token).ConfigureAwait(false);
+                tier ??= await ReserveAsync(need, placement?.Tier, _stop.Token).ConfigureAwait(false);
                 fill.Place(tier);
                 try
                 {
                     // The tier's tmp folder may have been removed behind the store's back (a cleaner, a person): made
                     // again, at one stat per fill, rather than failing every later fill of the tier.
                     TierFolders.EnsureFolder(tier.TempRoot, tier.Permissions);
-                    await using var source = await open(_stop.Token).ConfigureAwait(false);
+                    await using var source = new StallGuardStream(await open(_stop.Token).ConfigureAwait(false), _options.FillStallTimeout, _stop.Token);
                     header = await BlockFileWriter.WriteAsync(fill.TempPath, key, fill.Length, source, flags, _time.GetUtcNow().UtcTicks, expiresTicks, fill.Publish, _stop.Token, durable: placement?.Durable == true, mode: tier.Permissions.FileMode).ConfigureAwait(false);
                     break;
+                }
+                catch (FillStalledException e) when (++attempts < _options.FillAttempts)
+                {
+                    // The source stopped sending (a stalled S3 body): asked again on a new request, into the same room.
+                    fill.Restart();
+                    TierFiles.TryDelete(fill.TempPath);
+                    LogStalled(_logger, key.ToString(), e.Message, attempts, _options.FillAttempts);
                 }
                 catch (IOException e) when (DiskFault(e) && placement?.Tier is null)
                 {
@@ -221,8 +229,93 @@ public sealed partial class FillCoordinator : IAsyncDisposable
     [LoggerMessage(Level = LogLevel.Warning, Message = "Tier {Tier} ({Root}) failed a fill ({Reason}): out of service for {Seconds} s, fills go to the other tiers")]
     private static partial void LogTierFault(ILogger logger, string tier, string root, string reason, double seconds);
 
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Fill of block {Key}: {Reason}; asking the source again (attempt {Attempt} of {Attempts} failed)")]
+    private static partial void LogStalled(ILogger logger, string key, string reason, int attempt, int attempts);
+
     [LoggerMessage(Level = LogLevel.Warning, Message = "Fill of block {Key} failed: {Reason}")]
     private static partial void LogFillFailed(ILogger logger, string key, string reason);
+}
+
+/// <summary>A fill's source sent nothing for longer than <see cref="CacheOptions.FillStallTimeout"/>.</summary>
+public sealed class FillStalledException(string message) : IOException(message);
+
+/// <summary>
+/// A fill's source with a deadline on every read: a read that brings nothing for <c>timeout</c> is cancelled and fails
+/// with <see cref="FillStalledException"/> (a body that stalls would otherwise hold the block's readers and its room
+/// forever). One timer per fill, reset for each read.
+/// </summary>
+internal sealed class StallGuardStream(Stream inner, TimeSpan timeout, CancellationToken stop) : Stream
+{
+    private readonly CancellationTokenSource _deadline = CancellationTokenSource.CreateLinkedTokenSource(stop);
+
+    public override bool CanRead => true;
+
+    public override bool CanSeek => false;
+
+    public override bool CanWrite => false;
+
+    public override long Length => throw new NotSupportedException();
+
+    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+    public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        if (!_deadline.TryReset())
+        {
+            stop.ThrowIfCancellationRequested();
+            throw new FillStalledException($"the source sent nothing for {timeout.TotalSeconds:0.#} s");
+        }
+
+        _deadline.CancelAfter(timeout);
+
+        // The coordinator reads with its own stop token, which the deadline already follows: no second link per read.
+        using var both = cancellationToken.CanBeCanceled && cancellationToken != stop ? CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _deadline.Token) : null;
+        try
+        {
+            return await inner.ReadAsync(buffer, both?.Token ?? _deadline.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!stop.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            throw new FillStalledException($"the source sent nothing for {timeout.TotalSeconds:0.#} s");
+        }
+        finally
+        {
+            _deadline.CancelAfter(Timeout.InfiniteTimeSpan);
+        }
+    }
+
+    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+        ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+    public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer, offset, count).GetAwaiter().GetResult();
+
+    public override void Flush()
+    {
+    }
+
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+    public override void SetLength(long value) => throw new NotSupportedException();
+
+    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+    public override async ValueTask DisposeAsync()
+    {
+        _deadline.Dispose();
+        await inner.DisposeAsync().ConfigureAwait(false);
+        await base.DisposeAsync().ConfigureAwait(false);
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            _deadline.Dispose();
+            inner.Dispose();
+        }
+
+        base.Dispose(disposing);
+    }
 }
 
 /// <summary>Where a fill goes: one tier only, synced to disk.</summary>

@@ -206,6 +206,76 @@ public sealed class TierStoreTests
         }
     }
 
+    /// <summary>A source that sends its first <paramref name="before"/> bytes, then nothing until it is cancelled (a stalled S3 body).</summary>
+    private sealed class StallingStream(byte[] data, int before) : Stream
+    {
+        private int _position;
+
+        public override bool CanRead => true;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => false;
+
+        public override long Length => data.Length;
+
+        public override long Position { get => _position; set => throw new NotSupportedException(); }
+
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            if (_position >= before)
+            {
+                await Task.Delay(Timeout.Infinite, cancellationToken);
+            }
+
+            var count = Math.Min(buffer.Length, before - _position);
+            data.AsMemory(_position, count).CopyTo(buffer);
+            _position += count;
+            return count;
+        }
+
+        public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
+
+        public override void Flush()
+        {
+        }
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+    }
+
+    [Fact]
+    public async Task A_source_that_stalls_is_asked_again_and_one_that_keeps_stalling_fails_the_fill_and_frees_its_room()
+    {
+        var root = TestProcess.NewFolder("ts-stall");
+        var options = new CacheOptions { FillStallTimeout = TimeSpan.FromMilliseconds(300), FillAttempts = 3 };
+        await using var store = await StoreAsync(root, 64 << 20, 64 << 20, template: options);
+        var data = Bytes(3 << 20, 61);
+
+        // The first GET stalls after 1 MiB; the second sends everything.
+        var opens = 0;
+        var key = new BlockKey(44, 44, 0);
+        var fill = store.StartFill(key, data.Length, _ => ValueTask.FromResult<Stream>(Interlocked.Increment(ref opens) == 1 ? new StallingStream(data, 1 << 20) : new MemoryStream(data, writable: false)))!;
+        await fill.Completion.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(2, opens);
+        Assert.True(store.TryPeek(key, out var block));
+        Assert.Equal(data, ReadBack(block));
+
+        // Every GET stalls: three attempts, then the fill fails naming the stall, and its room is given back.
+        var stuck = new BlockKey(44, 44, 1);
+        opens = 0;
+        var failing = store.StartFill(stuck, data.Length, _ => { Interlocked.Increment(ref opens); return ValueTask.FromResult<Stream>(new StallingStream(data, 1 << 20)); })!;
+        var error = await Assert.ThrowsAnyAsync<IOException>(() => failing.Completion.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Contains("sent nothing for 0.3 s", error.Message, StringComparison.Ordinal);
+        Assert.Equal(3, opens);
+        Assert.False(store.TryPeek(stuck, out _));
+        Assert.Null(store.FindFill(stuck));
+        Assert.Equal(block.Header.FileLength, store.Tiers.Sum(t => t.Used));
+    }
+
     [Fact]
     public async Task A_fill_is_checksummed_renamed_into_place_and_read_back_exactly()
     {
