@@ -10,12 +10,13 @@ public interface IMountTableGrain : IGrainWithIntegerKey
     /// <summary>The key of the one mount table of a cluster.</summary>
     public const long Key = 0;
 
-    /// <summary>The table, with secrets redacted.</summary>
-    [Alias("GetTable"), Access(Access.Authenticated)]
+    /// <summary>The table, with secrets redacted. Answered between the steps of a mount or unmount (which check the
+    /// under-storage for up to 15 s): a slow or blackholed endpoint never holds up lookups.</summary>
+    [Alias("GetTable"), Access(Access.Authenticated), Orleans.Concurrency.AlwaysInterleave]
     ValueTask<MountTableSnapshot> GetTableAsync();
 
-    /// <summary>The table's version, for a cheap staleness check.</summary>
-    [Alias("GetVersion"), Access(Access.Authenticated)]
+    /// <summary>The table's version, for a cheap staleness check (answered between a mount's steps, as the table).</summary>
+    [Alias("GetVersion"), Access(Access.Authenticated), Orleans.Concurrency.AlwaysInterleave]
     ValueTask<long> GetVersionAsync();
 
     /// <summary>Mounts an under-storage URI. Refuses nested or overlapping mount points, bad paths,
@@ -34,6 +35,6 @@ public interface IMountTableGrain : IGrainWithIntegerKey
 
     /// <summary>Silo-internal: the full mount record, credentials included, for the grains that talk to its under-storage.
     /// Null when no such mount exists (it was unmounted).</summary>
-    [Alias("Resolve")]
+    [Alias("Resolve"), Orleans.Concurrency.AlwaysInterleave]
     ValueTask<MountInfo?> ResolveAsync(long mountId);
 }

@@ -18,8 +18,11 @@ internal sealed partial class MountTableGrain(
     GrainFsClock time,
     ILogger<MountTableGrain> logger) : Grain, IMountTableGrain
 {
-    /// <summary>How long a mount request waits for its under-storage to answer.</summary>
-    public static readonly TimeSpan ReachabilityTimeout = TimeSpan.FromSeconds(30);
+    /// <summary>
+    /// How long a mount request waits for its under-storage to answer: well inside a grain call's 30 s, so that the
+    /// caller hears which endpoint did not answer rather than that the cluster did not.
+    /// </summary>
+    public static readonly TimeSpan ReachabilityTimeout = TimeSpan.FromSeconds(15);
 
     /// <summary>How often an active mount table checks whether the cluster key was rotated (then it seals its secrets again).</summary>
     public static readonly TimeSpan KeyCheckInterval = TimeSpan.FromSeconds(10);

@@ -36,6 +36,58 @@ public sealed class NamespaceClusterTests(ClusterFixture fixture) : IClassFixtur
     }
 
     [Fact]
+    public async Task A_mount_of_an_endpoint_that_never_answers_does_not_hold_up_lookups()
+    {
+        // An S3 endpoint that takes connections and says nothing for 4 s, then hangs up.
+        using var blackhole = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        blackhole.Start();
+        var port = ((System.Net.IPEndPoint)blackhole.LocalEndpoint).Port;
+        using var stop = new CancellationTokenSource();
+        var held = Task.Run(async () =>
+        {
+            var open = new List<Task>();
+            try
+            {
+                while (true)
+                {
+                    var socket = await blackhole.AcceptSocketAsync(stop.Token);
+                    open.Add(Task.Delay(TimeSpan.FromSeconds(4)).ContinueWith(_ => socket.Dispose(), TaskScheduler.Default));
+                }
+            }
+            catch (OperationCanceledException)
+            {
+            }
+
+            await Task.WhenAll(open);
+        });
+
+        var client = fixture.NewClient(cache: false);
+        var pending = client.MountAsync(Unique("blackhole"), "s3://never/data", new Dictionary<string, string>
+        {
+            ["endpoint"] = $"http://127.0.0.1:{port}",
+            ["access-key"] = "k",
+            ["secret-key"] = "s",
+        }).AsTask();
+        await Task.Delay(500);
+        Assert.False(pending.IsCompleted);
+
+        // Meanwhile the table answers at once, as every lookup of a fresh client needs it.
+        var table = fixture.Cluster.Client.GetGrain<IMountTableGrain>(IMountTableGrain.Key);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        await table.GetTableAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(2));
+        await table.GetVersionAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(2));
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(2), $"the table answered after {clock.Elapsed}");
+        Assert.False(pending.IsCompleted);
+
+        // The mount itself fails, naming the endpoint's silence, and leaves no mount behind.
+        var result = await pending.WaitAsync(TimeSpan.FromSeconds(45));
+        Assert.False(result.IsOk);
+        Assert.Contains("never", result.Message, StringComparison.Ordinal);
+        await stop.CancelAsync();
+        await held;
+    }
+
+    [Fact]
     public async Task A_bucket_and_a_folder_mounted_side_by_side_list_exactly_their_files()
     {
         var folder = TestProcess.NewFolder("side");
