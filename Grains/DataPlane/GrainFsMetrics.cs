@@ -38,6 +38,10 @@ public static class GrainFsMetrics
     public static readonly Counter<long> UnderStorageRetries =
         Meter.CreateCounter<long>("grainfs.understorage.retries", "{retry}", "Under-storage retries after throttling or transient errors");
 
+    /// <summary>Names in under-storage listings that could not be represented (not UTF-8) and were skipped.</summary>
+    public static readonly Counter<long> UnderStorageSkippedNames =
+        Meter.CreateCounter<long>("grainfs.understorage.skipped_names", "{name}", "Names in under-storage listings that are not UTF-8, skipped with a warning");
+
     /// <summary>Directory listings (syncs) from under-storage, tagged by outcome.</summary>
     public static readonly Counter<long> DirectorySyncs =
         Meter.CreateCounter<long>("grainfs.metadata.syncs", "{sync}", "Directory listings read from under-storage");

@@ -84,7 +84,7 @@ public static class GrainFsSiloBuilderExtensions
 
         services.TryAddSingleton(GrainFsClock.System);
         services.AddSingleton(store ?? (silo.Cluster is { } cluster ? new PostgresMetadataStore(cluster) : new InMemoryMetadataStore()));
-        services.AddSingleton(new UnderStorageFactory(providers: UnderStorageFactory.BuiltInConfined(silo.AllowLocalRoots)));
+        services.AddSingleton(sp => new UnderStorageFactory(providers: UnderStorageFactory.BuiltInConfined(silo.AllowLocalRoots, sp.GetRequiredService<ILoggerFactory>())));
         services.AddSingleton<UnderStorageRegistry>();
         services.AddSingleton<NamespaceStats>();
         services.AddSingleton(new SiloIdentity(silo.Host, silo.RoleList));

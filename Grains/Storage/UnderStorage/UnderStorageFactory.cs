@@ -66,8 +66,8 @@ public sealed class UnderStorageFactory
     /// The providers GrainFS ships with, file:// mounts confined to folders at or below <paramref name="allowedLocalRoots"/>
     /// (full paths with their symbolic links resolved; null or empty: any folder the process can read).
     /// </summary>
-    public static IReadOnlyList<IUnderStorageProvider> BuiltInConfined(IReadOnlyList<string>? allowedLocalRoots) =>
-        [new LocalUnderStorageProvider(allowedLocalRoots), new S3UnderStorageProvider()];
+    public static IReadOnlyList<IUnderStorageProvider> BuiltInConfined(IReadOnlyList<string>? allowedLocalRoots, Microsoft.Extensions.Logging.ILoggerFactory? loggers = null) =>
+        [new LocalUnderStorageProvider(allowedLocalRoots, loggers), new S3UnderStorageProvider()];
 
     /// <summary>The schemes this factory knows.</summary>
     public IReadOnlyCollection<string> Schemes => _providers.Keys;

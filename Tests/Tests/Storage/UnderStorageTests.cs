@@ -39,6 +39,49 @@ public sealed class UnderStorageTests
     }
 
     [Fact]
+    public async Task Local_names_that_are_not_utf8_are_skipped_with_a_warning_never_merged_and_never_fail_the_folder()
+    {
+        // Two names whose bad bytes differ (.NET would show both as "a\uFFFD.bin"), a good name, and a real U+FFFD in UTF-8.
+        var folder = TestProcess.NewFolder("us-names");
+        var made = await TestProcess.RunAsync("python3", ["-c", @"import os,sys; d=os.fsencode(sys.argv[1]); [open(os.path.join(d, n), ""wb"").write(b""x"") for n in (b""a\xff.bin"", b""a\xfe.bin"", b""ok.bin"", ""real\ufffd.bin"".encode())]", folder]);
+        Assert.True(made.ExitCode == 0, made.Stderr);
+        var log = new ListLogger();
+        await using var local = new LocalUnderStorage(folder, logger: log);
+
+        var names = (await ListAll(local, string.Empty)).Select(e => e.Name).Order(StringComparer.Ordinal).ToList();
+        Assert.Equal(["ok.bin", "real\uFFFD.bin"], names);
+        Assert.Equal(2, log.Warnings.Count(w => w.Contains("is not UTF-8", StringComparison.Ordinal) && w.Contains(folder, StringComparison.Ordinal)));
+
+        // What is listed reads.
+        foreach (var name in names)
+        {
+            Assert.Equal(EntryKind.File, (await local.StatAsync(name))!.Value.Kind);
+        }
+    }
+
+    /// <summary>A logger that keeps warnings.</summary>
+    private sealed class ListLogger : Microsoft.Extensions.Logging.ILogger
+    {
+        public List<string> Warnings { get; } = [];
+
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(Microsoft.Extensions.Logging.LogLevel logLevel) => true;
+
+        public void Log<TState>(Microsoft.Extensions.Logging.LogLevel logLevel, Microsoft.Extensions.Logging.EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            if (logLevel == Microsoft.Extensions.Logging.LogLevel.Warning)
+            {
+                lock (Warnings)
+                {
+                    Warnings.Add(formatter(state, exception));
+                }
+            }
+        }
+    }
+
+    [Fact]
     public async Task Both_adapters_list_stat_and_read_the_same_tree()
     {
         var (local, s3, _) = await BothAsync();

@@ -349,7 +349,7 @@ public sealed partial class LocalUnderStorage
 /// The file:// scheme: a local or POSIX-mounted folder; with <paramref name="allowedRoots"/> (canonical full paths), only
 /// folders that are one of them or lie below one, symbolic links resolved (the silo's --allow-local-root).
 /// </summary>
-public sealed class LocalUnderStorageProvider(IReadOnlyList<string>? allowedRoots = null) : IUnderStorageProvider
+public sealed class LocalUnderStorageProvider(IReadOnlyList<string>? allowedRoots = null, Microsoft.Extensions.Logging.ILoggerFactory? loggers = null) : IUnderStorageProvider
 {
     /// <inheritdoc />
     public string Scheme => "file";
@@ -382,5 +382,5 @@ public sealed class LocalUnderStorageProvider(IReadOnlyList<string>? allowedRoot
 
     /// <inheritdoc />
     public IUnderStorage Create(UnderStorageUri uri, IReadOnlyDictionary<string, string> properties, Func<string, string?> environment) =>
-        new LocalUnderStorage(uri.Location, allowedRoots);
+        new LocalUnderStorage(uri.Location, allowedRoots, loggers?.CreateLogger("GrainFs.UnderStorage.Local"));
 }

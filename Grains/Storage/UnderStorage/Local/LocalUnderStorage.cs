@@ -28,14 +28,16 @@ public sealed partial class LocalUnderStorage : IUnderStorage
     private readonly string _root;
     private readonly IReadOnlyList<string>? _allowedRoots;
     private volatile string? _realRoot;
+    private readonly Microsoft.Extensions.Logging.ILogger _logger;
 
     /// <summary>
     /// Creates the adapter for an absolute folder path. With <paramref name="allowedRoots"/> (canonical full paths; null
     /// or empty: any folder), the folder, its symbolic links resolved, must be one of them or lie below one; else
     /// <see cref="UnderStorageException"/> (AccessDenied) naming the folder and --allow-local-root.
     /// </summary>
-    public LocalUnderStorage(string root, IReadOnlyList<string>? allowedRoots = null)
+    public LocalUnderStorage(string root, IReadOnlyList<string>? allowedRoots = null, Microsoft.Extensions.Logging.ILogger? logger = null)
     {
+        _logger = logger ?? Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
         _root = root.Length > 1 ? root.TrimEnd('/') : root;
         Uri = "file://" + _root;
         _allowedRoots = allowedRoots is { Count: > 0 } ? allowedRoots : null;
@@ -223,6 +225,15 @@ public sealed partial class LocalUnderStorage : IUnderStorage
         var name = entry.FileName;
         if (FsNameTooLong(name) || IsTempName(name))
         {
+            return null;
+        }
+
+        if (name.Contains('\uFFFD') && !Path.Exists(entry.ToFullPath()))
+        {
+            // A name that is not UTF-8: .NET shows its bad bytes as U+FFFD, a name no file has, and two such names would
+            // show as one. Skipped, with a warning naming the folder; the rest of the folder lists as usual.
+            LogUndecodableName(_logger, Path.GetDirectoryName(entry.ToFullPath()) ?? _root, name.ToString());
+            GrainFsMetrics.UnderStorageSkippedNames.Add(1, SchemeTag);
             return null;
         }
 
@@ -427,4 +438,7 @@ public sealed partial class LocalUnderStorage : IUnderStorage
 
     /// <inheritdoc />
     public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+
+    [Microsoft.Extensions.Logging.LoggerMessage(Level = Microsoft.Extensions.Logging.LogLevel.Warning, Message = "{Folder}: the name '{Name}' is not UTF-8 (its bad bytes show as U+FFFD); the file is skipped, rename it to list it")]
+    private static partial void LogUndecodableName(Microsoft.Extensions.Logging.ILogger logger, string folder, string name);
 }
