@@ -274,7 +274,7 @@ public sealed partial class S3UnderStorage
     {
         var marker = Key(path) + "/";
         var request = new ListObjectsV2Request { BucketName = _settings.Bucket, Prefix = marker, MaxKeys = 2 };
-        var listed = await CallAsync("rmdir", path, ct => _client.ListObjectsV2Async(request, ct), cancellationToken).ConfigureAwait(false);
+        var listed = await ListObjectsAsync("rmdir", path, request, cancellationToken).ConfigureAwait(false);
         var keys = listed.S3Objects ?? [];
         if (keys.Count == 0)
         {

@@ -114,7 +114,7 @@ public sealed partial class S3UnderStorage : IUnderStorage
                 MaxKeys = PageSize,
                 ContinuationToken = token,
             };
-            var response = await CallAsync("list", directory, ct => _client.ListObjectsV2Async(request, ct), cancellationToken).ConfigureAwait(false);
+            var response = await ListObjectsAsync("list", directory, request, cancellationToken).ConfigureAwait(false);
             var page = new List<EntryRecord>((response.S3Objects?.Count ?? 0) + (response.CommonPrefixes?.Count ?? 0));
             foreach (var common in response.CommonPrefixes ?? [])
             {
@@ -123,6 +123,10 @@ public sealed partial class S3UnderStorage : IUnderStorage
                 if (ValidName(name))
                 {
                     page.Add(new EntryRecord(name.ToString(), EntryKind.Directory, 0, DateTime.UnixEpoch.Ticks, string.Empty, 0));
+                }
+                else
+                {
+                    GrainFsMetrics.UnderStorageSkippedNames.Add(1, SchemeTag);
                 }
             }
 
@@ -133,6 +137,11 @@ public sealed partial class S3UnderStorage : IUnderStorage
                 if (!ValidName(name))
                 {
                     // The directory marker itself ("dir/"), or a key no POSIX name can carry.
+                    if (!name.IsEmpty)
+                    {
+                        GrainFsMetrics.UnderStorageSkippedNames.Add(1, SchemeTag);
+                    }
+
                     continue;
                 }
 
@@ -159,8 +168,41 @@ public sealed partial class S3UnderStorage : IUnderStorage
         }
     }
 
+    /// <summary>
+    /// Lists with keys URL-encoded by the server (S3's <c>encoding-type=url</c>) and decodes them here: a key holding a
+    /// byte XML cannot carry (NUL, most control characters) would otherwise make the whole page unreadable (the SDK's XML
+    /// reader refuses it), failing the directory. The SDK does not decode them itself; a server that ignores the request
+    /// answers without an encoding and its keys are taken as they are.
+    /// </summary>
+    private async Task<ListObjectsV2Response> ListObjectsAsync(string operation, string path, ListObjectsV2Request request, CancellationToken cancellationToken)
+    {
+        request.Encoding = EncodingType.Url;
+        var response = await CallAsync(operation, path, ct => _client.ListObjectsV2Async(request, ct), cancellationToken).ConfigureAwait(false);
+        if (response.Encoding != EncodingType.Url)
+        {
+            return response;
+        }
+
+        foreach (var item in response.S3Objects ?? [])
+        {
+            item.Key = System.Net.WebUtility.UrlDecode(item.Key);
+        }
+
+        if (response.CommonPrefixes is { Count: > 0 } prefixes)
+        {
+            for (var i = 0; i < prefixes.Count; i++)
+            {
+                prefixes[i] = System.Net.WebUtility.UrlDecode(prefixes[i]);
+            }
+        }
+
+        return response;
+    }
+
+    // A name a POSIX file system can carry: not empty, "." or "..", no '/' (a key with "//"), no NUL (which PostgreSQL's
+    // text also refuses: one such key failed the whole directory), at most 255 bytes.
     private static bool ValidName(ReadOnlySpan<char> name) =>
-        !name.IsEmpty && name is not "." && name is not ".." && !name.Contains('/') && Encoding.UTF8.GetByteCount(name) <= 255;
+        !name.IsEmpty && name is not "." && name is not ".." && !name.Contains('/') && !name.Contains('\0') && Encoding.UTF8.GetByteCount(name) <= 255;
 
     /// <summary>S3 ETags come quoted; GrainFS shows and stores them without quotes.</summary>
     public static string NormalizeETag(string? etag) => string.IsNullOrEmpty(etag) ? string.Empty : etag.Trim('"');
@@ -172,7 +214,7 @@ public sealed partial class S3UnderStorage : IUnderStorage
         {
             // The mount root: the bucket must be reachable; an empty prefix is an empty directory.
             var request = new ListObjectsV2Request { BucketName = _settings.Bucket, Prefix = _rootPrefix, MaxKeys = 1 };
-            await CallAsync("list", path, ct => _client.ListObjectsV2Async(request, ct), cancellationToken).ConfigureAwait(false);
+            await ListObjectsAsync("list", path, request, cancellationToken).ConfigureAwait(false);
             return new EntryRecord(string.Empty, EntryKind.Directory, 0, DateTime.UnixEpoch.Ticks, string.Empty, 0);
         }
 
@@ -183,7 +225,7 @@ public sealed partial class S3UnderStorage : IUnderStorage
         }
 
         var probe = new ListObjectsV2Request { BucketName = _settings.Bucket, Prefix = Key(path) + "/", MaxKeys = 1 };
-        var listed = await CallAsync("list", path, ct => _client.ListObjectsV2Async(probe, ct), cancellationToken).ConfigureAwait(false);
+        var listed = await ListObjectsAsync("list", path, probe, cancellationToken).ConfigureAwait(false);
         return (listed.KeyCount ?? 0) > 0
             ? new EntryRecord(LastName(path), EntryKind.Directory, 0, DateTime.UnixEpoch.Ticks, string.Empty, 0)
             : null;
