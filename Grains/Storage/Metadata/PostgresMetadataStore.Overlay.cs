@@ -10,7 +10,7 @@ public sealed partial class PostgresMetadataStore
     {
         await using var command = _dataSource.CreateCommand(
             "select name, kind, size, mtime_ticks, etag, mode, uid, gid, holders, persistence, error, deleted from grainfs_overlay where dir_key = @key");
-        command.Parameters.AddWithValue("key", key);
+        command.Parameters.AddWithValue("key", DbKey(key));
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         var entries = new List<OverlayEntry>();
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
@@ -44,7 +44,7 @@ public sealed partial class PostgresMetadataStore
               mtime_ticks = excluded.mtime_ticks, etag = excluded.etag, mode = excluded.mode, uid = excluded.uid, gid = excluded.gid,
               holders = excluded.holders, persistence = excluded.persistence, error = excluded.error, deleted = excluded.deleted
             """);
-        command.Parameters.AddWithValue("key", key);
+        command.Parameters.AddWithValue("key", DbKey(key));
         command.Parameters.AddWithValue("mount", mountId);
         command.Parameters.AddWithValue("name", entry.Name);
         command.Parameters.AddWithValue("kind", (short)entry.Kind);
@@ -65,7 +65,7 @@ public sealed partial class PostgresMetadataStore
     public async ValueTask<bool> RemoveOverlayAsync(string key, string name, CancellationToken cancellationToken = default)
     {
         await using var command = _dataSource.CreateCommand("delete from grainfs_overlay where dir_key = @key and name = @name");
-        command.Parameters.AddWithValue("key", key);
+        command.Parameters.AddWithValue("key", DbKey(key));
         command.Parameters.AddWithValue("name", name);
         return await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) == 1;
     }

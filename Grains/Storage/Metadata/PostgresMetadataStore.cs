@@ -10,6 +10,19 @@ namespace GrainFs.Storage.Metadata;
 /// </summary>
 public sealed partial class PostgresMetadataStore : IMetadataStore, IAsyncDisposable
 {
+    /// <summary>Directory keys longer than this (UTF-8 bytes) are stored by their digest.</summary>
+    public const int MaxStoredKeyBytes = 2000;
+
+    /// <summary>
+    /// The key a directory is stored under: itself, or for a very deep path "#" and the SHA-256 of the key in hex. A
+    /// b-tree index entry holds at most ~2.7 KB, so a directory path past that failed every save; keys start with the
+    /// mount id, never with "#", so a digest cannot meet a plain key.
+    /// </summary>
+    public static string DbKey(string key) =>
+        System.Text.Encoding.UTF8.GetByteCount(key) <= MaxStoredKeyBytes
+            ? key
+            : "#" + Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(key)));
+
     /// <summary>The schema version this code expects (grainfs_schema.version).</summary>
     public const int SchemaVersion = 3;
 
@@ -151,7 +164,7 @@ public sealed partial class PostgresMetadataStore : IMetadataStore, IAsyncDispos
         await using (var command = new NpgsqlCommand(
             "select dir_id, state, synced_at, generation, shard_count, entry_count from grainfs_directories where dir_key = @key", connection))
         {
-            command.Parameters.AddWithValue("key", key);
+            command.Parameters.AddWithValue("key", DbKey(key));
             await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
             if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
             {
@@ -196,7 +209,7 @@ public sealed partial class PostgresMetadataStore : IMetadataStore, IAsyncDispos
             returning dir_id
             """, connection, transaction))
         {
-            command.Parameters.AddWithValue("key", key);
+            command.Parameters.AddWithValue("key", DbKey(key));
             command.Parameters.AddWithValue("mount", mountId);
             command.Parameters.AddWithValue("state", (short)snapshot.State);
             command.Parameters.AddWithValue("synced", DateTime.SpecifyKind(snapshot.SyncedUtc, DateTimeKind.Utc));
@@ -252,7 +265,7 @@ public sealed partial class PostgresMetadataStore : IMetadataStore, IAsyncDispos
             update grainfs_directories set entry_count = entry_count + (select count(*) from up where inserted)
             where dir_key = @key and exists (select 1 from up)
             """);
-        command.Parameters.AddWithValue("key", key);
+        command.Parameters.AddWithValue("key", DbKey(key));
         command.Parameters.AddWithValue("name", entry.Name);
         command.Parameters.AddWithValue("kind", (short)entry.Kind);
         command.Parameters.AddWithValue("size", entry.Size);
@@ -274,7 +287,7 @@ public sealed partial class PostgresMetadataStore : IMetadataStore, IAsyncDispos
             update grainfs_directories set entry_count = entry_count - 1
             where dir_key = @key and exists (select 1 from gone)
             """);
-        command.Parameters.AddWithValue("key", key);
+        command.Parameters.AddWithValue("key", DbKey(key));
         command.Parameters.AddWithValue("name", name);
         return await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) == 1;
     }

@@ -61,6 +61,26 @@ public abstract class MetadataStoreContract
     }
 
     [Fact]
+    public async Task A_directory_deeper_than_an_index_entry_holds_round_trips_with_its_entries_and_overlay()
+    {
+        // 40 components of 100 bytes: a 4 KB path, past PostgreSQL's ~2.7 KB b-tree entry.
+        var store = await CreateStoreAsync();
+        var deep = "31:0:" + string.Join('/', Enumerable.Range(0, 40).Select(i => new string((char)('a' + (i % 26)), 100)));
+        var other = deep[..^1] + "z";
+        var entries = new List<EntryRecord> { File("leaf.bin", 1), File("twig.bin", 2) };
+        await store.SaveDirectoryAsync(deep, 31, new DirectorySnapshot(DirectoryState.Listed, DirectoryTable.Build(entries), DateTime.UtcNow, 1, 1));
+        await store.PutOverlayAsync(deep, 31, Written("new.bin", 5));
+        var loaded = await store.LoadDirectoryAsync(deep);
+        Assert.NotNull(loaded);
+        Assert.Equal(2, loaded.Table.Count);
+        Assert.Equal(["new.bin"], (await OverlayByNameAsync(store, deep)).Select(e => e.Name));
+
+        // A path differing only in its last byte is another directory.
+        Assert.Null(await store.LoadDirectoryAsync(other));
+        Assert.Empty(await OverlayByNameAsync(store, other));
+    }
+
+    [Fact]
     public async Task Saving_again_replaces_the_listing_and_negative_answers_are_kept()
     {
         var store = await CreateStoreAsync();
