@@ -206,46 +206,8 @@ public sealed class TierStoreTests
         }
     }
 
-    /// <summary>A source that sends its first <paramref name="before"/> bytes, then nothing until it is cancelled (a stalled S3 body).</summary>
-    private sealed class StallingStream(byte[] data, int before) : Stream
-    {
-        private int _position;
-
-        public override bool CanRead => true;
-
-        public override bool CanSeek => false;
-
-        public override bool CanWrite => false;
-
-        public override long Length => data.Length;
-
-        public override long Position { get => _position; set => throw new NotSupportedException(); }
-
-        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
-        {
-            if (_position >= before)
-            {
-                await Task.Delay(Timeout.Infinite, cancellationToken);
-            }
-
-            var count = Math.Min(buffer.Length, before - _position);
-            data.AsMemory(_position, count).CopyTo(buffer);
-            _position += count;
-            return count;
-        }
-
-        public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
-
-        public override void Flush()
-        {
-        }
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
-
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-    }
+    // A source that sends its first MiB, then nothing until it is cancelled (a stalled S3 body): 16 reads of 64 KiB.
+    private static Stream Stalling(byte[] data) => new SlowStream(data, new SemaphoreSlim(16));
 
     [Fact]
     public async Task A_source_that_stalls_is_asked_again_and_one_that_keeps_stalling_fails_the_fill_and_frees_its_room()
@@ -258,7 +220,7 @@ public sealed class TierStoreTests
         // The first GET stalls after 1 MiB; the second sends everything.
         var opens = 0;
         var key = new BlockKey(44, 44, 0);
-        var fill = store.StartFill(key, data.Length, _ => ValueTask.FromResult<Stream>(Interlocked.Increment(ref opens) == 1 ? new StallingStream(data, 1 << 20) : new MemoryStream(data, writable: false)))!;
+        var fill = store.StartFill(key, data.Length, _ => ValueTask.FromResult<Stream>(Interlocked.Increment(ref opens) == 1 ? Stalling(data) : new MemoryStream(data, writable: false)))!;
         await fill.Completion.WaitAsync(TimeSpan.FromSeconds(30));
         Assert.Equal(2, opens);
         Assert.True(store.TryPeek(key, out var block));
@@ -267,7 +229,7 @@ public sealed class TierStoreTests
         // Every GET stalls: three attempts, then the fill fails naming the stall, and its room is given back.
         var stuck = new BlockKey(44, 44, 1);
         opens = 0;
-        var failing = store.StartFill(stuck, data.Length, _ => { Interlocked.Increment(ref opens); return ValueTask.FromResult<Stream>(new StallingStream(data, 1 << 20)); })!;
+        var failing = store.StartFill(stuck, data.Length, _ => { Interlocked.Increment(ref opens); return ValueTask.FromResult(Stalling(data)); })!;
         var error = await Assert.ThrowsAnyAsync<IOException>(() => failing.Completion.WaitAsync(TimeSpan.FromSeconds(30)));
         Assert.Contains("sent nothing for 0.3 s", error.Message, StringComparison.Ordinal);
         Assert.Equal(3, opens);
