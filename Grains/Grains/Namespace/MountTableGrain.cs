@@ -35,26 +35,7 @@ internal sealed partial class MountTableGrain(
 
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
-        _stored = await store.LoadMountTableAsync(cancellationToken);
-        var toReseal = 0;
-        var mounts = new List<MountInfo>(_stored.Mounts.Count);
-        foreach (var stored in _stored.Mounts)
-        {
-            var mount = ToInfo(stored);
-            var options = MountSecrets.Open(secrets, mount, out var stale, out var problem);
-            if (problem is not null)
-            {
-                // The mount stays listed (and can be unmounted); its under-storage refuses to open with this reason.
-                LogNotUnsealed(logger, problem);
-            }
-
-            toReseal += stale;
-            mounts.Add(mount with { Options = options });
-        }
-
-        _mounts = [.. mounts.OrderBy(m => m.Path, StringComparer.Ordinal)];
-        // Null while some are in clear or under an older key: the timer tries again when a save here fails.
-        _sealedUnder = toReseal == 0 && secrets.HasKeys ? secrets.CurrentKeyId : null;
+        var toReseal = await LoadAsync(cancellationToken);
         LogLoaded(logger, _mounts.Length, _stored.Version, store.Kind);
         if (_mounts.Any(m => !m.Options.Properties.ContainsKey(MountOptions.NAME_KEY)))
         {
@@ -75,6 +56,32 @@ internal sealed partial class MountTableGrain(
         {
             this.RegisterGrainTimer(CheckClusterKeyAsync, KeyCheckInterval, KeyCheckInterval);
         }
+    }
+
+    // Reads the table from the store into this grain; the number of mounts whose secrets want sealing again.
+    private async Task<int> LoadAsync(CancellationToken cancellationToken)
+    {
+        _stored = await store.LoadMountTableAsync(cancellationToken);
+        var toReseal = 0;
+        var mounts = new List<MountInfo>(_stored.Mounts.Count);
+        foreach (var stored in _stored.Mounts)
+        {
+            var mount = ToInfo(stored);
+            var options = MountSecrets.Open(secrets, mount, out var stale, out var problem);
+            if (problem is not null)
+            {
+                // The mount stays listed (and can be unmounted); its under-storage refuses to open with this reason.
+                LogNotUnsealed(logger, problem);
+            }
+
+            toReseal += stale;
+            mounts.Add(mount with { Options = options });
+        }
+
+        _mounts = [.. mounts.OrderBy(m => m.Path, StringComparer.Ordinal)];
+        // Null while some are in clear or under an older key: the timer tries again when a save here fails.
+        _sealedUnder = toReseal == 0 && secrets.HasKeys ? secrets.CurrentKeyId : null;
+        return toReseal;
     }
 
     // A rotated cluster key (cluster.key re-read with a new first line): the secrets are sealed again under it, so that
@@ -319,11 +326,47 @@ internal sealed partial class MountTableGrain(
             _stored.Version + 1,
             nextId,
             [.. mounts.Select(m => new StoredMount(m.Id, m.Path, m.Uri, MountOptionsParser.ToJson(MountSecrets.Seal(secrets, m.Uri, m.Options)), m.CreatedUtc))]);
-        await store.SaveMountTableAsync(table, _stored.Version);
+        try
+        {
+            await store.SaveMountTableAsync(table, _stored.Version);
+        }
+        catch (Exception e) when (e is MetadataConflictException or System.Data.Common.DbException or TimeoutException or IOException or InvalidOperationException)
+        {
+            // Another writer (a conflict), or an outcome not known (the commit may have landed and only its
+            // acknowledgement been lost): the table is read again, so that this grain never keeps a version the store
+            // left behind (every later save would conflict), and the save counts as done when the store holds it.
+            if (await ReloadAfterFailedSaveAsync(table) is true)
+            {
+                LogSaveLanded(logger, table.Version, e.Message);
+                return;
+            }
+
+            throw;
+        }
+
         _stored = table;
         _mounts = mounts;
         _sealedUnder = secrets.HasKeys ? secrets.CurrentKeyId : null;
     }
+
+    // True when the store holds exactly the table this grain tried to save; null when it could not be read either.
+    private async Task<bool?> ReloadAfterFailedSaveAsync(StoredMountTable attempted)
+    {
+        try
+        {
+            await LoadAsync(CancellationToken.None);
+        }
+        catch (Exception e) when (e is System.Data.Common.DbException or TimeoutException or IOException or InvalidOperationException)
+        {
+            return null;
+        }
+
+        return _stored.Version == attempted.Version && _stored.NextId == attempted.NextId
+            && _stored.Mounts.Select(m => (m.Id, m.Path, m.Uri)).SequenceEqual(attempted.Mounts.Select(m => (m.Id, m.Path, m.Uri)));
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Mount table: the save of version {Version} failed ({Reason}) but the store holds it: its acknowledgement was lost")]
+    private static partial void LogSaveLanded(ILogger logger, long version, string reason);
 
     private MountResult Fail(FsStatus status, string message)
     {

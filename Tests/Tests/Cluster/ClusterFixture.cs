@@ -113,6 +113,9 @@ public sealed class GrainFsTestSiloConfigurator : ISiloConfigurator
     /// <summary>The cluster property naming the clock shared through <see cref="ShareClock"/>.</summary>
     public const string ClockProperty = "GrainFsTest:Clock";
 
+    /// <summary>The cluster property naming a <see cref="LostAckStore"/> over the silos' metadata store.</summary>
+    public const string LostAcksProperty = "GrainFsTest:LostAcks";
+
     // TestingHost builds silos from configurator types and string properties, so an object shared with the fixture is
     // passed by name through this table.
     private static readonly ConcurrentDictionary<string, TimeProvider> Clocks = new(StringComparer.Ordinal);
@@ -156,6 +159,12 @@ public sealed class GrainFsTestSiloConfigurator : ISiloConfigurator
         siloBuilder.Services.AddSingleton(log);
         siloBuilder.Services.AddLogging(logging => logging.AddProvider(log).AddFilter<SiloLog>("GrainFs", LogLevel.Debug));
         var connection = configuration["GrainFsTest:Metadata"] ?? throw new InvalidOperationException("GrainFsTest:Metadata not set");
-        siloBuilder.AddGrainFs(settings, new PostgresMetadataStore(connection));
+        IMetadataStore store = new PostgresMetadataStore(connection);
+        if (configuration[LostAcksProperty] is { } lostAcks)
+        {
+            store = new LostAckStore(store, lostAcks); // armed by a test: commits whose acknowledgement is lost
+        }
+
+        siloBuilder.AddGrainFs(settings, store);
     }
 }

@@ -97,6 +97,39 @@ public sealed class SealedSecretsClusterTests
     }
 
     [Fact]
+    public async Task A_mount_whose_commit_acknowledgement_was_lost_is_mounted_and_later_mounts_still_work()
+    {
+        var connection = await (await PostgresServer.Shared).CreateDatabaseAsync("lostack");
+        var name = Guid.NewGuid().ToString("N");
+        var cluster = await ClusterFixture.StartClusterAsync(connection, silos: 1, settings: new Dictionary<string, string> { [GrainFsTestSiloConfigurator.LostAcksProperty] = name });
+        try
+        {
+            var client = GrainFsClient.Create(cluster.Client);
+            var folder = TestProcess.NewFolder("lostack");
+            await File.WriteAllTextAsync(Path.Combine(folder, "f.txt"), "x");
+
+            // The store commits the first mount, then its acknowledgement is lost: the table is read again, holds it,
+            // and the mount is answered as done (before: an error, and every later mount conflicted with a version the
+            // grain had missed).
+            LostAckStore.Arm(name, 1);
+            var first = await client.MountAsync("/lost-ack", $"file://{folder}");
+            Assert.True(first.IsOk, first.Message);
+            var second = await client.MountAsync("/after", $"file://{folder}", new Dictionary<string, string> { ["readonly"] = "true" });
+            Assert.False(second.IsOk); // the same folder twice, one of them writable: refused for that, not for a stale version
+            Assert.DoesNotContain("version", second.Message, StringComparison.OrdinalIgnoreCase);
+            var other = TestProcess.NewFolder("lostack-other");
+            var third = await client.MountAsync("/other", $"file://{other}");
+            Assert.True(third.IsOk, third.Message);
+            Assert.Equal(["/lost-ack", "/other"], (await client.GetMountsAsync(refresh: true)).Value!.Mounts.Select(m => m.Path).Order(StringComparer.Ordinal));
+        }
+        finally
+        {
+            await cluster.StopAllSilosAsync();
+            await cluster.DisposeAsync();
+        }
+    }
+
+    [Fact]
     public async Task Mount_secrets_are_sealed_in_postgres_opened_after_a_restart_and_sealed_when_found_in_clear()
     {
         var moto = await MotoServer.Shared;
