@@ -59,7 +59,7 @@ public readonly record struct PrefetchProgress(int Files, int Skipped, int Fetch
 
 /// <summary>
 /// An announced read order: the files a reader will read, in that order. The cluster fills them ahead of the reader
-/// (block by block on their home workers, no bytes through this client), never more than the window ahead of the last
+/// (block by block on the worker nearest to the reader, no bytes through this client), never more than the window ahead of the last
 /// file read, until every file has been fetched and read, the order is cancelled or replaced by a newer one of its job,
 /// or it expires.
 /// </summary>
@@ -465,8 +465,9 @@ internal sealed partial class Prefetcher
     }
 
     /// <summary>
-    /// Tells each home worker the order in which the reader will request its blocks (one mount's, the first file's),
-    /// so that its eviction keeps what the reader has still to read; the silos told, with the mount.
+    /// Tells each worker the order fills (<see cref="BlockReader.NearestWorker"/>) the order in which the reader will
+    /// request its blocks (one mount's, the first file's), so that its eviction keeps what the reader has still to read;
+    /// the silos told, with the place in the order of each of their blocks' files, and the mount.
     /// </summary>
     internal async Task<OrderTargets> SendOrderAsync(PrefetchOrder order, CancellationToken cancellationToken)
     {

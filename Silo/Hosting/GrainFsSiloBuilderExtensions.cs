@@ -149,7 +149,7 @@ internal sealed class SiloGauges(NamespaceStats stats, SiloIdentity identity, Ti
         meter.CreateObservableGauge("grainfs.cache.blocks", () => PerTier(t => t.Blocks, host), "{block}", "Blocks held in each cache tier");
         meter.CreateObservableCounter("grainfs.cache.hits", () => PerTier(t => t.Hits, host), "{read}", "Reads served from each cache tier");
         meter.CreateObservableCounter("grainfs.cache.tier_faults", () => PerTier(t => t.Faults, host), "{fault}", "Times each tier's disk failed a fill and the tier was taken out of service");
-        meter.CreateObservableGauge("grainfs.cache.tier_out_of_service", () => PerTier(t => t.OutOfServiceUntil > DateTime.UtcNow.Ticks ? 1 : 0, host), "{tier}", "1 while a tier takes no fills after its disk failed one");
+        meter.CreateObservableGauge("grainfs.cache.tier_out_of_service", OutOfService, "{tier}", "1 while a tier takes no fills after its disk failed one");
         meter.CreateObservableCounter("grainfs.cache.requests", () => new Measurement<long>(store.GetReport().Requests, host), "{request}", "Block requests seen by this worker");
         meter.CreateObservableCounter("grainfs.cache.misses", () => new Measurement<long>(store.GetReport().Misses, host), "{request}", "Block requests this worker did not hold");
         meter.CreateObservableCounter("grainfs.cache.fill_bytes", () => new Measurement<long>(store.GetReport().FillBytes, host), "By", "Bytes filled from under-storage");
@@ -164,6 +164,14 @@ internal sealed class SiloGauges(NamespaceStats stats, SiloIdentity identity, Ti
         meter.CreateObservableCounter("grainfs.prefetch.wasted", () => new Measurement<long>(store.GetReport().Prefetch.Wasted, host), "{block}", "Prefetched blocks evicted before any reader asked for them");
         meter.CreateObservableGauge("grainfs.prefetch.running", () => new Measurement<long>(store.GetReport().Prefetch.Running, host), "{block}", "Prefetch fills in progress on this worker");
         return Task.CompletedTask;
+
+        IEnumerable<Measurement<long>> OutOfService()
+        {
+            foreach (var tier in store.GetReport().Tiers)
+            {
+                yield return new Measurement<long>(tier.OutOfService is null ? 0 : 1, host, new KeyValuePair<string, object?>("tier", tier.Name));
+            }
+        }
 
         IEnumerable<Measurement<long>> ServedBySource()
         {

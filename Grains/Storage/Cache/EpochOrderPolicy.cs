@@ -8,7 +8,8 @@ namespace GrainFs.Storage.Cache;
 /// then blocks no order names, by the base policy; then, of the blocks still ahead of a reader, the one whose next read
 /// is farthest away (in places of the order that reaches it first). For one known sequence that is Belady's choice
 /// (evict the block whose next use is farthest), except that it cannot see into epochs not yet announced. Without an
-/// order the base policy decides alone. A reader's place in its order is the farthest block of it requested so far.
+/// order the base policy decides alone. A reader's place in its order is where its announcer says it is (<see cref="Advance"/>),
+/// or else the farthest block of it requested so far.
 /// Not thread-safe: the tier index serializes calls, as for every policy.
 /// </summary>
 public sealed class EpochOrderPolicy(IEvictionPolicy basePolicy) : IEvictionPolicy
@@ -28,9 +29,10 @@ public sealed class EpochOrderPolicy(IEvictionPolicy basePolicy) : IEvictionPoli
     /// <summary>The job of orders announced without one.</summary>
     public const string DefaultJob = "";
 
-    private sealed class Order(Dictionary<BlockKey, int> positions)
+    private sealed class Order(IReadOnlyDictionary<BlockKey, int> positions)
     {
-        public Dictionary<BlockKey, int> Positions { get; } = positions;
+        // Shared by the policies of every tier, which only read it.
+        public IReadOnlyDictionary<BlockKey, int> Positions { get; } = positions;
 
         // Held blocks of the order, by position: those at or below the cursor were read this epoch.
         public SortedSet<(int Position, BlockKey Key)> Held { get; } = new(ByPosition);
@@ -65,7 +67,10 @@ public sealed class EpochOrderPolicy(IEvictionPolicy basePolicy) : IEvictionPoli
     /// A block named twice keeps its first place. With <paramref name="told"/> the reader is placed only by
     /// <see cref="Advance"/> from the start (its announcer reports its place; requests may be other readers' or late).
     /// </summary>
-    public void Announce(string job, IReadOnlyList<BlockKey> order, bool told = false)
+    public void Announce(string job, IReadOnlyList<BlockKey> order, bool told = false) => Announce(job, Positions(order), told);
+
+    /// <summary>The place of each block in <paramref name="order"/> (a block named twice keeps its first), for <see cref="Announce(string, IReadOnlyDictionary{BlockKey, int}, bool)"/>.</summary>
+    public static IReadOnlyDictionary<BlockKey, int> Positions(IReadOnlyList<BlockKey> order)
     {
         var positions = new Dictionary<BlockKey, int>(order.Count);
         for (var i = 0; i < order.Count; i++)
@@ -73,6 +78,12 @@ public sealed class EpochOrderPolicy(IEvictionPolicy basePolicy) : IEvictionPoli
             positions.TryAdd(order[i], i);
         }
 
+        return positions;
+    }
+
+    /// <summary>As <see cref="Announce(string, IReadOnlyList{BlockKey}, bool)"/>, with the places built once for every tier (<see cref="Positions"/>).</summary>
+    public void Announce(string job, IReadOnlyDictionary<BlockKey, int> positions, bool told = false)
+    {
         var entry = new Order(positions) { Told = told };
         foreach (var key in _present)
         {

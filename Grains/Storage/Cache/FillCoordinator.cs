@@ -244,19 +244,12 @@ public sealed class FillStalledException(string message) : IOException(message);
 /// with <see cref="FillStalledException"/> (a body that stalls would otherwise hold the block's readers and its room
 /// forever). One timer per fill, reset for each read.
 /// </summary>
-internal sealed class StallGuardStream(Stream inner, TimeSpan timeout, CancellationToken stop) : Stream
+internal sealed class StallGuardStream(Stream inner, TimeSpan timeout, CancellationToken stop) : ReadOnlyStream
 {
     private readonly CancellationTokenSource _deadline = CancellationTokenSource.CreateLinkedTokenSource(stop);
 
-    public override bool CanRead => true;
-
-    public override bool CanSeek => false;
-
-    public override bool CanWrite => false;
-
-    public override long Length => throw new NotSupportedException();
-
-    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+    // Fills read their source asynchronously; a synchronous read would have no deadline.
+    public override int Read(Span<byte> buffer) => throw new NotSupportedException("a fill's source is read asynchronously");
 
     public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
@@ -283,21 +276,6 @@ internal sealed class StallGuardStream(Stream inner, TimeSpan timeout, Cancellat
             _deadline.CancelAfter(Timeout.InfiniteTimeSpan);
         }
     }
-
-    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-        ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-    public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer, offset, count).GetAwaiter().GetResult();
-
-    public override void Flush()
-    {
-    }
-
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-    public override void SetLength(long value) => throw new NotSupportedException();
-
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 
     public override async ValueTask DisposeAsync()
     {

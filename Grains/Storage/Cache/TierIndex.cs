@@ -202,6 +202,8 @@ public sealed class TierIndex
     /// </summary>
     public void AnnounceOrder(string job, IReadOnlyList<BlockKey> order, TimeSpan expiry, bool told = false)
     {
+        // Built once, off the lock every read takes, and shared by the tiers' policies.
+        var positions = EpochOrderPolicy.Positions(order);
         lock (_lock)
         {
             ExpireOrders();
@@ -212,7 +214,7 @@ public sealed class TierIndex
 
             foreach (var tier in Tiers)
             {
-                (tier.Policy as EpochOrderPolicy)?.Announce(job, order, told);
+                (tier.Policy as EpochOrderPolicy)?.Announce(job, positions, told);
             }
 
             _orderExpiry[job] = _time.GetUtcNow().UtcTicks + expiry.Ticks;

@@ -129,20 +129,21 @@ public sealed partial class TierStore : IAsyncDisposable
         return _fills.Start(key, length, open, flags, expiresTicks);
     }
 
-    // Remembers the pin and TTL of a block about to be dropped as corrupt or lost.
-    private void KeepSettings(CachedBlock block)
+    // Drops a block found corrupt or lost, its file too, keeping its pin and TTL for its next fill; true when freed here.
+    private async Task<bool> DropKeepingSettingsAsync(BlockKey key)
     {
-        if (!block.Header.Pinned && block.Header.ExpiresTicks == 0)
+        if (Index.TryPeek(key, out var block) && (block.Header.Pinned || block.Header.ExpiresTicks != 0))
         {
-            return;
+            if (_kept.Count >= 100_000)
+            {
+                _kept.Clear(); // bounded: a flood of bad blocks costs their settings, not the silo's memory
+            }
+
+            _kept[key] = ((ushort)(block.Header.Flags & BlockFile.FlagPinned), block.Header.ExpiresTicks);
         }
 
-        if (_kept.Count >= 100_000)
-        {
-            _kept.Clear(); // bounded: a flood of bad blocks costs their settings, not the silo's memory
-        }
-
-        _kept[block.Key] = ((ushort)(block.Header.Flags & BlockFile.FlagPinned), block.Header.ExpiresTicks);
+        var (freed, _) = await TierFiles.FreeAsync(Index, [key], evenUnpersisted: true).ConfigureAwait(false);
+        return freed > 0;
     }
 
     /// <summary>
@@ -161,7 +162,6 @@ public sealed partial class TierStore : IAsyncDisposable
     /// <summary>Removes blocks from every tier (their files deleted off the caller's thread); unpersisted blocks stay. Returns how many were held and their bytes.</summary>
     public Task<(int Freed, long Bytes)> FreeAsync(IEnumerable<BlockKey> keys) => TierFiles.FreeAsync(Index, keys, evenUnpersisted: false);
 
-    /// <summary>Drops a block whose data failed its checksum, so the next read refills it.</summary>
     /// <summary>
     /// Whether a held block's file is missing or shorter than its header says (removed or truncated behind the worker's
     /// back, by a cleaner of /dev/shm or a person); if so the block is dropped from the index (its file too) and counted
@@ -184,9 +184,7 @@ public sealed partial class TierStore : IAsyncDisposable
             return false; // whole, or no longer this block (evicted, freed, refilled meanwhile)
         }
 
-        KeepSettings(block);
-        var (freed, _) = await TierFiles.FreeAsync(Index, [block.Key], evenUnpersisted: true).ConfigureAwait(false);
-        if (freed > 0)
+        if (await DropKeepingSettingsAsync(block.Key).ConfigureAwait(false))
         {
             Index.CountLost();
             LogLost(_logger, block.Key.ToString(), block.Path, length < 0 ? "missing" : $"{length} of {block.Header.FileLength} bytes");
@@ -198,13 +196,7 @@ public sealed partial class TierStore : IAsyncDisposable
     /// <summary>Drops a block that failed its checksum (its pin and TTL go to its next fill); counted as corrupt.</summary>
     public async Task DiscardAsync(BlockKey key)
     {
-        if (Index.TryPeek(key, out var block))
-        {
-            KeepSettings(block);
-        }
-
-        var (freed, _) = await TierFiles.FreeAsync(Index, [key], evenUnpersisted: true).ConfigureAwait(false);
-        if (freed > 0)
+        if (await DropKeepingSettingsAsync(key).ConfigureAwait(false))
         {
             Index.CountCorrupt();
             LogCorrupt(_logger, key.ToString());
