@@ -279,12 +279,9 @@ public sealed class DirectoryTable
 
     private static bool TryHexETag(string etag, Span<byte> destination)
     {
+        // Unquoted only: a quoted ETag stored as 16 bytes would come back without its quotes (adapters hand ETags over
+        // unquoted; one that is not is kept as text, exactly).
         var span = etag.AsSpan();
-        if (span.Length == 34 && span[0] == '"' && span[^1] == '"')
-        {
-            span = span[1..^1];
-        }
-
         if (span.Length != 32)
         {
             return false;
