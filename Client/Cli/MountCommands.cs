@@ -30,12 +30,19 @@ internal static class MountCommands
         var readOnly = Commands.Switch("--read-only", "mount read-only: every change is EROFS (and opens skip a round trip per file)");
         var opTimeout = Commands.Valued("--op-timeout", "S", "deadline of every request, EIO after it (default 60)");
         var nonEmpty = Commands.Switch("--nonempty", "allow mounting over a non-empty folder");
-        var command = new Command("mount", "serve GrainFS through FUSE at a local folder, read-write unless --read-only, in the foreground (Ctrl-C or SIGTERM unmounts)")
+        var noSupervisor = Commands.Switch("--no-supervisor", "serve in this process only (by default a supervisor keeps the mount and restarts the serving process when it dies)");
+        var upgrade = Commands.Switch("--upgrade", "replace the serving process of the running mount at MOUNTPOINT with one started from the installed binary (readers pause, files stay open)");
+        var command = new Command("mount", "serve GrainFS through FUSE at a local folder, read-write unless --read-only, in the foreground (Ctrl-C or SIGTERM unmounts); a supervisor keeps the mount alive across deaths of the serving process")
         {
-            mountPoint, root, entryTimeout, attrTimeout, negativeTimeout, metadataCache, readAhead, maxRead, kernelReadAhead, uid, gid, mode, allowOther, readOnly, opTimeout, nonEmpty,
+            mountPoint, root, entryTimeout, attrTimeout, negativeTimeout, metadataCache, readAhead, maxRead, kernelReadAhead, uid, gid, mode, allowOther, readOnly, opTimeout, nonEmpty, noSupervisor, upgrade,
         };
         command.SetAction((parse, _) =>
         {
+            if (parse.GetValue(upgrade))
+            {
+                return UpgradeAsync(parse.GetValue(mountPoint)!);
+            }
+
             var fuse = new FuseOptions
             {
                 AllowOther = parse.GetValue(allowOther),
@@ -47,7 +54,7 @@ internal static class MountCommands
                 Uid = Id(parse.GetValue(uid), "--uid"),
                 Gid = Id(parse.GetValue(gid), "--gid"),
             };
-            return MountAsync(parse.GetValue(mountPoint)!, fuse, Commands.ClientOptions(parse), parse.GetValue(nonEmpty),
+            return MountAsync(parse.GetValue(mountPoint)!, fuse, Commands.ClientOptions(parse), parse.GetValue(nonEmpty), parse.GetValue(noSupervisor),
                 parse.GetValue(root), parse.GetValue(mode), parse.GetValue(maxRead), parse.GetValue(kernelReadAhead), parse.GetValue(metadataCache), parse.GetValue(readAhead));
         });
         return command;
@@ -61,7 +68,7 @@ internal static class MountCommands
         return command;
     }
 
-    private static async Task<int> MountAsync(string mountPoint, FuseOptions fuse, GrainFsClientOptions clientOptions, bool allowNonEmpty, string? root, string? mode, string? maxRead, string? kernelReadAhead, string? entries, string? readAhead)
+    private static async Task<int> MountAsync(string mountPoint, FuseOptions fuse, GrainFsClientOptions clientOptions, bool allowNonEmpty, bool noSupervisor, string? root, string? mode, string? maxRead, string? kernelReadAhead, string? entries, string? readAhead)
     {
         if (root is not null)
         {
@@ -119,10 +126,16 @@ internal static class MountCommands
 
         // Other clients' closes reach this kernel at once (inode and entry invalidations), whatever its timeouts.
         clientOptions.WatchChanges = true;
+        FuseConnection? connection;
         try
         {
-            // Fail fast on the mount point before connecting anywhere.
-            FuseMount.CheckMountPoint(mountPoint, allowNonEmpty);
+            // A serving process started by a supervisor gets the supervisor's connection; its mount point is mounted.
+            connection = FuseConnection.FromEnvironment();
+            if (connection is null)
+            {
+                // Fail fast on the mount point before connecting anywhere.
+                mountPoint = FuseMount.CheckMountPoint(mountPoint, allowNonEmpty);
+            }
         }
         catch (FuseMountException e)
         {
@@ -135,6 +148,19 @@ internal static class MountCommands
             o.TimestampFormat = "HH:mm:ss ";
         }).SetMinimumLevel(LogLevel.Information).AddFilter("Orleans", LogLevel.Warning).AddFilter("Microsoft", LogLevel.Warning));
         var logger = loggers.CreateLogger("GrainFs.Fuse");
+        var ready = $"grainfs: {fuse.Root} mounted at {Path.GetFullPath(mountPoint)}; Ctrl-C or `grainfs umount {Path.GetFullPath(mountPoint)}` unmounts";
+        if (connection is null && !noSupervisor && !OperatingSystem.IsWindows())
+        {
+            try
+            {
+                return FuseSupervisor.Run(mountPoint, fuse, ServingProcess(), () => Console.Error.WriteLine(ready), loggers.CreateLogger("GrainFs.Fuse.Supervisor"));
+            }
+            catch (Exception e) when (e is FuseMountException or DllNotFoundException)
+            {
+                return Program.Fail(FsStatus.IoError, e is DllNotFoundException ? "libfuse3 is not installed (apt-get install fuse3)" : e.Message);
+            }
+        }
+
         await using var client = await GrainFsClient.ConnectAsync(clientOptions, loggers);
         var rootStat = await client.StatAsync(fuse.Root);
         if (!rootStat.IsOk || !rootStat.Value!.IsDirectory)
@@ -145,7 +171,9 @@ internal static class MountCommands
         FuseMount mount;
         try
         {
-            mount = FuseMount.Mount(mountPoint, client, fuse, logger, allowNonEmpty);
+            // The first serving process: the supervisor mounts now that the cluster answers and the root is there.
+            connection = connection?.Receive();
+            mount = FuseMount.Mount(mountPoint, client, fuse, logger, allowNonEmpty, connection);
         }
         catch (Exception e) when (e is FuseMountException or DllNotFoundException)
         {
@@ -156,10 +184,20 @@ internal static class MountCommands
         using (mount)
         {
             // Announced read orders (the Python package's sampler, grainfs.prefetch) reach this daemon's client here.
-            await using var orders = OrderSocket.TryListen(mount.MountPoint, fuse.Root, fuse.AllowOther, client, logger);
-            using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
-            using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
-            Console.Error.WriteLine($"grainfs: {fuse.Root} mounted at {mount.MountPoint}; Ctrl-C or `grainfs umount {mount.MountPoint}` unmounts");
+            await using var orders = OrderSocket.TryListen(mount.MountPoint, fuse.Root, fuse.AllowOther, client, logger, connection?.State.OrdersFolder);
+            orders?.RestoreKept();
+            using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, connection is null ? Stop : Ignore);
+            using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, connection is null ? Stop : HandOver);
+            if (connection is null)
+            {
+                Console.Error.WriteLine(ready);
+            }
+            else
+            {
+                // The supervisor waits for this before it tells the user the mount serves.
+                MountState.WriteAtomically(connection.State.ServingFile, System.Text.Encoding.ASCII.GetBytes(Environment.ProcessId.ToString(CultureInfo.InvariantCulture)));
+            }
+
             var status = await Task.Factory.StartNew(() => mount.Run(), TaskCreationOptions.LongRunning);
             return status == 0 ? 0 : Program.Fail(FsStatus.IoError, $"the FUSE session ended with status {status}");
 
@@ -168,6 +206,49 @@ internal static class MountCommands
                 context.Cancel = true;
                 mount.Unmount();
             }
+
+            // Ctrl-C reaches the whole process group: the supervisor decides.
+            static void Ignore(PosixSignalContext context) => context.Cancel = true;
+
+            void HandOver(PosixSignalContext context)
+            {
+                context.Cancel = true;
+                _ = Task.Run(() => mount.HandOver(TimeSpan.FromSeconds(30)));
+            }
+        }
+    }
+
+    /// <summary>How the supervisor starts a serving process: this program again, with the same arguments.</summary>
+    private static ProcessStartInfo ServingProcess()
+    {
+        var host = Environment.ProcessPath ?? throw new FuseMountException("cannot tell which program this is, to start the serving process");
+        var args = Environment.GetCommandLineArgs();
+        var start = new ProcessStartInfo(host) { UseShellExecute = false };
+        if (string.Equals(Path.GetFileNameWithoutExtension(host), "dotnet", StringComparison.Ordinal))
+        {
+            start.ArgumentList.Add(args[0]); // dotnet grainfs.dll …
+        }
+
+        foreach (var arg in args.Skip(1))
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        return start;
+    }
+
+    private static async Task<int> UpgradeAsync(string mountPoint)
+    {
+        var full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(mountPoint));
+        try
+        {
+            var (old, now) = await FuseSupervisor.UpgradeAsync(full, TimeSpan.FromSeconds(120));
+            Console.WriteLine($"{full}: serving process {old} replaced by {now}");
+            return 0;
+        }
+        catch (FuseMountException e)
+        {
+            return Program.Fail(FsStatus.InvalidArgument, e.Message);
         }
     }
 

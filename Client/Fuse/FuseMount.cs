@@ -27,6 +27,7 @@ public sealed unsafe partial class FuseMount : IDisposable
     // three take this lock.
     private readonly Lock _gate = new();
     private InvalidationQueue? _invalidations;
+    private FuseConnection? _connection;
     private IntPtr _session;
     private IntPtr _ops;
     private bool _unmounted;
@@ -71,21 +72,38 @@ public sealed unsafe partial class FuseMount : IDisposable
     }
 
     /// <summary>Mounts <paramref name="client"/>'s namespace at <paramref name="mountPoint"/>; throws <see cref="FuseMountException"/> when it cannot.</summary>
-    public static FuseMount Mount(string mountPoint, GrainFsClient client, FuseOptions options, ILogger logger, bool allowNonEmpty = false)
+    /// <param name="mountPoint">Where to mount (or, with <paramref name="connection"/>, where the supervisor mounted).</param>
+    /// <param name="client">The client whose namespace is served.</param>
+    /// <param name="options">The mount's options.</param>
+    /// <param name="logger">Where the mount logs.</param>
+    /// <param name="allowNonEmpty">Allow mounting over a non-empty folder.</param>
+    /// <param name="connection">A kernel connection a supervisor holds (<see cref="FuseSupervisor"/>): served instead of mounting.</param>
+    public static FuseMount Mount(string mountPoint, GrainFsClient client, FuseOptions options, ILogger logger, bool allowNonEmpty = false, FuseConnection? connection = null)
     {
-        var full = CheckMountPoint(mountPoint, allowNonEmpty);
+        // A connection's mount point is this file system already (stat would wait for this very process): not checked.
+        var full = connection is null ? CheckMountPoint(mountPoint, allowNonEmpty) : Path.GetFullPath(mountPoint);
         var vfs = new VirtualFileSystem(client, options.ToVfsOptions(), logger);
+        if (connection is not null)
+        {
+            var restored = vfs.Restore(connection.JournalPath, connection.HandleBase);
+            LogRestored(logger, connection.Generation, restored);
+        }
+
         if (Interlocked.CompareExchange(ref s_fs, new FuseFileSystem(vfs, options, logger, TimeProvider.System), null) is not null)
         {
             throw new FuseMountException("this process already serves a mount");
         }
 
-        var mount = new FuseMount(full, vfs, logger);
+        var mount = new FuseMount(full, vfs, logger) { _connection = connection };
         // Off the request's thread: a write to sysfs, once.
         s_fs!.Connected = () => Task.Run(() => mount.SetKernelReadAhead(options.KernelReadAhead));
         try
         {
             mount.Start(options);
+            if (connection is not null)
+            {
+                mount.TakeOver(connection);
+            }
         }
         catch
         {
@@ -96,7 +114,8 @@ public sealed unsafe partial class FuseMount : IDisposable
         return mount;
     }
 
-    private void Start(FuseOptions options)
+    /// <summary>The kernel mount options of <paramref name="options"/> (the supervisor mounts with the same ones).</summary>
+    internal static List<string> MountOptionsOf(FuseOptions options)
     {
         var mountOptions = new List<string> { "default_permissions", "fsname=grainfs", "subtype=grainfs", $"max_read={options.MaxRead}" };
         if (options.ReadOnly)
@@ -109,6 +128,12 @@ public sealed unsafe partial class FuseMount : IDisposable
             mountOptions.Add("allow_other");
         }
 
+        return mountOptions;
+    }
+
+    /// <summary>A libfuse session with <paramref name="mountOptions"/> and the operations at <paramref name="ops"/> (zero: null).</summary>
+    internal static IntPtr NewSession(List<string> mountOptions, IntPtr ops)
+    {
         string[] argv = ["grainfs", "-o", string.Join(',', mountOptions)];
         // Our copies of the strings: libfuse may replace args.Argv with its own array while parsing, which it frees itself.
         var strings = (byte**)NativeMemory.AllocZeroed((nuint)(argv.Length + 1), (nuint)sizeof(byte*));
@@ -121,7 +146,20 @@ public sealed unsafe partial class FuseMount : IDisposable
         }
 
         var args = new Native.FuseArgs { Argc = argv.Length, Argv = strings, Allocated = 0 };
+        var session = Native.SessionNew(&args, ops, (nuint)(Native.OpsCount * sizeof(IntPtr)), IntPtr.Zero);
+        Native.OptFreeArgs(&args);
+        for (var i = 0; i < argv.Length; i++)
+        {
+            NativeMemory.Free(strings[i]);
+        }
 
+        NativeMemory.Free(strings);
+        return session != IntPtr.Zero ? session : throw new FuseMountException($"libfuse refused the mount options ({string.Join(',', mountOptions)})");
+    }
+
+    private void Start(FuseOptions options)
+    {
+        var mountOptions = MountOptionsOf(options);
         _ops = (IntPtr)NativeMemory.AllocZeroed(Native.OpsCount, (nuint)sizeof(IntPtr));
         var ops = (IntPtr*)_ops;
         ops[Native.OpInit] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, IntPtr, void>)&OnInit;
@@ -158,20 +196,16 @@ public sealed unsafe partial class FuseMount : IDisposable
         ops[Native.OpCreate] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, byte*, uint, IntPtr, void>)&OnCreate;
         ops[Native.OpWrite] = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, ulong, byte*, nuint, long, IntPtr, void>)&OnWrite;
 
-        _session = Native.SessionNew(&args, _ops, (nuint)(Native.OpsCount * sizeof(IntPtr)), IntPtr.Zero);
-        Native.OptFreeArgs(&args);
-        for (var i = 0; i < argv.Length; i++)
+        _session = NewSession(mountOptions, _ops);
+        if (_connection is { } connection)
         {
-            NativeMemory.Free(strings[i]);
+            // libfuse serves a descriptor given as /dev/fd/N as it is (the supervisor mounted it).
+            if (Native.SessionMount(_session, $"/dev/fd/{connection.Fd}") != 0)
+            {
+                throw new FuseMountException($"cannot serve the supervisor's FUSE connection (descriptor {connection.Fd})");
+            }
         }
-
-        NativeMemory.Free(strings);
-        if (_session == IntPtr.Zero)
-        {
-            throw new FuseMountException($"libfuse refused the mount options ({string.Join(',', mountOptions)})");
-        }
-
-        if (Native.SessionMount(_session, _mountPoint) != 0)
+        else if (Native.SessionMount(_session, _mountPoint) != 0)
         {
             throw new FuseMountException($"cannot mount at {_mountPoint} (see the libfuse message above; as a non-root user fusermount3 must be installed, and allow_other needs user_allow_other in /etc/fuse.conf)");
         }
@@ -180,6 +214,73 @@ public sealed unsafe partial class FuseMount : IDisposable
         _invalidations = new InvalidationQueue(Notify, _logger);
         _vfs.EntryInvalidated += _invalidations.Entry;
         _vfs.InodeInvalidated += _invalidations.Inode;
+    }
+
+    /// <summary>An INIT request made up from a saved one is answered with this number, which the kernel never gives a request: it refuses the answer (ENOENT), which libfuse ignores.</summary>
+    private const ulong ReplayUnique = 0x7FFF_FFFF_FFFF_FFF0;
+
+    private const int NotifyResend = 7;
+
+    /// <summary>
+    /// Prepares this session to serve a connection the supervisor holds: libfuse answers nothing but INIT until it has
+    /// seen one, so it is given the kernel's INIT (saved by the supervisor) — the real one for the first serving process,
+    /// which answers the kernel; for a later one, a copy the kernel refuses to take an answer for, since it negotiated
+    /// already. Then the kernel is asked to send again every request it had handed to a process that died
+    /// (FUSE_NOTIFY_RESEND, Linux 6.9 and later): their callers see a pause, not an error.
+    /// </summary>
+    private void TakeOver(FuseConnection connection)
+    {
+        var init = connection.Init.ToArray();
+        if (connection.Generation > 1)
+        {
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(init.AsSpan(8), ReplayUnique);
+        }
+
+        fixed (byte* bytes = init)
+        {
+            var buffer = new Native.FuseBuf { Size = (nuint)init.Length, Mem = (IntPtr)bytes, Fd = -1 };
+            Native.SessionProcessBuf(_session, &buffer);
+        }
+
+        if (connection.Generation == 1)
+        {
+            return;
+        }
+
+        // struct fuse_out_header: len, error (the notification's code), unique 0.
+        var header = stackalloc byte[16];
+        new Span<byte>(header, 16).Clear();
+        *(int*)header = 16;
+        *(int*)(header + 4) = NotifyResend;
+        if (Native.Write(Native.SessionFd(_session), header, 16) != 16)
+        {
+            LogNoResend(_logger, Marshal.GetLastPInvokeErrorMessage());
+        }
+        else
+        {
+            LogResent(_logger);
+        }
+    }
+
+    /// <summary>
+    /// Ends this serving process so that the supervisor starts the next one (an upgrade, or the supervisor stopping):
+    /// once no file is open for writing (what a writer had not flushed would go with this process), waiting at most
+    /// <paramref name="timeout"/>; requests taken and not answered are sent again to the next process by the kernel.
+    /// </summary>
+    public void HandOver(TimeSpan timeout)
+    {
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (_vfs.OpenWrites > 0 && waited.Elapsed < timeout)
+        {
+            Thread.Sleep(100);
+        }
+
+        var writes = _vfs.OpenWrites;
+        Console.Error.WriteLine(writes == 0
+            ? $"grainfs: serving process {Environment.ProcessId} hands {_mountPoint} over"
+            : $"grainfs: serving process {Environment.ProcessId} hands {_mountPoint} over with {writes} file(s) still open for writing after {timeout.TotalSeconds:0} s: their writers get EBADF");
+        Console.Error.Flush();
+        Native.ExitNow(FuseSupervisor.HandOverExitCode);
     }
 
     /// <summary>Serves requests until the mount goes away; returns libfuse's exit status.</summary>
@@ -210,7 +311,11 @@ public sealed unsafe partial class FuseMount : IDisposable
 
             _unmounted = true;
             Native.SessionExit(_session);
-            Native.SessionUnmount(_session);
+            if (_connection is null)
+            {
+                // A supervisor's connection is unmounted by the supervisor.
+                Native.SessionUnmount(_session);
+            }
         }
 
         if (s_fs is { } fs)
@@ -462,6 +567,15 @@ public sealed unsafe partial class FuseMount : IDisposable
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Read requests: {FromBlockFiles} answered from block files on this host ({Bytes} bytes, spliced), {ThroughVfs} through the VFS")]
     private static partial void LogReads(ILogger logger, long fromBlockFiles, long bytes, long throughVfs);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Serving process generation {Generation}: {Inodes} inode(s) taken over from the journal")]
+    private static partial void LogRestored(ILogger logger, int generation, int inodes);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Requests the previous serving process had not answered were asked for again (FUSE_NOTIFY_RESEND)")]
+    private static partial void LogResent(ILogger logger);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "The kernel did not take FUSE_NOTIFY_RESEND ({Reason}; Linux 6.9 or later has it): requests the previous serving process had not answered stay unanswered")]
+    private static partial void LogNoResend(ILogger logger, string reason);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Unmounted {MountPoint}")]
     private static partial void LogUnmounted(ILogger logger, string mountPoint);

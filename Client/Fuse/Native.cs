@@ -281,6 +281,107 @@ internal static unsafe partial class Native
     [LibraryImport(Lib, EntryPoint = "fuse_lowlevel_notify_inval_inode")]
     public static partial int NotifyInvalidateInode(IntPtr session, ulong ino, long offset, long length);
 
+    [LibraryImport(Lib, EntryPoint = "fuse_session_fd")]
+    public static partial int SessionFd(IntPtr session);
+
+    /// <summary>Processes one request read elsewhere (a supervisor's saved INIT, to prime a session that serves an initialised connection).</summary>
+    [LibraryImport(Lib, EntryPoint = "fuse_session_process_buf")]
+    public static partial void SessionProcessBuf(IntPtr session, FuseBuf* buffer);
+
+    // libc: the supervisor's and the serving process's plumbing around the /dev/fuse descriptor.
+    public const int FGetFd = 1;
+    public const int FSetFd = 2;
+    public const int FdCloexec = 1;
+    public const short PollErr = 0x008;
+    public const short PollHup = 0x010;
+    public const short PollNval = 0x020;
+    public const int PrSetPdeathsig = 1;
+    public const int SIGKILL = 9;
+    public const int SIGTERM = 15;
+    public const int SIGHUP = 1;
+    public const int EINTR = 4;
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct PollFd
+    {
+        public int Fd;
+        public short Events;
+        public short Revents;
+    }
+
+    public const int AfUnix = 1;
+    public const int SockStream = 1;
+    public const int SockCloexec = 0x80000;
+    public const int SolSocket = 1;
+    public const int ScmRights = 1;
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct IoVec
+    {
+        public void* Base;
+        public nuint Length;
+    }
+
+    /// <summary>struct msghdr (x86-64 and arm64: 56 bytes).</summary>
+    [StructLayout(LayoutKind.Explicit, Size = 56)]
+    public struct MsgHdr
+    {
+        [FieldOffset(0)] public void* Name;
+        [FieldOffset(8)] public uint NameLength;
+        [FieldOffset(16)] public IoVec* Iov;
+        [FieldOffset(24)] public nuint IovLength;
+        [FieldOffset(32)] public void* Control;
+        [FieldOffset(40)] public nuint ControlLength;
+        [FieldOffset(48)] public int Flags;
+    }
+
+    /// <summary>A control message carrying one descriptor: struct cmsghdr (len, level, type) and the int (CMSG_SPACE(4) = 24 bytes).</summary>
+    [StructLayout(LayoutKind.Explicit, Size = 24)]
+    public struct FdMessage
+    {
+        [FieldOffset(0)] public nuint Length;
+        [FieldOffset(8)] public int Level;
+        [FieldOffset(12)] public int Type;
+        [FieldOffset(16)] public int Fd;
+    }
+
+    [LibraryImport("libc", EntryPoint = "socketpair", SetLastError = true)]
+    public static partial int SocketPair(int domain, int type, int protocol, int* pair);
+
+    [LibraryImport("libc", EntryPoint = "sendmsg", SetLastError = true)]
+    public static partial nint SendMsg(int fd, MsgHdr* message, int flags);
+
+    [LibraryImport("libc", EntryPoint = "recvmsg", SetLastError = true)]
+    public static partial nint RecvMsg(int fd, MsgHdr* message, int flags);
+
+    [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
+    public static partial int Close(int fd);
+
+    [LibraryImport("libc", EntryPoint = "read", SetLastError = true)]
+    public static partial nint Read(int fd, byte* buffer, nuint count);
+
+    [LibraryImport("libc", EntryPoint = "write", SetLastError = true)]
+    public static partial nint Write(int fd, byte* buffer, nuint count);
+
+    [LibraryImport("libc", EntryPoint = "fcntl", SetLastError = true)]
+    public static partial int Fcntl(int fd, int command, int argument);
+
+    [LibraryImport("libc", EntryPoint = "poll", SetLastError = true)]
+    public static partial int Poll(PollFd* fds, nuint count, int timeout);
+
+    [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
+    public static partial int Kill(int pid, int signal);
+
+    [LibraryImport("libc", EntryPoint = "prctl", SetLastError = true)]
+    public static partial int Prctl(int option, nuint argument2, nuint argument3, nuint argument4, nuint argument5);
+
+    /// <summary>Ends the process at once (no finalizers, no shutdown of the runtime or the cluster client).</summary>
+    [LibraryImport("libc", EntryPoint = "_exit")]
+    public static partial void ExitNow(int status);
+
+    [LibraryImport("libc", EntryPoint = "getppid")]
+    public static partial int GetParentPid();
+
     [LibraryImport("libc", EntryPoint = "getuid")]
     public static partial uint GetUid();
 

@@ -34,9 +34,12 @@ public sealed partial class OrderSocket : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _accepting;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<Task, byte> _serving = new();
+    private readonly string? _keepIn;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, PrefetchOrder> _kept = new(StringComparer.Ordinal);
 
-    private OrderSocket(Socket listener, string path, string mountPoint, string root, GrainFsClient client, ILogger logger)
+    private OrderSocket(Socket listener, string path, string mountPoint, string root, GrainFsClient client, ILogger logger, string? keepIn)
     {
+        _keepIn = keepIn;
         _listener = listener;
         SocketPath = path;
         _mountPoint = mountPoint;
@@ -59,8 +62,12 @@ public sealed partial class OrderSocket : IAsyncDisposable
         return Path.Combine(uid == 0 ? "/run/grainfs" : $"/tmp/grainfs-{uid}", hash + ".sock");
     }
 
-    /// <summary>Listens for orders for the mount at <paramref name="mountPoint"/> (showing GrainFS path <paramref name="root"/>).</summary>
-    public static OrderSocket Listen(string mountPoint, string root, bool allowOther, GrainFsClient client, ILogger logger)
+    /// <summary>
+    /// Listens for orders for the mount at <paramref name="mountPoint"/> (showing GrainFS path <paramref name="root"/>).
+    /// With <paramref name="keepIn"/> (a supervised mount's orders folder) every active order is kept there, one file per
+    /// job, and the orders a previous serving process kept are announced again (<see cref="RestoreKept"/>).
+    /// </summary>
+    public static OrderSocket Listen(string mountPoint, string root, bool allowOther, GrainFsClient client, ILogger logger, string? keepIn = null)
     {
         if (OperatingSystem.IsWindows())
         {
@@ -95,15 +102,15 @@ public sealed partial class OrderSocket : IAsyncDisposable
         }
 
         LogListening(logger, path);
-        return new OrderSocket(listener, path, Path.TrimEndingDirectorySeparator(mountPoint), root, client, logger);
+        return new OrderSocket(listener, path, Path.TrimEndingDirectorySeparator(mountPoint), root, client, logger, keepIn);
     }
 
     /// <summary>As <see cref="Listen"/>, or null with a warning when the socket cannot be made: the mount works without read orders.</summary>
-    public static OrderSocket? TryListen(string mountPoint, string root, bool allowOther, GrainFsClient client, ILogger logger)
+    public static OrderSocket? TryListen(string mountPoint, string root, bool allowOther, GrainFsClient client, ILogger logger, string? keepIn = null)
     {
         try
         {
-            return Listen(mountPoint, root, allowOther, client, logger);
+            return Listen(mountPoint, root, allowOther, client, logger, keepIn);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or SocketException or PlatformNotSupportedException)
         {
@@ -200,6 +207,7 @@ public sealed partial class OrderSocket : IAsyncDisposable
             var job = header.Job ?? throw new InvalidDataException("a cancel names no job");
             var cancelled = _client.PrefetchOrders.Where(o => o.Job == job).ToList();
             cancelled.ForEach(o => o.Cancel());
+            Unkeep(job, null);
             return new Reply(true, job, cancelled.Count, 0, null);
         }
 
@@ -246,15 +254,123 @@ public sealed partial class OrderSocket : IAsyncDisposable
             LogOutside(_logger, outside, _mountPoint);
         }
 
-        var order = _client.Prefetch(paths, new PrefetchOptions
+        var options = new PrefetchOptions
         {
             Job = header.Job,
             WindowBytes = header.Window is > 0 ? header.Window.Value : PrefetchOptions.DEFAULT_WINDOW_BYTES,
             WindowShare = header.Share ?? PrefetchOptions.DEFAULT_WINDOW_SHARE,
             Parallel = header.Parallel ?? PrefetchOptions.DEFAULT_PARALLEL,
-        });
+        };
+        var order = _client.Prefetch(paths, options);
+        Keep(order, DateTimeOffset.UtcNow);
         return new Reply(true, order.Job, paths.Count, outside, null);
     }
+
+    // ------------------------------------------------------------------ orders kept across serving processes
+
+    /// <summary>
+    /// Announces again the orders a previous serving process kept (those not expired, with the time they had left):
+    /// they start again from their first file (files the cache holds already cost nothing), as the new process has
+    /// not seen the reader's reads. Returns how many.
+    /// </summary>
+    public int RestoreKept()
+    {
+        if (_keepIn is null || !Directory.Exists(_keepIn))
+        {
+            return 0;
+        }
+
+        var restored = 0;
+        foreach (var file in Directory.EnumerateFiles(_keepIn, "*.order"))
+        {
+            try
+            {
+                var bytes = File.ReadAllBytes(file);
+                var newline = Array.IndexOf(bytes, (byte)'\n');
+                var kept = newline > 0 ? JsonSerializer.Deserialize<Kept>(bytes.AsSpan(0, newline), Json) : null;
+                var left = kept is null ? TimeSpan.Zero : PrefetchOptions.DEFAULT_EXPIRY - (DateTimeOffset.UtcNow - DateTimeOffset.FromUnixTimeMilliseconds(kept.At));
+                if (kept is null || left <= TimeSpan.Zero)
+                {
+                    File.Delete(file);
+                    continue;
+                }
+
+                var paths = Encoding.UTF8.GetString(bytes, newline + 1, bytes.Length - newline - 1).Split('\0', StringSplitOptions.RemoveEmptyEntries);
+                var order = _client.Prefetch(paths, new PrefetchOptions { Job = kept.Job, WindowBytes = kept.Window, WindowShare = kept.Share, Parallel = kept.Parallel, Expiry = left });
+                Keep(order, DateTimeOffset.FromUnixTimeMilliseconds(kept.At));
+                LogRestoredOrder(_logger, order.Job, paths.Length, left.TotalMinutes);
+                restored++;
+            }
+            catch (Exception e) when (e is IOException or JsonException or ArgumentException)
+            {
+                LogBadKept(_logger, file, e.Message);
+            }
+        }
+
+        return restored;
+    }
+
+    private void Keep(PrefetchOrder order, DateTimeOffset announced)
+    {
+        if (_keepIn is null)
+        {
+            return;
+        }
+
+        _kept[order.Job] = order;
+        var header = JsonSerializer.SerializeToUtf8Bytes(new Kept(order.Job, announced.ToUnixTimeMilliseconds(), order.Options.WindowBytes, order.Options.WindowShare, order.Options.Parallel), Json);
+        var buffer = new ArrayBufferWriter<byte>(header.Length + 1 + (order.Paths.Count * 64));
+        buffer.Write(header);
+        buffer.Write("\n"u8);
+        foreach (var path in order.Paths)
+        {
+            buffer.Write(Encoding.UTF8.GetBytes(path));
+            buffer.Write([(byte)0]);
+        }
+
+        try
+        {
+            MountState.WriteAtomically(KeptFile(order.Job), buffer.WrittenSpan);
+        }
+        catch (IOException e)
+        {
+            LogBadKept(_logger, KeptFile(order.Job), e.Message);
+        }
+
+        // An order over (read to the end, expired, cancelled) is not announced again; one replaced by a newer order of
+        // its job leaves the newer one's file.
+        _ = order.Completion.ContinueWith(_ => Unkeep(order.Job, order), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+    }
+
+    private void Unkeep(string job, PrefetchOrder? order)
+    {
+        if (_keepIn is null || (order is not null && !_kept.TryRemove(new KeyValuePair<string, PrefetchOrder>(job, order))))
+        {
+            return;
+        }
+
+        if (order is null)
+        {
+            _kept.TryRemove(job, out _);
+        }
+
+        try
+        {
+            File.Delete(KeptFile(job));
+        }
+        catch (IOException)
+        {
+        }
+    }
+
+    private string KeptFile(string job) => Path.Combine(_keepIn!, Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(job)))[..16] + ".order");
+
+    private sealed record Kept(
+        [property: JsonPropertyName("job")] string Job,
+        [property: JsonPropertyName("at")] long At,
+        [property: JsonPropertyName("window")] long Window,
+        [property: JsonPropertyName("share")] double Share,
+        [property: JsonPropertyName("parallel")] int Parallel);
 
     /// <inheritdoc />
     public async ValueTask DisposeAsync()
@@ -294,6 +410,12 @@ public sealed partial class OrderSocket : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Read orders are taken at {Path}")]
     private static partial void LogListening(ILogger logger, string path);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Read order of job {Job} ({Files} files) announced again for this serving process ({Minutes:F0} min left)")]
+    private static partial void LogRestoredOrder(ILogger logger, string job, int files, double minutes);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "A kept read order {File} is not taken up: {Reason}")]
+    private static partial void LogBadKept(ILogger logger, string file, string reason);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "A read order named {Count} path(s) outside {MountPoint}: skipped")]
     private static partial void LogOutside(ILogger logger, int count, string mountPoint);

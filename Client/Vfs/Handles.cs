@@ -70,6 +70,15 @@ internal sealed class HandleTable<T>
 
     public int Count => _open.Count;
 
+    /// <summary>Numbers from now on start above <paramref name="last"/> (handles an earlier serving process gave the kernel are never reused).</summary>
+    public void StartAfter(ulong last)
+    {
+        long current;
+        while ((current = Interlocked.Read(ref _next)) < (long)last && Interlocked.CompareExchange(ref _next, (long)last, current) != current)
+        {
+        }
+    }
+
     public T Add(Func<ulong, T> create)
     {
         var id = (ulong)Interlocked.Increment(ref _next);

@@ -46,6 +46,15 @@ public sealed class Inode
 
     /// <summary>Children the front end knows, by name, made with the first one (most inodes are files); guarded by locking this inode.</summary>
     internal Dictionary<string, Inode>? Children;
+
+    /// <summary>Its name now means another file or none (unlinked, renamed over); it lives while the kernel holds it.</summary>
+    internal bool Detached;
+
+    /// <summary>
+    /// Taken over from the journal of an earlier serving process, whose lookup counts are not known: the kernel's next
+    /// forget (sent when it evicts the inode, with every lookup it counted) drops it.
+    /// </summary>
+    internal bool Restored;
 }
 
 /// <summary>
@@ -75,6 +84,71 @@ public sealed class InodeTable
 
     /// <summary>The root.</summary>
     public Inode Root { get; }
+
+    /// <summary>The journal the numbering is kept in (<see cref="Restore"/>), or null.</summary>
+    public InodeJournal? Journal { get; private set; }
+
+    /// <summary>
+    /// Takes over the inodes in the journal at <paramref name="journalPath"/> (left by an earlier process serving the
+    /// same kernel connection: the kernel still uses those numbers), then keeps the numbering in it from now on. An
+    /// inode whose parent is not in the journal cannot be placed and is left out (the kernel gets ESTALE for it).
+    /// Returns the inodes taken over.
+    /// </summary>
+    public int Restore(string journalPath)
+    {
+        if (Journal is not null)
+        {
+            throw new InvalidOperationException("the inode table already keeps a journal");
+        }
+
+        var entries = InodeJournal.Read(journalPath);
+        var byParent = entries.Values.ToLookup(e => e.Parent);
+        var pending = new Queue<Inode>([Root]);
+        var restored = 0;
+        var highest = (long)RootIno;
+        while (pending.TryDequeue(out var parent))
+        {
+            foreach (var entry in byParent[parent.Ino])
+            {
+                if (entry.Ino == RootIno || _byIno.ContainsKey(entry.Ino))
+                {
+                    continue;
+                }
+
+                var kind = entry.Directory ? FsKind.Directory : FsKind.File;
+                var inode = new Inode(entry.Ino, parent, entry.Name, new FsEntry(entry.Name, kind, 0, DateTime.UnixEpoch, string.Empty, 0), string.Empty, -1)
+                {
+                    Restored = true,
+                    Detached = entry.Detached,
+                };
+                if (!entry.Detached)
+                {
+                    (parent.Children ??= new Dictionary<string, Inode>(StringComparer.Ordinal))[entry.Name] = inode;
+                }
+
+                _byIno[entry.Ino] = inode;
+                highest = Math.Max(highest, (long)entry.Ino);
+                restored++;
+                pending.Enqueue(inode);
+            }
+        }
+
+        Interlocked.Exchange(ref _next, Math.Max(Interlocked.Read(ref _next), highest));
+        Journal = InodeJournal.Create(journalPath, Snapshot);
+        return restored;
+    }
+
+    /// <summary>The inodes held (the root left out), read without locks for the journal.</summary>
+    private IEnumerable<InodeJournal.Entry> Snapshot()
+    {
+        foreach (var inode in _byIno.Values)
+        {
+            if (inode.Parent is { } parent)
+            {
+                yield return new InodeJournal.Entry(inode.Ino, parent.Ino, inode.Name, inode.Entry.IsDirectory, inode.Detached);
+            }
+        }
+    }
 
     /// <summary>Inodes held (the root included).</summary>
     public int Count => _byIno.Count;
@@ -150,6 +224,7 @@ public sealed class InodeTable
                 inode = new Inode(ino, parent, name, entry, FsPath.Combine(PathOf(parent), name), Interlocked.Read(ref _pathGeneration));
                 parent.Children[name] = inode;
                 _byIno[ino] = inode;
+                Journal?.Numbered(ino, parent.Ino, name, entry.IsDirectory);
             }
             else
             {
@@ -185,7 +260,7 @@ public sealed class InodeTable
         lock (parent)
         {
             inode.LookupCount -= (long)count;
-            if (inode.LookupCount > 0)
+            if (inode.LookupCount > 0 && !inode.Restored)
             {
                 return;
             }
@@ -195,7 +270,10 @@ public sealed class InodeTable
                 children.Remove(inode.Name);
             }
 
-            _byIno.TryRemove(new KeyValuePair<ulong, Inode>(ino, inode));
+            if (_byIno.TryRemove(new KeyValuePair<ulong, Inode>(ino, inode)))
+            {
+                Journal?.Dropped(ino);
+            }
         }
     }
 
@@ -205,7 +283,11 @@ public sealed class InodeTable
     {
         lock (parent)
         {
-            parent.Children?.Remove(name);
+            if (parent.Children is { } children && children.Remove(name, out var inode))
+            {
+                inode.Detached = true;
+                Journal?.Detached(inode.Ino);
+            }
         }
     }
 
@@ -226,8 +308,10 @@ public sealed class InodeTable
 
                 inode.Parent = newParent;
                 inode.Name = newName;
+                inode.Detached = false;
                 (newParent.Children ??= new Dictionary<string, Inode>(StringComparer.Ordinal))[newName] = inode;
                 Interlocked.Increment(ref _pathGeneration);
+                Journal?.Moved(inode.Ino, newParent.Ino, newName, inode.Entry.IsDirectory);
             }
         }
     }

@@ -44,6 +44,21 @@ public sealed partial class VirtualFileSystem
     /// <summary>The inodes the front end holds.</summary>
     public InodeTable Inodes { get; }
 
+    /// <summary>
+    /// Takes over from an earlier process that served the same kernel connection: the inodes it numbered (from the
+    /// journal at <paramref name="journalPath"/>, kept from now on) and handle numbers above <paramref name="handleBase"/>,
+    /// so a number the kernel still holds never names another file. Handles the earlier process opened are not known:
+    /// a read through one reads the inode's current version, a directory listing starts again at its offset, and a write
+    /// or flush through a write handle fails with EBADF (what it had not flushed went with it). Returns the inodes taken over.
+    /// </summary>
+    public int Restore(string journalPath, ulong handleBase)
+    {
+        _files.StartAfter(handleBase);
+        _directories.StartAfter(handleBase);
+        _writes.StartAfter(handleBase);
+        return Inodes.Restore(journalPath);
+    }
+
     /// <summary>Files open with a handle.</summary>
     public int OpenFiles => _files.Count;
 
@@ -177,7 +192,7 @@ public sealed partial class VirtualFileSystem
 
         GrainFsFile file;
         string path;
-        if (_files.Find(fh) is { } open)
+        if (_files.Find(fh) is { } open && open.Inode.Ino == ino)
         {
             file = open.File;
             path = file.Path;
