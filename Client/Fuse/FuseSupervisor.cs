@@ -23,7 +23,6 @@ public sealed partial class FuseSupervisor
     public const PosixSignal HandOverSignal = PosixSignal.SIGHUP;
 
     private const int FuseInit = 26;
-    private static readonly TimeSpan ShortLife = TimeSpan.FromSeconds(10);
     private static readonly TimeSpan LongestBackoff = TimeSpan.FromSeconds(10);
 
     private readonly string _mountPoint;
@@ -279,7 +278,8 @@ public sealed partial class FuseSupervisor
     {
         var generation = 1;
         var served = false;
-        var shortLives = 0;
+        // Children in a row that ended before they served (a cluster down, a broken install): restarts back off.
+        var failedStarts = 0;
         start.Environment[FuseConnection.StateVariable] = _state.Folder;
         start.Environment[FuseConnection.GenerationVariable] = "1";
         start.Environment[FuseConnection.ParentVariable] = Environment.ProcessId.ToString(CultureInfo.InvariantCulture);
@@ -289,7 +289,6 @@ public sealed partial class FuseSupervisor
             return code;
         }
 
-        var started = Stopwatch.StartNew();
         Process? child = first;
         while (!_stopping)
         {
@@ -298,7 +297,6 @@ public sealed partial class FuseSupervisor
                 generation++;
                 start.Environment[FuseConnection.FdVariable] = _fd.ToString(CultureInfo.InvariantCulture);
                 start.Environment[FuseConnection.GenerationVariable] = generation.ToString(CultureInfo.InvariantCulture);
-                started.Restart();
                 child = Spawn(start);
                 if (child is null)
                 {
@@ -309,7 +307,8 @@ public sealed partial class FuseSupervisor
             var current = child;
             using (current)
             {
-                if (WaitUntilServing(child) && !served)
+                var serving = WaitUntilServing(child);
+                if (serving && !served)
                 {
                     served = true;
                     ready();
@@ -340,13 +339,14 @@ public sealed partial class FuseSupervisor
                 {
                     _handingOver = false;
                     LogHandedOver(_logger, child.Id, generation + 1);
-                    shortLives = 0;
+                    failedStarts = 0;
                     child = null;
                     continue;
                 }
 
-                shortLives = started.Elapsed < ShortLife ? shortLives + 1 : 0;
-                var backoff = shortLives <= 3 ? TimeSpan.Zero : TimeSpan.FromMilliseconds(Math.Min(LongestBackoff.TotalMilliseconds, 250 << Math.Min(10, shortLives - 4)));
+                // A child that served is replaced at once (readers wait meanwhile); one that could not serve, after a while.
+                failedStarts = serving ? 0 : failedStarts + 1;
+                var backoff = failedStarts <= 2 ? TimeSpan.Zero : TimeSpan.FromMilliseconds(Math.Min(LongestBackoff.TotalMilliseconds, 250 << Math.Min(10, failedStarts - 3)));
                 LogRestarting(_logger, child.Id, Describe(code), _mountPoint, backoff.TotalSeconds);
                 if (backoff > TimeSpan.Zero)
                 {
