@@ -42,6 +42,13 @@ public static class FsPath
             return FsStatus.InvalidArgument;
         }
 
+        if (!System.Text.Ascii.IsValid(path) && LoneSurrogateAt(path) is var at and >= 0)
+        {
+            // Not Unicode: it has no UTF-8 form, and encoding it would turn it into another name (U+FFFD).
+            error = $"path '{path[..at]}…' is not valid Unicode (a lone UTF-16 surrogate at character {at})";
+            return FsStatus.InvalidArgument;
+        }
+
         if (Encoding.UTF8.GetByteCount(path) > MaxPathBytes)
         {
             error = $"path is longer than {MaxPathBytes} bytes";
@@ -79,6 +86,24 @@ public static class FsPath
         normalized = trimmed;
         error = null;
         return FsStatus.Ok;
+    }
+
+    /// <summary>Where <paramref name="text"/> has a UTF-16 surrogate that is not half of a pair, or -1.</summary>
+    private static int LoneSurrogateAt(string text)
+    {
+        for (var i = 0; i < text.Length; i++)
+        {
+            if (char.IsHighSurrogate(text[i]) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1]))
+            {
+                i++;
+            }
+            else if (char.IsSurrogate(text[i]))
+            {
+                return i;
+            }
+        }
+
+        return -1;
     }
 
     /// <summary>Checks one path component (a file or directory name).</summary>

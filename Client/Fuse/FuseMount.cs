@@ -399,7 +399,13 @@ public sealed unsafe partial class FuseMount : IDisposable
     private static void OnInit(IntPtr userdata, IntPtr conn) => Fs.Init(conn);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnLookup(IntPtr req, ulong parent, byte* name) => Fs.Lookup(req, parent, Name(name));
+    private static void OnLookup(IntPtr req, ulong parent, byte* name)
+    {
+        if (Known(req, name, out var text))
+        {
+            Fs.Lookup(req, parent, text);
+        }
+    }
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
     private static void OnForget(IntPtr req, ulong ino, ulong nlookup)
@@ -459,35 +465,100 @@ public sealed unsafe partial class FuseMount : IDisposable
     private static void OnSetattr(IntPtr req, ulong ino, Native.Stat* attr, int toSet, IntPtr fileInfo) => Fs.SetAttributes(req, ino, in *attr, toSet, fileInfo);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnMknod(IntPtr req, ulong parent, byte* name, uint mode, ulong rdev) => Fs.MakeNode(req, parent, Name(name), mode);
+    private static void OnMknod(IntPtr req, ulong parent, byte* name, uint mode, ulong rdev)
+    {
+        if (Holdable(req, name, out var text))
+        {
+            Fs.MakeNode(req, parent, text, mode);
+        }
+    }
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnMkdir(IntPtr req, ulong parent, byte* name, uint mode) => Fs.MakeDirectory(req, parent, Name(name), mode);
+    private static void OnMkdir(IntPtr req, ulong parent, byte* name, uint mode)
+    {
+        if (Holdable(req, name, out var text))
+        {
+            Fs.MakeDirectory(req, parent, text, mode);
+        }
+    }
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnUnlink(IntPtr req, ulong parent, byte* name) => Fs.Unlink(req, parent, Name(name));
+    private static void OnUnlink(IntPtr req, ulong parent, byte* name)
+    {
+        if (Known(req, name, out var text))
+        {
+            Fs.Unlink(req, parent, text);
+        }
+    }
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnRmdir(IntPtr req, ulong parent, byte* name) => Fs.RemoveDirectory(req, parent, Name(name));
+    private static void OnRmdir(IntPtr req, ulong parent, byte* name)
+    {
+        if (Known(req, name, out var text))
+        {
+            Fs.RemoveDirectory(req, parent, text);
+        }
+    }
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
     private static void OnSymlink(IntPtr req, byte* link, ulong parent, byte* name) => FuseFileSystem.Refuse(req);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnRename(IntPtr req, ulong parent, byte* name, ulong newParent, byte* newName, uint flags) =>
-        Fs.Rename(req, parent, Name(name), newParent, Name(newName), flags);
+    private static void OnRename(IntPtr req, ulong parent, byte* name, ulong newParent, byte* newName, uint flags)
+    {
+        if (Known(req, name, out var from) && Holdable(req, newName, out var to))
+        {
+            Fs.Rename(req, parent, from, newParent, to, flags);
+        }
+    }
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
     private static void OnLink(IntPtr req, ulong ino, ulong newParent, byte* newName) => FuseFileSystem.Refuse(req);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    private static void OnCreate(IntPtr req, ulong parent, byte* name, uint mode, IntPtr fileInfo) => Fs.Create(req, parent, Name(name), mode, fileInfo);
+    private static void OnCreate(IntPtr req, ulong parent, byte* name, uint mode, IntPtr fileInfo)
+    {
+        if (Holdable(req, name, out var text))
+        {
+            Fs.Create(req, parent, text, mode, fileInfo);
+        }
+    }
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
     private static void OnWrite(IntPtr req, ulong ino, byte* buffer, nuint size, long offset, IntPtr fileInfo) =>
         Fs.Write(req, ino, new ReadOnlySpan<byte>(buffer, (int)size), offset, fileInfo);
 
-    private static string Name(byte* name) => Marshal.PtrToStringUTF8((IntPtr)name) ?? string.Empty;
+    private const int ENOENT = 2;
+    private const int EILSEQ = 84;
+
+    /// <summary>
+    /// A name the kernel sent, when it is UTF-8, as every GrainFS name is; else null (decoding with replacement
+    /// characters would make two different names one).
+    /// </summary>
+    private static string? Name(byte* name)
+    {
+        var bytes = MemoryMarshal.CreateReadOnlySpanFromNullTerminated(name);
+        return System.Text.Unicode.Utf8.IsValid(bytes) ? Encoding.UTF8.GetString(bytes) : null;
+    }
+
+    /// <summary>A name to find: one that is not UTF-8 names nothing GrainFS holds (ENOENT).</summary>
+    private static bool Known(IntPtr req, byte* name, out string text) => Decoded(req, name, ENOENT, out text);
+
+    /// <summary>A name to make: one that is not UTF-8 cannot be held (EILSEQ, "invalid or incomplete multibyte character").</summary>
+    private static bool Holdable(IntPtr req, byte* name, out string text) => Decoded(req, name, EILSEQ, out text);
+
+    private static bool Decoded(IntPtr req, byte* name, int error, out string text)
+    {
+        if (Name(name) is { } decoded)
+        {
+            text = decoded;
+            return true;
+        }
+
+        text = string.Empty;
+        Native.ReplyErr(req, error);
+        return false;
+    }
 
     /// <summary>
     /// Sets the read-ahead window of the mount's backing device (read_ahead_kb under /sys/class/bdi, found by the device

@@ -96,8 +96,20 @@ public sealed class NamespaceClient
 
     // ---------------------------------------------------------------- stat and list
 
-    /// <summary>The inode at <paramref name="path"/>: one grain call at most (to its parent directory), none when cached.</summary>
+    /// <summary>
+    /// The inode at <paramref name="path"/>: one grain call at most (to its parent directory), none when cached. A path
+    /// ending in '/' names a directory (as in POSIX): a file there is ENOTDIR.
+    /// </summary>
     public async ValueTask<FsResult<FsEntry>> StatAsync(string path, CancellationToken cancellationToken = default)
+    {
+        var stat = await StatEntryAsync(path, cancellationToken).ConfigureAwait(false);
+        return stat.IsOk && !stat.Value!.IsDirectory && NamesDirectory(path) ? FsResult<FsEntry>.Fail(FsStatus.NotADirectory, $"{path}: not a directory") : stat;
+    }
+
+    /// <summary>A path with a trailing '/' (not the root) names a directory.</summary>
+    private static bool NamesDirectory(string path) => path.Length > 1 && path[^1] == '/';
+
+    private async ValueTask<FsResult<FsEntry>> StatEntryAsync(string path, CancellationToken cancellationToken)
     {
         var started = Stopwatch.GetTimestamp();
         var resolved = await _mounts.ResolveAsync(path, cancellationToken).ConfigureAwait(false);
@@ -312,6 +324,13 @@ public sealed class NamespaceClient
     /// <summary>The version of the file at <paramref name="path"/> (EISDIR for a directory), as the block layer needs it.</summary>
     public async ValueTask<FsResult<FileVersion>> VersionOfAsync(string path, CancellationToken cancellationToken)
     {
+        if (NamesDirectory(path) && FsPath.TryNormalize(path, out _, out _) == FsStatus.Ok)
+        {
+            // A file is never opened by a name that says directory.
+            var named = await StatAsync(path, cancellationToken).ConfigureAwait(false);
+            return FsResult<FileVersion>.Fail(named.IsOk ? FsStatus.IsADirectory : named.Status, named.IsOk ? $"{path}: is a directory" : named.Message);
+        }
+
         var resolved = await _mounts.ResolveAsync(path, cancellationToken).ConfigureAwait(false);
         if (resolved.Place != PathPlace.InMount)
         {
