@@ -1,9 +1,12 @@
 """DataLoader epochs over an image folder; prints samples per second, a line per epoch.
 
-Usage: root raw|decode workers [epochs [none|order [drop]]]. With "order" the epochs are drawn by the same
-RandomSampler, wrapped in grainfs.torch.EpochOrderSampler, which announces each epoch's order to the GrainFS mount
-before it is read (the grainfs package must be importable: PYTHONPATH=Client/Python). With "drop" the kernel's page
-cache is dropped before each epoch (root only), so that only the system's own cache holds files between epochs.
+Usage: root raw|decode workers [epochs [none|order [drop|keep [accelerators compute_ms]]]]. With "order" the epochs
+are drawn by the same RandomSampler, wrapped in grainfs.torch.EpochOrderSampler, which announces each epoch's order to
+the GrainFS mount before it is read (the grainfs package must be importable: PYTHONPATH=Client/Python). With "drop"
+the kernel's page cache is dropped before each epoch (root only), so that only the system's own cache holds files
+between epochs. With accelerators > 0 the training loop hands each batch to one of that many emulated accelerators,
+each busy compute_ms per batch (MLPerf Storage's way: a sleep, no CPU), and waits while all are busy; each line then
+also gives the accelerators' utilisation (their busy time over the epoch's time, the last batch's compute included).
 """
 import os
 import sys
@@ -37,6 +40,8 @@ def main():
     epochs = int(sys.argv[4]) if len(sys.argv) > 4 else 1
     order = len(sys.argv) > 5 and sys.argv[5] == "order"
     drop = len(sys.argv) > 6 and sys.argv[6] == "drop"
+    accelerators = int(sys.argv[7]) if len(sys.argv) > 7 else 0
+    compute = int(sys.argv[8]) / 1000.0 if len(sys.argv) > 8 else 0.0
     torch.manual_seed(0)
     dataset = Folder(root, mode == "decode")
     sampler = RandomSampler(dataset)
@@ -51,9 +56,24 @@ def main():
                 caches.write("1")
         started = time.perf_counter()
         count = 0
+        free_at = [started] * accelerators
+        busy = 0.0
         for batch in loader:
             count += len(batch)
-        print(f"{count / (time.perf_counter() - started):.1f}", flush=True)
+            if accelerators:
+                now = time.perf_counter()
+                first = min(range(accelerators), key=free_at.__getitem__)
+                if free_at[first] > now:
+                    time.sleep(free_at[first] - now)  # every accelerator busy: the loader waits
+                    now = free_at[first]
+                free_at[first] = now + compute
+                busy += compute
+        ended = max([time.perf_counter()] + free_at)
+        rate = count / (ended - started)
+        if accelerators:
+            print(f"{rate:.1f} {busy / (accelerators * (ended - started)):.3f}", flush=True)
+        else:
+            print(f"{rate:.1f}", flush=True)
 
 
 if __name__ == "__main__":

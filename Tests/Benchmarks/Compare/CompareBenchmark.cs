@@ -238,7 +238,7 @@ internal static class CompareBenchmark
         if (s.Epochs && grainfs is not null && s.Systems.Contains("GrainFS FUSE"))
         {
             var imageBytes = images.Sum(i => new FileInfo(Path.Combine(dataset, i)).Length);
-            epochs = await EpochRows.RunAsync(new EpochRows.Context(s.Work, dataset, images.Count, imageBytes, server, grainfs, children, s.Python, s.SiloDll, s.CliDll, Progress), ct);
+            epochs = await EpochRows.RunAsync(new EpochRows.Context(s.Work, dataset, images.Count, imageBytes, server, grainfs, children, s.Python, s.SiloDll, s.CliDll, Progress, s.Batch, s.ComputeMs), ct);
         }
 
         return (rows, epochs);

@@ -5,6 +5,9 @@ using GrainFs.Tests.Infrastructure;
 
 namespace GrainFs.Benchmarks.Compare;
 
+/// <summary>An accelerator emulation run: the accelerators kept ≥ 90% busy (0: not even one) and their utilisation.</summary>
+internal sealed record Emulated(int Accelerators, double Utilisation);
+
 /// <summary>One system's figures in the epoch section (null: not measured).</summary>
 internal sealed class EpochRow
 {
@@ -28,6 +31,12 @@ internal sealed class EpochRow
     /// <summary>Prefetch fills, hits and wasted over those epochs (GrainFS only).</summary>
     public long[]? HalfCachePrefetch { get; set; }
 
+    /// <summary>Accelerators a cold first epoch kept ≥ 90% busy in the emulation, and their utilisation (0 accelerators: even one was not).</summary>
+    public Emulated? ColdAccelerators { get; set; }
+
+    /// <summary>The same over an epoch with the dataset twice the cache.</summary>
+    public Emulated? HalfCacheAccelerators { get; set; }
+
     public string? Failure { get; set; }
 }
 
@@ -48,7 +57,7 @@ internal static class EpochRows
 
     public sealed record Context(
         string Work, string Dataset, int Images, long ImageBytes, S3rverServer Server, GrainFsDeployment GrainFs, ChildProcesses Children,
-        string Python, string SiloDll, string CliDll, Action<string> Progress);
+        string Python, string SiloDll, string CliDll, Action<string> Progress, int Batch, int ComputeMs);
 
     public static async Task<List<EpochRow>> RunAsync(Context c, CancellationToken ct)
     {
@@ -61,6 +70,7 @@ internal static class EpochRows
             var disk = new LocalDiskSystem(c.Dataset);
             await disk.MakeColdAsync(ct);
             (local.ColdEpoch, local.WarmEpoch) = Two(await EpochsAsync(c, "local disk", c.Dataset, 2, order: false, ct));
+            local.ColdAccelerators = await AcceleratorsAsync(c, "local disk", c.Dataset, local.ColdEpoch!.Value, false, () => disk.MakeColdAsync(ct), ct);
         });
 
         // Each system below is stopped once measured (its daemon, its cache), so that they do not share the machine.
@@ -78,11 +88,13 @@ internal static class EpochRows
                 await fuse.StartAsync(ct);
                 await fuse.MakeColdAsync(ct);
                 (random.ColdEpoch, random.WarmEpoch) = Two(await EpochsAsync(c, "GrainFS FUSE", fuse.Folder, 2, order: false, ct));
+                random.ColdAccelerators = await AcceleratorsAsync(c, "GrainFS FUSE", fuse.Folder, random.ColdEpoch!.Value, false, () => fuse.MakeColdAsync(ct), ct);
             });
             await MeasureAsync(order, async () =>
             {
                 await fuse.MakeColdAsync(ct);
                 (order.ColdEpoch, order.WarmEpoch) = Two(await EpochsAsync(c, "GrainFS FUSE", fuse.Folder, 2, order: true, ct));
+                order.ColdAccelerators = await AcceleratorsAsync(c, "GrainFS FUSE", fuse.Folder, order.ColdEpoch!.Value, true, () => fuse.MakeColdAsync(ct), ct);
             });
             await c.Children.StopAsync(fuse.Name);
         }
@@ -97,6 +109,7 @@ internal static class EpochRows
                 await rclone.StartAsync(ct);
                 await rclone.MakeColdAsync(ct);
                 (row.ColdEpoch, row.WarmEpoch) = Two(await EpochsAsync(c, "rclone", rclone.Folder, 2, order: false, ct));
+                row.ColdAccelerators = await AcceleratorsAsync(c, "rclone", rclone.Folder, row.ColdEpoch!.Value, false, () => rclone.MakeColdAsync(ct), ct);
             });
             await c.Children.StopAsync(rclone.Name);
         }
@@ -118,6 +131,8 @@ internal static class EpochRows
                         await smallFuse.MakeColdAsync(ct);
                         var steady = await SteadyAsync(c, small, smallFuse.Folder, ordered, ct);
                         (row.HalfCache, row.HalfCacheFetched, row.HalfCachePrefetch) = steady;
+                        // Steady state already: each emulated epoch is one more epoch of the same kind.
+                        row.HalfCacheAccelerators = await AcceleratorsAsync(c, $"GrainFS FUSE half cache ({row.Sampler})", smallFuse.Folder, row.HalfCache!.Value, ordered, () => Task.CompletedTask, ct, dropPageCache: true);
                     });
                 }
 
@@ -137,6 +152,7 @@ internal static class EpochRows
                 await smallRclone.MakeColdAsync(ct);
                 var epochs = await EpochsAsync(c, "rclone half cache", smallRclone.Folder, SteadyEpochs + 1, order: false, ct, dropPageCache: true);
                 row.HalfCache = epochs.Skip(1).Average();
+                row.HalfCacheAccelerators = await AcceleratorsAsync(c, "rclone half cache", smallRclone.Folder, row.HalfCache.Value, false, () => Task.CompletedTask, ct, dropPageCache: true);
             });
             await c.Children.StopAsync(smallRclone.Name);
         }
@@ -186,12 +202,45 @@ internal static class EpochRows
         return (workers.Sum(w => w.Fills), prefetch);
     }
 
-    /// <summary>Runs <paramref name="epochs"/> DataLoader epochs (decode + resize) in one process; samples/s of each.</summary>
-    private static async Task<List<double>> EpochsAsync(Context c, string label, string folder, int epochs, bool order, CancellationToken ct, bool dropPageCache = false)
+    /// <summary>
+    /// The accelerator emulation run for real over an epoch of the same kind (cold: after <paramref name="makeCold"/>):
+    /// the training loop hands each batch to one of N accelerators, each busy <see cref="Context.ComputeMs"/> per batch,
+    /// and waits while all are busy. N starts at what <paramref name="rate"/> (the epoch measured without them) would
+    /// keep ≥ 90% busy; when the run falls short, N goes down (six epochs at most). Returns the N kept ≥ 90% busy and
+    /// their utilisation (0 and the utilisation of one accelerator when not even one was).
+    /// </summary>
+    private static async Task<Emulated> AcceleratorsAsync(Context c, string label, string folder, double rate, bool order, Func<Task> makeCold, CancellationToken ct, bool dropPageCache = false)
+    {
+        var perAccelerator = c.Batch * 1000.0 / c.ComputeMs;
+        var accelerators = Math.Max(1, (int)Math.Floor(rate / (0.9 * perAccelerator)));
+        for (var attempt = 0; ; attempt++)
+        {
+            await makeCold();
+            var utilisation = (await EpochsAsync(c, $"{label}, {accelerators} emulated accelerator(s)", folder, 1, order, ct, dropPageCache, accelerators)).Single();
+            if (utilisation >= 0.9)
+            {
+                return new Emulated(accelerators, utilisation);
+            }
+
+            if (accelerators == 1 || attempt == 5)
+            {
+                // Not even one (or no count found within six epochs): none is claimed.
+                return new Emulated(0, utilisation);
+            }
+
+            accelerators = Math.Max(1, Math.Min(accelerators - 1, (int)Math.Floor(accelerators * utilisation / 0.9)));
+        }
+    }
+
+    /// <summary>
+    /// Runs <paramref name="epochs"/> DataLoader epochs (decode + resize) in one process; samples/s of each, or with
+    /// <paramref name="accelerators"/> the emulated accelerators' utilisation of each.
+    /// </summary>
+    private static async Task<List<double>> EpochsAsync(Context c, string label, string folder, int epochs, bool order, CancellationToken ct, bool dropPageCache = false, int accelerators = 0)
     {
         c.Progress($"epochs: {label}, {epochs} DataLoader epoch(s), {(order ? "EpochOrderSampler" : "RandomSampler")}");
         var script = Path.Combine(AppContext.BaseDirectory, "dataloader_epoch.py");
-        var start = new ProcessStartInfo(c.Python, [script, folder, "decode", Workers.ToString(CultureInfo.InvariantCulture), epochs.ToString(CultureInfo.InvariantCulture), order ? "order" : "none", dropPageCache ? "drop" : "keep"])
+        var start = new ProcessStartInfo(c.Python, [script, folder, "decode", Workers.ToString(CultureInfo.InvariantCulture), epochs.ToString(CultureInfo.InvariantCulture), order ? "order" : "none", dropPageCache ? "drop" : "keep", accelerators.ToString(CultureInfo.InvariantCulture), c.ComputeMs.ToString(CultureInfo.InvariantCulture)])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -212,13 +261,15 @@ internal static class EpochRows
             throw new InvalidOperationException($"the order was not announced: {warnings.Trim()}");
         }
 
-        var rates = (await output).Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(l => double.Parse(l, CultureInfo.InvariantCulture)).ToList();
+        // A line is the epoch's samples/s, then with accelerators their utilisation.
+        var rates = (await output).Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(l => double.Parse(l.Split(' ')[accelerators > 0 ? 1 : 0], CultureInfo.InvariantCulture)).ToList();
         if (rates.Count != epochs)
         {
             throw new InvalidOperationException($"the DataLoader printed {rates.Count} epochs of {epochs}");
         }
 
-        c.Progress($"epochs: {label}: " + string.Join(", ", rates.Select(r => r.ToString("N0", CultureInfo.InvariantCulture))) + " samples/s");
+        c.Progress($"epochs: {label}: " + string.Join(", ", rates.Select(r => r.ToString(accelerators > 0 ? "P1" : "N0", CultureInfo.InvariantCulture))) + (accelerators > 0 ? " busy" : " samples/s"));
         return rates;
     }
 
@@ -228,14 +279,13 @@ internal static class EpochRows
         static string F(double? value) => value is { } v ? v.ToString("N0", CultureInfo.InvariantCulture) : "—";
         static string R(double? value, double? baseline) => value is { } v && baseline is { } b && b > 0 ? (v / b).ToString("F2", CultureInfo.InvariantCulture) : "—";
 
-        // An accelerator takes a batch per compute time; kept ≥ 90% busy, it needs 90% of that rate.
-        var perAccelerator = 0.9 * batch * 1000.0 / computeMs;
-        string A(double? rate) => rate is { } r ? Math.Floor(r / perAccelerator).ToString(CultureInfo.InvariantCulture) : "—";
+        static string A(Emulated? measured) =>
+            measured is { } m ? string.Create(CultureInfo.InvariantCulture, $"{m.Accelerators} ({m.Utilisation:P0})") : "—";
 
         var text = new StringBuilder();
         text.AppendLine("## Epochs: a cold first epoch, and a dataset twice the cache");
         text.AppendLine();
-        text.AppendLine(CultureInfo.InvariantCulture, $"PyTorch DataLoader epochs over the images (decode + resize to 112×112, {Workers} workers, batches of 32), each system read through its folder; `random` draws epochs with a RandomSampler, `order` with the same RandomSampler wrapped in `grainfs.torch.EpochOrderSampler`, which announces each epoch's order to the mount before reading it (same seed, same permutations). Cold: every cache of the system dropped, then the first epoch; warm: the epoch after it. Half cache: a second GrainFS deployment whose only tier holds half the images' bytes (and rclone with `--vfs-cache-max-size` of the same), a warm-up epoch, then the mean of {SteadyEpochs} epochs, the kernel's page cache dropped before each (else it would hold the whole dataset above either cache); fetched: the files the worker filled from the object store per epoch, as a share of the files (a cache of half the dataset must fetch at least 0.5 of a random epoch); prefetch: the worker's fills ahead of the reader, those the reader then read (hits), and those evicted unread (wasted), over those epochs. Accelerators: how many the epoch's rate keeps ≥ 90% busy at {batch} samples per {computeMs} ms each (rate ÷ {perAccelerator:F0}). The object store's ceiling with 8 readers is the direct S3 row's cold small-file rate above: {directS3FilesPerSecond:N0} files/s.");
+        text.AppendLine(CultureInfo.InvariantCulture, $"PyTorch DataLoader epochs over the images (decode + resize to 112×112, {Workers} workers, batches of 32), each system read through its folder; `random` draws epochs with a RandomSampler, `order` with the same RandomSampler wrapped in `grainfs.torch.EpochOrderSampler`, which announces each epoch's order to the mount before reading it (same seed, same permutations). Cold: every cache of the system dropped, then the first epoch; warm: the epoch after it. Half cache: a second GrainFS deployment whose only tier holds half the images' bytes (and rclone with `--vfs-cache-max-size` of the same), a warm-up epoch, then the mean of {SteadyEpochs} epochs, the kernel's page cache dropped before each (else it would hold the whole dataset above either cache); fetched: the files the worker filled from the object store per epoch, as a share of the files (a cache of half the dataset must fetch at least 0.5 of a random epoch); prefetch: the worker's fills ahead of the reader, those the reader then read (hits), and those evicted unread (wasted), over those epochs. Accelerators: the emulation run for real over one more epoch of the same kind (cold: every cache dropped again; half cache: one more steady epoch): the training loop hands each batch of {batch} to one of N emulated accelerators, each busy {computeMs} ms per batch, and waits while all are busy; the most accelerators kept ≥ 90% busy, starting from what the epoch's rate allows and stepping down when the run falls short, with their measured utilisation in brackets (0: not even one was). The object store's ceiling with 8 readers is the direct S3 row's cold small-file rate above: {directS3FilesPerSecond:N0} files/s.");
         text.AppendLine();
         text.AppendLine("| system | sampler | cold epoch samples/s | warm epoch samples/s | cold ÷ warm | accelerators, cold | half cache samples/s | half cache fetched per epoch | prefetch fills / hits / wasted | accelerators, half cache |");
         text.AppendLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
@@ -243,7 +293,7 @@ internal static class EpochRows
         {
             text.AppendLine(r.Failure is not null
                 ? $"| {r.System} | {r.Sampler} | failed: {r.Failure} | | | | | | | |"
-                : $"| {r.System} | {r.Sampler} | {F(r.ColdEpoch)} | {F(r.WarmEpoch)} | {R(r.ColdEpoch, r.WarmEpoch)} | {A(r.ColdEpoch)} | {F(r.HalfCache)} | {(r.HalfCacheFetched is { } h ? h.ToString("F2", CultureInfo.InvariantCulture) : "—")} | {(r.HalfCachePrefetch is { } p ? string.Join(" / ", p) : "—")} | {A(r.HalfCache)} |");
+                : $"| {r.System} | {r.Sampler} | {F(r.ColdEpoch)} | {F(r.WarmEpoch)} | {R(r.ColdEpoch, r.WarmEpoch)} | {A(r.ColdAccelerators)} | {F(r.HalfCache)} | {(r.HalfCacheFetched is { } h ? h.ToString("F2", CultureInfo.InvariantCulture) : "—")} | {(r.HalfCachePrefetch is { } p ? string.Join(" / ", p) : "—")} | {A(r.HalfCacheAccelerators)} |");
         }
 
         var random = rows.FirstOrDefault(r => r.System == "GrainFS FUSE" && r.Sampler == "random" && r.Failure is null);
