@@ -157,6 +157,22 @@ public sealed unsafe partial class FuseMount : IDisposable
         return session != IntPtr.Zero ? session : throw new FuseMountException($"libfuse refused the mount options ({string.Join(',', mountOptions)})");
     }
 
+    /// <summary>Destroys a libfuse session and frees its operations table (each once; the fields are cleared).</summary>
+    internal static void DestroySession(ref IntPtr session, ref IntPtr ops)
+    {
+        if (session != IntPtr.Zero)
+        {
+            Native.SessionDestroy(session);
+            session = IntPtr.Zero;
+        }
+
+        if (ops != IntPtr.Zero)
+        {
+            NativeMemory.Free((void*)ops);
+            ops = IntPtr.Zero;
+        }
+    }
+
     private void Start(FuseOptions options)
     {
         var mountOptions = MountOptionsOf(options);
@@ -334,17 +350,7 @@ public sealed unsafe partial class FuseMount : IDisposable
         StopInvalidations();
         lock (_gate)
         {
-            if (_session != IntPtr.Zero)
-            {
-                Native.SessionDestroy(_session);
-                _session = IntPtr.Zero;
-            }
-
-            if (_ops != IntPtr.Zero)
-            {
-                NativeMemory.Free((void*)_ops);
-                _ops = IntPtr.Zero;
-            }
+            DestroySession(ref _session, ref _ops);
         }
 
         s_fs = null;

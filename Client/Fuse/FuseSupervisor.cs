@@ -335,9 +335,10 @@ public sealed partial class FuseSupervisor
                     return code;
                 }
 
-                if (_handingOver && code == HandOverExitCode)
+                var handedOver = _handingOver && code == HandOverExitCode;
+                _handingOver = false;
+                if (handedOver)
                 {
-                    _handingOver = false;
                     LogHandedOver(_logger, child.Id, generation + 1);
                     failedStarts = 0;
                     child = null;
@@ -440,21 +441,11 @@ public sealed partial class FuseSupervisor
         }
     }
 
-    private unsafe void Close()
+    private void Close()
     {
         lock (_gate)
         {
-            if (_session != IntPtr.Zero)
-            {
-                Native.SessionDestroy(_session);
-                _session = IntPtr.Zero;
-            }
-
-            if (_ops != IntPtr.Zero)
-            {
-                NativeMemory.Free((void*)_ops);
-                _ops = IntPtr.Zero;
-            }
+            FuseMount.DestroySession(ref _session, ref _ops);
         }
     }
 

@@ -78,7 +78,7 @@ public sealed class FuseSupervisorTests(SupervisedMountSilo fixture) : IClassFix
                 Assert.True(serving > 0 && serving != mount.Process.Id, $"serving process {serving}");
                 SigKill(serving);
                 killed.Add(serving);
-                await Until(() => MountState.ReadPid(state.ServingFile) is var now && now != 0 && now != serving, TimeSpan.FromSeconds(60));
+                await ReplacedAsync(state, serving);
             }
 
             await reader.WaitAsync(TimeSpan.FromMinutes(3));
@@ -109,7 +109,7 @@ public sealed class FuseSupervisorTests(SupervisedMountSilo fixture) : IClassFix
 
             var first = MountState.ReadPid(state.ServingFile);
             SigKill(first);
-            await Until(() => MountState.ReadPid(state.ServingFile) is var now && now != 0 && now != first, TimeSpan.FromSeconds(60));
+            await ReplacedAsync(state, first);
             Assert.Equal(5000, await open.ReadAtLeastAsync(got.AsMemory(1000, 5000), 5000));
 
             var (code, stdout, stderr) = await Cli.RunAsync(["mount", mount.MountPoint, "--upgrade"]);
@@ -198,7 +198,7 @@ public sealed class FuseSupervisorTests(SupervisedMountSilo fixture) : IClassFix
             Assert.Single(Directory.GetFiles(state.OrdersFolder, "*.order"));
             var first = MountState.ReadPid(state.ServingFile);
             SigKill(first);
-            await Until(() => MountState.ReadPid(state.ServingFile) is var now && now != 0 && now != first, TimeSpan.FromSeconds(60));
+            await ReplacedAsync(state, first);
             await mount.Process.WaitForOutputAsync($"Read order of job {job} (100 files) announced again", TimeSpan.FromSeconds(30));
 
             // The next process follows the reader to the end of the order, which then is over and no longer kept.
@@ -218,6 +218,10 @@ public sealed class FuseSupervisorTests(SupervisedMountSilo fixture) : IClassFix
         Assert.NotEqual(0, code);
         Assert.Contains("no supervised GrainFS mount at", stderr, StringComparison.Ordinal);
     }
+
+    /// <summary>Waits until another process than <paramref name="old"/> serves the mount.</summary>
+    private static Task ReplacedAsync(MountState state, int old) =>
+        Until(() => MountState.ReadPid(state.ServingFile) is var now && now != 0 && now != old, TimeSpan.FromSeconds(60));
 
     private static async Task Until(Func<bool> condition, TimeSpan timeout)
     {
