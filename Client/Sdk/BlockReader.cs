@@ -432,6 +432,11 @@ internal sealed partial class BlockReader : IDisposable
                 {
                     continue;
                 }
+                catch (IOException)
+                {
+                    // The disk failed the read: the worker's data port finds it too, drops the block and has it refilled.
+                    continue;
+                }
                 catch (UnauthorizedAccessException)
                 {
                     // Not allowed to read the worker's folder: this client reads through the data port instead.
@@ -508,7 +513,18 @@ internal sealed partial class BlockReader : IDisposable
         using (handle)
         {
             var verify = _options.VerifyShortCircuit || !block.Checked.Covers(offset, destination.Length);
-            var read = BlockFile.ReadVerified(handle, block.Header, offset, destination, verify);
+            int read;
+            try
+            {
+                read = BlockFile.ReadVerified(handle, block.Header, offset, destination, verify);
+            }
+            catch (IOException)
+            {
+                // The disk failed the read: forgotten here, and read through the worker, which drops and refills it.
+                _local.TryRemove(key, out _);
+                return -1;
+            }
+
             if (read < 0)
             {
                 _local.TryRemove(key, out _);

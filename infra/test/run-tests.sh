@@ -18,6 +18,7 @@ command -v fusermount3 >/dev/null || missing+=("fuse3 (apt-get install fuse3)")
 command -v rsync >/dev/null || missing+=("rsync (apt-get install rsync)")
 /usr/bin/python3 -c "import ensurepip, venv" 2>/dev/null || missing+=("python3-venv (apt-get install python3-venv)")
 command -v tcpdump >/dev/null || missing+=("tcpdump (apt-get install tcpdump)")
+/usr/bin/python3 -c "import fusepy" 2>/dev/null || missing+=("fusepy for Debian's python3 (apt-get install python3-fusepy libfuse2)")
 if [ ${#missing[@]} -gt 0 ]; then
   printf 'run-tests.sh: missing prerequisites:\n' >&2
   printf '  - %s\n' "${missing[@]}" >&2

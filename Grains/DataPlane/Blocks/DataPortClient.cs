@@ -154,6 +154,7 @@ public sealed class DataPortClient : IDisposable
         public static async ValueTask<Connection> OpenAsync(string endpoint, ClusterTrust? trust, CancellationToken cancellationToken)
         {
             var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true, ReceiveBufferSize = 4 << 20, SendBufferSize = 4 << 20 };
+            DataPortProtocol.KeepAlive(socket);
             Stream? stream = null;
             try
             {

@@ -62,6 +62,18 @@ public enum DataSource : byte
 /// </summary>
 public static class DataPortProtocol
 {
+    /// <summary>An idle data-port connection is probed after this long (then every 10 s, 3 times) so that a peer gone without a word (a host down, a cable pulled) is noticed.</summary>
+    public static readonly TimeSpan KeepAliveIdle = TimeSpan.FromSeconds(30);
+
+    /// <summary>TCP keepalive on a data-port connection, at both ends (<see cref="KeepAliveIdle"/>).</summary>
+    public static void KeepAlive(System.Net.Sockets.Socket socket)
+    {
+        socket.SetSocketOption(System.Net.Sockets.SocketOptionLevel.Socket, System.Net.Sockets.SocketOptionName.KeepAlive, true);
+        socket.SetSocketOption(System.Net.Sockets.SocketOptionLevel.Tcp, System.Net.Sockets.SocketOptionName.TcpKeepAliveTime, (int)KeepAliveIdle.TotalSeconds);
+        socket.SetSocketOption(System.Net.Sockets.SocketOptionLevel.Tcp, System.Net.Sockets.SocketOptionName.TcpKeepAliveInterval, 10);
+        socket.SetSocketOption(System.Net.Sockets.SocketOptionLevel.Tcp, System.Net.Sockets.SocketOptionName.TcpKeepAliveRetryCount, 3);
+    }
+
     /// <summary>"GFDP".</summary>
     public const uint RequestMagic = 0x50444647;
 

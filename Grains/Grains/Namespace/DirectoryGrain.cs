@@ -324,11 +324,35 @@ internal sealed partial class DirectoryGrain(
             return new SyncState(Errors.ToStatus(e.Error), 0, 1, $"{DisplayPath}: cannot list {e.Message}");
         }
 
+        try
+        {
+            return await SaveListingAsync(state, entries, generation, started);
+        }
+        catch (Exception e) when (e is System.Data.Common.DbException or TimeoutException or IOException or System.Net.Sockets.SocketException or InvalidOperationException)
+        {
+            // The metadata store failed (PostgreSQL down or failing): the listing is not kept, and readers get the
+            // entries cached before, as when under-storage fails; the next access after the retry delay tries again.
+            GrainFsMetrics.DirectorySyncs.Add(1, new KeyValuePair<string, object?>("outcome", "error"));
+            _retryAfterUtc = time.GetUtcNow().UtcDateTime + _options.SyncRetryDelay;
+            if (_snapshot is not null)
+            {
+                LogSaveFailedServingCached(logger, DisplayPath, _snapshot.Table.Count, e.Message);
+                return Current();
+            }
+
+            LogSaveFailed(logger, DisplayPath, e.Message);
+            return new SyncState(FsStatus.IoError, 0, 1, $"{DisplayPath}: the metadata store did not take the listing: {e.Message}");
+        }
+    }
+
+    private async Task<SyncState> SaveListingAsync(DirectoryState state, List<EntryRecord> entries, long generation, long started)
+    {
         var now = time.GetUtcNow().UtcDateTime;
         var shardCount = entries.Count > _options.ShardThreshold ? ShardCountFor(entries.Count) : 1;
+        List<EntryRecord>[]? parts = null;
         if (shardCount > 1)
         {
-            var parts = new List<EntryRecord>[shardCount];
+            parts = new List<EntryRecord>[shardCount];
             for (var i = 0; i < shardCount; i++)
             {
                 parts[i] = new List<EntryRecord>((entries.Count / shardCount) + 16);
@@ -340,12 +364,14 @@ internal sealed partial class DirectoryGrain(
             }
 
             entries = [];
-            for (var i = 0; i < shardCount; i++)
-            {
-                var shardSnapshot = new DirectorySnapshot(DirectoryState.Listed, DirectoryTable.Build(parts[i]), now, generation, shardCount);
-                parts[i] = [];
-                await store.SaveDirectoryAsync((_key with { Shard = i + 1 }).ToString(), _key.MountId, shardSnapshot);
-            }
+        }
+
+        // The shards and the head in one save, all or none: a head never names shards of another generation.
+        var listings = new List<KeyValuePair<string, DirectorySnapshot>>(shardCount + 1);
+        for (var i = 0; parts is not null && i < shardCount; i++)
+        {
+            listings.Add(new((_key with { Shard = i + 1 }).ToString(), new DirectorySnapshot(DirectoryState.Listed, DirectoryTable.Build(parts[i]), now, generation, shardCount)));
+            parts[i] = [];
         }
 
         var table = DirectoryTable.Build(entries, out var shadowed);
@@ -355,7 +381,8 @@ internal sealed partial class DirectoryGrain(
         }
 
         var snapshot = new DirectorySnapshot(state, table, now, generation, shardCount);
-        await store.SaveDirectoryAsync(_key.ToString(), _key.MountId, snapshot);
+        listings.Add(new(_key.ToString(), snapshot));
+        await store.SaveDirectoriesAsync(_key.MountId, listings);
         Hold(snapshot);
         await ReconcileOverlayAsync(table);
         _retryAfterUtc = default;
@@ -389,6 +416,12 @@ internal sealed partial class DirectoryGrain(
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Cannot re-list {Path}, serving the {Count} cached entries: {Reason}")]
     private static partial void LogSyncFailedServingCached(ILogger logger, string path, int count, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Cannot keep the new listing of {Path} in the metadata store, serving the {Count} cached entries: {Reason}")]
+    private static partial void LogSaveFailedServingCached(ILogger logger, string path, int count, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Cannot keep the listing of {Path} in the metadata store: {Reason}")]
+    private static partial void LogSaveFailed(ILogger logger, string path, string reason);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Cannot list {Path}: {Reason}")]
     private static partial void LogSyncFailed(ILogger logger, string path, string reason);

@@ -117,6 +117,7 @@ public sealed partial class DataPortServer : IAsyncDisposable
 
             socket.NoDelay = true;
             socket.SendBufferSize = 4 << 20;
+            DataPortProtocol.KeepAlive(socket);
             var task = Task.Run(() => ServeAsync(socket));
             lock (_connections)
             {
@@ -648,6 +649,14 @@ public sealed partial class DataPortServer : IAsyncDisposable
                 // here, so that the fill the client asks for next is not refused as already held).
                 await _store.DropIfLostAsync(block).ConfigureAwait(false);
                 return false;
+            }
+            catch (IOException e)
+            {
+                // The disk failed the read: not this connection's fault nor the silo's. The block is dropped and its tier
+                // taken out of service; the client is told to refill it, as for a block that failed its checksum.
+                await _store.DropUnreadableAsync(block, e).ConfigureAwait(false);
+                await SendStatusAsync(socket, DataPortStatus.Corrupt).ConfigureAwait(false);
+                return true;
             }
 
             if (read < 0)

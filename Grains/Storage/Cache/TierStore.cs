@@ -16,6 +16,7 @@ public sealed partial class TierStore : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly FillCoordinator _fills;
     private int _disposed;
+    private readonly TimeSpan _faultPause;
 
     /// <summary>Creates a store; call <see cref="InitializeAsync"/> before use, and run <see cref="Maintenance"/> (a hosted service in a silo).</summary>
     public TierStore(CacheOptions options, ILogger logger, TimeProvider? time = null)
@@ -27,6 +28,7 @@ public sealed partial class TierStore : IAsyncDisposable
         }
 
         _logger = logger;
+        _faultPause = options.TierFaultPause;
         var clock = time ?? TimeProvider.System;
         var sketch = new FrequencySketch((int)Math.Min(int.MaxValue / 4, options.Tiers.Sum(t => t.Capacity) / (64 * 1024)));
         var permissions = TierPermissions.From(options);
@@ -193,6 +195,22 @@ public sealed partial class TierStore : IAsyncDisposable
         return true;
     }
 
+    /// <summary>
+    /// A held block whose file the tier's disk failed to read (an I/O error, not a checksum): the block is dropped (its
+    /// pin and TTL go to its next fill) and counted as lost, and its tier is taken out of service for
+    /// <see cref="CacheOptions.TierFaultPause"/>, as a tier whose disk fails a fill is, so that the refill lands elsewhere.
+    /// </summary>
+    public async Task DropUnreadableAsync(CachedBlock block, IOException error)
+    {
+        if (Index.TryPeek(block.Key, out var current) && ReferenceEquals(current, block) && await DropKeepingSettingsAsync(block.Key).ConfigureAwait(false))
+        {
+            Index.CountLost();
+        }
+
+        Index.TakeOutOfService(block.Tier, error.Message, _faultPause);
+        LogUnreadable(_logger, block.Key.ToString(), block.Path, error.Message, block.Tier.Name, _faultPause.TotalSeconds);
+    }
+
     /// <summary>Drops a block that failed its checksum (its pin and TTL go to its next fill); counted as corrupt.</summary>
     public async Task DiscardAsync(BlockKey key)
     {
@@ -269,6 +287,9 @@ public sealed partial class TierStore : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Block {Key}: its file {Path} was removed or cut short behind the worker ({State}); dropped, the next read refills it")]
     private static partial void LogLost(ILogger logger, string key, string path, string state);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Block {Key}: the disk failed to read {Path} ({Reason}); dropped, and tier {Tier} is out of service for {Seconds} s (the next read refills the block elsewhere)")]
+    private static partial void LogUnreadable(ILogger logger, string key, string path, string reason, string tier, double seconds);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Block {Key} failed its checksum and was discarded; the next read refills it")]
     private static partial void LogCorrupt(ILogger logger, string key);

@@ -97,6 +97,12 @@ public interface IMetadataStore
     ValueTask SaveDirectoryAsync(string key, long mountId, DirectorySnapshot snapshot, CancellationToken cancellationToken = default);
 
     /// <summary>
+    /// Stores several listings of a mount, replacing older ones, all or none: a sharded directory's shards and its head,
+    /// so that a failure (or a crash) between them never leaves a head naming shards of another generation.
+    /// </summary>
+    ValueTask SaveDirectoriesAsync(long mountId, IReadOnlyList<KeyValuePair<string, DirectorySnapshot>> listings, CancellationToken cancellationToken = default);
+
+    /// <summary>
     /// Adds or replaces one entry (by name) of a stored listing, leaving the rest as it is. False, and nothing written,
     /// when <paramref name="key"/> has no stored listing: a directory never listed is listed whole first.
     /// </summary>

@@ -61,6 +61,18 @@ public sealed class InMemoryMetadataStore : IMetadataStore
     }
 
     /// <inheritdoc />
+    public ValueTask SaveDirectoriesAsync(long mountId, IReadOnlyList<KeyValuePair<string, DirectorySnapshot>> listings, CancellationToken cancellationToken = default)
+    {
+        // Nothing here outlives the process, so a crash cannot leave half of them; the last (the head) goes in last.
+        foreach (var (key, snapshot) in listings)
+        {
+            _directories[key] = (mountId, snapshot);
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
+    /// <inheritdoc />
     public ValueTask<bool> UpsertEntryAsync(string key, EntryRecord entry, CancellationToken cancellationToken = default) =>
         ValueTask.FromResult(Update(key, table => table.With(entry)));
 

@@ -195,10 +195,24 @@ public sealed partial class PostgresMetadataStore : IMetadataStore, IAsyncDispos
     }
 
     /// <inheritdoc />
-    public async ValueTask SaveDirectoryAsync(string key, long mountId, DirectorySnapshot snapshot, CancellationToken cancellationToken = default)
+    public ValueTask SaveDirectoryAsync(string key, long mountId, DirectorySnapshot snapshot, CancellationToken cancellationToken = default) =>
+        SaveDirectoriesAsync(mountId, [new KeyValuePair<string, DirectorySnapshot>(key, snapshot)], cancellationToken);
+
+    /// <inheritdoc />
+    public async ValueTask SaveDirectoriesAsync(long mountId, IReadOnlyList<KeyValuePair<string, DirectorySnapshot>> listings, CancellationToken cancellationToken = default)
     {
         await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        foreach (var (key, snapshot) in listings)
+        {
+            await SaveDirectoryAsync(connection, transaction, key, mountId, snapshot, cancellationToken).ConfigureAwait(false);
+        }
+
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private static async ValueTask SaveDirectoryAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string key, long mountId, DirectorySnapshot snapshot, CancellationToken cancellationToken)
+    {
         long dirId;
         await using (var command = new NpgsqlCommand(
             """
@@ -245,8 +259,6 @@ public sealed partial class PostgresMetadataStore : IMetadataStore, IAsyncDispos
 
             await writer.CompleteAsync(cancellationToken).ConfigureAwait(false);
         }
-
-        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
     }
 
     /// <inheritdoc />

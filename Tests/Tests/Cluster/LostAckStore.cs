@@ -41,6 +41,9 @@ public sealed class LostAckStore(IMetadataStore inner, string name) : IMetadataS
     public ValueTask SaveDirectoryAsync(string key, long mountId, DirectorySnapshot snapshot, CancellationToken cancellationToken = default) => inner.SaveDirectoryAsync(key, mountId, snapshot, cancellationToken);
 
     /// <inheritdoc />
+    public ValueTask SaveDirectoriesAsync(long mountId, IReadOnlyList<KeyValuePair<string, DirectorySnapshot>> listings, CancellationToken cancellationToken = default) => inner.SaveDirectoriesAsync(mountId, listings, cancellationToken);
+
+    /// <inheritdoc />
     public ValueTask<bool> UpsertEntryAsync(string key, EntryRecord entry, CancellationToken cancellationToken = default) => inner.UpsertEntryAsync(key, entry, cancellationToken);
 
     /// <inheritdoc />

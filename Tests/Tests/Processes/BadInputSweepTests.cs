@@ -441,9 +441,11 @@ public sealed class BadInputSweepTests(BadInputSweepFixture fixture) : IClassFix
             var written = await fixture.Client.WriteFileAsync(path, new MemoryStream(content));
             var read = new byte[64];
             var got = written.IsOk ? await fixture.Client.ReadAsync(path, 0, read) : default;
-            if (!written.IsOk || !got.IsOk || !read.AsSpan(0, got.Value).SequenceEqual(content))
+            // Uploads run after the write is acknowledged: waited for, so the local folder holds each file too.
+            var persisted = written.IsOk ? await fixture.Client.PersistAsync(path, TimeSpan.FromSeconds(60)) : default;
+            if (!written.IsOk || !got.IsOk || !read.AsSpan(0, got.Value).SequenceEqual(content) || !persisted.IsOk)
             {
-                failures.Add($"0x{(int)b:X2}: write {written.Status} ({written.Message}), read {got.Status} ({got.Message})");
+                failures.Add($"0x{(int)b:X2}: write {written.Status} ({written.Message}), read {got.Status} ({got.Message}), persist {persisted.Status} ({persisted.Message})");
             }
         }
 
@@ -546,13 +548,31 @@ public sealed class BadInputSweepTests(BadInputSweepFixture fixture) : IClassFix
             }
         }
 
-        // And a well-formed read still gets the bytes.
+        // And a well-formed read still gets the bytes; the connection it leaves open is probed by TCP keepalive at both
+        // ends, so a peer gone without a word is noticed.
         using (var client = new DataPortClient(trust))
         {
             var buffer = new byte[64];
             var result = await client.ReadAsync(fixture.DataPort, key, 0, buffer, waitForFill: false, TimeSpan.FromSeconds(10));
             Assert.Equal(DataPortStatus.Ok, result.Status);
             Assert.Equal(BadInputSweepFixture.Hello, buffer[..result.Read]);
+            // ss shows one timer per socket: a retransmission's while bytes are unacknowledged, else the keepalive's.
+            var port = fixture.DataPort.Split(':')[^1];
+            var sockets = string.Empty;
+            for (var i = 0; i < 50; i++)
+            {
+                (_, sockets, _) = await TestProcess.RunAsync("ss", ["-tnoH", "state", "established", $"( sport = :{port} or dport = :{port} )"]);
+                var lines = sockets.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+                if (lines.Length >= 2 && lines.All(l => l.Contains("timer:(keepalive", StringComparison.Ordinal)))
+                {
+                    break;
+                }
+
+                await Task.Delay(100);
+            }
+
+            var found = sockets.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            Assert.True(found.Length >= 2 && found.All(l => l.Contains("timer:(keepalive", StringComparison.Ordinal)), sockets);
         }
 
         Console.WriteLine($"bad-input sweep: data port {PortCases.Length + RawPortCases.Length - failures.Count}/{PortCases.Length + RawPortCases.Length}");

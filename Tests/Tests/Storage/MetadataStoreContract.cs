@@ -7,7 +7,7 @@ public abstract class MetadataStoreContract
 {
     protected abstract Task<IMetadataStore> CreateStoreAsync();
 
-    private static EntryRecord File(string name, long size = 100) =>
+    protected static EntryRecord File(string name, long size = 100) =>
         new(name, EntryKind.File, size, new DateTime(2025, 1, 2, 3, 4, 5, DateTimeKind.Utc).Ticks + size, $"{size:x32}", 0x1A4);
 
     [Fact]
@@ -81,6 +81,20 @@ public abstract class MetadataStoreContract
     }
 
     [Fact]
+    public async Task Several_listings_saved_together_all_round_trip()
+    {
+        var store = await CreateStoreAsync();
+        await store.SaveDirectoriesAsync(9, [
+            new("9:1:big", new DirectorySnapshot(DirectoryState.Listed, DirectoryTable.Build([File("a")]), DateTime.UtcNow, 4, 2)),
+            new("9:2:big", new DirectorySnapshot(DirectoryState.Listed, DirectoryTable.Build([File("b")]), DateTime.UtcNow, 4, 2)),
+            new("9:0:big", new DirectorySnapshot(DirectoryState.Listed, DirectoryTable.Empty, DateTime.UtcNow, 4, 2)),
+        ]);
+        Assert.Equal(["a"], Names((await store.LoadDirectoryAsync("9:1:big"))!.Table));
+        Assert.Equal(["b"], Names((await store.LoadDirectoryAsync("9:2:big"))!.Table));
+        Assert.Equal(4, (await store.LoadDirectoryAsync("9:0:big"))!.Generation);
+    }
+
+    [Fact]
     public async Task Saving_again_replaces_the_listing_and_negative_answers_are_kept()
     {
         var store = await CreateStoreAsync();
@@ -132,7 +146,7 @@ public abstract class MetadataStoreContract
         Assert.Null(await store.LoadDirectoryAsync("13:0:unlisted"));
     }
 
-    private static List<string> Names(DirectoryTable table) => [.. Enumerable.Range(0, table.Count).Select(i => table[i].Name)];
+    protected static List<string> Names(DirectoryTable table) => [.. Enumerable.Range(0, table.Count).Select(i => table[i].Name)];
 
     [Fact]
     public async Task Deleting_a_mount_forgets_its_directories_only()
@@ -331,6 +345,25 @@ public sealed class PostgresMetadataStoreTests : MetadataStoreContract
         var store = new PostgresMetadataStore(await server.CreateDatabaseAsync("contract"));
         await store.InitializeAsync();
         return store;
+    }
+
+    [Fact]
+    public async Task A_sharded_save_that_fails_part_way_leaves_the_previous_generation_whole()
+    {
+        var store = await CreateStoreAsync();
+        KeyValuePair<string, DirectorySnapshot> Listing(int shard, long generation, string name) =>
+            new($"5:{shard}:d", new DirectorySnapshot(DirectoryState.Listed, shard == 0 ? DirectoryTable.Empty : DirectoryTable.Build([File(name)]), DateTime.UtcNow, generation, 2));
+        await store.SaveDirectoriesAsync(5, [Listing(1, 1, "one"), Listing(2, 1, "two"), Listing(0, 1, string.Empty)]);
+
+        // Generation 2: the first shard is written, then PostgreSQL refuses the second (a name with a NUL byte, which a
+        // text column cannot hold), before the head. Nothing of generation 2 may remain (before, each save was its own
+        // transaction: shard 1 of generation 2 stayed beside a head of generation 1, and that shard was "missing").
+        var refused = await Assert.ThrowsAnyAsync<Exception>(async () => await store.SaveDirectoriesAsync(5, [Listing(1, 2, "uno"), Listing(2, 2, "d\0s"), Listing(0, 2, string.Empty)]));
+        Assert.IsAssignableFrom<System.Data.Common.DbException>(refused);
+        Assert.Equal(["one"], Names((await store.LoadDirectoryAsync("5:1:d"))!.Table));
+        Assert.Equal(1, (await store.LoadDirectoryAsync("5:1:d"))!.Generation);
+        Assert.Equal(["two"], Names((await store.LoadDirectoryAsync("5:2:d"))!.Table));
+        Assert.Equal(1, (await store.LoadDirectoryAsync("5:0:d"))!.Generation);
     }
 
     [Fact]
