@@ -434,6 +434,19 @@ internal sealed partial class FuseFileSystem(VirtualFileSystem vfs, FuseOptions 
                 return false; // truncated behind the worker's back: the VFS reads (and checks) the block again
             }
 
+            // One byte read first (from the page cache when warm: one pread): a disk that fails reads is found here,
+            // where the read can still go through the VFS (which drops the block and has it refilled elsewhere), and
+            // not in libfuse's splice, which answers the caller EIO itself and tells this process nothing.
+            Span<byte> probe = stackalloc byte[1];
+            try
+            {
+                RandomAccess.Read(file, probe, span.Offset);
+            }
+            catch (IOException)
+            {
+                return false;
+            }
+
             var added = false;
             file.DangerousAddRef(ref added);
             try

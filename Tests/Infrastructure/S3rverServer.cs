@@ -44,7 +44,13 @@ public sealed class S3rverServer : IAsyncDisposable
     /// under <paramref name="folder"/>, and waits for its "listening" line (printed once the bucket exists and the
     /// socket listens); fails with its output if it exits first.
     /// </summary>
-    public static async Task<S3rverServer> StartAsync(string s3rverJs, string folder, string bucket, string? logFile = null, CancellationToken cancellationToken = default)
+    /// <param name="s3rverJs">s3rver's bin/s3rver.js.</param>
+    /// <param name="folder">Where it keeps the objects (they outlive the process: a restart on the same folder serves them again).</param>
+    /// <param name="bucket">The bucket it makes.</param>
+    /// <param name="logFile">A file its output is appended to.</param>
+    /// <param name="port">The port (null: a free one), to start it again where its clients expect it.</param>
+    /// <param name="cancellationToken">Stops the wait.</param>
+    public static async Task<S3rverServer> StartAsync(string s3rverJs, string folder, string bucket, string? logFile = null, CancellationToken cancellationToken = default, int? port = null)
     {
         if (!File.Exists(s3rverJs))
         {
@@ -52,11 +58,11 @@ public sealed class S3rverServer : IAsyncDisposable
         }
 
         Directory.CreateDirectory(folder);
-        var port = Ports.Free();
+        port ??= Ports.Free();
         // s3rver 3.7 hashes listings in a way OpenSSL 3 (Node 18+) refuses unless the legacy provider is enabled.
         var process = TestProcess.Start(
             "node",
-            [s3rverJs, "-d", folder, "-a", "127.0.0.1", "-p", port.ToString(CultureInfo.InvariantCulture), "--configure-bucket", bucket, "--silent"],
+            [s3rverJs, "-d", folder, "-a", "127.0.0.1", "-p", port.Value.ToString(CultureInfo.InvariantCulture), "--configure-bucket", bucket, "--silent"],
             new Dictionary<string, string?> { ["NODE_OPTIONS"] = "--openssl-legacy-provider" },
             options: new TestProcessOptions { LogFile = logFile });
         try
@@ -70,7 +76,7 @@ public sealed class S3rverServer : IAsyncDisposable
             throw;
         }
 
-        return new S3rverServer(process, port, bucket);
+        return new S3rverServer(process, port.Value, bucket);
     }
 
     /// <summary>An S3 client for this server (path-style, at most three retries).</summary>
