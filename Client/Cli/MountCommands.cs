@@ -148,7 +148,8 @@ internal static class MountCommands
             o.TimestampFormat = "HH:mm:ss ";
         }).SetMinimumLevel(LogLevel.Information).AddFilter("Orleans", LogLevel.Warning).AddFilter("Microsoft", LogLevel.Warning));
         var logger = loggers.CreateLogger("GrainFs.Fuse");
-        var ready = $"grainfs: {fuse.Root} mounted at {Path.GetFullPath(mountPoint)}; Ctrl-C or `grainfs umount {Path.GetFullPath(mountPoint)}` unmounts";
+        var shown = Path.TrimEndingDirectorySeparator(Path.GetFullPath(mountPoint));
+        var ready = $"grainfs: {fuse.Root} mounted at {shown}; Ctrl-C or `grainfs umount {shown}` unmounts";
         if (connection is null && !noSupervisor && !OperatingSystem.IsWindows())
         {
             try

@@ -45,7 +45,9 @@ public sealed unsafe partial class FuseMount : IDisposable
     /// <summary>Checks a mount point; throws <see cref="FuseMountException"/> naming the problem.</summary>
     public static string CheckMountPoint(string mountPoint, bool allowNonEmpty)
     {
-        var full = Path.GetFullPath(mountPoint);
+        // As the kernel names it (no trailing slash, which shell completion adds): the supervisor's state, the order
+        // socket and --upgrade find the mount by this name.
+        var full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(mountPoint));
         if (!Directory.Exists(full))
         {
             throw new FuseMountException(File.Exists(full) ? $"mount point {full} is a file, not a directory" : $"mount point {full} does not exist (create it first)");
@@ -81,7 +83,7 @@ public sealed unsafe partial class FuseMount : IDisposable
     public static FuseMount Mount(string mountPoint, GrainFsClient client, FuseOptions options, ILogger logger, bool allowNonEmpty = false, FuseConnection? connection = null)
     {
         // A connection's mount point is this file system already (stat would wait for this very process): not checked.
-        var full = connection is null ? CheckMountPoint(mountPoint, allowNonEmpty) : Path.GetFullPath(mountPoint);
+        var full = connection is null ? CheckMountPoint(mountPoint, allowNonEmpty) : Path.TrimEndingDirectorySeparator(Path.GetFullPath(mountPoint));
         var vfs = new VirtualFileSystem(client, options.ToVfsOptions(), logger);
         if (connection is not null)
         {

@@ -212,6 +212,26 @@ public sealed class FuseSupervisorTests(SupervisedMountSilo fixture) : IClassFix
     }
 
     [Fact]
+    public async Task A_mount_point_given_with_a_trailing_slash_is_found_by_its_name_for_upgrades_and_read_orders()
+    {
+        var folder = TestProcess.NewFolder("slash");
+        var gateway = fixture.Silo.GatewayPort.ToString(CultureInfo.InvariantCulture);
+        // As shell completion writes it.
+        await using var daemon = TestProcess.StartDotnet(Repo.CliDll, ["--gateway-port", gateway, "mount", folder + "/"]);
+        await daemon.WaitForOutputAsync($"mounted at {folder};", TimeSpan.FromSeconds(60));
+        try
+        {
+            Assert.True(File.Exists(OrderSocket.PathFor(folder, 0)), "the order socket is not where a client looks for it");
+            var (code, stdout, stderr) = await Cli.RunAsync(["mount", folder, "--upgrade"]);
+            Assert.True(code == 0, stdout + stderr);
+        }
+        finally
+        {
+            await Cli.RunAsync(["umount", folder]);
+        }
+    }
+
+    [Fact]
     public async Task Upgrading_a_mount_without_a_supervisor_is_a_clear_error()
     {
         var (code, _, stderr) = await Cli.RunAsync(["mount", TestProcess.NewFolder("not-mounted"), "--upgrade"]);
