@@ -33,11 +33,18 @@ public sealed class MountState
     public string OrdersFolder => Path.Combine(Folder, "orders");
 
     /// <summary>The state folder of the mount at <paramref name="mountPoint"/> (a full path) for user <paramref name="uid"/>.</summary>
-    public static MountState For(string mountPoint, uint uid)
-    {
-        var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(mountPoint)))[..16];
-        return new MountState(Path.Combine(uid == 0 ? "/run/grainfs" : $"/tmp/grainfs-{uid}", hash + ".d"));
-    }
+    public static MountState For(string mountPoint, uint uid) => new(PathOf(mountPoint, uid, ".d"));
+
+    /// <summary>
+    /// Where a mount's own files live (<paramref name="suffix"/>: ".d" for the state folder, ".sock" for the order
+    /// socket): /run/grainfs for root, /tmp/grainfs-UID otherwise, named by the first 16 hex digits of the SHA-256 of
+    /// the mount point.
+    /// </summary>
+    public static string PathOf(string mountPoint, uint uid, string suffix) =>
+        Path.Combine(uid == 0 ? "/run/grainfs" : $"/tmp/grainfs-{uid}", Hex16(mountPoint) + suffix);
+
+    /// <summary>The first 16 hex digits of the SHA-256 of <paramref name="text"/>'s UTF-8: a file name for any text.</summary>
+    internal static string Hex16(string text) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..16];
 
     /// <summary>An existing state folder (a serving process is told where it is).</summary>
     public static MountState At(string folder) => new(folder);

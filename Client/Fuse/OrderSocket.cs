@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Net.Sockets;
-using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
@@ -56,11 +55,7 @@ public sealed partial class OrderSocket : IAsyncDisposable
     /// The socket of the mount at <paramref name="mountPoint"/> served by a daemon of user <paramref name="uid"/>:
     /// /run/grainfs for root, /tmp/grainfs-UID otherwise; named by the first 16 hex digits of the SHA-256 of the mount point.
     /// </summary>
-    public static string PathFor(string mountPoint, uint uid)
-    {
-        var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(mountPoint)))[..16];
-        return Path.Combine(uid == 0 ? "/run/grainfs" : $"/tmp/grainfs-{uid}", hash + ".sock");
-    }
+    public static string PathFor(string mountPoint, uint uid) => MountState.PathOf(mountPoint, uid, ".sock");
 
     /// <summary>
     /// Listens for orders for the mount at <paramref name="mountPoint"/> (showing GrainFS path <paramref name="root"/>).
@@ -363,7 +358,7 @@ public sealed partial class OrderSocket : IAsyncDisposable
         }
     }
 
-    private string KeptFile(string job) => Path.Combine(_keepIn!, Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(job)))[..16] + ".order");
+    private string KeptFile(string job) => Path.Combine(_keepIn!, MountState.Hex16(job) + ".order");
 
     private sealed record Kept(
         [property: JsonPropertyName("job")] string Job,
