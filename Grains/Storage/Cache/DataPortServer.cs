@@ -516,6 +516,14 @@ public sealed partial class DataPortServer : IAsyncDisposable
             failure = e.Message;
             GrainFsMetrics.WritesRefused.Add(1, new KeyValuePair<string, object?>("reason", "no-space"));
         }
+        catch (IOException e) when (DiskErrors.IsFull(e) && body.Healthy)
+        {
+            // The write tier's disk is full although its accounting had room (another process filled it): the writer
+            // gets ENOSPC, as from a local disk, not an I/O error.
+            status = DataPortStatus.NoSpace;
+            failure = $"storing block {key} failed: No space left on device ({e.Message})";
+            GrainFsMetrics.WritesRefused.Add(1, new KeyValuePair<string, object?>("reason", "disk-full"));
+        }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidOperationException && body.Healthy)
         {
             status = DataPortStatus.Error;

@@ -85,6 +85,9 @@ public sealed partial class FillCoordinator : IAsyncDisposable
         return fill;
     }
 
+    /// <summary>Attempts of a fill whose source's body breaks off (a connection reset mid-body), 50 ms × n apart.</summary>
+    public const int BrokenOffAttempts = 10;
+
     private async Task RunAsync(BlockFill fill, Func<CancellationToken, ValueTask<Stream>> open, ushort flags, long expiresTicks, FillPlacement? placement)
     {
         // Off the caller's thread (a grain turn, a data-port connection): the fill is the coordinator's work.
@@ -93,6 +96,7 @@ public sealed partial class FillCoordinator : IAsyncDisposable
         var need = BlockFile.HeaderLength(fill.Length) + (long)fill.Length;
         Tier? tier = null;
         var attempts = 0;
+        var brokenOff = 0;
         try
         {
             BlockHeader header;
@@ -109,14 +113,19 @@ public sealed partial class FillCoordinator : IAsyncDisposable
                     header = await BlockFileWriter.WriteAsync(fill.TempPath, key, fill.Length, source, flags, _time.GetUtcNow().UtcTicks, expiresTicks, fill.Publish, _stop.Token, durable: placement?.Durable == true, mode: tier.Permissions.FileMode).ConfigureAwait(false);
                     break;
                 }
-                catch (FillStalledException e) when (++attempts < _options.FillAttempts)
+                catch (FillStalledException e) when (e.BrokeOff ? ++brokenOff < BrokenOffAttempts : ++attempts < _options.FillAttempts)
                 {
-                    // The source stopped sending (a stalled S3 body): asked again on a new request, into the same room.
+                    // The source stopped sending or broke off (a stalled or reset S3 body): asked again on a new request,
+                    // into the same room; a body that broke off failed at once, so it is asked again sooner and more often.
                     fill.Restart();
                     TierFiles.TryDelete(fill.TempPath);
-                    LogStalled(_logger, key.ToString(), e.Message, attempts, _options.FillAttempts);
+                    LogStalled(_logger, key.ToString(), e.Message, e.BrokeOff ? brokenOff : attempts, e.BrokeOff ? BrokenOffAttempts : _options.FillAttempts);
+                    if (e.BrokeOff)
+                    {
+                        await Task.Delay(TimeSpan.FromMilliseconds(50 * brokenOff), _stop.Token).ConfigureAwait(false);
+                    }
                 }
-                catch (IOException e) when (DiskFault(e) && placement?.Tier is null)
+                catch (IOException e) when (DiskErrors.IsFault(e) && placement?.Tier is null)
                 {
                     // The tier's disk failed the fill (full although its accounting had room, or an I/O error): out of
                     // service for a while, and the fill starts again on another tier (a new GET; what readers already
@@ -162,12 +171,6 @@ public sealed partial class FillCoordinator : IAsyncDisposable
             }
         }
     }
-
-    // A disk that cannot take the block: full (ENOSPC, EDQUOT), failing (EIO) or read-only (EROFS). Errno values of Linux,
-    // which .NET gives as the HResult of the IOException of a failed read or write; a file created with its size reserved
-    // on a full disk fails with .NET's own "disk was full" exception instead.
-    private static bool DiskFault(IOException e) =>
-        e is not TierFullException && (e.HResult is 28 or 122 or 5 or 30 || e.Message.Contains("because the disk was full", StringComparison.Ordinal));
 
     /// <summary>Reserves <paramref name="bytes"/> in the fastest tier with room (or on <paramref name="only"/>), waiting for eviction when none has.</summary>
     private async Task<Tier> ReserveAsync(long bytes, Tier? only, CancellationToken cancellationToken)
@@ -236,8 +239,25 @@ public sealed partial class FillCoordinator : IAsyncDisposable
     private static partial void LogFillFailed(ILogger logger, string key, string reason);
 }
 
-/// <summary>A fill's source sent nothing for longer than <see cref="CacheOptions.FillStallTimeout"/>.</summary>
-public sealed class FillStalledException(string message) : IOException(message);
+/// <summary>
+/// A fill's source sent nothing for longer than <see cref="CacheOptions.FillStallTimeout"/>, or its body broke off (a
+/// connection reset mid-body): the fill asks again on a new request.
+/// </summary>
+public sealed class FillStalledException : IOException
+{
+    public FillStalledException(string message)
+        : base(message)
+    {
+    }
+
+    public FillStalledException(string message, Exception inner)
+        : base(message, inner)
+    {
+    }
+
+    /// <summary>The body broke off (a connection reset) rather than stalled: it failed fast, so it is worth more attempts.</summary>
+    public bool BrokeOff { get; init; }
+}
 
 /// <summary>
 /// A fill's source with a deadline on every read: a read that brings nothing for <c>timeout</c> is cancelled and fails
@@ -270,6 +290,11 @@ internal sealed class StallGuardStream(Stream inner, TimeSpan timeout, Cancellat
         catch (OperationCanceledException) when (!stop.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
             throw new FillStalledException($"the source sent nothing for {timeout.TotalSeconds:0.#} s");
+        }
+        catch (IOException e) when (e is not FillStalledException)
+        {
+            // The body broke off (an S3 connection reset mid-body): worth a new request, as a stall is.
+            throw new FillStalledException($"the source's body broke off: {e.Message}", e) { BrokeOff = true };
         }
         finally
         {

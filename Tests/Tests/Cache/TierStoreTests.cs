@@ -239,6 +239,35 @@ public sealed class TierStoreTests
     }
 
     [Fact]
+    public async Task A_fill_whose_S3_body_is_cut_by_connection_resets_is_asked_again_on_new_connections()
+    {
+        // Real S3 (moto) behind a proxy that resets (RST) each of the next 5 connections once it carried 256 KiB: more
+        // cuts than FillAttempts allows for stalls, fewer than a body that breaks off is given.
+        var moto = await MotoServer.Shared;
+        var bucket = await moto.CreateBucketAsync("resets");
+        var data = Bytes(3 << 20, 71);
+        await moto.PutAsync(bucket, "k/obj", data);
+        var port = new Uri(moto.Endpoint).Port;
+        await using var proxy = new ResetProxy(port) { ResetAfterBytes = 256 << 10, ResetsLeft = 5 };
+        var settings = new GrainFs.Storage.UnderStorage.S3Settings(bucket, "k", proxy.Endpoint, "us-east-1", true, new Amazon.Runtime.BasicAWSCredentials("k", "s"));
+        await using var s3 = new GrainFs.Storage.UnderStorage.S3UnderStorage(settings);
+        var root = TestProcess.NewFolder("ts-reset");
+        await using var store = await StoreAsync(root, 64 << 20, 64 << 20, template: new CacheOptions { FillAttempts = 3 });
+        var opens = 0;
+        var key = new BlockKey(45, 45, 0);
+        var fill = store.StartFill(key, data.Length, ct =>
+        {
+            Interlocked.Increment(ref opens);
+            return s3.OpenReadAsync("obj", 0, data.Length, null, ct);
+        })!;
+        await fill.Completion.WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.Equal(5, proxy.Resets);
+        Assert.Equal(6, opens);
+        Assert.True(store.TryPeek(key, out var block));
+        Assert.Equal(data, ReadBack(block));
+    }
+
+    [Fact]
     public async Task A_fill_is_checksummed_renamed_into_place_and_read_back_exactly()
     {
         var root = TestProcess.NewFolder("ts");
