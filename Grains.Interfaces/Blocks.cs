@@ -194,6 +194,13 @@ public interface IWorkerGrain : IGrainWithStringKey
     ValueTask<WorkerReport> GetReportAsync();
 
     /// <summary>
+    /// The silo metadata this worker's silo publishes (name, host, roles, data port, tiers, capacity): asked by a silo
+    /// whose Orleans metadata cache missed it (its one fetch failed while the silo was joining). Silos only.
+    /// </summary>
+    [Alias("Metadata")]
+    ValueTask<Dictionary<string, string>> GetMetadataAsync();
+
+    /// <summary>
     /// Starts loading blocks that are not held (several fills at once, in the background) and applying pin/TTL to all of
     /// them (a TTL runs from now on this worker's clock, the one it is compared with); returns at once with the load's
     /// id, to follow with <see cref="WaitLoadAsync"/>.

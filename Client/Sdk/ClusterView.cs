@@ -65,6 +65,10 @@ internal sealed class ClusterView(IGrainFactory grains, TimeProvider time)
     /// <summary>A silo whose data port failed: blocks are homed elsewhere for a while (the cluster will declare it dead soon).</summary>
     public void Suspect(string siloName) => _suspects[siloName] = time.GetUtcNow().UtcTicks + SuspicionTime.Ticks;
 
+    /// <summary>True while <paramref name="siloName"/> is suspected (its data port failed within <see cref="SuspicionTime"/>).</summary>
+    public bool IsSuspected(string siloName) =>
+        !_suspects.IsEmpty && _suspects.TryGetValue(siloName, out var until) && until > time.GetUtcNow().UtcTicks;
+
     /// <summary>The home silo of a block in a view (leaving out suspected silos while others remain), or null when the view has no silo.</summary>
     public SiloInfo? Home(Snapshot view, BlockKey key)
     {

@@ -29,7 +29,13 @@ public sealed partial class GrainFsClient
         }
     }
 
-    /// <summary>The write worker of a new file: a write-role silo on this host, else one chosen by the file's tag; any silo when none has the role.</summary>
+    /// <summary>
+    /// The write worker of a new file: a write-role silo on this host, else one chosen by the file's tag; any silo when
+    /// none has the role; a suspected one only when no other is left.
+    /// </summary>
+    /// <summary>A write worker's data port failed: new files go to other workers for a while (the cluster declares it dead soon).</summary>
+    internal void SuspectWorker(string siloName) => _cluster.Suspect(siloName);
+
     private async ValueTask<SiloInfo?> WriteWorkerAsync(string tag, CancellationToken cancellationToken)
     {
         var view = await _cluster.GetAsync(cancellationToken).ConfigureAwait(false);
@@ -42,6 +48,12 @@ public sealed partial class GrainFsClient
         if (writers.Length == 0)
         {
             return null;
+        }
+
+        // A worker whose data port just failed (killed, not yet declared dead) takes no new file while others can.
+        if (writers.Any(s => !_cluster.IsSuspected(s.Name)) && writers.Any(s => _cluster.IsSuspected(s.Name)))
+        {
+            writers = [.. writers.Where(s => !_cluster.IsSuspected(s.Name))];
         }
 
         var local = Array.Find(writers, s => s.Host == _options.Host);

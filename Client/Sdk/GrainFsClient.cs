@@ -22,13 +22,17 @@ public sealed partial class GrainFsClient : IAsyncDisposable
     private readonly Task? _refresher;
     private readonly Task? _accessReporter;
 
+    /// <summary>Grain calls as values (cluster failures named), with retries for calls that may be made twice.</summary>
+    internal GrainCalls Calls { get; }
+
     private GrainFsClient(ClusterConnection connection, GrainFsClientOptions options, TimeProvider time, ILogger logger)
     {
         _connection = connection;
         _options = options;
         _time = time;
         _logger = logger;
-        var calls = new GrainCalls(connection.Grains, logger);
+        var calls = new GrainCalls(connection.Grains, logger, options.FailoverTimeout);
+        Calls = calls;
         Mounts = new MountResolver(calls);
         Namespace = new NamespaceClient(calls, Mounts, options, time);
         _cluster = new ClusterView(connection.Grains, time);

@@ -292,6 +292,11 @@ public sealed partial class GrainFsWriter
         }
         catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or TimeoutException or OrleansException)
         {
+            if (e is IOException or System.Net.Sockets.SocketException)
+            {
+                _client.SuspectWorker(_worker.Name);
+            }
+
             return (FsStatus.IoError, $"{Path}: write worker {_worker.Name} failed while taking block {index}: {e.Message}");
         }
         finally
@@ -530,14 +535,30 @@ public sealed partial class GrainFsWriter
         }
 
         var worker = _client.Grains.GetGrain<IWorkerGrain>(_worker.Name);
+        var seal = new WriteSeal(Tag, _mount.Id, _relative, Length, _blockSize, WriteType, final, Digest: FileDigest());
         WriteOutcome sealedOutcome;
-        try
+        if (WriteType is WriteType.AsyncThrough or WriteType.MustCache)
         {
-            sealedOutcome = await worker.SealAsync(new WriteSeal(Tag, _mount.Id, _relative, Length, _blockSize, WriteType, final, Digest: FileDigest())).ConfigureAwait(false);
+            // Journaled and answered at once, and a seal made again replaces the first: made again if its answer is lost.
+            var sealing = await _client.Calls.RetriedCallAsync(() => worker.SealAsync(seal), $"{Path}: seal on write worker {_worker.Name}").ConfigureAwait(false);
+            if (!sealing.IsOk)
+            {
+                return FsResult<FsEntry>.Fail(FsStatus.IoError, $"{Path}: write worker {_worker.Name} could not seal the file: {sealing.Message}");
+            }
+
+            sealedOutcome = sealing.Value!;
         }
-        catch (Exception e) when (e is OrleansException or TimeoutException or SiloUnavailableException)
+        else
         {
-            return FsResult<FsEntry>.Fail(FsStatus.IoError, $"{Path}: write worker {_worker.Name} could not seal the file: {e.Message}");
+            // CACHE_THROUGH and THROUGH upload before they answer, for as long as the upload takes: one attempt.
+            try
+            {
+                sealedOutcome = await worker.SealAsync(seal).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is OrleansException or TimeoutException or SiloUnavailableException)
+            {
+                return FsResult<FsEntry>.Fail(FsStatus.IoError, $"{Path}: write worker {_worker.Name} could not seal the file: {e.Message}");
+            }
         }
 
         if (sealedOutcome.Status != FsStatus.Ok)
@@ -576,7 +597,7 @@ public sealed partial class GrainFsWriter
 
         // A second commit of this writer replaces its own first one, whatever O_EXCL said.
         var exclusive = _exclusive && _committed is null;
-        var committed = await _client.Namespace.CallDirectoryAsync(_mount, _relative, Path, (grain, child) => grain.CommitAsync(child, entry, _writer, exclusive)).ConfigureAwait(false);
+        var committed = await _client.Namespace.CallDirectoryAsync(_mount, _relative, Path, (grain, child) => grain.CommitAsync(child, entry, _writer, exclusive), retried: true).ConfigureAwait(false);
         _client.Namespace.Changed(Path);
         if (committed.Status != FsStatus.Ok)
         {

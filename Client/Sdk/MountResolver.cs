@@ -63,7 +63,7 @@ public sealed class MountResolver
         {
             if (!force && _mounts.Version >= 0)
             {
-                var version = await _calls.CallAsync(() => Table.GetVersionAsync(), "mount table").ConfigureAwait(false);
+                var version = await _calls.RetriedCallAsync(() => Table.GetVersionAsync(), "mount table").ConfigureAwait(false);
                 if (!version.IsOk)
                 {
                     return FsResult<bool>.Fail(version.Status, version.Message);
@@ -75,7 +75,7 @@ public sealed class MountResolver
                 }
             }
 
-            var snapshot = await _calls.CallAsync(() => Table.GetTableAsync(), "mount table").ConfigureAwait(false);
+            var snapshot = await _calls.RetriedCallAsync(() => Table.GetTableAsync(), "mount table").ConfigureAwait(false);
             if (!snapshot.IsOk)
             {
                 return FsResult<bool>.Fail(snapshot.Status, snapshot.Message);

@@ -141,7 +141,7 @@ public sealed class NamespaceClient
         {
             var shards = _shards.TryGetValue((mount.Id, parent), out var known) ? known : 1;
             var key = new DirectoryKey(mount.Id, DirectoryKey.ShardOf(name, shards), parent);
-            var call = await WhileListingAsync(() => _calls.CallAsync(() => _calls.Grains.GetGrain<IDirectoryGrain>(key.ToString()).LookupAsync(name), resolved.Path), r => r.Status, cancellationToken).ConfigureAwait(false);
+            var call = await WhileListingAsync(() => _calls.RetriedCallAsync(() => _calls.Grains.GetGrain<IDirectoryGrain>(key.ToString()).LookupAsync(name), resolved.Path, cancellationToken), r => r.Status, cancellationToken).ConfigureAwait(false);
             if (!call.IsOk)
             {
                 return FsResult<FsEntry>.Fail(call.Status, call.Message);
@@ -212,7 +212,7 @@ public sealed class NamespaceClient
         while (true)
         {
             var key = new DirectoryKey(mount.Id, shard, directory);
-            var call = await WhileListingAsync(() => _calls.CallAsync(() => _calls.Grains.GetGrain<IDirectoryGrain>(key.ToString()).ListAsync(after, max), resolved.Path), p => p.Status, cancellationToken).ConfigureAwait(false);
+            var call = await WhileListingAsync(() => _calls.RetriedCallAsync(() => _calls.Grains.GetGrain<IDirectoryGrain>(key.ToString()).ListAsync(after, max), resolved.Path, cancellationToken), p => p.Status, cancellationToken).ConfigureAwait(false);
             if (!call.IsOk)
             {
                 return FsResult<DirectoryPage>.Fail(call.Status, call.Message);
@@ -431,14 +431,19 @@ public sealed class NamespaceClient
     /// <summary>
     /// Calls the directory grain holding the child <paramref name="relative"/> of <paramref name="mount"/> (the right shard of a
     /// sharded directory, learning the shard count from a Stale answer as lookups do); cluster failures come back as EIO.
+    /// With <paramref name="retried"/> (a call that may be made twice with the same effect: a commit of a written version)
+    /// it is made again when its answer is lost (<see cref="GrainCalls.RetriedCallAsync{T}"/>).
     /// </summary>
-    internal async ValueTask<LookupResult> CallDirectoryAsync(MountInfo mount, string relative, string display, Func<IDirectoryGrain, string, ValueTask<LookupResult>> call)
+    internal async ValueTask<LookupResult> CallDirectoryAsync(MountInfo mount, string relative, string display, Func<IDirectoryGrain, string, ValueTask<LookupResult>> call, bool retried = false)
     {
         var (parent, name) = FsPath.SplitRelative(relative);
         for (var redirects = 0; ; redirects++)
         {
             var key = DirectoryKeyOf(mount.Id, parent, name);
-            var result = await _calls.CallAsync(() => call(_calls.Grains.GetGrain<IDirectoryGrain>(key.ToString()), name), display).ConfigureAwait(false);
+            var grain = _calls.Grains.GetGrain<IDirectoryGrain>(key.ToString());
+            var result = retried
+                ? await _calls.RetriedCallAsync(() => call(grain, name), display).ConfigureAwait(false)
+                : await _calls.CallAsync(() => call(grain, name), display).ConfigureAwait(false);
             if (!result.IsOk)
             {
                 return new LookupResult(result.Status, null, 1, result.Message);

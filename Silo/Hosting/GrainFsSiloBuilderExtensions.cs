@@ -38,6 +38,7 @@ public static class GrainFsSiloBuilderExtensions
         services.AddSingleton(Options.Create(settings.Telemetry));
         services.AddSingleton(Options.Create(settings.Persist));
         services.AddSingleton<GrainFs.Grains.Security.MountAccess>();
+        builder.AddIncomingGrainCallFilter<StoreErrorFilter>();
         services.AddSingleton(sp => new GrainFs.Grains.Security.CallerIdentity(sp.GetService<GrainFs.Grains.Security.SiloSecurity>()));
         GrainFs.DataPlane.Security.ClusterTrust? trust = null;
         if (!silo.InsecureNoAuth)
@@ -68,6 +69,8 @@ public static class GrainFsSiloBuilderExtensions
             })
             .Build();
         builder.UseSiloMetadata(metadata.GetSection("Metadata"));
+        services.AddSingleton(new LocalSiloMetadata(metadata.GetSection("Metadata").GetChildren().ToDictionary(c => c.Key, c => c.Value ?? string.Empty, StringComparer.Ordinal)));
+        services.AddSingleton<SiloDirectory>();
         services.AddSingleton(sp => new TierStore(sp.GetRequiredService<IOptions<CacheOptions>>().Value, sp.GetRequiredService<ILoggerFactory>().CreateLogger("GrainFs.Cache.TierStore"), sp.GetRequiredService<GrainFsClock>()));
         services.AddSingleton(sp => new DataPortServer(listener, sp.GetRequiredService<TierStore>(), sp.GetRequiredService<ILoggerFactory>().CreateLogger("GrainFs.Cache.DataPort"), trust, limits: null,
             startFill: sp.GetRequiredService<BlockFiller>().StartFromDataPortAsync));

@@ -46,6 +46,9 @@ public sealed class PostgresServer : IAsyncDisposable
 
     private static Task<PostgresServer> StartAsync() => StartAsync(null);
 
+    /// <summary>A server of the caller's own (stop it with <see cref="DisposeAsync"/>), trusting local connections: the fault suite kills and stops it.</summary>
+    public static Task<PostgresServer> StartNewAsync() => StartAsync(null);
+
     /// <summary>
     /// A server of the caller's own (stop it with <see cref="DisposeAsync"/>) whose TCP connections must give
     /// <paramref name="password"/> for the postgres user (scram-sha-256), as a production server would.
@@ -83,8 +86,85 @@ public sealed class PostgresServer : IAsyncDisposable
 
         await AsPostgresAsync($"{Bin}/initdb -D {folder}/data -U postgres {auth} -E UTF8 --no-sync").ConfigureAwait(false);
         File.Delete(Path.Combine(folder, "initdb-password"));
-        await AsPostgresAsync($"{Bin}/pg_ctl -D {folder}/data -l {folder}/pg.log -o \"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300\" -w start").ConfigureAwait(false);
+        await StartServerAsync(folder, port).ConfigureAwait(false);
         return new PostgresServer(folder, port, password);
+    }
+
+    private static Task StartServerAsync(string folder, int port) =>
+        AsPostgresAsync($"{Bin}/pg_ctl -D {folder}/data -l {folder}/pg.log -o \"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300\" -w start");
+
+    /// <summary>The postmaster's process id (from postmaster.pid), or 0 when the server is not running.</summary>
+    public int ServerPid
+    {
+        get
+        {
+            try
+            {
+                var first = File.ReadLines(Path.Combine(_folder, "data", "postmaster.pid")).FirstOrDefault();
+                return int.TryParse(first, System.Globalization.CultureInfo.InvariantCulture, out var pid) && Directory.Exists($"/proc/{pid}") ? pid : 0;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                return 0;
+            }
+        }
+    }
+
+    /// <summary>The postmaster and every process it started (its backends and workers), for signals that must reach them all.</summary>
+    public IReadOnlyList<int> ServerProcesses()
+    {
+        var root = ServerPid;
+        if (root == 0)
+        {
+            return [];
+        }
+
+        var all = new List<int> { root };
+        foreach (var folder in Directory.EnumerateDirectories("/proc"))
+        {
+            if (int.TryParse(Path.GetFileName(folder), System.Globalization.CultureInfo.InvariantCulture, out var pid) && ParentOf(pid) == root)
+            {
+                all.Add(pid);
+            }
+        }
+
+        return all;
+    }
+
+    private static int ParentOf(int pid)
+    {
+        try
+        {
+            // /proc/PID/stat: "pid (comm) state ppid …"; comm may hold spaces, so read after its closing parenthesis.
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            return int.Parse(fields[1], System.Globalization.CultureInfo.InvariantCulture);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or ArgumentOutOfRangeException)
+        {
+            return 0;
+        }
+    }
+
+    /// <summary>
+    /// Starts the server again on its port after it was killed: waits (≤ 30 s) until the killed backends are gone, which
+    /// hold the shared memory a new postmaster refuses to share, then starts it (crash recovery runs as in production).
+    /// </summary>
+    public async Task StartAgainAsync()
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (true)
+        {
+            try
+            {
+                await StartServerAsync(_folder, Port).ConfigureAwait(false);
+                return;
+            }
+            catch (InvalidOperationException) when (DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(500).ConfigureAwait(false);
+            }
+        }
     }
 
     private static Task AsPostgresAsync(string command) =>

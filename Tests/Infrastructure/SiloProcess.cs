@@ -8,11 +8,16 @@ namespace GrainFs.Tests.Infrastructure;
 /// </summary>
 public sealed class SiloProcess : IAsyncDisposable
 {
-    private SiloProcess(TestProcess process, int gatewayPort, string data)
+    private readonly SiloProcessOptions _options;
+    private readonly int _siloPort;
+
+    private SiloProcess(TestProcess process, SiloProcessOptions options, string data, int siloPort, int gatewayPort)
     {
         Process = process;
-        GatewayPort = gatewayPort;
+        _options = options;
         Data = data;
+        _siloPort = siloPort;
+        GatewayPort = gatewayPort;
     }
 
     /// <summary>The silo's process, to read its output, kill it (a crashed node) or stop it.</summary>
@@ -42,13 +47,13 @@ public sealed class SiloProcess : IAsyncDisposable
         Directory.CreateDirectory(data);
         for (var attempt = 1; ; attempt++)
         {
-            var gateway = Ports.Free();
+            var (siloPort, gateway) = (Ports.Free(), Ports.Free());
             var (dashboard, metrics) = options.Dashboard ? (Ports.Free(), Ports.Free()) : (0, 0);
-            var process = Start(options, data, gateway, dashboard, metrics);
+            var process = Start(options, data, siloPort, gateway, dashboard, metrics);
             try
             {
                 await process.WaitForOutputAsync("GrainFS silo started", options.StartTimeout, cancellationToken).ConfigureAwait(false);
-                return new SiloProcess(process, gateway, data) { DashboardPort = dashboard, MetricsPort = metrics };
+                return new SiloProcess(process, options, data, siloPort, gateway) { DashboardPort = dashboard, MetricsPort = metrics };
             }
             catch (InvalidOperationException) when (attempt < 3 && process.HasExited && process.Output.Contains("Address already in use", StringComparison.Ordinal))
             {
@@ -62,12 +67,42 @@ public sealed class SiloProcess : IAsyncDisposable
         }
     }
 
-    private static TestProcess Start(SiloProcessOptions options, string data, int gateway, int dashboard, int metrics)
+    /// <summary>
+    /// Starts this silo again after it was killed or stopped, as an operator's service manager would: the same data
+    /// folder, arguments and ports (clients and the membership table know it by them). A port the dead process held may
+    /// stay taken for a moment; the start is tried again for up to 30 s.
+    /// </summary>
+    public async Task<SiloProcess> StartAgainAsync(CancellationToken cancellationToken = default)
+    {
+        await Process.DisposeAsync().ConfigureAwait(false);
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (true)
+        {
+            var process = Start(_options, Data, _siloPort, GatewayPort, DashboardPort, MetricsPort);
+            try
+            {
+                await process.WaitForOutputAsync("GrainFS silo started", _options.StartTimeout, cancellationToken).ConfigureAwait(false);
+                return new SiloProcess(process, _options, Data, _siloPort, GatewayPort) { DashboardPort = DashboardPort, MetricsPort = MetricsPort };
+            }
+            catch (InvalidOperationException) when (DateTime.UtcNow < deadline && process.HasExited && process.Output.Contains("Address already in use", StringComparison.Ordinal))
+            {
+                await process.DisposeAsync().ConfigureAwait(false);
+                await Task.Delay(1000, cancellationToken).ConfigureAwait(false);
+            }
+            catch
+            {
+                await process.DisposeAsync().ConfigureAwait(false);
+                throw;
+            }
+        }
+    }
+
+    private static TestProcess Start(SiloProcessOptions options, string data, int siloPort, int gateway, int dashboard, int metrics)
     {
         var args = new List<string>
         {
             "--data", data,
-            "--silo-port", Text(Ports.Free()),
+            "--silo-port", Text(siloPort),
             "--gateway-port", Text(gateway),
             // Port 0 turns the dashboard and the metrics endpoint off.
             "--dashboard-port", Text(dashboard),

@@ -1,11 +1,10 @@
 using Orleans.Concurrency;
-using Orleans.Runtime.MembershipService.SiloMetadata;
 
 namespace GrainFs.Grains.Blocks;
 
 /// <summary>Answers with the active silos and their GrainFS metadata, from this silo's membership view.</summary>
 [StatelessWorker]
-internal sealed class ClusterGrain(IClusterMembershipService membership, ISiloMetadataCache metadata) : Grain, IClusterGrain
+internal sealed class ClusterGrain(IClusterMembershipService membership, SiloDirectory directory) : Grain, IClusterGrain
 {
     public ValueTask<SiloInfo[]> GetSilosAsync()
     {
@@ -17,10 +16,10 @@ internal sealed class ClusterGrain(IClusterMembershipService membership, ISiloMe
                 continue;
             }
 
-            var data = metadata.GetSiloMetadata(member.SiloAddress).Metadata;
+            var data = directory.MetadataOf(member.SiloAddress);
             if (!data.TryGetValue(SiloMetadataKeys.DataPort, out var endpoint))
             {
-                // Metadata not propagated yet: a client will see this silo on its next refresh.
+                // Metadata not learned yet (asked for now): a client will see this silo on its next refresh.
                 continue;
             }
 

@@ -1,5 +1,4 @@
 using GrainFs.DataPlane.Blocks;
-using Orleans.Runtime.MembershipService.SiloMetadata;
 using Orleans.Runtime.Placement;
 
 namespace GrainFs.Grains.Blocks;
@@ -9,7 +8,7 @@ namespace GrainFs.Grains.Blocks;
 /// homes (<see cref="BlockHomes"/>: the gpu role, all of them when none has it), by silo name. Decides from locally
 /// cached silo metadata, with no remote call, and gives the same answer as a client computing it from the cluster view.
 /// </summary>
-public sealed class BlockHomePlacementDirector(ISiloMetadataCache metadata) : IPlacementDirector
+public sealed class BlockHomePlacementDirector(SiloDirectory directory) : IPlacementDirector
 {
     /// <inheritdoc />
     public Task<SiloAddress> OnAddActivation(PlacementStrategy strategy, PlacementTarget target, IPlacementContext context)
@@ -20,8 +19,8 @@ public sealed class BlockHomePlacementDirector(ISiloMetadataCache metadata) : IP
             return Task.FromResult(silos.Length > 0 ? silos[0] : context.LocalSilo);
         }
 
-        var candidates = BlockHomes.Candidates(silos, s => RolesOf(metadata.GetSiloMetadata(s).Metadata));
-        var names = candidates.ConvertAll(s => metadata.GetSiloMetadata(s).Metadata.GetValueOrDefault(SiloMetadataKeys.Silo) ?? s.ToString());
+        var candidates = BlockHomes.Candidates(silos, s => RolesOf(directory.MetadataOf(s)));
+        var names = candidates.ConvertAll(s => directory.NameOf(s) ?? s.ToString());
         return Task.FromResult(candidates[Rendezvous.Pick(key, names)]);
     }
 
@@ -30,7 +29,7 @@ public sealed class BlockHomePlacementDirector(ISiloMetadataCache metadata) : IP
 }
 
 /// <summary>Places a grain keyed by a silo name on the silo of that name (the local silo when it is not in the cluster).</summary>
-public sealed class SiloNamePlacementDirector(ISiloMetadataCache metadata) : IPlacementDirector
+public sealed class SiloNamePlacementDirector(SiloDirectory directory) : IPlacementDirector
 {
     /// <inheritdoc />
     public Task<SiloAddress> OnAddActivation(PlacementStrategy strategy, PlacementTarget target, IPlacementContext context)
@@ -38,7 +37,7 @@ public sealed class SiloNamePlacementDirector(ISiloMetadataCache metadata) : IPl
         var name = target.GrainIdentity.Key.ToString();
         foreach (var silo in context.GetCompatibleSilos(target))
         {
-            if (metadata.GetSiloMetadata(silo).Metadata.GetValueOrDefault(SiloMetadataKeys.Silo) == name)
+            if (directory.NameOf(silo) == name)
             {
                 return Task.FromResult(silo);
             }

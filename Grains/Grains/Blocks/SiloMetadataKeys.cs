@@ -32,3 +32,7 @@ public sealed record LocalSilo(string Name, string Host, string DataEndpoint, IR
     /// <summary>True when the silo takes written blocks (the write role).</summary>
     public bool Writes => Roles?.Contains("write", StringComparer.Ordinal) == true;
 }
+
+/// <summary>The silo metadata this silo publishes (the keys of <see cref="SiloMetadataKeys"/>), as registered at start.</summary>
+/// <param name="Values">Key to value.</param>
+public sealed record LocalSiloMetadata(IReadOnlyDictionary<string, string> Values);

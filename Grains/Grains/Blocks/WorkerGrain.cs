@@ -11,14 +11,36 @@ namespace GrainFs.Grains.Blocks;
 /// </summary>
 [SiloNamePlacement]
 [Reentrant]
-internal sealed class WorkerGrain(BlockFiller filler, WorkerJobs jobs, LocalSilo silo, GrainFs.Grains.Writes.PersistQueue persist) : Grain, IWorkerGrain
+internal sealed class WorkerGrain(BlockFiller filler, WorkerJobs jobs, LocalSilo silo, LocalSiloMetadata metadata, GrainFs.Grains.Writes.PersistQueue persist) : Grain, IWorkerGrain
 {
     /// <summary>The longest a <see cref="WaitLoadAsync"/> call waits before it reports progress.</summary>
     public static readonly TimeSpan MaxLoadWait = TimeSpan.FromSeconds(10);
 
     private TierStore Store => filler.Store;
 
+    /// <summary>How long an activation that answers for a silo that is gone lives (see <see cref="OnActivateAsync"/>).</summary>
+    public static readonly TimeSpan MisplacedLifetime = TimeSpan.FromSeconds(2);
+
     private bool Misplaced => this.GetPrimaryKeyString() != silo.Name;
+
+    /// <summary>
+    /// A worker placed on another silo than its own (its silo was down when it was called) answers that it is gone, and
+    /// only for <see cref="MisplacedLifetime"/>: then it deactivates, so that once its silo is back (restarted on the
+    /// same name) the next call finds that silo's worker rather than this stand-in forever.
+    /// </summary>
+    public override Task OnActivateAsync(CancellationToken cancellationToken)
+    {
+        if (Misplaced)
+        {
+            this.RegisterGrainTimer(() =>
+            {
+                DeactivateOnIdle();
+                return Task.CompletedTask;
+            }, MisplacedLifetime, MisplacedLifetime);
+        }
+
+        return base.OnActivateAsync(cancellationToken);
+    }
 
     public ValueTask<WorkerReport> GetReportAsync()
     {
@@ -39,6 +61,9 @@ internal sealed class WorkerGrain(BlockFiller filler, WorkerJobs jobs, LocalSilo
             new WorkerPrefetch(report.Prefetch.Fills, report.Prefetch.Bytes, report.Prefetch.Hits, report.Prefetch.Wasted, report.Prefetch.Running),
             report.Lost));
     }
+
+    public ValueTask<Dictionary<string, string>> GetMetadataAsync() =>
+        ValueTask.FromResult(new Dictionary<string, string>(metadata.Values, StringComparer.Ordinal));
 
     public ValueTask<long> StartLoadAsync(BlockSource[] blocks, bool? pin, TimeSpan? ttl) =>
         ValueTask.FromResult(jobs.StartLoad(blocks, pin, ttl));

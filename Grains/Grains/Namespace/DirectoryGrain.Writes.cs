@@ -290,6 +290,14 @@ internal sealed partial class DirectoryGrain
         }
 
         var existing = Find(name);
+        if (existing is not null && !existing.IsDirectory && SameCommit(existing, entry))
+        {
+            // This very commit is done already (a commit made again because its answer was lost): answered as it was,
+            // without taking the entry back to what the commit said (its upload may have finished since).
+            _reservations.Remove(name);
+            return Done(existing);
+        }
+
         if (exclusive)
         {
             var ours = _reservations.TryGetValue(name, out var held) && held.Writer == writer;
@@ -324,6 +332,11 @@ internal sealed partial class DirectoryGrain
 
     private static bool SameVersion(FsEntry a, FsEntry b) =>
         string.Equals(WriteTag.IdOf(a.ETag), WriteTag.IdOf(b.ETag), StringComparison.Ordinal);
+
+    // The same version with the same size, time and attributes: a later commit of the same writer (more bytes written
+    // after a flush, a chmod) differs in one of them.
+    private static bool SameCommit(FsEntry stored, FsEntry commit) =>
+        SameVersion(stored, commit) && stored.Size == commit.Size && stored.MtimeUtc == commit.MtimeUtc && stored.Mode == commit.Mode && stored.Uid == commit.Uid && stored.Gid == commit.Gid;
 
     /// <summary>
     /// A written version is replaced or removed: its quota is returned before the change is acknowledged (so a write right

@@ -1,3 +1,4 @@
+using Npgsql;
 using NpgsqlTypes;
 
 namespace GrainFs.Storage.Metadata;
@@ -6,7 +7,10 @@ namespace GrainFs.Storage.Metadata;
 public sealed partial class PostgresMetadataStore
 {
     /// <inheritdoc />
-    public async ValueTask<IReadOnlyList<OverlayEntry>> LoadOverlayAsync(string key, CancellationToken cancellationToken = default)
+    public ValueTask<IReadOnlyList<OverlayEntry>> LoadOverlayAsync(string key, CancellationToken cancellationToken = default) =>
+        RetryAsync(ct => LoadOverlayOnceAsync(key, ct), cancellationToken);
+
+    private async ValueTask<IReadOnlyList<OverlayEntry>> LoadOverlayOnceAsync(string key, CancellationToken cancellationToken)
     {
         await using var command = _dataSource.CreateCommand(
             "select name, kind, size, mtime_ticks, etag, mode, uid, gid, holders, persistence, error, deleted from grainfs_overlay where dir_key = @key");
@@ -34,7 +38,10 @@ public sealed partial class PostgresMetadataStore
     }
 
     /// <inheritdoc />
-    public async ValueTask PutOverlayAsync(string key, long mountId, OverlayEntry entry, CancellationToken cancellationToken = default)
+    public ValueTask PutOverlayAsync(string key, long mountId, OverlayEntry entry, CancellationToken cancellationToken = default) =>
+        RetryAsync(ct => PutOverlayOnceAsync(key, mountId, entry, ct), cancellationToken);
+
+    private async ValueTask PutOverlayOnceAsync(string key, long mountId, OverlayEntry entry, CancellationToken cancellationToken)
     {
         await using var command = _dataSource.CreateCommand(
             """
@@ -62,7 +69,10 @@ public sealed partial class PostgresMetadataStore
     }
 
     /// <inheritdoc />
-    public async ValueTask<bool> RemoveOverlayAsync(string key, string name, CancellationToken cancellationToken = default)
+    public ValueTask<bool> RemoveOverlayAsync(string key, string name, CancellationToken cancellationToken = default) =>
+        RetryAsync(ct => RemoveOverlayOnceAsync(key, name, ct), cancellationToken);
+
+    private async ValueTask<bool> RemoveOverlayOnceAsync(string key, string name, CancellationToken cancellationToken)
     {
         await using var command = _dataSource.CreateCommand("delete from grainfs_overlay where dir_key = @key and name = @name");
         command.Parameters.AddWithValue("key", DbKey(key));
@@ -71,7 +81,10 @@ public sealed partial class PostgresMetadataStore
     }
 
     /// <inheritdoc />
-    public async ValueTask<MountUsage> LoadUsageAsync(long mountId, CancellationToken cancellationToken = default)
+    public ValueTask<MountUsage> LoadUsageAsync(long mountId, CancellationToken cancellationToken = default) =>
+        RetryAsync(ct => LoadUsageOnceAsync(mountId, ct), cancellationToken);
+
+    private async ValueTask<MountUsage> LoadUsageOnceAsync(long mountId, CancellationToken cancellationToken)
     {
         await using var command = _dataSource.CreateCommand("select bytes, files from grainfs_mount_usage where mount_id = @mount");
         command.Parameters.AddWithValue("mount", mountId);
@@ -94,8 +107,17 @@ public sealed partial class PostgresMetadataStore
         command.Parameters.AddWithValue("mount", mountId);
         command.Parameters.AddWithValue("bytes", delta.Bytes);
         command.Parameters.AddWithValue("files", delta.Files);
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-        await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-        return new MountUsage(reader.GetInt64(0), reader.GetInt64(1));
+        try
+        {
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+            return new MountUsage(reader.GetInt64(0), reader.GetInt64(1));
+        }
+        catch (NpgsqlException e) when (e.IsTransient)
+        {
+            // Not tried again (an add whose answer was lost would count twice); the pool's broken connections go.
+            _dataSource.Clear();
+            throw;
+        }
     }
 }

@@ -83,7 +83,10 @@ public sealed partial class PostgresMetadataStore : IMetadataStore, IAsyncDispos
     }
 
     /// <inheritdoc />
-    public async ValueTask<StoredMountTable> LoadMountTableAsync(CancellationToken cancellationToken = default)
+    public ValueTask<StoredMountTable> LoadMountTableAsync(CancellationToken cancellationToken = default) =>
+        RetryAsync(ct => LoadMountTableOnceAsync(ct), cancellationToken);
+
+    private async ValueTask<StoredMountTable> LoadMountTableOnceAsync(CancellationToken cancellationToken)
     {
         await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         long version = 0, nextId = 1;
@@ -111,7 +114,10 @@ public sealed partial class PostgresMetadataStore : IMetadataStore, IAsyncDispos
     }
 
     /// <inheritdoc />
-    public async ValueTask SaveMountTableAsync(StoredMountTable table, long expectedVersion, CancellationToken cancellationToken = default)
+    public ValueTask SaveMountTableAsync(StoredMountTable table, long expectedVersion, CancellationToken cancellationToken = default) =>
+        RetryAsync(ct => SaveMountTableOnceAsync(table, expectedVersion, ct), cancellationToken);
+
+    private async ValueTask SaveMountTableOnceAsync(StoredMountTable table, long expectedVersion, CancellationToken cancellationToken)
     {
         await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
@@ -153,7 +159,10 @@ public sealed partial class PostgresMetadataStore : IMetadataStore, IAsyncDispos
     }
 
     /// <inheritdoc />
-    public async ValueTask<DirectorySnapshot?> LoadDirectoryAsync(string key, CancellationToken cancellationToken = default)
+    public ValueTask<DirectorySnapshot?> LoadDirectoryAsync(string key, CancellationToken cancellationToken = default) =>
+        RetryAsync(ct => LoadDirectoryOnceAsync(key, ct), cancellationToken);
+
+    private async ValueTask<DirectorySnapshot?> LoadDirectoryOnceAsync(string key, CancellationToken cancellationToken)
     {
         await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         long dirId;
@@ -199,7 +208,10 @@ public sealed partial class PostgresMetadataStore : IMetadataStore, IAsyncDispos
         SaveDirectoriesAsync(mountId, [new KeyValuePair<string, DirectorySnapshot>(key, snapshot)], cancellationToken);
 
     /// <inheritdoc />
-    public async ValueTask SaveDirectoriesAsync(long mountId, IReadOnlyList<KeyValuePair<string, DirectorySnapshot>> listings, CancellationToken cancellationToken = default)
+    public ValueTask SaveDirectoriesAsync(long mountId, IReadOnlyList<KeyValuePair<string, DirectorySnapshot>> listings, CancellationToken cancellationToken = default) =>
+        RetryAsync(ct => SaveDirectoriesOnceAsync(mountId, listings, ct), cancellationToken);
+
+    private async ValueTask SaveDirectoriesOnceAsync(long mountId, IReadOnlyList<KeyValuePair<string, DirectorySnapshot>> listings, CancellationToken cancellationToken)
     {
         await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
@@ -262,7 +274,10 @@ public sealed partial class PostgresMetadataStore : IMetadataStore, IAsyncDispos
     }
 
     /// <inheritdoc />
-    public async ValueTask<bool> UpsertEntryAsync(string key, EntryRecord entry, CancellationToken cancellationToken = default)
+    public ValueTask<bool> UpsertEntryAsync(string key, EntryRecord entry, CancellationToken cancellationToken = default) =>
+        RetryAsync(ct => UpsertEntryOnceAsync(key, entry, ct), cancellationToken);
+
+    private async ValueTask<bool> UpsertEntryOnceAsync(string key, EntryRecord entry, CancellationToken cancellationToken)
     {
         // One statement: the entry goes in only if the listing is stored, and the count follows (xmax = 0: inserted, not updated).
         await using var command = _dataSource.CreateCommand(
@@ -288,7 +303,10 @@ public sealed partial class PostgresMetadataStore : IMetadataStore, IAsyncDispos
     }
 
     /// <inheritdoc />
-    public async ValueTask<bool> DeleteEntryAsync(string key, string name, CancellationToken cancellationToken = default)
+    public ValueTask<bool> DeleteEntryAsync(string key, string name, CancellationToken cancellationToken = default) =>
+        RetryAsync(ct => DeleteEntryOnceAsync(key, name, ct), cancellationToken);
+
+    private async ValueTask<bool> DeleteEntryOnceAsync(string key, string name, CancellationToken cancellationToken)
     {
         await using var command = _dataSource.CreateCommand(
             """
@@ -305,7 +323,10 @@ public sealed partial class PostgresMetadataStore : IMetadataStore, IAsyncDispos
     }
 
     /// <inheritdoc />
-    public async ValueTask DeleteMountDataAsync(long mountId, CancellationToken cancellationToken = default)
+    public ValueTask DeleteMountDataAsync(long mountId, CancellationToken cancellationToken = default) =>
+        RetryAsync(ct => DeleteMountDataOnceAsync(mountId, ct), cancellationToken);
+
+    private async ValueTask DeleteMountDataOnceAsync(long mountId, CancellationToken cancellationToken)
     {
         await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
@@ -339,4 +360,40 @@ public sealed partial class PostgresMetadataStore : IMetadataStore, IAsyncDispos
 
     /// <inheritdoc />
     public ValueTask DisposeAsync() => _dataSource.DisposeAsync();
+
+    /// <summary>Attempts of an operation that failed on a transient error (a broken connection, a server restarting), 0.2 s, 0.5 s and 1 s apart.</summary>
+    public const int Attempts = 4;
+
+    private static readonly TimeSpan[] RetryDelays = [TimeSpan.FromMilliseconds(200), TimeSpan.FromMilliseconds(500), TimeSpan.FromSeconds(1)];
+
+    // A server that restarted leaves every pooled connection broken, and each would fail its next operation: on a
+    // transient failure the pool is emptied and the operation (idempotent: each is one statement or one transaction that
+    // writes the same rows again) tried again on a new connection, a few times over about 2 s.
+    private async ValueTask<T> RetryAsync<T>(Func<CancellationToken, ValueTask<T>> operation, CancellationToken cancellationToken)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return await operation(cancellationToken).ConfigureAwait(false);
+            }
+            catch (NpgsqlException e) when (e.IsTransient && !cancellationToken.IsCancellationRequested)
+            {
+                _dataSource.Clear();
+                if (attempt >= Attempts)
+                {
+                    throw;
+                }
+
+                await Task.Delay(RetryDelays[attempt - 1], cancellationToken).ConfigureAwait(false);
+            }
+        }
+    }
+
+    private async ValueTask RetryAsync(Func<CancellationToken, ValueTask> operation, CancellationToken cancellationToken) =>
+        await RetryAsync(async ct =>
+        {
+            await operation(ct).ConfigureAwait(false);
+            return true;
+        }, cancellationToken).ConfigureAwait(false);
 }

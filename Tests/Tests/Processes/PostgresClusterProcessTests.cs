@@ -156,4 +156,110 @@ public sealed class PostgresClusterProcessTests
             }
         }
     }
+
+    [Fact]
+    public async Task A_silo_killed_and_started_again_takes_its_worker_back_and_meanwhile_lookups_and_new_files_go_on()
+    {
+        var pg = await PostgresServer.Shared;
+        var connection = await pg.CreateDatabaseAsync("restart");
+        var env = new Dictionary<string, string?> { ["GRAINFS_CLUSTER"] = connection };
+        var silos = new List<SiloProcess>();
+        try
+        {
+            for (var i = 1; i <= 2; i++)
+            {
+                silos.Add(await SiloProcess.StartAsync($"restart{i}", ["--host", $"rhost{i}", "--advertise", "127.0.0.1", "--name", $"restart-silo-{i}", "--roles", "read,write"], env));
+            }
+
+            var folder = TestProcess.NewFolder("restartdata");
+            Directory.CreateDirectory(folder);
+            await using var client = await Client.GrainFsClient.ConnectAsync(new Client.GrainFsClientOptions { Cluster = connection, Host = "writer-host", MetadataCacheEntries = 0 });
+            Assert.True((await client.MountAsync("/r", $"file://{folder}")).IsOk);
+            Assert.True((await client.WriteFileAsync("/r/before", new MemoryStream(new byte[1000]))).IsOk);
+
+            silos[1].Process.Kill();
+
+            // While it is down: a lookup is asked again rather than left waiting for the dead silo (30 s, then an
+            // error), and new files go to the live worker once the dead one failed one of them.
+            var written = 0;
+            var failed = new List<string>();
+            for (var i = 0; i < 12; i++)
+            {
+                var stat = await client.StatAsync("/r/before");
+                Assert.True(stat.IsOk, $"stat while a silo is down: {stat.Message}");
+                var write = await client.WriteFileAsync($"/r/during-{i}", new MemoryStream(new byte[2000 + i]));
+                if (write.IsOk)
+                {
+                    written++;
+                }
+                else
+                {
+                    failed.Add(write.Message!);
+                }
+            }
+
+            Assert.True(failed.Count <= 1, $"{failed.Count} writes failed while a silo was down: {string.Join("; ", failed)}");
+
+            // Its worker, called while it is down, answers from the other silo that it is gone (once the silo is
+            // declared dead; until then the call is refused).
+            var worker = client.Grains.GetGrain<IWorkerGrain>("restart-silo-2");
+            WorkerReport? report = null;
+            var waited = Stopwatch.StartNew();
+            while (report is null && waited.Elapsed < TimeSpan.FromSeconds(30))
+            {
+                try
+                {
+                    report = await worker.GetReportAsync();
+                }
+                catch (OrleansException)
+                {
+                    await Task.Delay(250);
+                }
+            }
+
+            Assert.NotNull(report);
+            Assert.Contains("gone", report.Silo, StringComparison.Ordinal);
+
+            silos[1] = await silos[1].StartAgainAsync();
+
+            // Back on its name: its worker is its own again (a stand-in that stayed would refuse every seal for good).
+            var clock = Stopwatch.StartNew();
+            while ((report = await worker.GetReportAsync()).Silo != "restart-silo-2" && clock.Elapsed < TimeSpan.FromSeconds(30))
+            {
+                await Task.Delay(250);
+            }
+
+            Assert.True(report.Silo == "restart-silo-2", report.Silo + "\n" + silos[0].Process.Output[^Math.Min(6000, silos[0].Process.Output.Length)..]);
+            Assert.Equal(2, await ActiveSilos(connection));
+
+            // And the clients' cluster view lists it with its data port again (its metadata learned, whatever became of
+            // Orleans' one fetch of it while it was joining).
+            SiloInfo[] view = [];
+            clock.Restart();
+            while ((view = await client.Grains.GetGrain<IClusterGrain>(0).GetSilosAsync()).Length < 2 && clock.Elapsed < TimeSpan.FromSeconds(30))
+            {
+                await Task.Delay(250);
+            }
+
+            Assert.Contains(view, s => s.Name == "restart-silo-2" && s.DataEndpoint.Length > 0 && s.Host == "rhost2");
+            for (var i = 0; i < 6; i++)
+            {
+                var write = await client.WriteFileAsync($"/r/after-{i}", new MemoryStream(new byte[3000 + i]));
+                Assert.True(write.IsOk, $"write after the restart: {write.Message}");
+            }
+
+            for (var i = 0; i < 6; i++)
+            {
+                Assert.True((await client.PersistAsync($"/r/after-{i}", TimeSpan.FromSeconds(60))).IsOk);
+                Assert.Equal(3000 + i, new FileInfo(Path.Combine(folder, $"after-{i}")).Length);
+            }
+        }
+        finally
+        {
+            foreach (var silo in silos)
+            {
+                await silo.DisposeAsync();
+            }
+        }
+    }
 }

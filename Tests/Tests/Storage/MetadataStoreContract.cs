@@ -367,6 +367,38 @@ public sealed class PostgresMetadataStoreTests : MetadataStoreContract
     }
 
     [Fact]
+    public async Task After_the_server_is_killed_and_started_again_the_next_operations_succeed_on_new_connections()
+    {
+        // A server of its own, killed as a crashed database host is (SIGKILL of the postmaster and every backend).
+        await using var server = await Infrastructure.PostgresServer.StartNewAsync();
+        await using var store = new PostgresMetadataStore(await server.CreateDatabaseAsync("restarted"));
+        await store.InitializeAsync();
+        var table = new StoredMountTable(1, 2, [new StoredMount(1, "/m", "file:///m", "{}", DateTime.UtcNow)]);
+        await store.SaveMountTableAsync(table, 0);
+
+        // Several pooled connections, each left open to the server about to die.
+        await Task.WhenAll(Enumerable.Range(0, 8).Select(async i => await store.LoadDirectoryAsync($"1:0:d{i}")));
+        foreach (var pid in server.ServerProcesses())
+        {
+            Assert.Equal(0, Kill(pid, 9));
+        }
+
+        // While it is down: a driver error the caller can name (not a hang).
+        await Assert.ThrowsAnyAsync<System.Data.Common.DbException>(async () => await store.LoadMountTableAsync());
+        await server.StartAgainAsync();
+
+        // Every pooled connection is broken; none of them fails an operation now.
+        for (var i = 0; i < 10; i++)
+        {
+            Assert.Equal("/m", Assert.Single((await store.LoadMountTableAsync()).Mounts).Path);
+            Assert.Null(await store.LoadDirectoryAsync($"1:0:d{i}"));
+        }
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill")]
+    private static extern int Kill(int pid, int signal);
+
+    [Fact]
     public async Task A_database_without_the_schema_is_refused_with_the_fix()
     {
         var server = await Infrastructure.PostgresServer.Shared;
