@@ -1,4 +1,5 @@
 using GrainFs.DataPlane;
+using GrainFs.Grains;
 using GrainFs.Silo.Hosting;
 using GrainFs.Storage.Metadata;
 using Microsoft.AspNetCore.Builder;
@@ -16,6 +17,12 @@ namespace GrainFs.Silo;
 /// <summary>The GrainFS silo host: <c>dotnet run --project Silo -- [flags]</c>.</summary>
 public static class Program
 {
+    /// <summary>
+    /// A file holding an offset for GrainFS's clock (<see cref="OffsetFileClock"/>): the fault suite steps the clock of
+    /// TTLs through it. Unset in production.
+    /// </summary>
+    public const string FaultClockVariable = "GRAINFS_FAULT_CLOCK_FILE";
+
     /// <summary>Runs the silo until SIGINT/SIGTERM. Exit codes: 0 clean stop, 1 start failure, 2 bad configuration.</summary>
     public static async Task<int> Main(string[] args)
     {
@@ -62,6 +69,20 @@ public static class Program
             return Fail(2, $"GrainFs:Data = '{silo.Data}': cannot create the state folder ({e.Message})");
         }
 
+        OffsetFileClock? faultClock = null;
+        var clockFile = Environment.GetEnvironmentVariable(FaultClockVariable);
+        if (!string.IsNullOrEmpty(clockFile))
+        {
+            try
+            {
+                faultClock = new OffsetFileClock(clockFile);
+            }
+            catch (ArgumentException e)
+            {
+                return Fail(2, $"{FaultClockVariable}: {e.Message}");
+            }
+        }
+
         IMetadataStore store = silo.Cluster is { } cluster ? new PostgresMetadataStore(cluster) : new InMemoryMetadataStore();
         try
         {
@@ -96,6 +117,12 @@ public static class Program
         builder.Services.AddGrainFsTelemetry(settings);
         try
         {
+            if (faultClock is not null)
+            {
+                // Registered before AddGrainFs, which keeps it in place of the system clock.
+                builder.Services.AddSingleton(new GrainFsClock(faultClock));
+            }
+
             ConfigureOrleans(builder, settings, store, dashboardRequested);
         }
         catch (System.Net.Sockets.SocketException e)
@@ -133,6 +160,11 @@ public static class Program
         if (silo.InsecureNoAuth)
         {
             StartupLog.Insecure(logger);
+        }
+
+        if (faultClock is not null)
+        {
+            StartupLog.FaultClock(logger, FaultClockVariable, clockFile ?? string.Empty, faultClock.Offset);
         }
         await host.WaitForShutdownAsync();
         return 0;
@@ -220,4 +252,7 @@ internal static partial class StartupLog
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "--insecure-no-auth: no TLS, no logins, no access checks; anyone who reaches a port owns this cluster (only for measuring the trust model's cost)")]
     public static partial void Insecure(ILogger logger);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Variable} = {File}: GrainFS's clock (TTLs, directory staleness, fill waits) is the system clock moved by the offset that file holds, now {Offset}; for fault injection only")]
+    public static partial void FaultClock(ILogger logger, string variable, string file, TimeSpan offset);
 }
