@@ -15,7 +15,8 @@ public static class Program
             Console.WriteLine("       grainfs-bench compare [--images 3000] [--large-mib 256] [--large-files 2] [--repeats 3] [--cold-repeats 2] [--readers 8] [--systems 'local disk,direct S3,GrainFS SDK,GrainFS FUSE,rclone,s3fs'] [--work DIR] [--out DIR]");
             Console.WriteLine("       grainfs-bench fuse [--small 10000] [--stat 100000] [--big-mib 1024] [--repeats 3] [--folder DIR] [--silo DLL] [--cli DLL]");
             Console.WriteLine("       grainfs-bench write [--only throughput,close,persist,rate,checkpoint] [--write-size 512MiB] [--checkpoint-size 2GiB] [--close-size 4MiB] [--close-files 10] [--persist-size 256MiB] [--persist-files 8] [--persist-rate 20MiB] [--rate-size 256MiB] [--repeats 3] [--out DIR] [--silo DLL] [--cli DLL]");
-            Console.WriteLine("       grainfs-bench chaos [--only fuse-kill,silo-stop,s3-stall,s3-down,disk-eio,disk-full,files-removed] [--hold 8]");
+            Console.WriteLine("       grainfs-bench chaos [--only fuse-kill,silo-kill,silo-stop,pg-kill,pg-stop,s3-stall,s3-down,s3-reset,disk-eio,disk-full,tmpfs-full,tier-removed,files-removed,clock-step] [--hold 8]");
+            Console.WriteLine("       grainfs-bench soak [--minutes 30] [--kill-every 180] [--sample 20]");
             Console.WriteLine("       grainfs-bench security [--only remote,stat,cold,short-circuit] [--big-mib 512] [--stat 20000] [--cold 500] [--readers 8] [--repeats 3] [--folder DIR] [--out DIR] [--silo DLL]");
             return args.Length == 0 ? 2 : 0;
         }
@@ -33,13 +34,14 @@ public static class Program
             "compare" => await Compare.CompareBenchmark.RunAsync(rest),
             "security" => await SecurityBenchmark.RunAsync(rest),
             "chaos" => await Chaos.ChaosSuite.RunAsync(rest),
+            "soak" => await Chaos.Soak.RunAsync(rest),
             _ => Unknown(args[0]),
         };
     }
 
     private static int Unknown(string name)
     {
-        Console.Error.WriteLine($"grainfs-bench: unknown benchmark '{name}' (known: metadata, cache, fuse, write, compare, security, chaos)");
+        Console.Error.WriteLine($"grainfs-bench: unknown benchmark '{name}' (known: metadata, cache, fuse, write, compare, security, chaos, soak)");
         return 2;
     }
 }

@@ -22,117 +22,143 @@ internal sealed record FaultRow(string Fault, string Expectation, long Reads, lo
 /// </summary>
 internal static partial class ChaosSuite
 {
-    private const int Files = 300;
-    private const int FileBytes = 48 << 10;
+    private const int Files = ChaosDeployment.Files;
+    private const int FileBytes = ChaosDeployment.FileBytes;
+
+    /// <summary>A fault: how it is injected and cleared, what readers and writers should see, and a check after the load stopped (null: nothing more).</summary>
+    private sealed record Scenario(string Name, string Fault, string Expectation, Func<Task> Inject, Func<Task>? Clear = null, string? WriteErrorsNaming = null, Func<Task<string?>>? Verify = null);
 
     public static async Task<int> RunAsync(BenchArgs args)
     {
         var hold = TimeSpan.FromSeconds(args.Int("--hold", 8));
         var only = args.TextOrNull("--only")?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-        var s3rverJs = Path.Combine(Repo.Root, "infra", "bench", "node_modules", "s3rver", "bin", "s3rver.js");
         var work = TestProcess.NewFolder("chaos");
-        var source = Directory.CreateDirectory(Path.Combine(work, "source")).FullName;
-        var expected = new byte[Files][];
-        var random = new Random(17);
-        for (var i = 0; i < Files; i++)
-        {
-            expected[i] = new byte[FileBytes + i];
-            random.NextBytes(expected[i]);
-            await File.WriteAllBytesAsync(Path.Combine(source, Name(i)), expected[i]);
-        }
-
-        Progress("starting s3rver, a faulty-disk tier, a silo and a FUSE mount");
-        var s3Folder = Path.Combine(work, "s3");
-        var s3 = await S3rverServer.StartAsync(s3rverJs, s3Folder, "chaos");
-        var s3Port = new Uri(s3.Endpoint).Port;
-        using (var upload = s3.Client())
-        {
-            foreach (var path in Directory.EnumerateFiles(source))
-            {
-                await upload.PutObjectAsync(new Amazon.S3.Model.PutObjectRequest { BucketName = "chaos", Key = "ds/" + Path.GetFileName(path), FilePath = path, UseChunkEncoding = false });
-            }
-        }
-
-        await using var disk = await FaultFs.StartAsync();
-        var hdd = TestProcess.NewFolder("chaos-hdd");
-        var writes = TestProcess.NewFolder("chaos-writes");
-        var silo = await SiloProcess.StartAsync("chaos", new SiloProcessOptions
-        {
-            Tiers = [$"SSD={disk.MountPoint}:256MiB", $"HDD={hdd}:256MiB"],
-            // A stalled fill is noticed in 5 s here (30 s by default), so that the suite's faults stay short.
-            Environment = new Dictionary<string, string?> { ["GrainFs__Cache__FillStallTimeout"] = "00:00:05" },
-        });
-        await using var client = await GrainFsClient.ConnectAsync(new GrainFsClientOptions { GatewayPort = silo.GatewayPort, MetadataCacheEntries = 0 });
-        Check(await client.MountAsync("/ds", "s3://chaos/ds", new Dictionary<string, string>
-        {
-            ["endpoint"] = s3.Endpoint,
-            ["access-key"] = s3.AccessKey,
-            ["secret-key"] = s3.SecretKey,
-            ["readonly"] = "true",
-        }));
-        Check(await client.MountAsync("/w", $"file://{writes}"));
-        Check(await client.LoadAsync("/ds"));
-        var fuse = await FuseProcess.StartAsync(silo);
+        await using var d = await ChaosDeployment.StartAsync(work, Progress);
+        var client = d.Client;
         var rows = new List<FaultRow>();
-        try
+        var load = new Load(client, Path.Combine(d.Fuse.MountPoint, "ds"), d.Expected, d.Writes);
+        var seconds = hold.TotalSeconds.ToString("0", CultureInfo.InvariantCulture);
+        long fillsBefore = 0;
+        var scenarios = new Scenario[]
         {
-            var load = new Load(client, Path.Combine(fuse.MountPoint, "ds"), expected, writes);
-            var scenarios = new (string Name, string Fault, string Expectation, Func<Task> Inject, Func<Task>? Clear, string? WriteErrorsNaming)[]
+            new("fuse-kill", "FUSE serving process SIGKILLed 3 times, 1 s apart", "no error, every byte right (readers pause)", async () =>
             {
-                ("fuse-kill", "FUSE serving process SIGKILLed 3 times, 1 s apart", "no error, every byte right (readers pause)", async () =>
+                var state = MountState.For(d.Fuse.MountPoint, 0);
+                for (var k = 0; k < 3; k++)
                 {
-                    var state = MountState.For(fuse.MountPoint, 0);
-                    for (var k = 0; k < 3; k++)
+                    var serving = MountState.ReadPid(state.ServingFile);
+                    Signal(serving, 9);
+                    while (MountState.ReadPid(state.ServingFile) is var now && (now == 0 || now == serving))
                     {
-                        var serving = MountState.ReadPid(state.ServingFile);
-                        Signal(serving, 9);
-                        while (MountState.ReadPid(state.ServingFile) is var now && (now == 0 || now == serving))
-                        {
-                            await Task.Delay(20);
-                        }
-
-                        await Task.Delay(1000);
-                    }
-                }, null, null),
-                ("silo-stop", $"silo SIGSTOPped for {hold.TotalSeconds:0} s", "no error, every byte right (readers pause)", () => Stop(silo.Process.Id), () => Continue(silo.Process.Id), null),
-                ("s3-stall", $"S3 server SIGSTOPped for {hold.TotalSeconds:0} s (stalled mid-request)", "no error for cached reads; writes acknowledged, uploaded once it answers", () => Stop(s3.Process.Id), () => Continue(s3.Process.Id), null),
-                ("s3-down", $"S3 server stopped for {hold.TotalSeconds:0} s, then started again", "no error for cached reads; acknowledged writes uploaded once it is back", async () => await s3.DisposeAsync(), async () =>
-                {
-                    s3 = await S3rverServer.StartAsync(s3rverJs, s3Folder, "chaos", port: s3Port);
-                }, null),
-                ("disk-eio", $"the SSD tier's disk returns EIO on every read for {hold.TotalSeconds:0} s", "no error (blocks refilled on HDD, SSD out of service)", () => disk.FailAsync("read EIO"), () => disk.FailAsync(string.Empty), null),
-                ("disk-full", $"the SSD tier's disk (the write tier) returns ENOSPC on every write for {hold.TotalSeconds:0} s, the cache freed first", "reads: no error (fills land on HDD); writes: a clear 'No space left on device' while it lasts, nothing acknowledged lost", async () =>
-                {
-                    await disk.FailAsync("write ENOSPC\ncreate ENOSPC");
-                    Check(await client.FreeAsync("/ds"));
-                }, () => disk.FailAsync(string.Empty), "No space left on device"),
-                ("files-removed", "every block file removed behind the worker (both tiers)", "no error (blocks dropped and refilled)", () =>
-                {
-                    foreach (var folder in new[] { Path.Combine(disk.Backing, "blocks"), Path.Combine(hdd, "blocks") })
-                    {
-                        foreach (var file in Directory.Exists(folder) ? Directory.GetFiles(folder, "*", SearchOption.AllDirectories) : [])
-                        {
-                            File.Delete(file);
-                        }
+                        await Task.Delay(20);
                     }
 
-                    return Task.CompletedTask;
-                }, null, null),
-            };
-
-            foreach (var scenario in scenarios.Where(s => only is null || only.Contains(s.Name)))
+                    await Task.Delay(1000);
+                }
+            }),
+            new("silo-kill", $"silo B SIGKILLed, started again {seconds} s later on its ports and folders", "reads: no error, every byte right (lookups asked again, blocks it held read again through silo A); writes: only a write in flight to B's worker fails, naming it (the next files go to A), nothing acknowledged lost", () =>
             {
-                Progress($"{scenario.Name}: {scenario.Fault}");
-                rows.Add(await load.RunAsync(scenario.Fault, scenario.Expectation, scenario.Inject, scenario.Clear, hold, scenario.WriteErrorsNaming));
-                var row = rows[^1];
-                Progress($"{scenario.Name}: reads {row.Reads}, writes {row.Writes}, errors {row.ReadErrors}/{row.WriteErrors}, wrong {row.Wrong}, lost {row.Lost}, recovery {row.RecoverySeconds:F1} s: {(row.Met ? "met" : "NOT MET")}{(row.FirstError is null ? string.Empty : " (" + row.FirstError + ")")}");
-            }
-        }
-        finally
+                d.KillSilo(1);
+                return Task.CompletedTask;
+            }, () => d.StartSiloAgainAsync(1), "write worker chaos-b"),
+            new("silo-stop", $"silo A SIGSTOPped for {seconds} s", "no error, every byte right (readers pause)", () => Stop(d.Silos[0].Process.Id), async () =>
+            {
+                await Continue(d.Silos[0].Process.Id);
+                await Task.Delay(2000);
+                if (d.Silos[0].Process.HasExited)
+                {
+                    // Declared dead by the other silo while it was stopped, it ended itself on waking, as Orleans silos do.
+                    Progress("silo A ended itself after it was declared dead; starting it again");
+                    await d.StartSiloAgainAsync(0);
+                }
+            }),
+            new("pg-kill", $"PostgreSQL SIGKILLed (postmaster and backends), started again {seconds} s later", "reads: no error (metadata held by the grains); writes: no error or a clear 'the metadata store failed' while it is down, nothing acknowledged lost", () => SignalAll(d.Postgres.ServerProcesses(), 9), () => d.Postgres.StartAgainAsync(), "the metadata store failed"),
+            new("pg-stop", $"PostgreSQL's processes SIGSTOPped for {seconds} s", "as for pg-kill", async () =>
+            {
+                stoppedPostgres = d.Postgres.ServerProcesses();
+                await SignalAll(stoppedPostgres, 19);
+            }, () => SignalAll(stoppedPostgres, 18)),
+            new("s3-stall", $"S3 server SIGSTOPped for {seconds} s (stalled mid-request)", "no error for cached reads; writes acknowledged, uploaded once it answers", () => Stop(d.S3.Process.Id), () => Continue(d.S3.Process.Id)),
+            new("s3-down", $"S3 server stopped for {seconds} s, then started again", "no error for cached reads; acknowledged writes uploaded once it is back", () => d.StopS3Async(), () => d.StartS3AgainAsync()),
+            new("s3-reset", $"every connection to S3 reset (TCP RST, by a loopback proxy) once it carried 80 KiB of responses, for {seconds} s, the cache freed first", "no error, every byte right (a fill cut mid-body is retried on a new connection)", async () =>
+            {
+                d.Proxy.ResetAfterBytes = 80 << 10;
+                ChaosDeployment.Check(await client.FreeAsync("/ds"));
+            }, () =>
+            {
+                d.Proxy.ResetAfterBytes = null;
+                return Task.CompletedTask;
+            }, Verify: () => Task.FromResult(d.Proxy.Resets > 0 ? null : "the proxy reset no connection")),
+            new("disk-eio", $"silo A's SSD tier disk returns EIO on every read for {seconds} s", "no error (blocks refilled elsewhere, the SSD out of service)", () => d.Disk.FailAsync("read EIO"), () => d.Disk.FailAsync(string.Empty)),
+            new("disk-full", $"silo A's SSD tier disk (its write tier) returns ENOSPC on every write for {seconds} s, the cache freed first", "reads: no error (fills land elsewhere); writes: no error or a clear 'No space left on device', nothing acknowledged lost", async () =>
+            {
+                await d.Disk.FailAsync("write ENOSPC\ncreate ENOSPC");
+                ChaosDeployment.Check(await client.FreeAsync("/ds"));
+            }, () => d.Disk.FailAsync(string.Empty), "No space left on device"),
+            new("tmpfs-full", $"silo B's MEM tier (a 32 MiB tmpfs) filled by a foreign file for {seconds} s, the cache freed first", "reads: no error (fills go to other tiers while it is full); writes: no error or a clear 'No space left on device' for files whose worker is B, nothing acknowledged lost", async () =>
+            {
+                ChaosDeployment.Check(await client.FreeAsync("/ds"));
+                FillUp(Path.Combine(d.Tmpfs, "foreign.fill"));
+            }, () =>
+            {
+                File.Delete(Path.Combine(d.Tmpfs, "foreign.fill"));
+                return Task.CompletedTask;
+            }, "No space left on device"),
+            new("tier-removed", "silo A's HDD tier folder removed (rm -r)", "no error (its blocks dropped and refilled, the folder made again)", () =>
+            {
+                Directory.Delete(d.Hdd[0], recursive: true);
+                return Task.CompletedTask;
+            }),
+            new("files-removed", "every block file removed behind the workers (every tier of both silos)", "no error (blocks dropped and refilled)", () =>
+            {
+                foreach (var folder in new[] { Path.Combine(d.Disk.Backing, "blocks"), Path.Combine(d.Hdd[0], "blocks"), Path.Combine(d.Hdd[1], "blocks"), Path.Combine(d.Tmpfs, "blocks") })
+                {
+                    foreach (var file in Directory.Exists(folder) ? Directory.GetFiles(folder, "*", SearchOption.AllDirectories) : [])
+                    {
+                        File.Delete(file);
+                    }
+                }
+
+                return Task.CompletedTask;
+            }),
+            new("clock-step", "GrainFS's clock (TimeProvider, read from a file) stepped 2 h ahead on both silos; a TTL of 1 h set first on /ds and on the pinned /pin", "no error (the /ds blocks freed by their TTL and refilled on the next read); the pinned /pin blocks kept (reading /pin afterwards fills nothing)", async () =>
+            {
+                // Pinned blocks removed by the earlier faults are filled again (keeping their pin) before the step.
+                if (await ReadPinnedAsync(client, d.Pinned) is { } wrong)
+                {
+                    throw new InvalidOperationException(wrong);
+                }
+
+                ChaosDeployment.Check(await client.SetTtlAsync("/ds", TimeSpan.FromHours(1)));
+                ChaosDeployment.Check(await client.SetTtlAsync("/pin", TimeSpan.FromHours(1)));
+                fillsBefore = await FillsAsync(client);
+                await d.SetClockAsync(TimeSpan.FromHours(2));
+            }, Verify: async () =>
+            {
+                var refilled = await FillsAsync(client) - fillsBefore;
+                if (refilled < Files / 3)
+                {
+                    return $"{refilled} fills after the step: the TTL freed too little of /ds";
+                }
+
+                var before = await FillsAsync(client);
+                if (await ReadPinnedAsync(client, d.Pinned) is { } wrong)
+                {
+                    return wrong;
+                }
+
+                var pinnedFills = await FillsAsync(client) - before;
+                Progress($"clock-step: {refilled} fills of /ds after the step; reading the {ChaosDeployment.PinnedFiles} pinned files filled {pinnedFills}");
+                return pinnedFills == 0 ? null : $"reading the pinned files filled {pinnedFills} blocks: the step freed pinned blocks";
+            }),
+        };
+
+        foreach (var scenario in scenarios.Where(s => only is null || only.Contains(s.Name)))
         {
-            await fuse.DisposeAsync();
-            await silo.DisposeAsync();
-            await s3.DisposeAsync();
+            Progress($"{scenario.Name}: {scenario.Fault}");
+            rows.Add(await load.RunAsync(scenario.Fault, scenario.Expectation, scenario.Inject, scenario.Clear, hold, scenario.WriteErrorsNaming, scenario.Verify));
+            var row = rows[^1];
+            Progress($"{scenario.Name}: reads {row.Reads}, writes {row.Writes}, errors {row.ReadErrors}/{row.WriteErrors}, wrong {row.Wrong}, lost {row.Lost}, recovery {row.RecoverySeconds:F1} s: {(row.Met ? "met" : "NOT MET")}{(row.FirstError is null ? string.Empty : " (" + row.FirstError + ")")}");
         }
 
         var table = Table(rows);
@@ -144,7 +170,67 @@ internal static partial class ChaosSuite
         return rows.All(r => r.Met) ? 0 : 1;
     }
 
-    private static string Name(int i) => $"f{i:D3}.bin";
+    private static IReadOnlyList<int> stoppedPostgres = [];
+
+    // Reads every /pin file through the SDK and compares it with its source; the first difference, or null.
+    private static async Task<string?> ReadPinnedAsync(GrainFsClient client, string folder)
+    {
+        var bytes = new byte[FileBytes];
+        foreach (var file in Directory.GetFiles(folder))
+        {
+            var read = await client.ReadAsync("/pin/" + Path.GetFileName(file), 0, bytes);
+            var want = await File.ReadAllBytesAsync(file);
+            if (!read.IsOk || !bytes.AsSpan(0, read.Value).SequenceEqual(want))
+            {
+                return $"/pin/{Path.GetFileName(file)} read wrong: {read.Message}";
+            }
+        }
+
+        return null;
+    }
+
+    private static async Task<long> FillsAsync(GrainFsClient client)
+    {
+        var report = await client.GetReportAsync();
+        ChaosDeployment.Check(report);
+        return report.Value!.Sum(w => w.Fills);
+    }
+
+    // Writes zeros until the file system is full (a foreign process filling a tmpfs).
+    private static void FillUp(string path)
+    {
+        var chunk = new byte[1 << 20];
+        using var file = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 0);
+        try
+        {
+            while (true)
+            {
+                file.Write(chunk);
+            }
+        }
+        catch (IOException)
+        {
+            // Full.
+        }
+    }
+
+    private static Task SignalAll(IReadOnlyList<int> pids, int signal)
+    {
+        if (pids.Count == 0)
+        {
+            throw new InvalidOperationException("PostgreSQL is not running");
+        }
+
+        foreach (var pid in pids)
+        {
+            // A backend may have ended since it was listed.
+            _ = NativeKill(pid, signal);
+        }
+
+        return Task.CompletedTask;
+    }
+
+    private static string Name(int i) => ChaosDeployment.Name(i);
 
     private static string Table(List<FaultRow> rows)
     {
@@ -163,14 +249,6 @@ internal static partial class ChaosSuite
 
     // Scratch paths say nothing to a reader of the table.
     private static string Shorten(string message) => System.Text.RegularExpressions.Regex.Replace(message, @"'/tmp/[^']*'", "'…'");
-
-    private static void Check<T>(FsResult<T> result)
-    {
-        if (!result.IsOk)
-        {
-            throw new InvalidOperationException(result.Message);
-        }
-    }
 
     private static Task Stop(int pid)
     {
@@ -212,7 +290,7 @@ internal static partial class ChaosSuite
         private long _otherWriteErrors;
         private int _next;
 
-        public async Task<FaultRow> RunAsync(string fault, string expectation, Func<Task> inject, Func<Task>? clear, TimeSpan hold, string? writeErrorsNaming)
+        public async Task<FaultRow> RunAsync(string fault, string expectation, Func<Task> inject, Func<Task>? clear, TimeSpan hold, string? writeErrorsNaming, Func<Task<string?>>? verify)
         {
             (_reads, _writes, _readErrors, _writeErrors, _wrong, _firstError, _firstWriteError, _otherWriteErrors) = (0, 0, 0, 0, 0, null, null, 0);
             _writeErrorsNaming = writeErrorsNaming;
@@ -276,8 +354,9 @@ internal static partial class ChaosSuite
 
             // Write errors only where the fault makes them expected, and then each names the cause.
             var writesAsExpected = _writeErrors == 0 || (writeErrorsNaming is not null && _otherWriteErrors == 0);
-            var met = _readErrors == 0 && writesAsExpected && _wrong == 0 && lost == 0 && recovery is not null;
-            return new FaultRow(fault, expectation, _reads, _writes, _readErrors, _writeErrors, _wrong, lost, recovery, met, _firstError ?? _firstWriteError);
+            var failed = verify is null ? null : await verify();
+            var met = _readErrors == 0 && writesAsExpected && _wrong == 0 && lost == 0 && recovery is not null && failed is null;
+            return new FaultRow(fault, expectation, _reads, _writes, _readErrors, _writeErrors, _wrong, lost, recovery, met, _firstError ?? _firstWriteError ?? failed);
         }
 
         private async Task ReadSdkAsync(int worker, long[] lastGood, CancellationToken stop)

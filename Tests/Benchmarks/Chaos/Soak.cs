@@ -1,0 +1,392 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using GrainFs.Client;
+using GrainFs.Tests.Infrastructure;
+
+namespace GrainFs.Benchmarks.Chaos;
+
+/// <summary>
+/// The soak (infra/chaos/soak.sh): the fault suite's deployment under mixed reads and writes from several processes —
+/// this one through the SDK (2 readers of the dataset, a reader of written files, a writer), a Python reader and a
+/// Python writer through the FUSE mount — for <c>--minutes</c>, with silo B killed (SIGKILL) and started again every
+/// <c>--kill-every</c> seconds. Every read is checked byte for byte, every acknowledged write is checked in the
+/// under-storage folder at the end; every process's memory, threads and open files are sampled, and the memory slope
+/// printed. Exit 0 when nothing was wrong or lost and no error came outside a restart of a silo.
+/// </summary>
+internal static partial class Soak
+{
+    public static async Task<int> RunAsync(BenchArgs args)
+    {
+        var duration = TimeSpan.FromMinutes(args.Int("--minutes", 30));
+        var killEvery = TimeSpan.FromSeconds(args.Int("--kill-every", 180));
+        var sampleEvery = TimeSpan.FromSeconds(args.Int("--sample", 20));
+        var work = TestProcess.NewFolder("soak");
+        await using var d = await ChaosDeployment.StartAsync(work, Progress);
+        var script = Path.Combine(Repo.Root, "infra", "chaos", "soak_fuse.py");
+        var manifest = Path.Combine(work, "manifest");
+        await File.WriteAllLinesAsync(manifest, d.Expected.Select((bytes, i) => $"{ChaosDeployment.Name(i)} {Hash(bytes)}"));
+        var pythonAcked = Path.Combine(work, "fuse-acked");
+        var pyReader = TestProcess.Start("/usr/bin/python3", [script, "read", Path.Combine(d.Fuse.MountPoint, "ds"), manifest]);
+        var pyWriter = TestProcess.Start("/usr/bin/python3", [script, "write", Path.Combine(d.Fuse.MountPoint, "w"), pythonAcked]);
+
+        var load = new SdkLoad(d.Client, d.Expected);
+        using var stop = new CancellationTokenSource();
+        var workers = load.Start(stop.Token);
+        var samples = new List<Sample>();
+        var restarts = new List<(DateTime Killed, DateTime Serving)>();
+        var clock = Stopwatch.StartNew();
+        var nextKill = killEvery;
+        var nextSample = TimeSpan.Zero;
+        Progress($"soak: {duration.TotalMinutes:0} min, silo B killed every {killEvery.TotalSeconds:0} s, samples every {sampleEvery.TotalSeconds:0} s");
+        while (clock.Elapsed < duration)
+        {
+            if (clock.Elapsed >= nextSample)
+            {
+                nextSample += sampleEvery;
+                var now = clock.Elapsed.TotalMinutes;
+                foreach (var (name, pid) in d.Processes().Append(("SDK process (this one)", Environment.ProcessId)).Append(("Python FUSE reader", pyReader.Id)).Append(("Python FUSE writer", pyWriter.Id)))
+                {
+                    if (Sample.Of(name, pid, now) is { } sample)
+                    {
+                        samples.Add(sample);
+                    }
+                }
+            }
+
+            if (clock.Elapsed >= nextKill)
+            {
+                nextKill += killEvery;
+                var killed = DateTime.UtcNow;
+                Progress($"soak: killing silo B (pid {d.Silos[1].Process.Id}); {load.Summary()}");
+                d.KillSilo(1);
+                await Task.Delay(TimeSpan.FromSeconds(5));
+                await d.StartSiloAgainAsync(1);
+                restarts.Add((killed, DateTime.UtcNow));
+                Progress($"soak: silo B serving again (pid {d.Silos[1].Process.Id}) after {(DateTime.UtcNow - killed).TotalSeconds:F1} s");
+            }
+
+            await Task.Delay(TimeSpan.FromSeconds(1));
+        }
+
+        Progress($"soak: stopping the load; {load.Summary()}");
+        await stop.CancelAsync();
+        await Task.WhenAll(workers);
+        pyReader.Terminate();
+        pyWriter.Terminate();
+        await pyReader.WaitForExitAsync(TimeSpan.FromSeconds(60));
+        await pyWriter.WaitForExitAsync(TimeSpan.FromSeconds(60));
+        var fuseReads = PythonStats.Parse(pyReader.Output);
+        var fuseWrites = PythonStats.Parse(pyWriter.Output);
+
+        Progress("soak: checking every acknowledged write in the under-storage folder");
+        var acked = load.Written.ToList();
+        if (File.Exists(pythonAcked))
+        {
+            foreach (var line in await File.ReadAllLinesAsync(pythonAcked))
+            {
+                var parts = line.Split(' ');
+                if (parts.Length == 2)
+                {
+                    acked.Add(new(parts[0], parts[1]));
+                }
+            }
+        }
+
+        var lost = new List<string>();
+        foreach (var (name, hash) in acked)
+        {
+            var persisted = await d.Client.PersistAsync("/w/" + name, TimeSpan.FromMinutes(2));
+            var local = Path.Combine(d.Writes, name);
+            if (!persisted.IsOk || !File.Exists(local) || Hash(await File.ReadAllBytesAsync(local)) != hash)
+            {
+                lost.Add($"{name}: {(persisted.IsOk ? "content differs" : persisted.Message)}");
+            }
+        }
+
+        // Errors are expected only while silo B is down or rejoining (from its kill until 30 s after it served again).
+        bool InRestart(DateTime t) => restarts.Any(r => t >= r.Killed && t <= r.Serving.AddSeconds(30));
+        var sdkErrorsOutside = load.Errors.Count(e => !InRestart(e.When));
+        var report = Report(duration, killEvery, restarts, load, fuseReads, fuseWrites, acked.Count, lost, sdkErrorsOutside, samples);
+        Console.WriteLine(report);
+        var results = Directory.CreateDirectory(Path.Combine(Repo.Root, "infra", "chaos", "results")).FullName;
+        var file = Path.Combine(results, $"soak-{DateTime.UtcNow:yyyy-MM-dd-HHmm}.md");
+        await File.WriteAllTextAsync(file, $"# GrainFS soak — {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC\n\nCommand: `infra/chaos/soak.sh --minutes {duration.TotalMinutes:0}`\n\n{report}");
+        Progress($"results: {file}");
+        await pyReader.DisposeAsync();
+        await pyWriter.DisposeAsync();
+        var ok = load.Wrong == 0 && fuseReads.Wrong == 0 && lost.Count == 0 && sdkErrorsOutside == 0 && fuseReads.Errors + fuseWrites.Errors == 0;
+        return ok ? 0 : 1;
+    }
+
+    private static string Report(TimeSpan duration, TimeSpan killEvery, List<(DateTime Killed, DateTime Serving)> restarts, SdkLoad load, PythonStats fuseReads, PythonStats fuseWrites, int acked, List<string> lost, int sdkErrorsOutside, List<Sample> samples)
+    {
+        var text = new StringBuilder();
+        text.AppendLine(CultureInfo.InvariantCulture, $"Deployment: PostgreSQL, s3rver behind a resetting proxy, silos A and B (read,write; A's SSD tier on faultfs.py, B's MEM tier on a tmpfs), a FUSE mount, all on loopback. {duration.TotalMinutes:0} minutes; silo B SIGKILLed every {killEvery.TotalSeconds:0} s and started again 5 s later on its ports and folders ({restarts.Count} times; serving again after {(restarts.Count == 0 ? "—" : string.Join(", ", restarts.Select(r => (r.Serving - r.Killed).TotalSeconds.ToString("F1", CultureInfo.InvariantCulture))))} s).");
+        text.AppendLine();
+        text.AppendLine("| process | through | operations | bytes | errors | errors outside a silo restart | wrong |");
+        text.AppendLine("| --- | --- | --- | --- | --- | --- | --- |");
+        text.AppendLine(CultureInfo.InvariantCulture, $"| SDK readers (2) of /ds | SDK | {load.DatasetReads:N0} | {load.DatasetBytes:N0} | {load.ReadErrors} | {load.Errors.Count(e => e.Kind == "read") - load.Errors.Count(e => e.Kind == "read" && restarts.Any(r => e.When >= r.Killed && e.When <= r.Serving.AddSeconds(30)))} | {load.Wrong} |");
+        text.AppendLine(CultureInfo.InvariantCulture, $"| SDK reader of written files | SDK | {load.WrittenReads:N0} | {load.WrittenBytes:N0} | {load.WrittenReadErrors} | — | {load.WrongWritten} |");
+        text.AppendLine(CultureInfo.InvariantCulture, $"| SDK writer into /w | SDK | {load.Writes:N0} | {load.WriteBytes:N0} | {load.WriteErrors} | — | — |");
+        text.AppendLine(CultureInfo.InvariantCulture, $"| Python reader of /ds | FUSE | {fuseReads.Ops:N0} | {fuseReads.Bytes:N0} | {fuseReads.Errors} | {fuseReads.Errors} | {fuseReads.Wrong} |");
+        text.AppendLine(CultureInfo.InvariantCulture, $"| Python writer into /w | FUSE | {fuseWrites.Ops:N0} | {fuseWrites.Bytes:N0} | {fuseWrites.Errors} | {fuseWrites.Errors} | — |");
+        text.AppendLine();
+        text.AppendLine(CultureInfo.InvariantCulture, $"Acknowledged writes checked in the under-storage folder: {acked:N0}; lost or different: {lost.Count}. SDK errors outside a silo restart: {sdkErrorsOutside}.");
+        foreach (var line in lost.Take(10))
+        {
+            text.AppendLine(CultureInfo.InvariantCulture, $"- lost: {line}");
+        }
+
+        foreach (var error in load.Errors.Take(10).Select(e => $"{e.When:HH:mm:ss} {e.Kind}: {e.Message}").Concat(fuseReads.FirstErrors).Concat(fuseWrites.FirstErrors).Take(15))
+        {
+            text.AppendLine(CultureInfo.InvariantCulture, $"- error: {error.Replace('|', '/')}");
+        }
+
+        text.AppendLine();
+        text.AppendLine("Memory (VmRSS), threads and open files of every process, sampled; the slope is a least-squares fit over the samples after the first fifth of the run (for silo B, which is restarted, over the last sample of each of its lives).");
+        text.AppendLine();
+        text.AppendLine("| process | RSS start / middle / end MiB | slope MiB/h | threads start / end | open files start / end |");
+        text.AppendLine("| --- | --- | --- | --- | --- |");
+        foreach (var group in samples.GroupBy(s => s.Name))
+        {
+            var all = group.OrderBy(s => s.Minute).ToList();
+            var (first, middle, last) = (all[0], all[all.Count / 2], all[^1]);
+            List<Sample> fit;
+            if (all.Select(s => s.Pid).Distinct().Count() > 1)
+            {
+                fit = [.. all.GroupBy(s => s.Pid).Select(life => life.MaxBy(s => s.Minute)!)];
+            }
+            else
+            {
+                fit = [.. all.Where(s => s.Minute >= duration.TotalMinutes / 5)];
+            }
+
+            var slope = Slope(fit);
+            text.AppendLine(CultureInfo.InvariantCulture, $"| {group.Key} | {Mib(first.Rss)} / {Mib(middle.Rss)} / {Mib(last.Rss)} | {(slope is { } v ? v.ToString("+0.0;-0.0", CultureInfo.InvariantCulture) : "—")} | {first.Threads} / {last.Threads} | {first.Files} / {last.Files} |");
+        }
+
+        return text.ToString();
+    }
+
+    private static string Mib(long bytes) => (bytes / 1048576.0).ToString("F0", CultureInfo.InvariantCulture);
+
+    // MiB per hour, least squares over (minute, RSS).
+    private static double? Slope(List<Sample> points)
+    {
+        if (points.Count < 3)
+        {
+            return null;
+        }
+
+        var mx = points.Average(p => p.Minute);
+        var my = points.Average(p => p.Rss / 1048576.0);
+        var sxx = points.Sum(p => (p.Minute - mx) * (p.Minute - mx));
+        return sxx == 0 ? null : points.Sum(p => (p.Minute - mx) * ((p.Rss / 1048576.0) - my)) / sxx * 60;
+    }
+
+    private static string Hash(byte[] bytes) => Convert.ToHexStringLower(SHA256.HashData(bytes));
+
+    private static void Progress(string message) => Console.Error.WriteLine($"[{DateTime.UtcNow:HH:mm:ss}] {message}");
+
+    /// <summary>One process at one moment: resident memory, threads and open descriptors from /proc.</summary>
+    private sealed record Sample(string Name, int Pid, double Minute, long Rss, int Threads, int Files)
+    {
+        public static Sample? Of(string name, int pid, double minute)
+        {
+            try
+            {
+                long rss = 0;
+                var threads = 0;
+                foreach (var line in File.ReadLines($"/proc/{pid}/status"))
+                {
+                    if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+                    {
+                        rss = long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
+                    }
+                    else if (line.StartsWith("Threads:", StringComparison.Ordinal))
+                    {
+                        threads = int.Parse(line.Split('\t', ' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture);
+                    }
+                }
+
+                return new Sample(name, pid, minute, rss, threads, Directory.GetFileSystemEntries($"/proc/{pid}/fd").Length);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // Gone between the listing and the read (a silo being restarted).
+                return null;
+            }
+        }
+    }
+
+    /// <summary>The last JSON line a soak_fuse.py process printed.</summary>
+    private sealed record PythonStats(long Ops, long Bytes, long Errors, long Wrong, IReadOnlyList<string> FirstErrors)
+    {
+        public static PythonStats Parse(string output)
+        {
+            var last = output.Split('\n').LastOrDefault(l => l.TrimStart().StartsWith('{'));
+            if (last is null)
+            {
+                return new PythonStats(0, 0, 1, 0, ["the process printed no figures:\n" + output]);
+            }
+
+            using var json = JsonDocument.Parse(last);
+            var root = json.RootElement;
+            return new PythonStats(
+                root.GetProperty("ops").GetInt64(),
+                root.GetProperty("bytes").GetInt64(),
+                root.GetProperty("errors").GetInt64(),
+                root.GetProperty("wrong").GetInt64(),
+                [.. root.GetProperty("first_errors").EnumerateArray().Select(e => e.GetString() ?? string.Empty)]);
+        }
+    }
+
+    /// <summary>The SDK's share of the load, in this process.</summary>
+    private sealed class SdkLoad(GrainFsClient client, byte[][] expected)
+    {
+        private readonly ConcurrentDictionary<string, string> _written = new(StringComparer.Ordinal);
+        private readonly ConcurrentQueue<string> _names = new();
+        private long _datasetReads;
+        private long _datasetBytes;
+        private long _writtenReads;
+        private long _writtenBytes;
+        private long _writes;
+        private long _writeBytes;
+        private long _readErrors;
+        private long _writtenReadErrors;
+        private long _writeErrors;
+        private long _wrong;
+        private long _wrongWritten;
+        private int _next;
+
+        public ConcurrentQueue<(DateTime When, string Kind, string Message)> Errors { get; } = new();
+
+        public IEnumerable<KeyValuePair<string, string>> Written => _written;
+
+        public long DatasetReads => Interlocked.Read(ref _datasetReads);
+
+        public long DatasetBytes => Interlocked.Read(ref _datasetBytes);
+
+        public long WrittenReads => Interlocked.Read(ref _writtenReads);
+
+        public long WrittenBytes => Interlocked.Read(ref _writtenBytes);
+
+        public long Writes => Interlocked.Read(ref _writes);
+
+        public long WriteBytes => Interlocked.Read(ref _writeBytes);
+
+        public long ReadErrors => Interlocked.Read(ref _readErrors);
+
+        public long WrittenReadErrors => Interlocked.Read(ref _writtenReadErrors);
+
+        public long WriteErrors => Interlocked.Read(ref _writeErrors);
+
+        public long Wrong => Interlocked.Read(ref _wrong);
+
+        public long WrongWritten => Interlocked.Read(ref _wrongWritten);
+
+        public string Summary() =>
+            $"SDK reads {DatasetReads:N0} + {WrittenReads:N0} written, writes {Writes:N0}, errors {ReadErrors}/{WrittenReadErrors}/{WriteErrors}, wrong {Wrong + WrongWritten}";
+
+        public List<Task> Start(CancellationToken stop) =>
+        [
+            Task.Run(() => ReadDatasetAsync(1, stop)),
+            Task.Run(() => ReadDatasetAsync(2, stop)),
+            Task.Run(() => ReadWrittenAsync(stop)),
+            Task.Run(() => WriteAsync(stop)),
+        ];
+
+        private async Task ReadDatasetAsync(int seed, CancellationToken stop)
+        {
+            var random = new Random(seed);
+            var buffer = new byte[ChaosDeployment.FileBytes + ChaosDeployment.Files];
+            while (!stop.IsCancellationRequested)
+            {
+                var i = random.Next(ChaosDeployment.Files);
+                var read = await client.ReadAsync("/ds/" + ChaosDeployment.Name(i), 0, buffer, CancellationToken.None);
+                if (!read.IsOk)
+                {
+                    Interlocked.Increment(ref _readErrors);
+                    Errors.Enqueue((DateTime.UtcNow, "read", read.Message ?? read.Status.ToString()));
+                    await Task.Delay(100, CancellationToken.None);
+                    continue;
+                }
+
+                Interlocked.Increment(ref _datasetReads);
+                Interlocked.Add(ref _datasetBytes, read.Value);
+                if (!buffer.AsSpan(0, read.Value).SequenceEqual(expected[i]))
+                {
+                    Interlocked.Increment(ref _wrong);
+                    Errors.Enqueue((DateTime.UtcNow, "wrong", $"/ds/{ChaosDeployment.Name(i)}: {read.Value} bytes, content differs"));
+                }
+            }
+        }
+
+        // Reads back files this process wrote (acknowledged), through the SDK, while they may be neither persisted nor cached.
+        private async Task ReadWrittenAsync(CancellationToken stop)
+        {
+            var random = new Random(7);
+            var buffer = new byte[64 << 10];
+            while (!stop.IsCancellationRequested)
+            {
+                var names = _names.ToArray();
+                if (names.Length == 0)
+                {
+                    await Task.Delay(200, CancellationToken.None);
+                    continue;
+                }
+
+                // Mostly the newest files.
+                var name = names[Math.Max(0, names.Length - 1 - random.Next(Math.Min(names.Length, 50)))];
+                var read = await client.ReadAsync("/w/" + name, 0, buffer, CancellationToken.None);
+                if (!read.IsOk)
+                {
+                    Interlocked.Increment(ref _writtenReadErrors);
+                    Errors.Enqueue((DateTime.UtcNow, "read-written", read.Message ?? read.Status.ToString()));
+                    await Task.Delay(100, CancellationToken.None);
+                    continue;
+                }
+
+                Interlocked.Increment(ref _writtenReads);
+                Interlocked.Add(ref _writtenBytes, read.Value);
+                if (Hash(buffer[..read.Value]) != _written[name])
+                {
+                    Interlocked.Increment(ref _wrongWritten);
+                    Errors.Enqueue((DateTime.UtcNow, "wrong", $"/w/{name}: {read.Value} bytes, content differs"));
+                }
+
+                await Task.Delay(20, CancellationToken.None);
+            }
+        }
+
+        private async Task WriteAsync(CancellationToken stop)
+        {
+            var random = new Random(99);
+            while (!stop.IsCancellationRequested)
+            {
+                var bytes = new byte[random.Next(4 << 10, 64 << 10)];
+                random.NextBytes(bytes);
+                var name = $"sdk-{Interlocked.Increment(ref _next):D6}";
+                var written = await client.WriteFileAsync("/w/" + name, new MemoryStream(bytes), cancellationToken: CancellationToken.None);
+                if (written.IsOk)
+                {
+                    _written[name] = Hash(bytes);
+                    _names.Enqueue(name);
+                    Interlocked.Increment(ref _writes);
+                    Interlocked.Add(ref _writeBytes, bytes.Length);
+                }
+                else
+                {
+                    Interlocked.Increment(ref _writeErrors);
+                    Errors.Enqueue((DateTime.UtcNow, "write", written.Message ?? written.Status.ToString()));
+                }
+
+                await Task.Delay(200, CancellationToken.None);
+            }
+        }
+    }
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The soak: the fault suite's deployment (PostgreSQL, s3rver, two silos, a FUSE mount, all on loopback) under mixed
+# reads and writes from several processes — this one through the SDK, a Python reader and a Python writer through the
+# FUSE mount (soak_fuse.py) — with silo B SIGKILLed and started again every --kill-every seconds. Checks every byte read
+# and every acknowledged write, samples every process's memory, threads and open files, prints the table with the
+# memory slopes and writes it to infra/chaos/results/soak-DATE.md. Exit 0 when nothing was wrong or lost and no error
+# came outside a silo's restart.
+#   infra/chaos/soak.sh [--minutes 30] [--kill-every 180] [--sample 20]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+missing=()
+for tool in dotnet node npm fusermount3; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+/usr/bin/python3 -c "import fusepy" 2>/dev/null || missing+=("python3-fusepy libfuse2")
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "soak.sh: missing: ${missing[*]} (on Debian: apt-get install -y fuse3 nodejs npm python3-fusepy libfuse2)" >&2
+  exit 2
+fi
+if [ ! -f infra/bench/node_modules/s3rver/bin/s3rver.js ]; then
+  echo "soak.sh: installing s3rver (npm)" >&2
+  (cd infra/bench && npm install --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+dotnet build Orleans.sln -c Release -nologo -v q >/dev/null
+exec dotnet Tests/Benchmarks/bin/Release/net10.0/grainfs-bench.dll soak "$@"
