@@ -46,15 +46,31 @@ internal sealed partial class GrainCalls(IGrainFactory grains, ILogger logger, T
         }
     }
 
+    /// <summary>
+    /// A call made once; a call the cluster could not deliver (its silo unreachable, not yet declared dead: Orleans
+    /// rejects the message before sending it) is made again until the failover timeout, as nothing of it ran.
+    /// </summary>
     public async ValueTask<FsResult<T>> CallAsync<T>(Func<ValueTask<T>> call, string what)
     {
-        try
+        var deadline = Stopwatch.GetTimestamp() + (long)(_failover.TotalSeconds * Stopwatch.Frequency);
+        var pause = TimeSpan.FromMilliseconds(100);
+        for (var attempt = 1; ; attempt++)
         {
-            return FsResult<T>.Ok(await call().ConfigureAwait(false));
-        }
-        catch (Exception e) when (e is not OperationCanceledException)
-        {
-            return Fail<T>(e, what);
+            try
+            {
+                return FsResult<T>.Ok(await call().ConfigureAwait(false));
+            }
+            catch (OrleansMessageRejectionException e) when (Stopwatch.GetTimestamp() + (long)(pause.TotalSeconds * Stopwatch.Frequency) < deadline)
+            {
+                LogRetried(logger, what, attempt, e.Message);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                return Fail<T>(e, what);
+            }
+
+            await Task.Delay(pause).ConfigureAwait(false);
+            pause = TimeSpan.FromMilliseconds(Math.Min(1000, pause.TotalMilliseconds * 2));
         }
     }
 
@@ -71,12 +87,15 @@ internal sealed partial class GrainCalls(IGrainFactory grains, ILogger logger, T
                 return FsResult<T>.Fail(FsStatus.TimedOut, $"{what}: the cluster did not answer in time");
             case OrleansException or SiloUnavailableException or InvalidOperationException or ObjectDisposedException or Orleans.Serialization.SerializerException:
                 LogCallFailed(logger, what, e.Message);
-                return FsResult<T>.Fail(FsStatus.IoError, $"{what}: cluster error: {e.Message}");
+                return FsResult<T>.Fail(FsStatus.IoError, $"{what}: cluster error: {FirstLine(e.Message)}");
             default:
                 System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e);
                 return default!;
         }
     }
+
+    // Orleans puts stack traces of inner exceptions into some messages: a caller's error is one line.
+    private static string FirstLine(string message) => message.AsSpan().IndexOfAny('\r', '\n') is var end and >= 0 ? message[..end] : message;
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Cluster call for {What} asked again (attempt {Attempt}): {Reason}")]
     private static partial void LogRetried(ILogger logger, string what, int attempt, string reason);

@@ -127,13 +127,14 @@ internal static partial class Soak
         var text = new StringBuilder();
         text.AppendLine(CultureInfo.InvariantCulture, $"Deployment: PostgreSQL, s3rver behind a resetting proxy, silos A and B (read,write; A's SSD tier on faultfs.py, B's MEM tier on a tmpfs), a FUSE mount, all on loopback. {duration.TotalMinutes:0} minutes; silo B SIGKILLed every {killEvery.TotalSeconds:0} s and started again 5 s later on its ports and folders ({restarts.Count} times; serving again after {(restarts.Count == 0 ? "—" : string.Join(", ", restarts.Select(r => (r.Serving - r.Killed).TotalSeconds.ToString("F1", CultureInfo.InvariantCulture))))} s).");
         text.AppendLine();
+        int Outside(string kind) => load.Errors.Count(e => e.Kind == kind && !restarts.Any(r => e.When >= r.Killed && e.When <= r.Serving.AddSeconds(30)));
         text.AppendLine("| process | through | operations | bytes | errors | errors outside a silo restart | wrong |");
         text.AppendLine("| --- | --- | --- | --- | --- | --- | --- |");
-        text.AppendLine(CultureInfo.InvariantCulture, $"| SDK readers (2) of /ds | SDK | {load.DatasetReads:N0} | {load.DatasetBytes:N0} | {load.ReadErrors} | {load.Errors.Count(e => e.Kind == "read") - load.Errors.Count(e => e.Kind == "read" && restarts.Any(r => e.When >= r.Killed && e.When <= r.Serving.AddSeconds(30)))} | {load.Wrong} |");
-        text.AppendLine(CultureInfo.InvariantCulture, $"| SDK reader of written files | SDK | {load.WrittenReads:N0} | {load.WrittenBytes:N0} | {load.WrittenReadErrors} | — | {load.WrongWritten} |");
-        text.AppendLine(CultureInfo.InvariantCulture, $"| SDK writer into /w | SDK | {load.Writes:N0} | {load.WriteBytes:N0} | {load.WriteErrors} | — | — |");
-        text.AppendLine(CultureInfo.InvariantCulture, $"| Python reader of /ds | FUSE | {fuseReads.Ops:N0} | {fuseReads.Bytes:N0} | {fuseReads.Errors} | {fuseReads.Errors} | {fuseReads.Wrong} |");
-        text.AppendLine(CultureInfo.InvariantCulture, $"| Python writer into /w | FUSE | {fuseWrites.Ops:N0} | {fuseWrites.Bytes:N0} | {fuseWrites.Errors} | {fuseWrites.Errors} | — |");
+        text.AppendLine(CultureInfo.InvariantCulture, $"| SDK readers (2) of /ds | SDK | {load.DatasetReads:N0} | {load.DatasetBytes:N0} | {load.ReadErrors} | {Outside("read")} | {load.Wrong} |");
+        text.AppendLine(CultureInfo.InvariantCulture, $"| SDK reader of written files | SDK | {load.WrittenReads:N0} | {load.WrittenBytes:N0} | {load.WrittenReadErrors} | {Outside("read-written")} | {load.WrongWritten} |");
+        text.AppendLine(CultureInfo.InvariantCulture, $"| SDK writer into /w | SDK | {load.Writes:N0} | {load.WriteBytes:N0} | {load.WriteErrors} | {Outside("write")} | — |");
+        text.AppendLine(CultureInfo.InvariantCulture, $"| Python reader of /ds | FUSE | {fuseReads.Ops:N0} | {fuseReads.Bytes:N0} | {fuseReads.Errors} | {fuseReads.Errors} (not told apart) | {fuseReads.Wrong} |");
+        text.AppendLine(CultureInfo.InvariantCulture, $"| Python writer into /w | FUSE | {fuseWrites.Ops:N0} | {fuseWrites.Bytes:N0} | {fuseWrites.Errors} | {fuseWrites.Errors} (not told apart) | — |");
         text.AppendLine();
         text.AppendLine(CultureInfo.InvariantCulture, $"Acknowledged writes checked in the under-storage folder: {acked:N0}; lost or different: {lost.Count}. SDK errors outside a silo restart: {sdkErrorsOutside}.");
         foreach (var line in lost.Take(10))
@@ -141,7 +142,7 @@ internal static partial class Soak
             text.AppendLine(CultureInfo.InvariantCulture, $"- lost: {line}");
         }
 
-        foreach (var error in load.Errors.Take(10).Select(e => $"{e.When:HH:mm:ss} {e.Kind}: {e.Message}").Concat(fuseReads.FirstErrors).Concat(fuseWrites.FirstErrors).Take(15))
+        foreach (var error in load.Errors.Take(10).Select(e => $"{e.When:HH:mm:ss} {e.Kind}: {e.Message.Split('\n')[0]}").Concat(fuseReads.FirstErrors).Concat(fuseWrites.FirstErrors).Take(15))
         {
             text.AppendLine(CultureInfo.InvariantCulture, $"- error: {error.Replace('|', '/')}");
         }
