@@ -125,15 +125,31 @@ internal sealed class ClusterConnection : IAsyncDisposable
             return new ClusterConnection(host.Services.GetRequiredService<IClusterClient>(), host, loggerFactory ?? host.Services.GetService<ILoggerFactory>());
         }
 
-        try
+        // Log in now, so that a refused identity fails here with its reason rather than on the first call. A login the
+        // cluster could not deliver or answer (the silo holding the auth grain just died) is tried again until the
+        // connect timeout.
+        for (var attempt = 1; ; attempt++)
         {
-            // Log in now, so that a refused identity fails here with its reason rather than on the first call.
-            await session.TokenAsync(host.Services.GetRequiredService<IClusterClient>()).ConfigureAwait(false);
-        }
-        catch (GrainFsAccessDeniedException e)
-        {
-            host.Dispose();
-            throw new GrainFsConnectException($"the cluster refused this client's credentials ({session.Trust.Folder}): {e.Message}", e);
+            try
+            {
+                await session.TokenAsync(host.Services.GetRequiredService<IClusterClient>()).ConfigureAwait(false);
+                break;
+            }
+            catch (GrainFsAccessDeniedException e)
+            {
+                host.Dispose();
+                throw new GrainFsConnectException($"the cluster refused this client's credentials ({session.Trust.Folder}): {e.Message}", e);
+            }
+            catch (Exception e) when (e is OrleansMessageRejectionException or SiloUnavailableException or TimeoutException)
+            {
+                if (deadline.Elapsed + TimeSpan.FromMilliseconds(250 * attempt) > options.ConnectTimeout)
+                {
+                    host.Dispose();
+                    throw new GrainFsConnectException($"connected, but the login was not answered within {options.ConnectTimeout.TotalSeconds:0} s: {e.Message.Split('\n')[0]}", e);
+                }
+
+                await Task.Delay(TimeSpan.FromMilliseconds(250 * attempt), cancellationToken).ConfigureAwait(false);
+            }
         }
 
         return new ClusterConnection(host.Services.GetRequiredService<IClusterClient>(), host, loggerFactory ?? host.Services.GetService<ILoggerFactory>(), session.Trust);

@@ -34,8 +34,11 @@ internal static partial class Soak
         var pyWriter = TestProcess.Start("/usr/bin/python3", [script, "write", Path.Combine(d.Fuse.MountPoint, "w"), pythonAcked]);
 
         var load = new SdkLoad(d.Client, d.Expected);
+        var verifier = new Verifier(d.Client, d.Writes, load, pythonAcked);
         using var stop = new CancellationTokenSource();
         var workers = load.Start(stop.Token);
+        using var stopVerifying = new CancellationTokenSource();
+        var verifying = Task.Run(() => verifier.RunAsync(stopVerifying.Token));
         var samples = new List<Sample>();
         var restarts = new List<(DateTime Killed, DateTime Serving)>();
         var clock = Stopwatch.StartNew();
@@ -82,35 +85,17 @@ internal static partial class Soak
         var fuseReads = PythonStats.Parse(pyReader.Output);
         var fuseWrites = PythonStats.Parse(pyWriter.Output);
 
-        Progress("soak: checking every acknowledged write in the under-storage folder");
-        var acked = load.Written.ToList();
-        if (File.Exists(pythonAcked))
-        {
-            foreach (var line in await File.ReadAllLinesAsync(pythonAcked))
-            {
-                var parts = line.Split(' ');
-                if (parts.Length == 2)
-                {
-                    acked.Add(new(parts[0], parts[1]));
-                }
-            }
-        }
-
-        var lost = new List<string>();
-        foreach (var (name, hash) in acked)
-        {
-            var persisted = await d.Client.PersistAsync("/w/" + name, TimeSpan.FromMinutes(2));
-            var local = Path.Combine(d.Writes, name);
-            if (!persisted.IsOk || !File.Exists(local) || Hash(await File.ReadAllBytesAsync(local)) != hash)
-            {
-                lost.Add($"{name}: {(persisted.IsOk ? "content differs" : persisted.Message)}");
-            }
-        }
+        Progress("soak: checking the acknowledged writes not checked yet");
+        await stopVerifying.CancelAsync();
+        await verifying;
+        await verifier.DrainAsync();
+        var lost = verifier.Lost.ToList();
 
         // Errors are expected only while silo B is down or rejoining (from its kill until 30 s after it served again).
         bool InRestart(DateTime t) => restarts.Any(r => t >= r.Killed && t <= r.Serving.AddSeconds(30));
         var sdkErrorsOutside = load.Errors.Count(e => !InRestart(e.When));
-        var report = Report(duration, killEvery, restarts, load, fuseReads, fuseWrites, acked.Count, lost, sdkErrorsOutside, samples);
+        var fuseErrorsOutside = fuseReads.ErrorsOutside(InRestart) + fuseWrites.ErrorsOutside(InRestart);
+        var report = Report(duration, killEvery, restarts, load, fuseReads, fuseWrites, verifier.Verified, lost, sdkErrorsOutside, samples, InRestart);
         Console.WriteLine(report);
         var results = Directory.CreateDirectory(Path.Combine(Repo.Root, "infra", "chaos", "results")).FullName;
         var file = Path.Combine(results, $"soak-{DateTime.UtcNow:yyyy-MM-dd-HHmm}.md");
@@ -118,11 +103,11 @@ internal static partial class Soak
         Progress($"results: {file}");
         await pyReader.DisposeAsync();
         await pyWriter.DisposeAsync();
-        var ok = load.Wrong == 0 && fuseReads.Wrong == 0 && lost.Count == 0 && sdkErrorsOutside == 0 && fuseReads.Errors + fuseWrites.Errors == 0;
+        var ok = load.Wrong == 0 && fuseReads.Wrong == 0 && lost.Count == 0 && sdkErrorsOutside == 0 && fuseErrorsOutside == 0;
         return ok ? 0 : 1;
     }
 
-    private static string Report(TimeSpan duration, TimeSpan killEvery, List<(DateTime Killed, DateTime Serving)> restarts, SdkLoad load, PythonStats fuseReads, PythonStats fuseWrites, int acked, List<string> lost, int sdkErrorsOutside, List<Sample> samples)
+    private static string Report(TimeSpan duration, TimeSpan killEvery, List<(DateTime Killed, DateTime Serving)> restarts, SdkLoad load, PythonStats fuseReads, PythonStats fuseWrites, long acked, List<string> lost, int sdkErrorsOutside, List<Sample> samples, Func<DateTime, bool> inRestart)
     {
         var text = new StringBuilder();
         text.AppendLine(CultureInfo.InvariantCulture, $"Deployment: PostgreSQL, s3rver behind a resetting proxy, silos A and B (read,write; A's SSD tier on faultfs.py, B's MEM tier on a tmpfs), a FUSE mount, all on loopback. {duration.TotalMinutes:0} minutes; silo B SIGKILLed every {killEvery.TotalSeconds:0} s and started again 5 s later on its ports and folders ({restarts.Count} times; serving again after {(restarts.Count == 0 ? "—" : string.Join(", ", restarts.Select(r => (r.Serving - r.Killed).TotalSeconds.ToString("F1", CultureInfo.InvariantCulture))))} s).");
@@ -133,10 +118,10 @@ internal static partial class Soak
         text.AppendLine(CultureInfo.InvariantCulture, $"| SDK readers (2) of /ds | SDK | {load.DatasetReads:N0} | {load.DatasetBytes:N0} | {load.ReadErrors} | {Outside("read")} | {load.Wrong} |");
         text.AppendLine(CultureInfo.InvariantCulture, $"| SDK reader of written files | SDK | {load.WrittenReads:N0} | {load.WrittenBytes:N0} | {load.WrittenReadErrors} | {Outside("read-written")} | {load.WrongWritten} |");
         text.AppendLine(CultureInfo.InvariantCulture, $"| SDK writer into /w | SDK | {load.Writes:N0} | {load.WriteBytes:N0} | {load.WriteErrors} | {Outside("write")} | — |");
-        text.AppendLine(CultureInfo.InvariantCulture, $"| Python reader of /ds | FUSE | {fuseReads.Ops:N0} | {fuseReads.Bytes:N0} | {fuseReads.Errors} | {fuseReads.Errors} (not told apart) | {fuseReads.Wrong} |");
-        text.AppendLine(CultureInfo.InvariantCulture, $"| Python writer into /w | FUSE | {fuseWrites.Ops:N0} | {fuseWrites.Bytes:N0} | {fuseWrites.Errors} | {fuseWrites.Errors} (not told apart) | — |");
+        text.AppendLine(CultureInfo.InvariantCulture, $"| Python reader of /ds | FUSE | {fuseReads.Ops:N0} | {fuseReads.Bytes:N0} | {fuseReads.Errors} | {fuseReads.ErrorsOutside(inRestart)} | {fuseReads.Wrong} |");
+        text.AppendLine(CultureInfo.InvariantCulture, $"| Python writer into /w | FUSE | {fuseWrites.Ops:N0} | {fuseWrites.Bytes:N0} | {fuseWrites.Errors} | {fuseWrites.ErrorsOutside(inRestart)} | — |");
         text.AppendLine();
-        text.AppendLine(CultureInfo.InvariantCulture, $"Acknowledged writes checked in the under-storage folder: {acked:N0}; lost or different: {lost.Count}. SDK errors outside a silo restart: {sdkErrorsOutside}.");
+        text.AppendLine(CultureInfo.InvariantCulture, $"Every acknowledged write (SDK: the call returned success; FUSE: close() did) is checked as it goes, 10 s after it was acknowledged: persisted (`PersistAsync`), its bytes in the under-storage folder compared, then removed, so that the directory and the processes' state stay bounded. Checked: {acked:N0}; lost or different: {lost.Count}. SDK errors outside a silo restart: {sdkErrorsOutside}.");
         foreach (var line in lost.Take(10))
         {
             text.AppendLine(CultureInfo.InvariantCulture, $"- lost: {line}");
@@ -227,6 +212,14 @@ internal static partial class Soak
     /// <summary>The last JSON line a soak_fuse.py process printed.</summary>
     private sealed record PythonStats(long Ops, long Bytes, long Errors, long Wrong, IReadOnlyList<string> FirstErrors)
     {
+        /// <summary>Errors not within a restart by their time (HH:mm:ss UTC, today); errors past the timestamped ones count as outside.</summary>
+        public long ErrorsOutside(Func<DateTime, bool> inRestart)
+        {
+            var inside = FirstErrors.Count(e => TimeSpan.TryParseExact(e.Split(' ')[0], @"hh\:mm\:ss", CultureInfo.InvariantCulture, out var t)
+                && (inRestart(DateTime.UtcNow.Date + t) || inRestart(DateTime.UtcNow.Date + t + TimeSpan.FromSeconds(1))));
+            return Errors - inside;
+        }
+
         public static PythonStats Parse(string output)
         {
             var last = output.Split('\n').LastOrDefault(l => l.TrimStart().StartsWith('{'));
@@ -249,8 +242,9 @@ internal static partial class Soak
     /// <summary>The SDK's share of the load, in this process.</summary>
     private sealed class SdkLoad(GrainFsClient client, byte[][] expected)
     {
-        private readonly ConcurrentDictionary<string, string> _written = new(StringComparer.Ordinal);
-        private readonly ConcurrentQueue<string> _names = new();
+        private readonly ConcurrentDictionary<string, (string Hash, long Acked)> _written = new(StringComparer.Ordinal);
+        private readonly string[] _recent = new string[64];
+        private int _recentCount;
         private long _datasetReads;
         private long _datasetBytes;
         private long _writtenReads;
@@ -266,7 +260,8 @@ internal static partial class Soak
 
         public ConcurrentQueue<(DateTime When, string Kind, string Message)> Errors { get; } = new();
 
-        public IEnumerable<KeyValuePair<string, string>> Written => _written;
+        /// <summary>Acknowledged writes not checked yet: name, hash and when (Stopwatch ticks).</summary>
+        public ConcurrentDictionary<string, (string Hash, long Acked)> Written => _written;
 
         public long DatasetReads => Interlocked.Read(ref _datasetReads);
 
@@ -334,15 +329,19 @@ internal static partial class Soak
             var buffer = new byte[64 << 10];
             while (!stop.IsCancellationRequested)
             {
-                var names = _names.ToArray();
-                if (names.Length == 0)
+                // One of the newest files (acknowledged within 5 s: the verifier removes files 10 s after).
+                string? name;
+                lock (_recent)
+                {
+                    name = _recentCount == 0 ? null : _recent[(_recentCount - 1 - random.Next(Math.Min(_recentCount, _recent.Length))) % _recent.Length];
+                }
+
+                if (name is null || !_written.TryGetValue(name, out var entry) || Stopwatch.GetElapsedTime(entry.Acked) > TimeSpan.FromSeconds(5))
                 {
                     await Task.Delay(200, CancellationToken.None);
                     continue;
                 }
 
-                // Mostly the newest files.
-                var name = names[Math.Max(0, names.Length - 1 - random.Next(Math.Min(names.Length, 50)))];
                 var read = await client.ReadAsync("/w/" + name, 0, buffer, CancellationToken.None);
                 if (!read.IsOk)
                 {
@@ -354,7 +353,7 @@ internal static partial class Soak
 
                 Interlocked.Increment(ref _writtenReads);
                 Interlocked.Add(ref _writtenBytes, read.Value);
-                if (Hash(buffer[..read.Value]) != _written[name])
+                if (Hash(buffer[..read.Value]) != entry.Hash)
                 {
                     Interlocked.Increment(ref _wrongWritten);
                     Errors.Enqueue((DateTime.UtcNow, "wrong", $"/w/{name}: {read.Value} bytes, content differs"));
@@ -375,8 +374,12 @@ internal static partial class Soak
                 var written = await client.WriteFileAsync("/w/" + name, new MemoryStream(bytes), cancellationToken: CancellationToken.None);
                 if (written.IsOk)
                 {
-                    _written[name] = Hash(bytes);
-                    _names.Enqueue(name);
+                    _written[name] = (Hash(bytes), Stopwatch.GetTimestamp());
+                    lock (_recent)
+                    {
+                        _recent[_recentCount++ % _recent.Length] = name;
+                    }
+
                     Interlocked.Increment(ref _writes);
                     Interlocked.Add(ref _writeBytes, bytes.Length);
                 }
@@ -387,6 +390,144 @@ internal static partial class Soak
                 }
 
                 await Task.Delay(200, CancellationToken.None);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Checks acknowledged writes as the soak goes, 10 s after each was acknowledged: persisted, its bytes in the
+    /// under-storage folder equal to what was written, then removed (through the SDK) so that nothing grows with the
+    /// run's length. A check that fails on a cluster error (a silo restarting) is tried again, up to 5 times.
+    /// </summary>
+    private sealed class Verifier(GrainFsClient client, string folder, SdkLoad sdk, string pythonAcked)
+    {
+        private static readonly TimeSpan Age = TimeSpan.FromSeconds(10);
+        private readonly ConcurrentDictionary<string, (string Hash, long Acked, int Attempts)> _python = new(StringComparer.Ordinal);
+        private readonly Dictionary<string, int> _attempts = new(StringComparer.Ordinal);
+        private long _position;
+        private long _verified;
+
+        public ConcurrentQueue<string> Lost { get; } = new();
+
+        public long Verified => Interlocked.Read(ref _verified);
+
+        public async Task RunAsync(CancellationToken stop)
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                ReadPythonAcked();
+                await CheckAsync(all: false);
+                try
+                {
+                    await Task.Delay(1000, stop);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+            }
+        }
+
+        public async Task DrainAsync()
+        {
+            ReadPythonAcked();
+            for (var round = 0; round < 6 && (!sdk.Written.IsEmpty || !_python.IsEmpty); round++)
+            {
+                await CheckAsync(all: true);
+            }
+
+            foreach (var name in sdk.Written.Keys.Concat(_python.Keys))
+            {
+                Lost.Enqueue($"{name}: not confirmed after 6 attempts");
+            }
+        }
+
+        private async Task CheckAsync(bool all)
+        {
+            foreach (var (name, (hash, acked)) in sdk.Written.ToArray())
+            {
+                if ((all || Stopwatch.GetElapsedTime(acked) >= Age) && await CheckOneAsync(name, hash))
+                {
+                    sdk.Written.TryRemove(name, out _);
+                }
+            }
+
+            foreach (var (name, (hash, acked, _)) in _python.ToArray())
+            {
+                if ((all || Stopwatch.GetElapsedTime(acked) >= Age) && await CheckOneAsync(name, hash))
+                {
+                    _python.TryRemove(name, out _);
+                }
+            }
+        }
+
+        // True when the write is settled (confirmed and removed, or found lost); false to try again later.
+        private async Task<bool> CheckOneAsync(string name, string hash)
+        {
+            var persisted = await client.PersistAsync("/w/" + name, TimeSpan.FromMinutes(2));
+            var local = Path.Combine(folder, name);
+            if (persisted.IsOk && File.Exists(local) && Hash(await File.ReadAllBytesAsync(local)) == hash)
+            {
+                var removed = await client.RemoveAsync("/w/" + name);
+                if (!removed.IsOk)
+                {
+                    // Confirmed; removed on a later round.
+                    return Retry(name, $"remove failed: {removed.Message}");
+                }
+
+                Interlocked.Increment(ref _verified);
+                _attempts.Remove(name);
+                return true;
+            }
+
+            if (persisted.IsOk)
+            {
+                Lost.Enqueue($"{name}: {(File.Exists(local) ? "content differs" : "not in under-storage")} although persisted");
+                return true;
+            }
+
+            return Retry(name, persisted.Message ?? persisted.Status.ToString());
+        }
+
+        private bool Retry(string name, string why)
+        {
+            var attempts = _attempts.GetValueOrDefault(name) + 1;
+            _attempts[name] = attempts;
+            if (attempts < 6)
+            {
+                return false;
+            }
+
+            Lost.Enqueue($"{name}: {why} (6 attempts)");
+            return true;
+        }
+
+        // New lines of the Python writer's acknowledgement file ("name sha256"); a line being written is left for later.
+        private void ReadPythonAcked()
+        {
+            if (!File.Exists(pythonAcked))
+            {
+                return;
+            }
+
+            using var file = new FileStream(pythonAcked, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+            file.Position = _position;
+            var buffer = new byte[file.Length - _position];
+            var read = file.Read(buffer);
+            var end = Array.LastIndexOf(buffer, (byte)'\n', read - 1 < 0 ? 0 : read - 1);
+            if (read == 0 || end < 0)
+            {
+                return;
+            }
+
+            _position += end + 1;
+            foreach (var line in Encoding.UTF8.GetString(buffer, 0, end).Split('\n'))
+            {
+                var parts = line.Split(' ');
+                if (parts.Length == 2)
+                {
+                    _python[parts[0]] = (parts[1], Stopwatch.GetTimestamp(), 0);
+                }
             }
         }
     }
