@@ -316,7 +316,30 @@ public interface IClusterGrain : IGrainWithIntegerKey
     /// <summary>The active silos.</summary>
     [Alias("GetSilos"), Access(Access.Authenticated)]
     ValueTask<SiloInfo[]> GetSilosAsync();
+
+    /// <summary>
+    /// Every member of the cluster this silo's membership view holds, whatever its state (joining, active, shutting
+    /// down, dead): one per silo name, its newest incarnation. For `grainfs status`.
+    /// </summary>
+    [Alias("GetMembers"), Access(Access.Authenticated)]
+    ValueTask<SiloMember[]> GetMembersAsync();
 }
+
+/// <summary>A cluster member as the membership view holds it.</summary>
+/// <param name="Name">The silo name.</param>
+/// <param name="Address">The Orleans silo address (ip:port@generation).</param>
+/// <param name="State">joining, active, shutting down, stopping or dead (Orleans' SiloStatus, lower case).</param>
+/// <param name="Host">The host it reports, or empty when its metadata is not known yet.</param>
+/// <param name="Roles">Its roles, or empty when not known yet.</param>
+/// <param name="DataEndpoint">Its data port, or empty.</param>
+[GenerateSerializer, Immutable, Alias("grainfs.SiloMember")]
+public sealed record SiloMember(
+    [property: Id(0)] string Name,
+    [property: Id(1)] string Address,
+    [property: Id(2)] string State,
+    [property: Id(3)] string Host,
+    [property: Id(4)] string[] Roles,
+    [property: Id(5)] string DataEndpoint);
 
 /// <summary>Places a block grain on its home: the gpu-role silo chosen by rendezvous hashing of the block key (all silos when none has the role).</summary>
 [GenerateSerializer, Alias("grainfs.BlockHomePlacement")]

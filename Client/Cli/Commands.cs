@@ -46,6 +46,8 @@ internal static class Commands
         root.Add(MountCommands.BuildMount());
         root.Add(MountCommands.BuildUmount());
         root.Add(CacheCommands.BuildReport());
+        root.Add(ClusterCommands.BuildStatus());
+        root.Add(ClusterCommands.BuildWorker());
         root.Add(CertCommands.Build());
         root.Add(Completion());
         return root;

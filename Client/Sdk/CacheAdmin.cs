@@ -235,6 +235,14 @@ public sealed class CacheAdmin
         return FsResult<WorkerReport[]>.Ok([.. reports]);
     }
 
+    /// <summary>One worker's report (tiers, usage, counters), by silo name.</summary>
+    public ValueTask<FsResult<WorkerReport>> GetWorkerReportAsync(string silo, CancellationToken cancellationToken = default) =>
+        _calls.RetriedCallAsync(() => _calls.Grains.GetGrain<IWorkerGrain>(silo).GetReportAsync(), $"report of {silo}", cancellationToken);
+
+    /// <summary>Every member of the cluster, whatever its state (one per silo name, its newest incarnation).</summary>
+    public ValueTask<FsResult<SiloMember[]>> GetMembersAsync(CancellationToken cancellationToken = default) =>
+        _calls.RetriedCallAsync(() => _calls.Grains.GetGrain<IClusterGrain>(0).GetMembersAsync(), "cluster members", cancellationToken);
+
     /// <summary>The silos as this client sees them.</summary>
     public async ValueTask<SiloInfo[]> GetSilosAsync(CancellationToken cancellationToken = default) =>
         (await _cluster.RefreshAsync(long.MaxValue, cancellationToken).ConfigureAwait(false)).Silos;

@@ -199,6 +199,12 @@ public sealed partial class GrainFsClient : IAsyncDisposable
     /// <inheritdoc cref="CacheAdmin.GetReportAsync"/>
     public ValueTask<FsResult<WorkerReport[]>> GetReportAsync(CancellationToken cancellationToken = default) => Cache.GetReportAsync(cancellationToken);
 
+    /// <summary>Every member of the cluster whatever its state (joining, active, shutting down, dead), one per silo name.</summary>
+    public ValueTask<FsResult<SiloMember[]>> GetMembersAsync(CancellationToken cancellationToken = default) => Cache.GetMembersAsync(cancellationToken);
+
+    /// <summary>One worker's report, by silo name (admin).</summary>
+    public ValueTask<FsResult<WorkerReport>> GetWorkerReportAsync(string silo, CancellationToken cancellationToken = default) => Cache.GetWorkerReportAsync(silo, cancellationToken);
+
     /// <inheritdoc cref="CacheAdmin.GetSilosAsync"/>
     public ValueTask<SiloInfo[]> GetSilosAsync(CancellationToken cancellationToken = default) => Cache.GetSilosAsync(cancellationToken);
 

@@ -61,6 +61,10 @@ public static class SettingNames
     public static readonly Setting MetricsPort = new("--metrics-port", "GrainFs:MetricsPort", "GRAINFS_METRICS_PORT",
         "Prometheus metrics port on the --listen-address, served at /metrics (default 9464, 0 turns it off)");
 
+    /// <summary>The health port.</summary>
+    public static readonly Setting HealthPort = new("--health-port", "GrainFs:HealthPort", "GRAINFS_HEALTH_PORT",
+        "a port of its own for /healthz and /readyz on the --listen-address, plain HTTP, no password (for probes when the dashboard is off; default 0: none; both are on the dashboard port too)");
+
     /// <summary>The host name the silo reports.</summary>
     public static readonly Setting Host = new("--host", "GrainFs:Host", "GRAINFS_HOST",
         "host name this silo reports for placement (default: the machine's name)");
@@ -121,7 +125,7 @@ public static class SettingNames
 
     /// <summary>Settings the silo reads.</summary>
     public static readonly IReadOnlyList<Setting> SiloSettings =
-        [Cluster, ClusterFile, ClusterId, Credentials, InsecureNoAuth, Data, SiloPort, GatewayPort, DashboardPort, MetricsPort, Host, Roles, Advertise, SiloName, Telemetry, DataPort, ListenAddress, WebPasswordFile, Tier, CachePolicy, WriteTier, ShortCircuitGroup, PersistRate, PersistParallel, AllowLocalRoot];
+        [Cluster, ClusterFile, ClusterId, Credentials, InsecureNoAuth, Data, SiloPort, GatewayPort, DashboardPort, MetricsPort, HealthPort, Host, Roles, Advertise, SiloName, Telemetry, DataPort, ListenAddress, WebPasswordFile, Tier, CachePolicy, WriteTier, ShortCircuitGroup, PersistRate, PersistParallel, AllowLocalRoot];
 
     /// <summary>Settings every client command reads.</summary>
     public static readonly IReadOnlyList<Setting> ClientSettings = [Cluster, ClusterFile, Gateways, ClusterId, Credentials, InsecureNoAuth, GatewayPort, Host];

@@ -71,6 +71,7 @@ public static class GrainFsSiloBuilderExtensions
         builder.UseSiloMetadata(metadata.GetSection("Metadata"));
         services.AddSingleton(new LocalSiloMetadata(metadata.GetSection("Metadata").GetChildren().ToDictionary(c => c.Key, c => c.Value ?? string.Empty, StringComparer.Ordinal)));
         services.AddSingleton<SiloDirectory>();
+        services.AddSingleton<SiloHealth>();
         services.AddSingleton(sp => new TierStore(sp.GetRequiredService<IOptions<CacheOptions>>().Value, sp.GetRequiredService<ILoggerFactory>().CreateLogger("GrainFs.Cache.TierStore"), sp.GetRequiredService<GrainFsClock>()));
         services.AddSingleton(sp => new DataPortServer(listener, sp.GetRequiredService<TierStore>(), sp.GetRequiredService<ILoggerFactory>().CreateLogger("GrainFs.Cache.DataPort"), trust, limits: null,
             startFill: sp.GetRequiredService<BlockFiller>().StartFromDataPortAsync));

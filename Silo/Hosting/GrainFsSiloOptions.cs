@@ -84,6 +84,9 @@ public sealed class GrainFsSiloOptions
     /// <summary>Prometheus port, 0 for none.</summary>
     public int MetricsPort { get; set; } = DEFAULT_METRICS_PORT;
 
+    /// <summary>A port of its own for /healthz and /readyz (plain HTTP, no password), 0 for none; both are served on the dashboard port too.</summary>
+    public int HealthPort { get; set; }
+
     /// <summary>The data port serving block bytes (0: a free port picked at start).</summary>
     public int DataPort { get; set; } = DEFAULT_DATA_PORT;
 

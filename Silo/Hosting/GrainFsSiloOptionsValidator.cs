@@ -53,6 +53,7 @@ public sealed class GrainFsSiloOptionsValidator : IValidateOptions<GrainFsSiloOp
             (nameof(options.GatewayPort), options.GatewayPort, false),
             (nameof(options.DashboardPort), options.DashboardPort, true),
             (nameof(options.MetricsPort), options.MetricsPort, true),
+            (nameof(options.HealthPort), options.HealthPort, true),
             (nameof(options.DataPort), options.DataPort, true),
         })
         {

@@ -88,6 +88,6 @@ public sealed class SiloConfiguration
     public override string ToString() =>
         $"{Silo.SiloName} on {Silo.Host} roles={string.Join(',', Silo.RoleList)} cluster={(Silo.Cluster is null ? "embedded localhost" : PostgresMetadataStore.Describe(Silo.Cluster))} " +
         $"silo={Silo.AdvertisedAddress}:{Silo.SiloPort} gateway={Silo.GatewayPort} dashboard={(Silo.DashboardPort == 0 ? "off" : Silo.DashboardPort.ToString(CultureInfo.InvariantCulture))} " +
-        $"metrics={(Silo.MetricsPort == 0 ? "off" : Silo.MetricsPort.ToString(CultureInfo.InvariantCulture))} data={Silo.Data} " +
+        $"metrics={(Silo.MetricsPort == 0 ? "off" : Silo.MetricsPort.ToString(CultureInfo.InvariantCulture))} health={(Silo.HealthPort == 0 ? "dashboard port" : Silo.HealthPort.ToString(CultureInfo.InvariantCulture))} data={Silo.Data} " +
         $"tiers={string.Join(' ', Cache.Tiers)} policy={Cache.Policy} write-tier={Cache.WriteTierKind.Label()} persist-rate={(Persist.RateBytesPerSecond == 0 ? "unlimited" : ByteSize.Format(Persist.RateBytesPerSecond) + "/s")}";
 }

@@ -13,8 +13,9 @@ using Orleans.Dashboard;
 namespace GrainFs.Silo.Hosting;
 
 /// <summary>
-/// The silo's HTTP endpoints: the Orleans Dashboard on <see cref="GrainFsSiloOptions.DashboardPort"/> at /dashboard and
-/// the Prometheus scrape endpoint on <see cref="GrainFsSiloOptions.MetricsPort"/> at /metrics, both on
+/// The silo's HTTP endpoints: the Orleans Dashboard on <see cref="GrainFsSiloOptions.DashboardPort"/> at /dashboard (with
+/// /healthz and /readyz, <see cref="SiloHealth"/>, which <see cref="GrainFsSiloOptions.HealthPort"/> serves alone, over
+/// plain HTTP without a password) and the Prometheus scrape endpoint on <see cref="GrainFsSiloOptions.MetricsPort"/> at /metrics, both on
 /// <see cref="GrainFsSiloOptions.ListenAddress"/>. On a loopback address they are plain HTTP for local users (as any
 /// local tool's). On any other address (with the trust model on) both are HTTPS with the silo's certificate (clients
 /// trust the cluster's ca.crt) and every request must carry HTTP Basic credentials, user <c>grainfs</c> and the password
@@ -29,7 +30,7 @@ public static class WebEndpoints
     public static bool Requested(SiloConfiguration settings)
     {
         ArgumentNullException.ThrowIfNull(settings);
-        return settings.Silo.DashboardPort > 0 || MetricsRequested(settings);
+        return settings.Silo.DashboardPort > 0 || settings.Silo.HealthPort > 0 || MetricsRequested(settings);
     }
 
     /// <summary>True when the Prometheus scrape endpoint is served.</summary>
@@ -49,6 +50,12 @@ public static class WebEndpoints
         int[] ports = [.. new[] { silo.DashboardPort, MetricsRequested(settings) ? silo.MetricsPort : 0 }.Where(p => p > 0).Distinct()];
         web.ConfigureKestrel(kestrel =>
         {
+            if (silo.HealthPort > 0)
+            {
+                // Probes carry no certificate trust and no password: plain HTTP, and only the two health paths.
+                kestrel.Listen(address, silo.HealthPort);
+            }
+
             foreach (var port in ports)
             {
                 kestrel.Listen(address, port, listen =>
@@ -68,6 +75,27 @@ public static class WebEndpoints
         ArgumentNullException.ThrowIfNull(app);
         ArgumentNullException.ThrowIfNull(settings);
         var silo = settings.Silo;
+
+        // /healthz and /readyz on the dashboard port and the health port, before any password: probes carry none, and the
+        // answer holds no secret. The health port serves nothing else.
+        var health = app.Services.GetRequiredService<SiloHealth>();
+        app.Use(async (context, next) =>
+        {
+            var port = context.Connection.LocalPort;
+            if ((port == silo.HealthPort || port == silo.DashboardPort) && await health.TryAnswerAsync(context))
+            {
+                return;
+            }
+
+            if (port == silo.HealthPort)
+            {
+                context.Response.StatusCode = StatusCodes.Status404NotFound;
+                return;
+            }
+
+            await next(context);
+        });
+
         if (silo.WebNeedsCredentials)
         {
             // The validator has read the file already; it is read once more here, and kept only as its hash.

@@ -36,4 +36,39 @@ internal sealed class ClusterGrain(IClusterMembershipService membership, SiloDir
         silos.Sort((a, b) => string.CompareOrdinal(a.Name, b.Name));
         return ValueTask.FromResult(silos.ToArray());
     }
+
+    public ValueTask<SiloMember[]> GetMembersAsync()
+    {
+        var members = new Dictionary<string, (ClusterMember Member, SiloMember Info)>(StringComparer.Ordinal);
+        foreach (var member in membership.CurrentSnapshot.Members.Values)
+        {
+            var data = member.Status == SiloStatus.Dead ? null : directory.MetadataOf(member.SiloAddress);
+            var name = data?.GetValueOrDefault(SiloMetadataKeys.Silo) ?? member.Name;
+            var info = new SiloMember(
+                name,
+                member.SiloAddress.ToString(),
+                StateOf(member.Status),
+                data?.GetValueOrDefault(SiloMetadataKeys.Host) ?? string.Empty,
+                (data?.GetValueOrDefault(SiloMetadataKeys.Roles) ?? string.Empty).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+                data?.GetValueOrDefault(SiloMetadataKeys.DataPort) ?? string.Empty);
+
+            // A silo started again under its name is one member: its newest incarnation.
+            if (!members.TryGetValue(name, out var known) || member.SiloAddress.Generation > known.Member.SiloAddress.Generation)
+            {
+                members[name] = (member, info);
+            }
+        }
+
+        return ValueTask.FromResult(members.Values.Select(m => m.Info).OrderBy(m => m.Name, StringComparer.Ordinal).ToArray());
+    }
+
+    private static string StateOf(SiloStatus status) => status switch
+    {
+        SiloStatus.Created or SiloStatus.Joining => "joining",
+        SiloStatus.Active => "active",
+        SiloStatus.ShuttingDown => "shutting down",
+        SiloStatus.Stopping => "stopping",
+        SiloStatus.Dead => "dead",
+        _ => status.ToString().ToLowerInvariant(),
+    };
 }

@@ -84,6 +84,9 @@ public interface IMetadataStore
     /// <summary>Checks the store is usable (for PostgreSQL: reachable, schema at the expected version).</summary>
     ValueTask InitializeAsync(CancellationToken cancellationToken = default);
 
+    /// <summary>Answers when the store is reachable now (readiness probes); throws naming the cause when it is not.</summary>
+    ValueTask PingAsync(CancellationToken cancellationToken = default) => ValueTask.CompletedTask;
+
     /// <summary>The mount table (empty for a new cluster).</summary>
     ValueTask<StoredMountTable> LoadMountTableAsync(CancellationToken cancellationToken = default);
 

@@ -359,6 +359,13 @@ public sealed partial class PostgresMetadataStore : IMetadataStore, IAsyncDispos
     }
 
     /// <inheritdoc />
+    public async ValueTask PingAsync(CancellationToken cancellationToken = default)
+    {
+        await using var command = _dataSource.CreateCommand("select 1");
+        await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
     public ValueTask DisposeAsync() => _dataSource.DisposeAsync();
 
     /// <summary>Attempts of an operation that failed on a transient error (a broken connection, a server restarting), 0.2 s, 0.5 s and 1 s apart.</summary>

@@ -89,6 +89,13 @@ public sealed class WebCredentialsProcessTests
             Assert.Equal(HttpStatusCode.OK, right.StatusCode);
         }
 
+        // Probes carry no password: the health paths answer without one, and say no more than alive or ready.
+        foreach (var path in new[] { "/healthz", "/readyz" })
+        {
+            using var probe = await GetAsync($"https://127.0.0.1:{silo.DashboardPort}{path}", null);
+            Assert.Equal(HttpStatusCode.OK, probe.StatusCode);
+        }
+
         using (var scrape = await GetAsync(metrics, Password))
         {
             Assert.Contains("grainfs_security_denied", await scrape.Content.ReadAsStringAsync(), StringComparison.Ordinal);
