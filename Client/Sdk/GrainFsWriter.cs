@@ -543,6 +543,7 @@ public sealed partial class GrainFsWriter
             var sealing = await _client.Calls.RetriedCallAsync(() => worker.SealAsync(seal), $"{Path}: seal on write worker {_worker.Name}").ConfigureAwait(false);
             if (!sealing.IsOk)
             {
+                _client.SuspectWorker(_worker.Name);
                 return FsResult<FsEntry>.Fail(FsStatus.IoError, $"{Path}: write worker {_worker.Name} could not seal the file: {sealing.Message}");
             }
 
@@ -563,6 +564,12 @@ public sealed partial class GrainFsWriter
 
         if (sealedOutcome.Status != FsStatus.Ok)
         {
+            if (sealedOutcome.Status == FsStatus.IoError)
+            {
+                // A worker that cannot seal (gone, restarting under its name) takes no new file for a while.
+                _client.SuspectWorker(_worker.Name);
+            }
+
             return FsResult<FsEntry>.Fail(sealedOutcome.Status, sealedOutcome.Message);
         }
 

@@ -35,6 +35,11 @@ public sealed class SiloNamePlacementDirector(SiloDirectory directory) : IPlacem
     public Task<SiloAddress> OnAddActivation(PlacementStrategy strategy, PlacementTarget target, IPlacementContext context)
     {
         var name = target.GrainIdentity.Key.ToString();
+        if (directory.ActiveSiloNamed(name) is { } active)
+        {
+            return Task.FromResult(active);
+        }
+
         foreach (var silo in context.GetCompatibleSilos(target))
         {
             if (directory.NameOf(silo) == name)

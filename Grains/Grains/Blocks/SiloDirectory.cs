@@ -39,6 +39,24 @@ public sealed partial class SiloDirectory(ISiloMetadataCache cache, ISiloStatusO
         return None;
     }
 
+    /// <summary>
+    /// The active silo named <paramref name="name"/> in the membership table, or null. Placement by name asks this first:
+    /// a silo started again is active (and named) in the membership view before this silo has fetched its grain manifest,
+    /// and until then Orleans does not count it among the silos compatible with a grain type.
+    /// </summary>
+    public SiloAddress? ActiveSiloNamed(string name)
+    {
+        foreach (var silo in membership.GetApproximateSiloStatuses(onlyActive: true).Keys)
+        {
+            if (membership.TryGetSiloName(silo, out var named) && named == name)
+            {
+                return silo;
+            }
+        }
+
+        return null;
+    }
+
     /// <summary>The silo's GrainFS name: from the membership table (always there), else its metadata.</summary>
     public string? NameOf(SiloAddress silo) =>
         membership.TryGetSiloName(silo, out var name) ? name : MetadataOf(silo).GetValueOrDefault(SiloMetadataKeys.Silo);
