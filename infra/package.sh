@@ -31,7 +31,7 @@ for rid in "${rids[@]}"; do
   for project in Client/Cli/Cli.csproj:cli Silo/Silo.csproj:silo; do
     if ! dotnet publish "${project%%:*}" -c Release -r "$rid" --self-contained true -nologo -v q \
         --artifacts-path "dist/.artifacts/$rid" -o "$stage/lib/grainfs/${project##*:}" \
-        -p:DebugType=none -p:GenerateDocumentationFile=false >"dist/.publish-$rid.log" 2>&1; then
+        -p:DebugType=none >"dist/.publish-$rid.log" 2>&1; then
       ok=no
       break
     fi
