@@ -185,20 +185,7 @@ internal sealed class CacheCommands(GrainFsClient client, Terminal terminal)
                 json.WriteStartArray("tiers");
                 foreach (var t in w.Tiers)
                 {
-                    json.WriteStartObject();
-                    json.WriteString("tier", t.Tier);
-                    json.WriteString("path", t.Path);
-                    json.WriteNumber("capacity", t.Capacity);
-                    json.WriteNumber("used", t.Used);
-                    json.WriteNumber("blocks", t.Blocks);
-                    json.WriteNumber("hits", t.Hits);
-                    json.WriteNumber("faults", t.Faults);
-                    if (t.OutOfService is { } why)
-                    {
-                        json.WriteString("outOfService", why);
-                    }
-
-                    json.WriteEndObject();
+                    Output.WriteTier(json, t);
                 }
 
                 json.WriteEndArray();

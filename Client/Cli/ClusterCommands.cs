@@ -115,19 +115,7 @@ internal sealed class ClusterCommands(GrainFsClient client, Terminal terminal)
                 json.WriteStartArray("tiers");
                 foreach (var t in report.Tiers)
                 {
-                    json.WriteStartObject();
-                    json.WriteString("tier", t.Tier);
-                    json.WriteString("path", t.Path);
-                    json.WriteNumber("capacity", t.Capacity);
-                    json.WriteNumber("used", t.Used);
-                    json.WriteNumber("blocks", t.Blocks);
-                    json.WriteBoolean("inService", t.OutOfService is null);
-                    if (t.OutOfService is { } why)
-                    {
-                        json.WriteString("outOfService", why);
-                    }
-
-                    json.WriteEndObject();
+                    Output.WriteTier(json, t);
                 }
 
                 json.WriteEndArray();

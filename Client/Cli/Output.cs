@@ -14,6 +14,26 @@ internal static class Output
     public static Utf8JsonWriter JsonWriter(Stream stream) =>
         new(stream, new JsonWriterOptions { Indented = false, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
 
+    /// <summary>One tier of a worker report as a JSON object (`report --json`, `status --json`, `worker list --json`).</summary>
+    public static void WriteTier(Utf8JsonWriter json, TierUsage t)
+    {
+        json.WriteStartObject();
+        json.WriteString("tier", t.Tier);
+        json.WriteString("path", t.Path);
+        json.WriteNumber("capacity", t.Capacity);
+        json.WriteNumber("used", t.Used);
+        json.WriteNumber("blocks", t.Blocks);
+        json.WriteNumber("hits", t.Hits);
+        json.WriteNumber("faults", t.Faults);
+        json.WriteBoolean("inService", t.OutOfService is null);
+        if (t.OutOfService is { } why)
+        {
+            json.WriteString("outOfService", why);
+        }
+
+        json.WriteEndObject();
+    }
+
     public static void WriteEntry(Utf8JsonWriter json, string path, FsEntry entry)
     {
         json.WriteStartObject();

@@ -8,16 +8,5 @@
 #   infra/chaos/soak.sh [--minutes 30] [--kill-every 180] [--sample 20]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-missing=()
-for tool in dotnet node npm fusermount3; do command -v "$tool" >/dev/null || missing+=("$tool"); done
-/usr/bin/python3 -c "import fusepy" 2>/dev/null || missing+=("python3-fusepy libfuse2")
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "soak.sh: missing: ${missing[*]} (on Debian: apt-get install -y fuse3 nodejs npm python3-fusepy libfuse2)" >&2
-  exit 2
-fi
-if [ ! -f infra/bench/node_modules/s3rver/bin/s3rver.js ]; then
-  echo "soak.sh: installing s3rver (npm)" >&2
-  (cd infra/bench && npm install --no-audit --no-fund --loglevel=error >/dev/null)
-fi
-dotnet build Orleans.sln -c Release -nologo -v q >/dev/null
+source infra/chaos/prepare.sh "soak.sh"
 exec dotnet Tests/Benchmarks/bin/Release/net10.0/grainfs-bench.dll soak "$@"
