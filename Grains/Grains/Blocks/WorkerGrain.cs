@@ -11,7 +11,7 @@ namespace GrainFs.Grains.Blocks;
 /// </summary>
 [SiloNamePlacement]
 [Reentrant]
-internal sealed class WorkerGrain(BlockFiller filler, WorkerJobs jobs, LocalSilo silo, LocalSiloMetadata metadata, GrainFs.Grains.Writes.PersistQueue persist) : Grain, IWorkerGrain
+internal sealed class WorkerGrain(BlockFiller filler, WorkerJobs jobs, LocalSilo silo, LocalSiloMetadata metadata, GrainFs.Grains.Writes.PersistQueue persist, SiloDirectory directory) : Grain, IWorkerGrain
 {
     /// <summary>The longest a <see cref="WaitLoadAsync"/> call waits before it reports progress.</summary>
     public static readonly TimeSpan MaxLoadWait = TimeSpan.FromSeconds(10);
@@ -26,12 +26,21 @@ internal sealed class WorkerGrain(BlockFiller filler, WorkerJobs jobs, LocalSilo
     /// <summary>
     /// A worker placed on another silo than its own (its silo was down when it was called) answers that it is gone, and
     /// only for <see cref="MisplacedLifetime"/>: then it deactivates, so that once its silo is back (restarted on the
-    /// same name) the next call finds that silo's worker rather than this stand-in forever.
+    /// same name) the next call finds that silo's worker rather than this stand-in forever. A stand-in activated while
+    /// its silo is a member again (a call that came here by a stale directory entry: Orleans activates a grain where
+    /// its message lands) deactivates at once, before it answers anything: the calls waiting for it are placed again,
+    /// this time on their silo.
     /// </summary>
     public override Task OnActivateAsync(CancellationToken cancellationToken)
     {
         if (Misplaced)
         {
+            if (directory.ActiveSiloNamed(this.GetPrimaryKeyString()) is not null)
+            {
+                DeactivateOnIdle();
+                return Task.CompletedTask;
+            }
+
             this.RegisterGrainTimer(() =>
             {
                 DeactivateOnIdle();
