@@ -9,8 +9,8 @@ namespace GrainFs.Silo.Hosting;
 /// <summary>OpenTelemetry for the silo: Orleans' and GrainFS's meters and activity sources, to the exporter configuration names.</summary>
 public static class Telemetry
 {
-    /// <summary>Meters exported.</summary>
-    public static readonly string[] Meters = ["Microsoft.Orleans", GrainFsMetrics.Name];
+    /// <summary>Meters exported: Orleans', GrainFS's, and the .NET runtime's (GC heap, working set, thread pool).</summary>
+    public static readonly string[] Meters = ["Microsoft.Orleans", GrainFsMetrics.Name, "System.Runtime"];
 
     /// <summary>Activity sources traced.</summary>
     public static readonly string[] Sources = ["Microsoft.Orleans.Runtime", "Microsoft.Orleans.Application", GrainFsMetrics.Name];

@@ -48,7 +48,7 @@ public sealed class SiloProcess : IAsyncDisposable
         for (var attempt = 1; ; attempt++)
         {
             var (siloPort, gateway) = (Ports.Free(), Ports.Free());
-            var (dashboard, metrics) = options.Dashboard ? (Ports.Free(), Ports.Free()) : (0, 0);
+            var (dashboard, metrics) = (options.Dashboard ? Ports.Free() : 0, options.Dashboard || options.Metrics ? Ports.Free() : 0);
             var process = Start(options, data, siloPort, gateway, dashboard, metrics);
             try
             {
@@ -166,6 +166,9 @@ public sealed class SiloProcessOptions
 
     /// <summary>Serve the dashboard and the metrics endpoint on free ports (the tests); false turns both off (the benchmarks, which measure without them).</summary>
     public bool Dashboard { get; init; } = true;
+
+    /// <summary>Serve the metrics endpoint on a free port even without the dashboard (the soak samples the silos' managed heap there).</summary>
+    public bool Metrics { get; init; }
 
     /// <summary>Write the silo's stderr to this process's stderr as it comes, prefixed <c>silo: </c>, so a benchmark shows the silo's errors.</summary>
     public bool ForwardStandardError { get; init; }

@@ -179,6 +179,7 @@ internal sealed class ChaosDeployment : IAsyncDisposable
                     ["GRAINFS_FAULT_CLOCK_FILE"] = ClockFile,
                 },
                 Dashboard = false,
+                Metrics = true,
                 LogFile = Path.Combine(Logs, $"silo-{letter}.log"),
             });
         }

@@ -55,7 +55,7 @@ internal static partial class Soak
                 {
                     if (Sample.Of(name, pid, now) is { } sample)
                     {
-                        samples.Add(sample);
+                        samples.Add(sample with { Heap = await HeapOfAsync(d, name) });
                     }
                 }
             }
@@ -133,10 +133,10 @@ internal static partial class Soak
         }
 
         text.AppendLine();
-        text.AppendLine("Memory (VmRSS), threads and open files of every process, sampled; the slope is a least-squares fit over the samples after the first fifth of the run (for silo B, which is restarted, over the last sample of each of its lives).");
+        text.AppendLine("Memory (VmRSS, and the managed heap after the last GC where the process shows it: the silos' runtime metrics, this process's GC), threads and open files of every process, sampled; each slope is a least-squares fit over the samples after the first fifth of the run (for silo B, which is restarted, over the last sample of each of its lives).");
         text.AppendLine();
-        text.AppendLine("| process | RSS start / middle / end MiB | slope MiB/h | threads start / end | open files start / end |");
-        text.AppendLine("| --- | --- | --- | --- | --- |");
+        text.AppendLine("| process | RSS start / middle / end MiB | RSS slope MiB/h | managed heap start / middle / end MiB | heap slope MiB/h | threads start / end | open files start / end |");
+        text.AppendLine("| --- | --- | --- | --- | --- | --- | --- |");
         foreach (var group in samples.GroupBy(s => s.Name))
         {
             var all = group.OrderBy(s => s.Minute).ToList();
@@ -151,8 +151,9 @@ internal static partial class Soak
                 fit = [.. all.Where(s => s.Minute >= duration.TotalMinutes / 5)];
             }
 
-            var slope = Slope(fit);
-            text.AppendLine(CultureInfo.InvariantCulture, $"| {group.Key} | {Mib(first.Rss)} / {Mib(middle.Rss)} / {Mib(last.Rss)} | {(slope is { } v ? v.ToString("+0.0;-0.0", CultureInfo.InvariantCulture) : "—")} | {first.Threads} / {last.Threads} | {first.Files} / {last.Files} |");
+            var heaps = all.Where(s => s.Heap is not null).ToList();
+            var heap = heaps.Count == 0 ? "—" : $"{Mib(heaps[0].Heap!.Value)} / {Mib(heaps[heaps.Count / 2].Heap!.Value)} / {Mib(heaps[^1].Heap!.Value)}";
+            text.AppendLine(CultureInfo.InvariantCulture, $"| {group.Key} | {Mib(first.Rss)} / {Mib(middle.Rss)} / {Mib(last.Rss)} | {PerHour(Slope(fit, s => s.Rss))} | {heap} | {PerHour(Slope([.. fit.Where(s => s.Heap is not null)], s => s.Heap!.Value))} | {first.Threads} / {last.Threads} | {first.Files} / {last.Files} |");
         }
 
         return text.ToString();
@@ -160,8 +161,10 @@ internal static partial class Soak
 
     private static string Mib(long bytes) => (bytes / 1048576.0).ToString("F0", CultureInfo.InvariantCulture);
 
-    // MiB per hour, least squares over (minute, RSS).
-    private static double? Slope(List<Sample> points)
+    private static string PerHour(double? slope) => slope is { } v ? v.ToString("+0.0;-0.0", CultureInfo.InvariantCulture) : "—";
+
+    // MiB per hour, least squares over (minute, bytes).
+    private static double? Slope(List<Sample> points, Func<Sample, long> bytes)
     {
         if (points.Count < 3)
         {
@@ -169,10 +172,58 @@ internal static partial class Soak
         }
 
         var mx = points.Average(p => p.Minute);
-        var my = points.Average(p => p.Rss / 1048576.0);
+        var my = points.Average(p => bytes(p) / 1048576.0);
         var sxx = points.Sum(p => (p.Minute - mx) * (p.Minute - mx));
-        return sxx == 0 ? null : points.Sum(p => (p.Minute - mx) * ((p.Rss / 1048576.0) - my)) / sxx * 60;
+        return sxx == 0 ? null : points.Sum(p => (p.Minute - mx) * ((bytes(p) / 1048576.0) - my)) / sxx * 60;
     }
+
+    /// <summary>
+    /// The managed heap after the last GC: this process's own, a silo's from its metrics endpoint (the runtime's meter,
+    /// summed over the generations); null for a process without one (the FUSE processes, Python).
+    /// </summary>
+    private static async Task<long?> HeapOfAsync(ChaosDeployment d, string name)
+    {
+        if (name == "SDK process (this one)")
+        {
+            return GC.GetGCMemoryInfo().HeapSizeBytes;
+        }
+
+        var port = name switch
+        {
+            "silo A" => d.Silos[0].MetricsPort,
+            "silo B" => d.Silos[1].MetricsPort,
+            _ => 0,
+        };
+        if (port == 0)
+        {
+            return null;
+        }
+
+        try
+        {
+            var text = await Scraper.GetStringAsync(new Uri($"http://127.0.0.1:{port}/metrics"));
+            long sum = 0;
+            var found = false;
+            foreach (var line in text.Split('\n'))
+            {
+                if (line.StartsWith("dotnet_gc_last_collection_heap_size_bytes{", StringComparison.Ordinal)
+                    && double.TryParse(line[(line.LastIndexOf(' ') + 1)..], NumberStyles.Float, CultureInfo.InvariantCulture, out var value))
+                {
+                    sum += (long)value;
+                    found = true;
+                }
+            }
+
+            return found ? sum : null;
+        }
+        catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
+        {
+            // A silo being restarted.
+            return null;
+        }
+    }
+
+    private static readonly HttpClient Scraper = new() { Timeout = TimeSpan.FromSeconds(5) };
 
     private static string Hash(byte[] bytes) => Convert.ToHexStringLower(SHA256.HashData(bytes));
 
@@ -181,6 +232,9 @@ internal static partial class Soak
     /// <summary>One process at one moment: resident memory, threads and open descriptors from /proc.</summary>
     private sealed record Sample(string Name, int Pid, double Minute, long Rss, int Threads, int Files)
     {
+        /// <summary>The managed heap after the last GC, where the process shows it.</summary>
+        public long? Heap { get; init; }
+
         public static Sample? Of(string name, int pid, double minute)
         {
             try
