@@ -156,6 +156,8 @@ public static class Program
             return Fail(1, $"the silo did not start: {Root(e).Message}");
         }
 
+        // The counters of rare events start at 0 once the exporter listens, so rate() and the alerts see them before the first.
+        GrainFsMetrics.StartRareSeries();
         StartupLog.Started(logger, settings.ToString(), store.Kind);
         if (silo.InsecureNoAuth)
         {

@@ -82,11 +82,11 @@ public static class GrainFsMetrics
     public static readonly Counter<long> BytesWritten =
         Meter.CreateCounter<long>("grainfs.write.bytes", "By", "Bytes of written blocks stored on write tiers");
 
-    /// <summary>Writes refused, tagged by reason (no-space, quota).</summary>
     /// <summary>Data-port connections refused (TLS failure, over the connection cap), by reason.</summary>
     public static readonly Counter<long> DataPortRefused =
         Meter.CreateCounter<long>("grainfs.dataport.refused", "{connection}", "Data-port connections refused, by reason");
 
+    /// <summary>Writes refused, tagged by reason (no-space, disk-full, quota).</summary>
     public static readonly Counter<long> WritesRefused =
         Meter.CreateCounter<long>("grainfs.write.refused", "{write}", "Writes refused, by reason (no-space, quota)");
 
@@ -105,4 +105,24 @@ public static class GrainFsMetrics
     /// <summary>Persist attempts that failed (retried with backoff).</summary>
     public static readonly Counter<long> PersistFailures =
         Meter.CreateCounter<long>("grainfs.persist.failures", "{attempt}", "Persist attempts that failed");
+
+    /// <summary>
+    /// Adds 0 to each counter of a rare event (refusals, persist failures) with each of its reasons, so that their series
+    /// exist from the start: Prometheus' rate() and increase() see no counter that has never been written. Call once the
+    /// meter's listeners (the exporter) are in place.
+    /// </summary>
+    public static void StartRareSeries()
+    {
+        foreach (var reason in (string[])["no-space", "disk-full", "quota"])
+        {
+            WritesRefused.Add(0, new KeyValuePair<string, object?>("reason", reason));
+        }
+
+        foreach (var reason in (string[])["connection-cap", "write-capability", "tls"])
+        {
+            DataPortRefused.Add(0, new KeyValuePair<string, object?>("reason", reason));
+        }
+
+        PersistFailures.Add(0);
+    }
 }

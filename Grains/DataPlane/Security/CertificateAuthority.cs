@@ -140,6 +140,21 @@ public sealed class CertificateAuthority : IDisposable
         if (kind == IdentityKind.Silo)
         {
             usages.Add(new Oid("1.3.6.1.5.5.7.3.1")); // server authentication
+
+            // The name as a subjectAltName too: TLS clients other than GrainFS's (Prometheus scraping /metrics, a browser
+            // on the dashboard) match the server name there, never against the common name.
+            // A name that is neither an address nor a host name (a space in it) is left without one.
+            var alternative = new SubjectAlternativeNameBuilder();
+            if (System.Net.IPAddress.TryParse(name, out var address))
+            {
+                alternative.AddIpAddress(address);
+                request.CertificateExtensions.Add(alternative.Build());
+            }
+            else if (Uri.CheckHostName(name) == UriHostNameType.Dns)
+            {
+                alternative.AddDnsName(name.ToLowerInvariant());
+                request.CertificateExtensions.Add(alternative.Build());
+            }
         }
 
         request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension(usages, false));
