@@ -238,6 +238,14 @@ public interface IWorkerGrain : IGrainWithStringKey
     ValueTask<BatchResult> FreeAsync(BlockKey[] keys);
 
     /// <summary>
+    /// Which of <paramref name="keys"/> this worker holds, in any tier (home copies and replicas): the count and their
+    /// data bytes (<see cref="BatchResult.Blocks"/>, <see cref="BatchResult.Bytes"/>). Nothing is counted as a request.
+    /// The keys are of files of mount <paramref name="mountId"/>, which the caller must be allowed to read.
+    /// </summary>
+    [Alias("Held"), Access(Access.Read)]
+    ValueTask<BatchResult> HeldAsync(long mountId, BlockKey[] keys);
+
+    /// <summary>
     /// Changes pin and TTL of held blocks; null leaves a setting as it is. A TTL runs from now on this worker's clock
     /// (the one its expiry is compared with, whatever the caller's clock says); a pinned block outlives its TTL until
     /// it is unpinned.
@@ -279,10 +287,53 @@ public interface IWorkerGrain : IGrainWithStringKey
     [Alias("PersistStatus"), Access(Access.Admin)]
     ValueTask<PersistStatus> GetPersistStatusAsync();
 
+    /// <summary>
+    /// Tells this worker's silo that silo <paramref name="silo"/> is being drained (or no longer is): its cluster view
+    /// marks it, so writers give it no new file. Every silo is told; one that joins later does not know.
+    /// </summary>
+    [Alias("SetDraining"), Access(Access.Admin, Audit = true)]
+    ValueTask SetDrainingAsync(string silo, bool draining);
+
+    /// <summary>
+    /// A page of the blocks this worker holds, pinned ones or the others, in key order after <paramref name="afterKey"/>
+    /// (null: from the start), each with what another worker needs to copy it from here (length, checksums, this data
+    /// port) and keep its pin and TTL. For a drain.
+    /// </summary>
+    [Alias("ListBlocks"), Access(Access.Admin)]
+    ValueTask<BlockCopy[]> ListBlocksAsync(bool pinned, string? afterKey, int maxBlocks);
+
+    /// <summary>
+    /// Starts copying blocks from other workers' data ports into this worker's tiers (each chunk checked against its
+    /// recorded checksum), keeping their pin and TTL; a block held here already only takes the flags. Returns the job's
+    /// id, to follow with <see cref="WaitLoadAsync"/>.
+    /// </summary>
+    [Alias("Adopt"), Access(Access.Admin, Audit = true)]
+    ValueTask<long> StartAdoptAsync(BlockCopy[] blocks);
+
+    /// <summary>Stops this worker's silo as a SIGTERM would (it leaves the cluster), shortly after answering.</summary>
+    [Alias("StopSilo"), Access(Access.Admin, Audit = true)]
+    ValueTask StopSiloAsync();
+
     /// <summary>Counts reads a short-circuit client served itself, so eviction knows the blocks are hot.</summary>
     [Alias("RecordAccess"), Access(Access.Authenticated), Orleans.Concurrency.OneWay]
     Task RecordAccessAsync(BlockKey[] keys);
 }
+
+/// <summary>A held block, as another worker copies it: from <paramref name="FromEndpoint"/>, checked against <paramref name="Checksums"/>.</summary>
+/// <param name="Key">The block.</param>
+/// <param name="Length">Its data bytes.</param>
+/// <param name="FromEndpoint">The data port of the worker holding it.</param>
+/// <param name="Checksums">Its chunk checksums, as recorded when it was filled.</param>
+/// <param name="Pinned">Never evicted.</param>
+/// <param name="Ttl">What is left of its TTL, or null.</param>
+[GenerateSerializer, Immutable, Alias("grainfs.BlockCopy")]
+public sealed record BlockCopy(
+    [property: Id(0)] BlockKey Key,
+    [property: Id(1)] int Length,
+    [property: Id(2)] string FromEndpoint,
+    [property: Id(3)] ulong[] Checksums,
+    [property: Id(4)] bool Pinned,
+    [property: Id(5)] TimeSpan? Ttl);
 
 /// <summary>A worker's persist queue.</summary>
 /// <param name="Files">Files waiting or uploading.</param>
@@ -298,7 +349,10 @@ public sealed record PersistStatus(
     [property: Id(3)] long RateBytesPerSecond,
     [property: Id(4)] long PersistedBytes);
 
-/// <summary>A silo as clients see it: where its worker's data port is, which tier folders it has, its roles, and how many bytes its tiers hold (0 when not told).</summary>
+/// <summary>
+/// A silo as clients see it: where its worker's data port is, which tier folders it has, its roles, how many bytes its
+/// tiers hold (0 when not told), and whether it is being drained (<c>grainfs worker drain</c>: it takes no new files).
+/// </summary>
 [GenerateSerializer, Immutable, Alias("grainfs.SiloInfo")]
 public sealed record SiloInfo(
     [property: Id(0)] string Name,
@@ -307,7 +361,8 @@ public sealed record SiloInfo(
     [property: Id(3)] string[] Roles,
     [property: Id(4)] string DataEndpoint,
     [property: Id(5)] string[] TierPaths,
-    [property: Id(6)] long CacheCapacity = 0);
+    [property: Id(6)] long CacheCapacity = 0,
+    [property: Id(7)] bool Draining = false);
 
 /// <summary>Cluster membership with GrainFS's silo metadata. A stateless worker: answered by whichever silo is called.</summary>
 [Alias("grainfs.IClusterGrain")]
@@ -332,6 +387,7 @@ public interface IClusterGrain : IGrainWithIntegerKey
 /// <param name="Host">The host it reports, or empty when its metadata is not known yet.</param>
 /// <param name="Roles">Its roles, or empty when not known yet.</param>
 /// <param name="DataEndpoint">Its data port, or empty.</param>
+/// <param name="Version">Its GrainFS version and format versions ("0.14.0 dataport/1 tier/1 schema/3"), or empty when not known.</param>
 [GenerateSerializer, Immutable, Alias("grainfs.SiloMember")]
 public sealed record SiloMember(
     [property: Id(0)] string Name,
@@ -339,7 +395,8 @@ public sealed record SiloMember(
     [property: Id(2)] string State,
     [property: Id(3)] string Host,
     [property: Id(4)] string[] Roles,
-    [property: Id(5)] string DataEndpoint);
+    [property: Id(5)] string DataEndpoint,
+    [property: Id(6)] string Version = "");
 
 /// <summary>Places a block grain on its home: the gpu-role silo chosen by rendezvous hashing of the block key (all silos when none has the role).</summary>
 [GenerateSerializer, Alias("grainfs.BlockHomePlacement")]

@@ -52,8 +52,135 @@ internal sealed class CacheCommands(GrainFsClient client, Terminal terminal)
         });
         yield return ttl;
 
+        var localityPath = Commands.Positional("path", "a file or a directory tree");
+        var localityJson = Commands.Switch("--json", "one JSON object: path, files, bytes, hosts[] with host, silos, blocks, bytes, share");
+        var locality = new Command("locality", "per host, the bytes of a file or tree cached there and their share of it (home copies and replicas)") { localityPath, localityJson };
+        locality.SetAction((parse, _) => Commands.WithClientAsync(parse, (c, t) => new CacheCommands(c, t).LocalityAsync(parse.GetValue(localityPath)!, parse.GetValue(localityJson))));
+        yield return locality;
+
         yield return BuildReport();
     }
+
+    /// <summary>`k8s affinity`: a preferred node affinity for a training job's pod spec, weighted by where its data is cached.</summary>
+    public static Command BuildKubernetes()
+    {
+        var path = Commands.Positional("path", "the training data: a file or a directory tree");
+        var label = Commands.Valued("--label", "KEY", "the node label that holds the host name GrainFS knows the node by (default kubernetes.io/hostname: the silos' --host is the node name)");
+        var minShare = Commands.Valued("--min-share", "PERCENT", "leave out hosts holding less than this share of the tree (default 1)");
+        var affinity = new Command("affinity", "print a preferred node affinity (YAML, for a pod spec's affinity:) weighted by each host's share of a tree's cached bytes") { path, label, minShare };
+        affinity.SetAction((parse, _) =>
+        {
+            var text = parse.GetValue(minShare);
+            var least = 1.0;
+            if (text is not null && (!double.TryParse(text, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out least) || least < 0 || least > 100))
+            {
+                throw new UsageException($"--min-share '{text}': a percentage from 0 to 100");
+            }
+
+            var key = parse.GetValue(label) ?? "kubernetes.io/hostname";
+            if (key.Length == 0 || key.Any(c => char.IsWhiteSpace(c) || char.IsControl(c)))
+            {
+                throw new UsageException($"--label '{key}': a node label key (no spaces)");
+            }
+
+            return Commands.WithClientAsync(parse, (c, t) => new CacheCommands(c, t).AffinityAsync(parse.GetValue(path)!, key, least / 100));
+        });
+        return new Command("k8s", "Kubernetes helpers: schedule training pods near their cached data") { affinity };
+    }
+
+    public async Task<int> LocalityAsync(string path, bool asJson)
+    {
+        var result = await client.LocalityAsync(path);
+        if (!result.IsOk)
+        {
+            return Program.Fail(result.Status, result.Describe());
+        }
+
+        var tree = result.Value!;
+        if (asJson)
+        {
+            await using var json = Output.JsonWriter(stdoutStream);
+            json.WriteStartObject();
+            json.WriteString("path", tree.Path);
+            json.WriteNumber("files", tree.Files);
+            json.WriteNumber("bytes", tree.Bytes);
+            json.WriteStartArray("hosts");
+            foreach (var host in tree.Hosts)
+            {
+                json.WriteStartObject();
+                json.WriteString("host", host.Host);
+                json.WriteStartArray("silos");
+                foreach (var silo in host.Silos)
+                {
+                    json.WriteStringValue(silo);
+                }
+
+                json.WriteEndArray();
+                json.WriteNumber("blocks", host.Blocks);
+                json.WriteNumber("bytes", host.Bytes);
+                json.WriteNumber("share", Math.Round(host.Share, 4));
+                json.WriteEndObject();
+            }
+
+            json.WriteEndArray();
+            json.WriteEndObject();
+            await json.FlushAsync();
+            await stdoutStream.WriteAsync("\n"u8.ToArray());
+            return 0;
+        }
+
+        stdout.WriteLine($"{tree.Path}: {tree.Files} files, {ByteSize.Format(tree.Bytes)}");
+        if (tree.Hosts.Count == 0)
+        {
+            stdout.WriteLine("nothing of it is cached");
+            return 0;
+        }
+
+        stdout.WriteLine($"{"HOST",-24} {"CACHED",12} {"SHARE",7}  SILOS");
+        foreach (var host in tree.Hosts)
+        {
+            stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{host.Host,-24} {ByteSize.Format(host.Bytes),12} {host.Share * 100,6:F1}%  {string.Join(',', host.Silos)}"));
+        }
+
+        return 0;
+    }
+
+    public async Task<int> AffinityAsync(string path, string label, double minShare)
+    {
+        var result = await client.LocalityAsync(path);
+        if (!result.IsOk)
+        {
+            return Program.Fail(result.Status, result.Describe());
+        }
+
+        var hosts = result.Value!.Hosts.Where(h => h.Share >= minShare && h.Share > 0).ToList();
+        if (hosts.Count == 0)
+        {
+            return Program.Fail(FsStatus.NotFound, string.Create(CultureInfo.InvariantCulture, $"{path}: no host caches {minShare * 100:0.#}% or more of it (load it first: grainfs fs load {path})"));
+        }
+
+        // One term per host, weighted 1-100 by its share: the scheduler adds the weights of the terms a node matches.
+        stdout.WriteLine($"# {path}: {ByteSize.Format(result.Value.Bytes)}; preferred nodes by the share of it cached there");
+        stdout.WriteLine("affinity:");
+        stdout.WriteLine("  nodeAffinity:");
+        stdout.WriteLine("    preferredDuringSchedulingIgnoredDuringExecution:");
+        foreach (var host in hosts)
+        {
+            var weight = Math.Clamp((int)Math.Round(host.Share * 100), 1, 100);
+            stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"    - weight: {weight}   # {host.Share * 100:0.#}% ({ByteSize.Format(host.Bytes)})"));
+            stdout.WriteLine("      preference:");
+            stdout.WriteLine("        matchExpressions:");
+            stdout.WriteLine($"        - key: {Yaml(label)}");
+            stdout.WriteLine("          operator: In");
+            stdout.WriteLine($"          values: [{Yaml(host.Host)}]");
+        }
+
+        return 0;
+    }
+
+    // A YAML scalar, quoted when plain style could misread it.
+    private static string Yaml(string value) =>
+        value.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '.' or '_' or '/') && !char.IsAsciiDigit(value[0]) ? value : "\"" + value.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("\"", "\\\"", StringComparison.Ordinal) + "\"";
 
     /// <summary>`report` (also `fs report`).</summary>
     public static Command BuildReport()

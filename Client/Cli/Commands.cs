@@ -48,6 +48,8 @@ internal static class Commands
         root.Add(CacheCommands.BuildReport());
         root.Add(ClusterCommands.BuildStatus());
         root.Add(ClusterCommands.BuildWorker());
+        root.Add(CacheCommands.BuildKubernetes());
+        root.Add(BenchCommand.Build());
         root.Add(CertCommands.Build());
         root.Add(Completion());
         return root;

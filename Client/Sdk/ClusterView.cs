@@ -9,7 +9,7 @@ namespace GrainFs.Client;
 /// </summary>
 internal sealed class ClusterView(IGrainFactory grains, TimeProvider time)
 {
-    private static readonly TimeSpan MaxAge = TimeSpan.FromSeconds(10);
+    internal static readonly TimeSpan MaxAge = TimeSpan.FromSeconds(10);
     private static readonly TimeSpan SuspicionTime = TimeSpan.FromSeconds(30);
     private static readonly TimeSpan RefreshTimeout = TimeSpan.FromSeconds(5);
     private readonly SemaphoreSlim _gate = new(1, 1);

@@ -36,6 +36,8 @@ public sealed partial class GrainFsClient
     /// <summary>A write worker's data port failed: new files go to other workers for a while (the cluster declares it dead soon).</summary>
     internal void SuspectWorker(string siloName) => _cluster.Suspect(siloName);
 
+    private bool Avoided(SiloInfo silo) => silo.Draining || _cluster.IsSuspected(silo.Name);
+
     private async ValueTask<SiloInfo?> WriteWorkerAsync(string tag, CancellationToken cancellationToken)
     {
         var view = await _cluster.GetAsync(cancellationToken).ConfigureAwait(false);
@@ -50,10 +52,11 @@ public sealed partial class GrainFsClient
             return null;
         }
 
-        // A worker whose data port just failed (killed, not yet declared dead) takes no new file while others can.
-        if (writers.Any(s => !_cluster.IsSuspected(s.Name)) && writers.Any(s => _cluster.IsSuspected(s.Name)))
+        // A worker whose data port just failed (killed, not yet declared dead) or that is being drained takes no new
+        // file while others can.
+        if (writers.Any(s => !Avoided(s)) && writers.Any(Avoided))
         {
-            writers = [.. writers.Where(s => !_cluster.IsSuspected(s.Name))];
+            writers = [.. writers.Where(s => !Avoided(s))];
         }
 
         var local = Array.Find(writers, s => s.Host == _options.Host);

@@ -199,6 +199,16 @@ public sealed partial class GrainFsClient : IAsyncDisposable
     /// <inheritdoc cref="CacheAdmin.GetReportAsync"/>
     public ValueTask<FsResult<WorkerReport[]>> GetReportAsync(CancellationToken cancellationToken = default) => Cache.GetReportAsync(cancellationToken);
 
+    /// <inheritdoc cref="CacheAdmin.DrainAsync"/>
+    public ValueTask<FsResult<DrainResult>> DrainAsync(string silo, bool stop, IProgress<LoadProgress>? progress = null, CancellationToken cancellationToken = default) =>
+        Cache.DrainAsync(silo, stop, progress, cancellationToken);
+
+    /// <inheritdoc cref="CacheAdmin.UndrainAsync"/>
+    public ValueTask<FsResult<bool>> UndrainAsync(string silo, CancellationToken cancellationToken = default) => Cache.UndrainAsync(silo, cancellationToken);
+
+    /// <summary>Where a file's or tree's blocks are cached, per host (bytes and share of the tree): for scheduling pods near their data.</summary>
+    public ValueTask<FsResult<TreeLocality>> LocalityAsync(string path, CancellationToken cancellationToken = default) => Cache.LocalityAsync(path, cancellationToken);
+
     /// <summary>Every member of the cluster whatever its state (joining, active, shutting down, dead), one per silo name.</summary>
     public ValueTask<FsResult<SiloMember[]>> GetMembersAsync(CancellationToken cancellationToken = default) => Cache.GetMembersAsync(cancellationToken);
 

@@ -66,6 +66,7 @@ public static class GrainFsSiloBuilderExtensions
                 ["Metadata:" + SiloMetadataKeys.DataPort] = dataEndpoint,
                 ["Metadata:" + SiloMetadataKeys.Tiers] = string.Join('|', settings.Cache.Tiers.Select(t => Path.GetFullPath(t.Path))),
                 ["Metadata:" + SiloMetadataKeys.CacheCapacity] = settings.Cache.Tiers.Sum(t => t.Capacity).ToString(System.Globalization.CultureInfo.InvariantCulture),
+                ["Metadata:" + SiloMetadataKeys.Version] = SiloGauges.VersionText(),
             })
             .Build();
         builder.UseSiloMetadata(metadata.GetSection("Metadata"));
@@ -195,4 +196,14 @@ internal sealed class SiloGauges(NamespaceStats stats, SiloIdentity identity, Ti
     }
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    /// <summary>This build's version and the format versions it speaks (<see cref="SiloMetadataKeys.Version"/>).</summary>
+    public static string VersionText()
+    {
+        var version = typeof(SiloGauges).Assembly.GetCustomAttributes(typeof(System.Reflection.AssemblyInformationalVersionAttribute), false)
+            .OfType<System.Reflection.AssemblyInformationalVersionAttribute>().FirstOrDefault()?.InformationalVersion ?? "unknown";
+        var plus = version.IndexOf('+', StringComparison.Ordinal);
+        return string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"{(plus > 0 ? version[..plus] : version)} dataport/{GrainFs.DataPlane.Blocks.DataPortProtocol.Version} tier/{TierFolders.Format} schema/{GrainFs.Storage.Metadata.PostgresMetadataStore.SchemaVersion}");
+    }
 }

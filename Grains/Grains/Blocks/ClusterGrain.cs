@@ -23,14 +23,16 @@ internal sealed class ClusterGrain(IClusterMembershipService membership, SiloDir
                 continue;
             }
 
+            var name = data.GetValueOrDefault(SiloMetadataKeys.Silo) ?? member.Name;
             silos.Add(new SiloInfo(
-                data.GetValueOrDefault(SiloMetadataKeys.Silo) ?? member.Name,
+                name,
                 member.SiloAddress.ToString(),
                 data.GetValueOrDefault(SiloMetadataKeys.Host) ?? string.Empty,
                 (data.GetValueOrDefault(SiloMetadataKeys.Roles) ?? string.Empty).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
                 endpoint,
                 (data.GetValueOrDefault(SiloMetadataKeys.Tiers) ?? string.Empty).Split('|', StringSplitOptions.RemoveEmptyEntries),
-                long.TryParse(data.GetValueOrDefault(SiloMetadataKeys.CacheCapacity), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var capacity) ? capacity : 0));
+                long.TryParse(data.GetValueOrDefault(SiloMetadataKeys.CacheCapacity), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var capacity) ? capacity : 0,
+                directory.IsDraining(name)));
         }
 
         silos.Sort((a, b) => string.CompareOrdinal(a.Name, b.Name));
@@ -47,10 +49,11 @@ internal sealed class ClusterGrain(IClusterMembershipService membership, SiloDir
             var info = new SiloMember(
                 name,
                 member.SiloAddress.ToString(),
-                StateOf(member.Status),
+                member.Status == SiloStatus.Active && directory.IsDraining(name) ? "draining" : StateOf(member.Status),
                 data?.GetValueOrDefault(SiloMetadataKeys.Host) ?? string.Empty,
                 (data?.GetValueOrDefault(SiloMetadataKeys.Roles) ?? string.Empty).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
-                data?.GetValueOrDefault(SiloMetadataKeys.DataPort) ?? string.Empty);
+                data?.GetValueOrDefault(SiloMetadataKeys.DataPort) ?? string.Empty,
+                data?.GetValueOrDefault(SiloMetadataKeys.Version) ?? string.Empty);
 
             // A silo started again under its name is one member: its newest incarnation.
             if (!members.TryGetValue(name, out var known) || member.SiloAddress.Generation > known.Member.SiloAddress.Generation)

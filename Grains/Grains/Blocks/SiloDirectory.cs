@@ -57,6 +57,24 @@ public sealed partial class SiloDirectory(ISiloMetadataCache cache, ISiloStatusO
         return null;
     }
 
+    private readonly ConcurrentDictionary<string, bool> _draining = new(StringComparer.Ordinal);
+
+    /// <summary>Marks silo <paramref name="name"/> as being drained (it takes no new files) or not.</summary>
+    public void SetDraining(string name, bool draining)
+    {
+        if (draining)
+        {
+            _draining[name] = true;
+        }
+        else
+        {
+            _draining.TryRemove(name, out _);
+        }
+    }
+
+    /// <summary>True while silo <paramref name="name"/> is being drained, as far as this silo was told.</summary>
+    public bool IsDraining(string name) => !_draining.IsEmpty && _draining.ContainsKey(name);
+
     /// <summary>The silo's GrainFS name: from the membership table (always there), else its metadata.</summary>
     public string? NameOf(SiloAddress silo) =>
         membership.TryGetSiloName(silo, out var name) ? name : MetadataOf(silo).GetValueOrDefault(SiloMetadataKeys.Silo);

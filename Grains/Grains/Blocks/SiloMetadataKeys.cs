@@ -20,6 +20,12 @@ public static class SiloMetadataKeys
 
     /// <summary>Bytes the worker's tiers hold together (read-order windows are bounded by a share of it).</summary>
     public const string CacheCapacity = "grainfs.capacity";
+
+    /// <summary>
+    /// The silo's GrainFS version and the versions of the formats it speaks, e.g. "0.14.0 dataport/1 tier/1 schema/3":
+    /// <c>grainfs status</c> shows them, so a cluster in the middle of a rolling upgrade shows which silo runs what.
+    /// </summary>
+    public const string Version = "grainfs.version";
 }
 
 /// <summary>This silo's identity for the grains that report where bytes are.</summary>

@@ -11,7 +11,7 @@ namespace GrainFs.Grains.Blocks;
 /// </summary>
 [SiloNamePlacement]
 [Reentrant]
-internal sealed class WorkerGrain(BlockFiller filler, WorkerJobs jobs, LocalSilo silo, LocalSiloMetadata metadata, GrainFs.Grains.Writes.PersistQueue persist, SiloDirectory directory) : Grain, IWorkerGrain
+internal sealed class WorkerGrain(BlockFiller filler, WorkerJobs jobs, LocalSilo silo, LocalSiloMetadata metadata, GrainFs.Grains.Writes.PersistQueue persist, SiloDirectory directory, GrainFsClock time, Microsoft.Extensions.Hosting.IHostApplicationLifetime lifetime) : Grain, IWorkerGrain
 {
     /// <summary>The longest a <see cref="WaitLoadAsync"/> call waits before it reports progress.</summary>
     public static readonly TimeSpan MaxLoadWait = TimeSpan.FromSeconds(10);
@@ -102,6 +102,57 @@ internal sealed class WorkerGrain(BlockFiller filler, WorkerJobs jobs, LocalSilo
     {
         var (freed, bytes) = await Store.FreeAsync(keys);
         return new BatchResult(freed, bytes, 0, null);
+    }
+
+    public ValueTask<BatchResult> HeldAsync(long mountId, BlockKey[] keys)
+    {
+        int held = 0;
+        long bytes = 0;
+        if (!Misplaced)
+        {
+            foreach (var key in keys)
+            {
+                if (Store.Index.TryPeek(key, out var block))
+                {
+                    held++;
+                    bytes += block.Header.DataLength;
+                }
+            }
+        }
+
+        return ValueTask.FromResult(new BatchResult(held, bytes, 0, null));
+    }
+
+    public ValueTask SetDrainingAsync(string silo, bool draining)
+    {
+        directory.SetDraining(silo, draining);
+        return ValueTask.CompletedTask;
+    }
+
+    public ValueTask<BlockCopy[]> ListBlocksAsync(bool pinned, string? afterKey, int maxBlocks)
+    {
+        var now = time.GetUtcNow().UtcTicks;
+        var page = Store.Index.Snapshot()
+            .Where(b => b.Header.Pinned == pinned && (afterKey is null || string.CompareOrdinal(b.Key.ToString(), afterKey) > 0))
+            .OrderBy(b => b.Key.ToString(), StringComparer.Ordinal)
+            .Take(Math.Clamp(maxBlocks, 1, 4096))
+            .Select(b => new BlockCopy(b.Key, b.Header.DataLength, silo.DataEndpoint, b.Header.Checksums, b.Header.Pinned,
+                b.Header.ExpiresTicks > 0 ? TimeSpan.FromTicks(Math.Max(1, b.Header.ExpiresTicks - now)) : null))
+            .ToArray();
+        return ValueTask.FromResult(page);
+    }
+
+    public ValueTask<long> StartAdoptAsync(BlockCopy[] blocks) => ValueTask.FromResult(jobs.StartAdopt(blocks));
+
+    public ValueTask StopSiloAsync()
+    {
+        // After the answer is on its way: the stop deactivates this grain with the rest of the silo.
+        _ = Task.Run(async () =>
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(200));
+            lifetime.StopApplication();
+        });
+        return ValueTask.CompletedTask;
     }
 
     public async ValueTask<BatchResult> SetFlagsAsync(BlockKey[] keys, bool? pin, TimeSpan? ttl)

@@ -63,16 +63,107 @@ public sealed partial class WorkerJobs(BlockFiller filler, IGrainFactory grains,
     /// </summary>
     public bool StartCopy(BlockKey key, int length, string fromEndpoint, ulong[] checksums)
     {
-        var source = new RecordedChecksumStream(new DataPortStream(dataPort, fromEndpoint, key, length), key, length, checksums, fromEndpoint);
-        var fill = Store.StartFill(key, length, _ => ValueTask.FromResult<Stream>(source));
+        var fill = StartCopyFill(key, length, fromEndpoint, checksums);
         if (fill is null)
         {
-            source.Dispose();
             return false;
         }
 
         Track(ReportCopyAsync(fill, key, fromEndpoint));
         return true;
+    }
+
+    /// <summary>Starts copying a block from another worker's data port into this store; null when it is held here already.</summary>
+    private BlockFill? StartCopyFill(BlockKey key, int length, string fromEndpoint, ulong[] checksums, ushort flags = 0, long expiresTicks = 0)
+    {
+        var source = new RecordedChecksumStream(new DataPortStream(dataPort, fromEndpoint, key, length), key, length, checksums, fromEndpoint);
+        var fill = Store.StartFill(key, length, _ => ValueTask.FromResult<Stream>(source), flags, expiresTicks);
+        if (fill is null)
+        {
+            source.Dispose();
+        }
+
+        return fill;
+    }
+
+    /// <summary>
+    /// Starts adopting blocks from another worker (a drain): each copied from its data port and checked, then given its
+    /// pin and what is left of its TTL; returns the job's id (followed like a load).
+    /// </summary>
+    public long StartAdopt(BlockCopy[] blocks)
+    {
+        Forget(time.GetUtcNow());
+        var id = Interlocked.Increment(ref _nextLoad);
+        var load = new Load(blocks.Length);
+        _loads[id] = load;
+        Track(RunAdoptAsync(load, blocks));
+        return id;
+    }
+
+    private async Task RunAdoptAsync(Load load, BlockCopy[] blocks)
+    {
+        await Task.Yield();
+        var adopted = new List<BlockCopy>(blocks.Length);
+        var running = new List<(BlockFill Fill, BlockCopy Block)>(MaxParallelFills);
+        try
+        {
+            foreach (var block in blocks)
+            {
+                BlockFill? fill;
+                try
+                {
+                    // Pinned from the start: nothing may evict it between the copy and the flags below.
+                    fill = StartCopyFill(block.Key, block.Length, block.FromEndpoint, block.Checksums, block.Pinned ? BlockFile.FlagPinned : (ushort)0, ExpiresTicks(block.Ttl) ?? 0);
+                }
+                catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException)
+                {
+                    load.Failed($"{block.Key}: {e.Message}");
+                    continue;
+                }
+
+                if (fill is null)
+                {
+                    adopted.Add(block);
+                    load.Filled(0);
+                    continue;
+                }
+
+                running.Add((fill, block));
+                if (running.Count >= MaxParallelFills)
+                {
+                    // Bounded: wait for the oldest before starting more.
+                    if (await SettleAsync(load, running[0].Fill).ConfigureAwait(false))
+                    {
+                        adopted.Add(running[0].Block);
+                    }
+
+                    running.RemoveAt(0);
+                }
+            }
+
+            foreach (var (fill, block) in running)
+            {
+                if (await SettleAsync(load, fill).ConfigureAwait(false))
+                {
+                    adopted.Add(block);
+                }
+            }
+
+            var pinned = adopted.Where(b => b.Pinned).Select(b => b.Key).ToList();
+            if (pinned.Count > 0)
+            {
+                await Store.SetFlagsAsync(pinned, true, null).ConfigureAwait(false);
+            }
+
+            foreach (var block in adopted.Where(b => b.Ttl is not null))
+            {
+                await Store.SetFlagsAsync([block.Key], null, ExpiresTicks(block.Ttl)).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            load.Finish(time.GetUtcNow());
+        }
     }
 
     private async Task ReportCopyAsync(BlockFill fill, BlockKey key, string fromEndpoint)
@@ -159,16 +250,18 @@ public sealed partial class WorkerJobs(BlockFiller filler, IGrainFactory grains,
         }
     }
 
-    private static async Task SettleAsync(Load load, BlockFill fill)
+    private static async Task<bool> SettleAsync(Load load, BlockFill fill)
     {
         try
         {
             await fill.Completion.ConfigureAwait(false);
             load.Filled(fill.Length);
+            return true;
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             load.Failed(e is UnderStorageException u ? u.Message : e.Message);
+            return false;
         }
     }
 

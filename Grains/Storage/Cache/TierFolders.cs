@@ -107,7 +107,7 @@ public static class TierFolders
                 "other users could replace or plant its blocks; make it 0700 (chmod 700) or remove it";
         }
 
-        return null;
+        return FormatProblem(full);
     }
 
     /// <summary>
@@ -142,6 +142,7 @@ public static class TierFolders
         }
 
         Apply(root, permissions);
+        CheckFormat(root, permissions);
         var blocks = Path.Combine(root, "blocks");
         EnsureFolder(blocks, permissions);
         Apply(blocks, permissions);
@@ -152,6 +153,74 @@ public static class TierFolders
 
         return before;
     }
+
+    /// <summary>The on-disk format of tier folders this build reads and writes (block files, the write journal).</summary>
+    public const int Format = 1;
+
+    /// <summary>The file in a tier folder that names its format: <c>grainfs-tier-format N</c>.</summary>
+    public const string FormatFile = "FORMAT";
+
+    private const string FormatPrefix = "grainfs-tier-format ";
+
+    /// <summary>
+    /// Checks the format a tier folder was written in, before anything in it is read (recovery drops block files it
+    /// cannot read, and a newer format's would look like that; its journal holds files not yet uploaded): a folder
+    /// without a FORMAT file (new, or made before there was one, in format 1) is marked with this build's format; a
+    /// newer format or an unreadable FORMAT file is refused with <see cref="InvalidOperationException"/> naming the
+    /// folder, leaving it untouched.
+    /// </summary>
+    public static void CheckFormat(string root, TierPermissions permissions)
+    {
+        ArgumentNullException.ThrowIfNull(permissions);
+        var path = Path.Combine(root, FormatFile);
+        if (!File.Exists(path))
+        {
+            var temp = path + ".tmp";
+            using (var file = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None))
+            {
+                file.Write(System.Text.Encoding.ASCII.GetBytes($"{FormatPrefix}{Format}\n"));
+                file.Flush(flushToDisk: true);
+            }
+
+            if (!OperatingSystem.IsWindows())
+            {
+                File.SetUnixFileMode(temp, permissions.FileMode);
+            }
+
+            File.Move(temp, path, overwrite: true);
+            return;
+        }
+
+        if (FormatProblem(root) is { } problem)
+        {
+            throw new InvalidOperationException($"tier folder {problem}");
+        }
+    }
+
+    /// <summary>Null when the tier folder <paramref name="root"/> has no FORMAT file or one this build reads; else why not, naming the folder.</summary>
+    public static string? FormatProblem(string root)
+    {
+        var path = Path.Combine(root, FormatFile);
+        if (!File.Exists(path))
+        {
+            return null;
+        }
+
+        var text = File.ReadAllText(path).Trim();
+        if (!text.StartsWith(FormatPrefix, StringComparison.Ordinal)
+            || !int.TryParse(text.AsSpan(FormatPrefix.Length), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var found)
+            || found < 1)
+        {
+            return $"'{root}': its {FormatFile} file says '{Printable(text)}', not '{FormatPrefix}N': not a GrainFS tier folder, or damaged (move it away, or empty it)";
+        }
+
+        return found > Format
+            ? $"'{root}' is in tier format {found}, written by a newer GrainFS; this one reads format {Format}: run the newer version on it, or empty the folder (written files not yet uploaded would be lost)"
+            : null;
+    }
+
+    private static string Printable(string text) =>
+        new([.. text.Take(40).Select(c => char.IsControl(c) ? '?' : c)]);
 
     /// <summary>A folder inside a prepared tier folder, made with <paramref name="permissions"/> when it is missing.</summary>
     public static void EnsureFolder(string path, TierPermissions permissions)

@@ -6,7 +6,7 @@ using Npgsql;
 namespace GrainFs.Tests.Processes;
 
 /// <summary>Three silo processes started separately find each other through PostgreSQL and survive the loss of one.</summary>
-public sealed class PostgresClusterProcessTests
+public sealed class PostgresClusterProcessTests(Xunit.Abstractions.ITestOutputHelper output)
 {
     private static async Task<int> ActiveSilos(string connection)
     {
@@ -264,6 +264,217 @@ public sealed class PostgresClusterProcessTests
                 Assert.True((await client.PersistAsync($"/r/after-{i}", TimeSpan.FromSeconds(60))).IsOk);
                 Assert.Equal(3000 + i, new FileInfo(Path.Combine(folder, $"after-{i}")).Length);
             }
+        }
+        finally
+        {
+            foreach (var silo in silos)
+            {
+                await silo.DisposeAsync();
+            }
+        }
+    }
+
+    [Fact]
+    public async Task A_rolling_restart_of_every_silo_of_a_three_silo_cluster_under_readers_gives_no_read_error()
+    {
+        var pg = await PostgresServer.Shared;
+        var connection = await pg.CreateDatabaseAsync("rolling");
+        var env = new Dictionary<string, string?> { ["GRAINFS_CLUSTER"] = connection };
+        var silos = new List<SiloProcess>();
+        try
+        {
+            for (var i = 1; i <= 3; i++)
+            {
+                silos.Add(await SiloProcess.StartAsync($"roll{i}", ["--host", $"roll-host-{i}", "--advertise", "127.0.0.1", "--name", $"roll-silo-{i}", "--roles", i < 3 ? "gpu,read" : "read,write"], env));
+            }
+
+            var folder = TestProcess.NewFolder("rolling-data");
+            Directory.CreateDirectory(folder);
+            var expected = new byte[40][];
+            var random = new Random(11);
+            for (var i = 0; i < expected.Length; i++)
+            {
+                expected[i] = new byte[150_000 + (i * 1000)];
+                random.NextBytes(expected[i]);
+                await File.WriteAllBytesAsync(Path.Combine(folder, $"f{i:D2}"), expected[i]);
+            }
+
+            // A reader on another host (reads go through the workers' data ports, not their files), finding the cluster in
+            // PostgreSQL: every gateway it knows is restarted under it.
+            await using var client = await Client.GrainFsClient.ConnectAsync(new Client.GrainFsClientOptions { Cluster = connection, Host = "reader-host", ShortCircuit = false });
+            Assert.True((await client.MountAsync("/r", $"file://{folder}")).IsOk);
+            Assert.True((await client.LoadAsync("/r")).IsOk);
+
+            long reads = 0;
+            var errors = new System.Collections.Concurrent.ConcurrentQueue<string>();
+            using var stop = new CancellationTokenSource();
+            var readers = Enumerable.Range(0, 2).Select(r => Task.Run(async () =>
+            {
+                var buffer = new byte[expected.Max(e => e.Length)];
+                var pick = new Random(r);
+                while (!stop.IsCancellationRequested)
+                {
+                    var i = pick.Next(expected.Length);
+                    var read = await client.ReadAsync($"/r/f{i:D2}", 0, buffer.AsMemory(0, expected[i].Length));
+                    if (!read.IsOk)
+                    {
+                        errors.Enqueue($"{DateTime.UtcNow:HH:mm:ss.fff} f{i:D2}: {read.Message}");
+                    }
+                    else if (read.Value != expected[i].Length || !buffer.AsSpan(0, read.Value).SequenceEqual(expected[i]))
+                    {
+                        errors.Enqueue($"{DateTime.UtcNow:HH:mm:ss.fff} f{i:D2}: wrong bytes");
+                    }
+
+                    Interlocked.Increment(ref reads);
+                }
+            })).ToArray();
+
+            // One silo at a time: stopped as an upgrade stops it (SIGTERM: it leaves the cluster), started again on its
+            // ports and folders, and the next one only once it is back.
+            var clock = Stopwatch.StartNew();
+            for (var i = 0; i < 3; i++)
+            {
+                var before = Interlocked.Read(ref reads);
+                silos[i].Process.Terminate();
+                Assert.True(await silos[i].Process.WaitForExitAsync(TimeSpan.FromSeconds(60)) >= 0);
+                silos[i] = await silos[i].StartAgainAsync();
+                var back = Stopwatch.StartNew();
+                while (await ActiveSilos(connection) < 3 && back.Elapsed < TimeSpan.FromSeconds(30))
+                {
+                    await Task.Delay(250);
+                }
+
+                Assert.Equal(3, await ActiveSilos(connection));
+                await Task.Delay(TimeSpan.FromSeconds(3));
+                output.WriteLine($"roll-silo-{i + 1} restarted at {clock.Elapsed.TotalSeconds:F1} s; {Interlocked.Read(ref reads) - before} reads meanwhile, {errors.Count} errors so far");
+                Assert.False(readers.Any(r => r.IsFaulted), string.Join("\n", readers.Where(r => r.IsFaulted).Select(r => r.Exception!.ToString())));
+            }
+
+            await stop.CancelAsync();
+            await Task.WhenAll(readers);
+            output.WriteLine($"rolling restart of 3 silos in {clock.Elapsed.TotalSeconds:F1} s: {reads} reads, {errors.Count} errors");
+            Assert.True(errors.IsEmpty, $"{errors.Count} read errors in {reads} reads during the rolling restart:\n{string.Join('\n', errors.Take(20))}");
+            Assert.True(reads > 100, $"{reads} reads");
+        }
+        finally
+        {
+            foreach (var silo in silos)
+            {
+                await silo.DisposeAsync();
+            }
+        }
+    }
+
+    [Fact]
+    public async Task Draining_a_silo_moves_its_blocks_pinned_first_to_their_new_homes_under_readers_and_then_stops_it()
+    {
+        var pg = await PostgresServer.Shared;
+        var connection = await pg.CreateDatabaseAsync("drain");
+        var env = new Dictionary<string, string?> { ["GRAINFS_CLUSTER"] = connection };
+        var silos = new List<SiloProcess>();
+        try
+        {
+            for (var i = 1; i <= 3; i++)
+            {
+                silos.Add(await SiloProcess.StartAsync($"drain{i}", ["--host", $"drain-host-{i}", "--advertise", "127.0.0.1", "--name", $"drain-silo-{i}", "--roles", "gpu,read,write"], env));
+            }
+
+            var folder = TestProcess.NewFolder("drain-data");
+            var files = new Dictionary<string, byte[]>(StringComparer.Ordinal);
+            var random = new Random(13);
+            foreach (var (dir, count) in new[] { ("data", 40), ("pin", 8) })
+            {
+                Directory.CreateDirectory(Path.Combine(folder, dir));
+                for (var i = 0; i < count; i++)
+                {
+                    var bytes = new byte[120_000 + (i * 500)];
+                    random.NextBytes(bytes);
+                    files[$"/d/{dir}/f{i:D2}"] = bytes;
+                    await File.WriteAllBytesAsync(Path.Combine(folder, dir, $"f{i:D2}"), bytes);
+                }
+            }
+
+            var written = TestProcess.NewFolder("drain-written");
+            Directory.CreateDirectory(written);
+            await using var client = await Client.GrainFsClient.ConnectAsync(new Client.GrainFsClientOptions { Cluster = connection, Host = "reader-host", ShortCircuit = false });
+            Assert.True((await client.MountAsync("/d", $"file://{folder}")).IsOk);
+            Assert.True((await client.MountAsync("/w", $"file://{written}")).IsOk);
+            Assert.True((await client.LoadAsync("/d/data")).IsOk);
+            Assert.True((await client.PinAsync("/d/pin")).IsOk);
+            var totalBytes = files.Values.Sum(f => (long)f.Length);
+            var before = (await client.LocalityAsync("/d")).Value!;
+            Assert.Equal(totalBytes, before.Hosts.Sum(h => h.Bytes));
+            var onDrained = before.Hosts.SingleOrDefault(h => h.Host == "drain-host-3")?.Bytes ?? 0;
+            Assert.True(onDrained > 0, "silo 3 holds none of the blocks: nothing to drain");
+            for (var i = 0; i < 6; i++)
+            {
+                Assert.True((await client.WriteFileAsync($"/w/out-{i}", new MemoryStream(new byte[50_000 + i]))).IsOk);
+            }
+
+            long reads = 0;
+            var errors = new System.Collections.Concurrent.ConcurrentQueue<string>();
+            using var stop = new CancellationTokenSource();
+            var names = files.Keys.ToArray();
+            var readers = Enumerable.Range(0, 2).Select(r => Task.Run(async () =>
+            {
+                var buffer = new byte[200_000];
+                var pick = new Random(r);
+                while (!stop.IsCancellationRequested)
+                {
+                    var name = names[pick.Next(names.Length)];
+                    var read = await client.ReadAsync(name, 0, buffer.AsMemory(0, files[name].Length));
+                    if (!read.IsOk)
+                    {
+                        errors.Enqueue($"{DateTime.UtcNow:HH:mm:ss.fff} {name}: {read.Message}");
+                    }
+                    else if (!buffer.AsSpan(0, read.Value).SequenceEqual(files[name]))
+                    {
+                        errors.Enqueue($"{DateTime.UtcNow:HH:mm:ss.fff} {name}: wrong bytes");
+                    }
+
+                    Interlocked.Increment(ref reads);
+                }
+            })).ToArray();
+
+            // The drain, as an operator runs it: the CLI, which returns once the silo has left.
+            var clock = Stopwatch.StartNew();
+            var (code, json, err) = await Cli.RunAsync(["worker", "drain", "drain-silo-3", "--json"], env);
+            Assert.True(code == 0, err);
+            var drained = JsonDocument.Parse(json).RootElement;
+            output.WriteLine($"drain in {clock.Elapsed.TotalSeconds:F1} s: {json.Trim()}");
+            Assert.True(drained.GetProperty("stopped").GetBoolean());
+            // Its blocks of /d, and of the written files it held (persisted, they stay cached).
+            Assert.True(drained.GetProperty("bytes").GetInt64() >= onDrained, $"{drained.GetProperty("bytes").GetInt64()} bytes moved, {onDrained} of /d were on the silo");
+            Assert.Equal(0, drained.GetProperty("failures").GetInt64());
+            Assert.Equal(0, await silos[2].Process.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+            await Task.Delay(TimeSpan.FromSeconds(5));
+            await stop.CancelAsync();
+            await Task.WhenAll(readers);
+            output.WriteLine($"readers: {reads} reads, {errors.Count} errors");
+            Assert.True(errors.IsEmpty, $"{errors.Count} read errors in {reads} reads during the drain:\n{string.Join('\n', errors.Take(20))}");
+
+            // Every block is still cached, on the two silos left; the pinned ones pinned there.
+            var after = (await client.LocalityAsync("/d")).Value!;
+            Assert.DoesNotContain(after.Hosts, h => h.Host == "drain-host-3");
+            Assert.Equal(totalBytes, after.Hosts.Sum(h => h.Bytes));
+            var pinned = 0;
+            foreach (var name in new[] { "drain-silo-1", "drain-silo-2" })
+            {
+                pinned += (await client.Grains.GetGrain<IWorkerGrain>(name).ListBlocksAsync(true, null, 4096)).Length;
+            }
+
+            Assert.Equal(8, pinned);
+
+            // The written files were uploaded before the silo left.
+            for (var i = 0; i < 6; i++)
+            {
+                Assert.Equal(50_000 + i, new FileInfo(Path.Combine(written, $"out-{i}")).Length);
+            }
+
+            // A silo name that is not in the cluster is refused by name.
+            var (unknownCode, _, unknownErr) = await Cli.RunAsync(["worker", "drain", "no-such-silo"], env);
+            Assert.Equal(1, unknownCode);
+            Assert.Contains("no active silo is named 'no-such-silo'", unknownErr, StringComparison.Ordinal);
         }
         finally
         {

@@ -49,6 +49,33 @@ public sealed class SiloConfigurationTests
     }
 
     [Fact]
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+    public async Task A_tier_folder_of_a_newer_format_or_with_a_damaged_format_file_is_refused_and_left_untouched()
+    {
+        var root = TestProcess.NewFolder("tierformat");
+        var newer = Path.Combine(root, "newer");
+        var damaged = Path.Combine(root, "damaged");
+        foreach (var folder in new[] { newer, damaged })
+        {
+            Directory.CreateDirectory(Path.Combine(folder, "blocks", "ab"), UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            File.SetUnixFileMode(folder, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            await File.WriteAllTextAsync(Path.Combine(folder, "blocks", "ab", "block-of-a-newer-silo"), "not format 1");
+        }
+
+        await File.WriteAllTextAsync(Path.Combine(newer, "FORMAT"), "grainfs-tier-format 2\n");
+        await File.WriteAllTextAsync(Path.Combine(damaged, "FORMAT"), "\u0001garbage\n");
+        var (code, stdout, stderr) = await TestProcess.RunAsync(
+            "dotnet",
+            [Repo.SiloDll, "--data", TestProcess.NewFolder("tierformat-data"), "--tier", $"MEM={newer}:64MiB", "--tier", $"SSD={damaged}:64MiB"],
+            timeout: TimeSpan.FromSeconds(60));
+        Assert.Equal(2, code);
+        Assert.Contains($"tier MEM folder '{newer}' is in tier format 2, written by a newer GrainFS; this one reads format 1", stderr, StringComparison.Ordinal);
+        Assert.Contains($"tier SSD folder '{damaged}': its FORMAT file says '?garbage', not 'grainfs-tier-format N'", stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("GrainFS silo started", stdout, StringComparison.Ordinal);
+        Assert.All(new[] { newer, damaged }, folder => Assert.True(File.Exists(Path.Combine(folder, "blocks", "ab", "block-of-a-newer-silo"))));
+    }
+
+    [Fact]
     public async Task Help_lists_every_setting_with_its_key_and_variable()
     {
         var (code, stdout, _) = await TestProcess.RunAsync("dotnet", [Repo.SiloDll, "--help"], timeout: TimeSpan.FromSeconds(60));

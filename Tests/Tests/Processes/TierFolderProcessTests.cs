@@ -20,6 +20,9 @@ public sealed class TierFolderProcessTests
         Assert.True(code == 0, err);
 
         var mem = Path.Combine(silo.Data, "mem");
+
+        // Marked with the format it is written in (checked at every start: a newer one is refused before it is read).
+        Assert.Equal("grainfs-tier-format 1\n", await File.ReadAllTextAsync(Path.Combine(mem, "FORMAT")));
         Assert.Equal(0x400 | Convert.ToInt32("750", 8), UnixFiles.Stat(mem)!.Value.Permissions);
         Assert.Equal(gid, UnixFiles.Stat(mem)!.Value.Gid);
         var blocks = Directory.GetFiles(Path.Combine(mem, "blocks"), "*", SearchOption.AllDirectories);
