@@ -133,7 +133,7 @@ internal static partial class Soak
         }
 
         text.AppendLine();
-        text.AppendLine("Memory (VmRSS, and the managed heap after the last GC where the process shows it: the silos' runtime metrics, this process's GC), threads and open files of every process, sampled; each slope is a least-squares fit over the samples after the first fifth of the run (for silo B, which is restarted, over the last sample of each of its lives).");
+        text.AppendLine("Memory (VmRSS, and the managed heap where the process shows it: a silo's after its last collection, from its runtime metrics; this process's live heap, after a forced full collection), threads and open files of every process, sampled; each slope is a least-squares fit over the samples after the first fifth of the run (for silo B, which is restarted, over the last sample of each of its lives).");
         text.AppendLine();
         text.AppendLine("| process | RSS start / middle / end MiB | RSS slope MiB/h | managed heap start / middle / end MiB | heap slope MiB/h | threads start / end | open files start / end |");
         text.AppendLine("| --- | --- | --- | --- | --- | --- | --- |");
@@ -178,14 +178,16 @@ internal static partial class Soak
     }
 
     /// <summary>
-    /// The managed heap after the last GC: this process's own, a silo's from its metrics endpoint (the runtime's meter,
+    /// The managed heap: this process's live heap (after a forced full collection), a silo's after its last collection from its metrics endpoint (the runtime's meter,
     /// summed over the generations); null for a process without one (the FUSE processes, Python).
     /// </summary>
     private static async Task<long?> HeapOfAsync(ChaosDeployment d, string name)
     {
         if (name == "SDK process (this one)")
         {
-            return GC.GetGCMemoryInfo().HeapSizeBytes;
+            // The live heap: a full blocking collection first (tens of milliseconds every sample), so that garbage a
+            // generation-2 collection has not reached yet does not read as growth.
+            return GC.GetTotalMemory(forceFullCollection: true);
         }
 
         var port = name switch
