@@ -125,7 +125,7 @@ public sealed class CliUsageTests
 
         // The script asks the program itself, with System.CommandLine's suggest directive.
         var (_, commands, _) = await Cli.RunAsync(["[suggest:13]", "grainfs fs lo"]);
-        Assert.Equal(["load"], commands.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        Assert.Equal(["load", "locality"], commands.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
         var (_, options, _) = await Cli.RunAsync(["[suggest:16]", "grainfs fs ls --j"]);
         Assert.Contains("--json", options, StringComparison.Ordinal);
 
