@@ -109,13 +109,7 @@ internal sealed class CacheCommands(GrainFsClient client, Terminal terminal)
             {
                 json.WriteStartObject();
                 json.WriteString("host", host.Host);
-                json.WriteStartArray("silos");
-                foreach (var silo in host.Silos)
-                {
-                    json.WriteStringValue(silo);
-                }
-
-                json.WriteEndArray();
+                Output.WriteStrings(json, "silos", host.Silos);
                 json.WriteNumber("blocks", host.Blocks);
                 json.WriteNumber("bytes", host.Bytes);
                 json.WriteNumber("share", Math.Round(host.Share, 4));

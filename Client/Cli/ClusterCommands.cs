@@ -148,13 +148,7 @@ internal sealed class ClusterCommands(GrainFsClient client, Terminal terminal)
             json.WriteString("name", member.Name);
             json.WriteString("state", member.State);
             json.WriteString("host", member.Host);
-            json.WriteStartArray("roles");
-            foreach (var role in member.Roles)
-            {
-                json.WriteStringValue(role);
-            }
-
-            json.WriteEndArray();
+            Output.WriteStrings(json, "roles", member.Roles);
             json.WriteString("address", member.Address);
             json.WriteString("dataEndpoint", member.DataEndpoint);
             json.WriteString("version", member.Version);

@@ -14,6 +14,18 @@ internal static class Output
     public static Utf8JsonWriter JsonWriter(Stream stream) =>
         new(stream, new JsonWriterOptions { Indented = false, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
 
+    /// <summary>Writes property <paramref name="name"/> as an array of <paramref name="values"/>.</summary>
+    public static void WriteStrings(Utf8JsonWriter json, string name, IEnumerable<string> values)
+    {
+        json.WriteStartArray(name);
+        foreach (var value in values)
+        {
+            json.WriteStringValue(value);
+        }
+
+        json.WriteEndArray();
+    }
+
     /// <summary>One tier of a worker report as a JSON object (`report --json`, `status --json`, `worker list --json`).</summary>
     public static void WriteTier(Utf8JsonWriter json, TierUsage t)
     {

@@ -24,14 +24,7 @@ done
 need_root
 need_cmd podman buildah debootstrap tar
 
-started=$(date +%s)
-work=$(mktemp -d)
-ctr=""
-cleanup() {
-  [ -z "$ctr" ] || buildah rm "$ctr" >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+start_build
 
 # The same package list as build-image.sh, so both images share the cached root file system.
 rootfs=$(rootfs_tarball bookworm "fuse3,ca-certificates,libicu72,libc6,libgcc-s1,libstdc++6,zlib1g,libssl3,tzdata" "$refresh")

@@ -41,14 +41,7 @@ case "$(basename "$tarball")" in
   *) die "'$tarball' is not a linux-x64 GrainFS package (grainfs-VERSION-linux-x64.tar.gz from infra/package.sh)" ;;
 esac
 
-started=$(date +%s)
-work=$(mktemp -d)
-ctr=""
-cleanup() {
-  [ -z "$ctr" ] || buildah rm "$ctr" >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+start_build
 
 # 1. The package: bin/grainfs, bin/grainfs-silo (launchers), lib/grainfs/{cli,silo}, share/grainfs.
 low tar -C "$work" -xzf "$tarball" || die "'$tarball' could not be unpacked"

@@ -149,3 +149,17 @@ EOF
   log "root file system cached: $tarball ($(du -h "$tarball" | cut -f1))"
   echo "$tarball"
 }
+
+# The start of an image build: its clock ($started), a scratch folder ($work) and the buildah container ($ctr, set once
+# made), both removed when the script exits.
+start_build() {
+  started=$(date +%s)
+  work=$(mktemp -d)
+  ctr=""
+  trap cleanup_build EXIT
+}
+
+cleanup_build() {
+  [ -z "$ctr" ] || buildah rm "$ctr" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
