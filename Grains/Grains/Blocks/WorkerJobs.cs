@@ -103,8 +103,9 @@ public sealed partial class WorkerJobs(BlockFiller filler, IGrainFactory grains,
     private async Task RunAdoptAsync(Load load, BlockCopy[] blocks)
     {
         await Task.Yield();
-        var adopted = new List<BlockCopy>(blocks.Length);
-        var running = new List<(BlockFill Fill, BlockCopy Block)>(MaxParallelFills);
+        // Copies are filled with their pin and TTL; only blocks held here already take them afterwards.
+        var held = new List<BlockCopy>();
+        var running = new List<BlockFill>(MaxParallelFills);
         try
         {
             foreach (var block in blocks)
@@ -112,7 +113,6 @@ public sealed partial class WorkerJobs(BlockFiller filler, IGrainFactory grains,
                 BlockFill? fill;
                 try
                 {
-                    // Pinned from the start: nothing may evict it between the copy and the flags below.
                     fill = StartCopyFill(block.Key, block.Length, block.FromEndpoint, block.Checksums, block.Pinned ? BlockFile.FlagPinned : (ushort)0, ExpiresTicks(block.Ttl) ?? 0);
                 }
                 catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException)
@@ -123,39 +123,32 @@ public sealed partial class WorkerJobs(BlockFiller filler, IGrainFactory grains,
 
                 if (fill is null)
                 {
-                    adopted.Add(block);
+                    held.Add(block);
                     load.Filled(0);
                     continue;
                 }
 
-                running.Add((fill, block));
+                running.Add(fill);
                 if (running.Count >= MaxParallelFills)
                 {
                     // Bounded: wait for the oldest before starting more.
-                    if (await SettleAsync(load, running[0].Fill).ConfigureAwait(false))
-                    {
-                        adopted.Add(running[0].Block);
-                    }
-
+                    await SettleAsync(load, running[0]).ConfigureAwait(false);
                     running.RemoveAt(0);
                 }
             }
 
-            foreach (var (fill, block) in running)
+            foreach (var fill in running)
             {
-                if (await SettleAsync(load, fill).ConfigureAwait(false))
-                {
-                    adopted.Add(block);
-                }
+                await SettleAsync(load, fill).ConfigureAwait(false);
             }
 
-            var pinned = adopted.Where(b => b.Pinned).Select(b => b.Key).ToList();
+            var pinned = held.Where(b => b.Pinned).Select(b => b.Key).ToList();
             if (pinned.Count > 0)
             {
                 await Store.SetFlagsAsync(pinned, true, null).ConfigureAwait(false);
             }
 
-            foreach (var block in adopted.Where(b => b.Ttl is not null))
+            foreach (var block in held.Where(b => b.Ttl is not null))
             {
                 await Store.SetFlagsAsync([block.Key], null, ExpiresTicks(block.Ttl)).ConfigureAwait(false);
             }
@@ -250,18 +243,16 @@ public sealed partial class WorkerJobs(BlockFiller filler, IGrainFactory grains,
         }
     }
 
-    private static async Task<bool> SettleAsync(Load load, BlockFill fill)
+    private static async Task SettleAsync(Load load, BlockFill fill)
     {
         try
         {
             await fill.Completion.ConfigureAwait(false);
             load.Filled(fill.Length);
-            return true;
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             load.Failed(e is UnderStorageException u ? u.Message : e.Message);
-            return false;
         }
     }
 
